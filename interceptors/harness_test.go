@@ -1,0 +1,195 @@
+package interceptors
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	injectedMessage = "injected fault"
+	noDeadline      = time.Duration(-1)
+)
+
+// harness is an EchoService server with fault injection and a client
+// connected to it through the interceptors under test.
+type harness struct {
+	client testingv1.EchoServiceClient
+	addr   string // set for TCP harnesses
+
+	mu        sync.Mutex
+	failQueue []codes.Code
+	block     int  // number of next attempts that hang until their context ends
+	blockAll  bool // every attempt hangs until released or its context ends
+	released  chan struct{}
+	md        []metadata.MD
+	dl        []time.Duration
+}
+
+type echoServer struct {
+	testingv1.UnimplementedEchoServiceServer
+	h *harness
+}
+
+func (s echoServer) Echo(ctx context.Context, req *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
+	if err := s.h.arrive(ctx); err != nil {
+		return nil, err
+	}
+	return &testingv1.EchoResponse{Message: req.GetMessage()}, nil
+}
+
+func (h *harness) arrive(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	left := noDeadline
+	if dl, ok := ctx.Deadline(); ok {
+		left = time.Until(dl)
+	}
+	h.mu.Lock()
+	h.md = append(h.md, md)
+	h.dl = append(h.dl, left)
+	var code codes.Code
+	if len(h.failQueue) > 0 {
+		code, h.failQueue = h.failQueue[0], h.failQueue[1:]
+	}
+	hang := h.blockAll || h.block > 0
+	if h.block > 0 {
+		h.block--
+	}
+	released := h.released
+	h.mu.Unlock()
+	if hang {
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-released:
+		}
+	}
+	if code != codes.OK {
+		return status.Error(code, injectedMessage)
+	}
+	return nil
+}
+
+func newHarness(t testing.TB, opts ...Option) *harness {
+	t.Helper()
+	m, err := New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newHarnessDial(t, grpc.WithUnaryInterceptor(m.UnaryClientInterceptor()), grpc.WithStreamInterceptor(m.StreamClientInterceptor()))
+}
+
+func newHarnessDial(t testing.TB, opts ...grpc.DialOption) *harness {
+	t.Helper()
+	h := &harness{released: make(chan struct{})}
+	lis := bufconn.Listen(1 << 20)
+	h.serve(t, lis)
+	all := append([]grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}, opts...)
+	conn, err := grpc.NewClient("passthrough:///bufnet", all...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h.client = testingv1.NewEchoServiceClient(conn)
+	return h
+}
+
+func newTCPHarness(t testing.TB) *harness {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{released: make(chan struct{}), addr: lis.Addr().String()}
+	h.serve(t, lis)
+	return h
+}
+
+func (h *harness) serve(t testing.TB, lis net.Listener) {
+	srv := grpc.NewServer()
+	testingv1.RegisterEchoServiceServer(srv, echoServer{h: h})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		h.mu.Lock()
+		select {
+		case <-h.released:
+		default:
+			close(h.released)
+		}
+		h.mu.Unlock()
+		srv.Stop()
+		<-done
+	})
+}
+
+// failNext makes the next n attempts fail with code.
+func (h *harness) failNext(n int, code codes.Code) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for range n {
+		h.failQueue = append(h.failQueue, code)
+	}
+}
+
+// blockFirst makes the next n attempts hang until their context ends.
+func (h *harness) blockFirst(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.block = n
+}
+
+// blockCalls makes every attempt hang until its context ends or the
+// returned release is called.
+func (h *harness) blockCalls() (release func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.blockAll = true
+	ch := h.released
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+func (h *harness) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failQueue, h.block, h.blockAll, h.md, h.dl = nil, 0, false, nil, nil
+}
+
+func (h *harness) attempts() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.md)
+}
+
+func (h *harness) calls() []metadata.MD {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]metadata.MD(nil), h.md...)
+}
+
+func (h *harness) deadlines() []time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]time.Duration(nil), h.dl...)
+}

@@ -1,0 +1,128 @@
+package interceptors
+
+import (
+	"errors"
+
+	"google.golang.org/grpc"
+)
+
+// AttemptMetadataKey is the outgoing metadata key that carries the attempt
+// number (2, 3, ...) to the server on retries. The first attempt does not
+// carry it. The caller's metadata is never modified: the key is added to a
+// copy.
+const AttemptMetadataKey = "resilience-attempt"
+
+// Middleware holds the configuration and the shared state (breakers,
+// budgets) of a set of interceptors. The unary and stream interceptors of
+// one Middleware share that state, so use one Middleware per client
+// connection or per group of connections that should share it.
+//
+// A Middleware is safe for concurrent use and holds no goroutines.
+type Middleware struct {
+	cfg config
+	tel telemetry
+}
+
+// New returns a Middleware configured by opts, or an error that wraps
+// ErrInvalidOption and names every invalid option.
+func New(opts ...Option) (*Middleware, error) {
+	cfg := defaultConfig()
+	var errs []error
+	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, invalid("Option", "nil option"))
+			continue
+		}
+		if err := o.apply(&cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &Middleware{cfg: cfg}, nil
+}
+
+// MustNew is like New but panics if an option is invalid. It suits
+// package-level variables and tests whose options are constants.
+func MustNew(opts ...Option) *Middleware {
+	m, err := New(opts...)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// UnaryClientInterceptor returns a unary interceptor configured by opts.
+// It panics if an option is invalid; use New to get an error instead.
+// Each call creates a separate Middleware: use New and DialOptions to share
+// state between the unary and stream interceptors.
+func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
+	return MustNew(opts...).UnaryClientInterceptor()
+}
+
+// StreamClientInterceptor returns a stream interceptor configured by opts.
+// It panics if an option is invalid; use New to get an error instead.
+func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
+	return MustNew(opts...).StreamClientInterceptor()
+}
+
+// DialOptions returns the dial options of a Middleware configured by opts.
+// It panics if an option is invalid; use New and Middleware.DialOptions to
+// get an error instead.
+func DialOptions(opts ...Option) []grpc.DialOption {
+	return MustNew(opts...).DialOptions()
+}
+
+// DialOptions returns everything a client needs in one go:
+//   - the unary and stream interceptors of m (chained after any
+//     interceptors added earlier with grpc.WithChainUnaryInterceptor),
+//   - grpc.WithDisableRetry(), so grpc-go's own retries do not multiply
+//     the attempts (3 of ours × 4 of theirs would be 12 hits),
+//   - grpc.WithConnectParams with a short connect timeout and reconnect
+//     backoff (see WithConnectParams).
+//
+// Transport credentials are the caller's to add.
+func (m *Middleware) DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(m.UnaryClientInterceptor()),
+		grpc.WithChainStreamInterceptor(m.StreamClientInterceptor()),
+		grpc.WithDisableRetry(),
+		grpc.WithConnectParams(m.cfg.connectParams),
+	}
+}
+
+// resolve computes the policy for one call and removes the interceptors'
+// own call options from opts. It allocates only when opts holds some.
+func (m *Middleware) resolve(method string, opts []grpc.CallOption) (policy, []grpc.CallOption) {
+	p := m.cfg.policy
+	for i := range m.cfg.methodPolicies {
+		mp := &m.cfg.methodPolicies[i]
+		if mp.match(method) {
+			for _, o := range mp.opts {
+				o.apply(&p)
+			}
+		}
+	}
+	ours := 0
+	for _, o := range opts {
+		if co, ok := o.(CallOption); ok {
+			ours++
+			if co.apply == nil {
+				callInvalid(&p, "CallOption", "zero value")
+				continue
+			}
+			co.apply(&p)
+		}
+	}
+	if ours == 0 {
+		return p, opts
+	}
+	rest := make([]grpc.CallOption, 0, len(opts)-ours)
+	for _, o := range opts {
+		if _, ok := o.(CallOption); !ok {
+			rest = append(rest, o)
+		}
+	}
+	return p, rest
+}

@@ -1,0 +1,285 @@
+package interceptors
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/internal/clock"
+)
+
+// Defaults. They are applied in one place, defaultConfig, and documented in
+// doc.go and the README.
+const (
+	// DefaultMaxAttempts is the number of attempts a call makes, counting
+	// the first one.
+	DefaultMaxAttempts = 3
+	// DefaultCallTimeout is the deadline given to calls whose context has
+	// none.
+	DefaultCallTimeout = 10 * time.Second
+	// DefaultMinConnectTimeout is the connect timeout DialOptions sets.
+	DefaultMinConnectTimeout = 3 * time.Second
+)
+
+// DefaultRetryCodes are the status codes retried by default.
+var DefaultRetryCodes = []codes.Code{codes.Unavailable, codes.DeadlineExceeded}
+
+// DefaultConnectBackoff is the reconnect backoff DialOptions sets: shorter
+// than grpc-go's (1 s base, 120 s cap) so that a restarted downstream is
+// found again quickly.
+var DefaultConnectBackoff = grpcbackoff.Config{
+	BaseDelay:  100 * time.Millisecond,
+	Multiplier: 1.6,
+	Jitter:     0.2,
+	MaxDelay:   3 * time.Second,
+}
+
+// ErrInvalidOption is wrapped by every error New returns for a bad option.
+var ErrInvalidOption = errors.New("interceptors: invalid option")
+
+// Option configures a Middleware. Options are applied in order; a later
+// option overrides an earlier one of the same kind.
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+// config is the immutable configuration of a Middleware.
+type config struct {
+	policy         policy
+	methodPolicies []methodPolicy
+	connectParams  grpc.ConnectParams
+	clock          clock.Clock
+}
+
+// policy is what governs one call; it is resolved per call from the
+// Middleware defaults, the matching method policies and the call options.
+type policy struct {
+	maxAttempts       int
+	retryCodes        codeSet
+	backoff           backoff.Policy
+	perAttemptTimeout time.Duration
+	callTimeout       time.Duration
+	attemptsOut       *int
+	err               error // a bad CallOption, reported when the call is made
+}
+
+type methodPolicy struct {
+	match func(fullMethod string) bool
+	opts  []CallOption
+}
+
+func defaultConfig() config {
+	return config{
+		policy: policy{
+			maxAttempts: DefaultMaxAttempts,
+			retryCodes:  newCodeSet(DefaultRetryCodes...),
+			backoff:     backoff.MustExponential(backoff.DefaultConfig),
+			callTimeout: DefaultCallTimeout,
+		},
+		connectParams: grpc.ConnectParams{
+			Backoff:           DefaultConnectBackoff,
+			MinConnectTimeout: DefaultMinConnectTimeout,
+		},
+		clock: clock.Real,
+	}
+}
+
+func invalid(option, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidOption, option, fmt.Sprintf(format, args...))
+}
+
+// WithMaxAttempts sets how many attempts a call may make, counting the first
+// one: 1 disables retries. n must be at least 1. Default DefaultMaxAttempts.
+func WithMaxAttempts(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 {
+			return invalid("WithMaxAttempts", "must be >= 1, got %d", n)
+		}
+		c.policy.maxAttempts = n
+		return nil
+	})
+}
+
+// WithRetryCodes sets the status codes that are retried, replacing the
+// default (Unavailable, DeadlineExceeded). DeadlineExceeded is only ever
+// retried while the caller's context is alive. OK is rejected; so is an
+// empty list (use WithMaxAttempts(1) to disable retries).
+func WithRetryCodes(cs ...codes.Code) Option {
+	return optionFunc(func(c *config) error {
+		set, err := codeSetFor("WithRetryCodes", cs)
+		if err != nil {
+			return err
+		}
+		c.policy.retryCodes = set
+		return nil
+	})
+}
+
+// WithBackoff sets the delay policy between attempts. Default: an
+// exponential backoff with backoff.DefaultConfig. Use
+// backoff.NewExponential to build one from a backoff.Config.
+func WithBackoff(p backoff.Policy) Option {
+	return optionFunc(func(c *config) error {
+		if p == nil {
+			return invalid("WithBackoff", "policy is nil")
+		}
+		c.policy.backoff = p
+		return nil
+	})
+}
+
+// WithPerAttemptTimeout bounds each attempt. An attempt that times out
+// fails with DeadlineExceeded and is retried while the call deadline allows.
+// 0 means no per-attempt bound (the default): each attempt may use the whole
+// remaining call time. Negative values are rejected.
+func WithPerAttemptTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return invalid("WithPerAttemptTimeout", "must be >= 0, got %v", d)
+		}
+		c.policy.perAttemptTimeout = d
+		return nil
+	})
+}
+
+// WithCallTimeout sets the deadline given to a call whose context has none.
+// A caller's own deadline is never changed. 0 disables the default deadline;
+// negative values are rejected. Default DefaultCallTimeout.
+func WithCallTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return invalid("WithCallTimeout", "must be >= 0, got %v", d)
+		}
+		c.policy.callTimeout = d
+		return nil
+	})
+}
+
+// WithMethodPolicy applies opts to every call whose full method name
+// ("/package.Service/Method") satisfies match, for example to turn retries
+// off for non-idempotent methods:
+//
+//	interceptors.WithMethodPolicy(interceptors.MatchMethodPrefix("Create"),
+//		interceptors.CallMaxAttempts(1))
+//
+// Policies apply in the order given, after the Middleware defaults and
+// before the call's own CallOptions. An attempt counter (CallAttempts)
+// cannot be used here.
+func WithMethodPolicy(match func(fullMethod string) bool, opts ...CallOption) Option {
+	return optionFunc(func(c *config) error {
+		if match == nil {
+			return invalid("WithMethodPolicy", "match is nil")
+		}
+		var probe policy
+		for _, o := range opts {
+			if o.apply == nil {
+				return invalid("WithMethodPolicy", "zero CallOption")
+			}
+			o.apply(&probe)
+			if probe.err != nil {
+				return invalid("WithMethodPolicy", "%v", probe.err)
+			}
+			if probe.attemptsOut != nil {
+				return invalid("WithMethodPolicy", "CallAttempts is per call only")
+			}
+		}
+		c.methodPolicies = append(c.methodPolicies, methodPolicy{match: match, opts: append([]CallOption(nil), opts...)})
+		return nil
+	})
+}
+
+// MatchMethods matches the given full method names
+// ("/package.Service/Method") exactly.
+func MatchMethods(fullMethods ...string) func(fullMethod string) bool {
+	set := make(map[string]struct{}, len(fullMethods))
+	for _, m := range fullMethods {
+		set[m] = struct{}{}
+	}
+	return func(fullMethod string) bool {
+		_, ok := set[fullMethod]
+		return ok
+	}
+}
+
+// MatchService matches every method of a service given by its full name
+// ("package.Service").
+func MatchService(service string) func(fullMethod string) bool {
+	prefix := "/" + service + "/"
+	return func(fullMethod string) bool { return strings.HasPrefix(fullMethod, prefix) }
+}
+
+// MatchMethodPrefix matches methods whose short name (the part after the
+// last "/") starts with prefix, e.g. "Create" matches
+// "/pkg.Service/CreateUser".
+func MatchMethodPrefix(prefix string) func(fullMethod string) bool {
+	return func(fullMethod string) bool {
+		return strings.HasPrefix(fullMethod[strings.LastIndexByte(fullMethod, '/')+1:], prefix)
+	}
+}
+
+// WithConnectParams sets the connect parameters DialOptions hands out.
+// Default: DefaultConnectBackoff and DefaultMinConnectTimeout.
+// MinConnectTimeout must be > 0 and the backoff must have BaseDelay > 0,
+// Multiplier >= 1, Jitter in [0,1] and MaxDelay >= BaseDelay.
+func WithConnectParams(p grpc.ConnectParams) Option {
+	return optionFunc(func(c *config) error {
+		b := p.Backoff
+		switch {
+		case p.MinConnectTimeout <= 0:
+			return invalid("WithConnectParams", "MinConnectTimeout must be > 0, got %v", p.MinConnectTimeout)
+		case b.BaseDelay <= 0:
+			return invalid("WithConnectParams", "Backoff.BaseDelay must be > 0, got %v", b.BaseDelay)
+		case !(b.Multiplier >= 1):
+			return invalid("WithConnectParams", "Backoff.Multiplier must be >= 1, got %v", b.Multiplier)
+		case !(b.Jitter >= 0 && b.Jitter <= 1):
+			return invalid("WithConnectParams", "Backoff.Jitter must be in [0,1], got %v", b.Jitter)
+		case b.MaxDelay < b.BaseDelay:
+			return invalid("WithConnectParams", "Backoff.MaxDelay (%v) must be >= Backoff.BaseDelay (%v)", b.MaxDelay, b.BaseDelay)
+		}
+		c.connectParams = p
+		return nil
+	})
+}
+
+// withClock injects time for tests.
+func withClock(cl clock.Clock) Option {
+	return optionFunc(func(c *config) error {
+		c.clock = cl
+		return nil
+	})
+}
+
+// codeSet is a set of gRPC codes as a bitmask (codes are 0..16).
+type codeSet uint32
+
+func newCodeSet(cs ...codes.Code) codeSet {
+	var s codeSet
+	for _, c := range cs {
+		s |= 1 << c
+	}
+	return s
+}
+
+func (s codeSet) has(c codes.Code) bool { return c < 32 && s&(1<<c) != 0 }
+
+func codeSetFor(option string, cs []codes.Code) (codeSet, error) {
+	if len(cs) == 0 {
+		return 0, invalid(option, "no codes given")
+	}
+	for _, c := range cs {
+		if c == codes.OK || c > codes.Unauthenticated {
+			return 0, invalid(option, "cannot retry code %v", c)
+		}
+	}
+	return newCodeSet(cs...), nil
+}

@@ -1,0 +1,446 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/internal/clock"
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+)
+
+const echoMethod = "/resilience.testing.v1.EchoService/Echo"
+
+// guard bounds how long a test waits for something that should happen at
+// once; it only fires when the code under test is broken.
+const guard = 10 * time.Second
+
+func echo(ctx context.Context, t *testing.T, c testingv1.EchoServiceClient, opts ...grpc.CallOption) error {
+	t.Helper()
+	resp, err := c.Echo(ctx, &testingv1.EchoRequest{Message: "hi"}, opts...)
+	if err == nil && resp.GetMessage() != "hi" {
+		t.Fatalf("Echo returned %q, want %q", resp.GetMessage(), "hi")
+	}
+	return err
+}
+
+func TestRetryThenSucceed(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h.failNext(2, codes.Unavailable)
+	var attempts int
+	if err := echo(context.Background(), t, h.client, CallAttempts(&attempts)); err != nil {
+		t.Fatalf("Echo: %v, want success on the third attempt", err)
+	}
+	if attempts != 3 {
+		t.Errorf("CallAttempts = %d, want 3", attempts)
+	}
+	calls := h.calls()
+	if len(calls) != 3 {
+		t.Fatalf("server saw %d attempts, want 3", len(calls))
+	}
+	for i, md := range calls {
+		got := md.Get(AttemptMetadataKey)
+		if i == 0 {
+			if len(got) != 0 {
+				t.Errorf("attempt 1 carried %s=%v, want none", AttemptMetadataKey, got)
+			}
+			continue
+		}
+		if want := []string{string(rune('1' + i))}; len(got) != 1 || got[0] != want[0] {
+			t.Errorf("attempt %d carried %s=%v, want %v", i+1, AttemptMetadataKey, got, want)
+		}
+	}
+}
+
+func TestExhaustedRetriesReturnLastError(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithMaxAttempts(4))
+	h.failNext(10, codes.Unavailable)
+	err := echo(context.Background(), t, h.client)
+	if got := status.Code(err); got != codes.Unavailable {
+		t.Fatalf("code = %v, want Unavailable (err %v)", got, err)
+	}
+	var ie *Error
+	if !errors.As(err, &ie) {
+		t.Fatalf("error %T does not unwrap to *Error", err)
+	}
+	if ie.Attempts != 4 {
+		t.Errorf("Error.Attempts = %d, want 4", ie.Attempts)
+	}
+	if got := h.attempts(); got != 4 {
+		t.Errorf("server saw %d attempts, want 4", got)
+	}
+	if msg := status.Convert(err).Message(); msg != injectedMessage {
+		t.Errorf("status message = %q, want the last attempt's %q", msg, injectedMessage)
+	}
+	if !strings.Contains(err.Error(), "after 4 attempts") {
+		t.Errorf("Error() = %q, want it to mention the 4 attempts", err.Error())
+	}
+}
+
+func TestNonRetryableCodeIsNotRetried(t *testing.T) {
+	for _, code := range []codes.Code{codes.NotFound, codes.InvalidArgument, codes.PermissionDenied, codes.Internal, codes.ResourceExhausted} {
+		t.Run(code.String(), func(t *testing.T) {
+			h := newHarness(t, WithBackoff(backoff.Constant(0)))
+			h.failNext(1, code)
+			err := echo(context.Background(), t, h.client)
+			if got := status.Code(err); got != code {
+				t.Errorf("code = %v, want %v", got, code)
+			}
+			if got := h.attempts(); got != 1 {
+				t.Errorf("server saw %d attempts, want 1", got)
+			}
+		})
+	}
+}
+
+func TestRetryCodesOption(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithRetryCodes(codes.ResourceExhausted))
+	h.failNext(1, codes.ResourceExhausted)
+	if err := echo(context.Background(), t, h.client); err != nil {
+		t.Fatalf("Echo: %v, want success after retrying ResourceExhausted", err)
+	}
+	h.reset()
+	h.failNext(1, codes.Unavailable)
+	if got := status.Code(echo(context.Background(), t, h.client)); got != codes.Unavailable {
+		t.Errorf("Unavailable with WithRetryCodes(ResourceExhausted): code %v, want Unavailable after 1 attempt", got)
+	}
+	if got := h.attempts(); got != 1 {
+		t.Errorf("server saw %d attempts, want 1", got)
+	}
+}
+
+func TestBackoffDelaysAreUsedBetweenAttempts(t *testing.T) {
+	fc := clock.NewFake(time.Unix(0, 0))
+	b := backoff.MustExponential(backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 3, MaxDelay: time.Second})
+	h := newHarness(t, withClock(fc), WithBackoff(b), WithMaxAttempts(3))
+	h.failNext(2, codes.Unavailable)
+	done := make(chan error, 1)
+	go func() { done <- echo(context.Background(), t, h.client) }()
+	for i, want := range []time.Duration{100 * time.Millisecond, 300 * time.Millisecond} {
+		got, ok := fc.WaitForTimers(done2(done), 1)
+		if !ok {
+			t.Fatalf("call ended before backoff %d was armed", i+1)
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Fatalf("backoff %d: pending timers %v, want [%v]", i+1, got, want)
+		}
+		if n := h.attempts(); n != i+1 {
+			t.Fatalf("during backoff %d the server had seen %d attempts, want %d", i+1, n, i+1)
+		}
+		fc.Advance(want)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Echo: %v", err)
+		}
+	case <-time.After(guard):
+		t.Fatal("call did not finish")
+	}
+}
+
+// done2 adapts a result channel to a done channel without consuming the
+// result: it closes when the call finished.
+func done2(results chan error) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		err := <-results
+		results <- err
+		close(ch)
+	}()
+	return ch
+}
+
+func TestCallerCancelDuringBackoffReturnsAtOnce(t *testing.T) {
+	fc := clock.NewFake(time.Unix(0, 0))
+	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(time.Hour)), WithCallTimeout(0))
+	h.failNext(1, codes.Unavailable)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- echo(ctx, t, h.client) }()
+	if got, ok := fc.WaitForTimers(done2(done), 1); !ok || got[0] != time.Hour {
+		t.Fatalf("pending backoff %v (ok %v), want [1h]", got, ok)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if got := status.Code(err); got != codes.Canceled {
+			t.Errorf("code = %v, want Canceled (err %v)", got, err)
+		}
+		if !strings.Contains(err.Error(), injectedMessage) {
+			t.Errorf("error %q does not mention the last attempt's error", err)
+		}
+	case <-time.After(guard):
+		t.Fatal("cancelled call still waiting for its backoff")
+	}
+	if got := h.attempts(); got != 1 {
+		t.Errorf("server saw %d attempts, want 1", got)
+	}
+	if p := fc.Pending(); len(p) != 0 {
+		t.Errorf("timers still pending after cancel: %v", p)
+	}
+}
+
+func TestDeadlineShorterThanBackoffReturnsLastErrorWithoutWaiting(t *testing.T) {
+	fc := clock.NewFake(time.Unix(0, 0))
+	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(time.Hour)))
+	h.failNext(1, codes.Unavailable)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := echo(ctx, t, h.client)
+	if got := status.Code(err); got != codes.Unavailable {
+		t.Errorf("code = %v, want the last attempt's Unavailable (err %v)", got, err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("call returned only after its deadline")
+	}
+	if got := h.attempts(); got != 1 {
+		t.Errorf("server saw %d attempts, want 1", got)
+	}
+	if p := fc.Pending(); len(p) != 0 {
+		t.Errorf("a backoff timer was armed (%v) although it could not fit the deadline", p)
+	}
+}
+
+func TestDeadlineExceededRetriedOnlyWhileCallerAlive(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	// Sent by the server while the caller's context is alive: retried.
+	h.failNext(1, codes.DeadlineExceeded)
+	if err := echo(context.Background(), t, h.client); err != nil {
+		t.Fatalf("server-sent DeadlineExceeded was not retried: %v", err)
+	}
+	if got := h.attempts(); got != 2 {
+		t.Errorf("server saw %d attempts, want 2", got)
+	}
+
+	// The caller's own deadline expires during the attempt: not retried.
+	h.reset()
+	release := h.blockCalls()
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := echo(ctx, t, h.client)
+	if got := status.Code(err); got != codes.DeadlineExceeded {
+		t.Errorf("code = %v, want DeadlineExceeded", got)
+	}
+	if got := h.attempts(); got != 1 {
+		t.Errorf("server saw %d attempts after the caller's deadline, want 1", got)
+	}
+}
+
+func TestPerAttemptTimeoutTriggersRetry(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithPerAttemptTimeout(50*time.Millisecond))
+	h.blockFirst(1) // the first attempt hangs until its context ends
+	var attempts int
+	if err := echo(context.Background(), t, h.client, CallAttempts(&attempts)); err != nil {
+		t.Fatalf("Echo: %v, want success on the second attempt", err)
+	}
+	if attempts != 2 {
+		t.Errorf("attempts = %d, want 2", attempts)
+	}
+	dl := h.deadlines()
+	if len(dl) != 2 {
+		t.Fatalf("server saw %d attempts, want 2", len(dl))
+	}
+	for i, d := range dl {
+		if d <= 0 || d > 50*time.Millisecond {
+			t.Errorf("attempt %d reached the server with %v left, want a deadline within the 50ms per-attempt timeout", i+1, d)
+		}
+	}
+}
+
+func TestDefaultCallTimeoutOnlyWhenCallerHasNone(t *testing.T) {
+	h := newHarness(t, WithCallTimeout(7*time.Second))
+	if err := echo(context.Background(), t, h.client); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if err := echo(ctx, t, h.client); err != nil {
+		t.Fatal(err)
+	}
+	if err := echo(context.Background(), t, h.client, CallTimeout(0)); err != nil {
+		t.Fatal(err)
+	}
+	dl := h.deadlines()
+	if len(dl) != 3 {
+		t.Fatalf("server saw %d calls, want 3", len(dl))
+	}
+	if dl[0] <= 6*time.Second || dl[0] > 7*time.Second {
+		t.Errorf("call without deadline reached the server with %v left, want the 7s default", dl[0])
+	}
+	if dl[1] <= 59*time.Minute {
+		t.Errorf("call with a 1h deadline reached the server with %v left, want its own deadline kept", dl[1])
+	}
+	if dl[2] != noDeadline {
+		t.Errorf("call with CallTimeout(0) reached the server with %v left, want no deadline", dl[2])
+	}
+}
+
+func TestPerCallOverrides(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithMaxAttempts(5))
+	h.failNext(10, codes.Unavailable)
+	if got := status.Code(echo(context.Background(), t, h.client, CallNoRetry())); got != codes.Unavailable {
+		t.Errorf("code = %v, want Unavailable", got)
+	}
+	if got := h.attempts(); got != 1 {
+		t.Errorf("CallNoRetry: server saw %d attempts, want 1", got)
+	}
+	h.reset()
+	h.failNext(10, codes.Unavailable)
+	_ = echo(context.Background(), t, h.client, CallMaxAttempts(2))
+	if got := h.attempts(); got != 2 {
+		t.Errorf("CallMaxAttempts(2): server saw %d attempts, want 2", got)
+	}
+	h.reset()
+	h.failNext(1, codes.Aborted)
+	if err := echo(context.Background(), t, h.client, CallRetryCodes(codes.Aborted)); err != nil {
+		t.Errorf("CallRetryCodes(Aborted): %v, want success after a retry", err)
+	}
+	h.reset()
+	h.blockFirst(1)
+	if err := echo(context.Background(), t, h.client, CallPerAttemptTimeout(20*time.Millisecond)); err != nil {
+		t.Errorf("CallPerAttemptTimeout: %v, want success after the first attempt timed out", err)
+	}
+	if got := h.attempts(); got != 2 {
+		t.Errorf("CallPerAttemptTimeout: server saw %d attempts, want 2", got)
+	}
+}
+
+func TestMethodPolicy(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)),
+		WithMethodPolicy(MatchMethods("/resilience.testing.v1.EchoService/Other"), CallMaxAttempts(5)),
+		WithMethodPolicy(MatchMethodPrefix("Ech"), CallNoRetry()),
+	)
+	h.failNext(10, codes.Unavailable)
+	_ = echo(context.Background(), t, h.client)
+	if got := h.attempts(); got != 1 {
+		t.Errorf("method policy CallNoRetry for Echo: server saw %d attempts, want 1", got)
+	}
+	h.reset()
+	h.failNext(10, codes.Unavailable)
+	_ = echo(context.Background(), t, h.client, CallMaxAttempts(3))
+	if got := h.attempts(); got != 3 {
+		t.Errorf("call option over method policy: server saw %d attempts, want 3", got)
+	}
+}
+
+func TestMatchers(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		match func(string) bool
+		in    string
+		want  bool
+	}{
+		{"methods hit", MatchMethods(echoMethod), echoMethod, true},
+		{"methods miss", MatchMethods(echoMethod), "/x.Y/Echo", false},
+		{"service hit", MatchService("resilience.testing.v1.EchoService"), echoMethod, true},
+		{"service miss", MatchService("resilience.testing.v1.Echo"), echoMethod, false},
+		{"prefix hit", MatchMethodPrefix("Create"), "/a.B/CreateUser", true},
+		{"prefix miss", MatchMethodPrefix("Create"), "/a.Create/GetUser", false},
+	} {
+		if got := tc.match(tc.in); got != tc.want {
+			t.Errorf("%s: match(%q) = %v, want %v", tc.name, tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestCallerMetadataIsNotModified(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h.failNext(2, codes.Unavailable)
+	md := metadata.Pairs("tenant", "a")
+	ctx := metadata.NewOutgoingContext(context.Background(), md)
+	if err := echo(ctx, t, h.client); err != nil {
+		t.Fatal(err)
+	}
+	if len(md) != 1 || len(md["tenant"]) != 1 || md["tenant"][0] != "a" {
+		t.Errorf("caller's metadata changed to %v", md)
+	}
+	out, _ := metadata.FromOutgoingContext(ctx)
+	if got := out.Get(AttemptMetadataKey); len(got) != 0 {
+		t.Errorf("caller's context gained %s=%v", AttemptMetadataKey, got)
+	}
+	for i, md := range h.calls() {
+		if got := md.Get("tenant"); len(got) != 1 || got[0] != "a" {
+			t.Errorf("attempt %d carried tenant=%v, want [a]", i+1, got)
+		}
+		if got := md.Get(AttemptMetadataKey); i > 0 && len(got) != 1 {
+			t.Errorf("attempt %d carried %s=%v, want one value", i+1, AttemptMetadataKey, got)
+		}
+	}
+}
+
+func TestInvalidOptionsAreRejectedByName(t *testing.T) {
+	for _, tc := range []struct {
+		opt  Option
+		name string
+	}{
+		{WithMaxAttempts(0), "WithMaxAttempts"},
+		{WithRetryCodes(), "WithRetryCodes"},
+		{WithRetryCodes(codes.OK), "WithRetryCodes"},
+		{WithRetryCodes(codes.Code(99)), "WithRetryCodes"},
+		{WithBackoff(nil), "WithBackoff"},
+		{WithPerAttemptTimeout(-time.Second), "WithPerAttemptTimeout"},
+		{WithCallTimeout(-time.Second), "WithCallTimeout"},
+		{WithMethodPolicy(nil), "WithMethodPolicy"},
+		{WithMethodPolicy(MatchMethods(echoMethod), CallMaxAttempts(0)), "CallMaxAttempts"},
+		{WithMethodPolicy(MatchMethods(echoMethod), CallAttempts(new(int))), "CallAttempts"},
+		{WithMethodPolicy(MatchMethods(echoMethod), CallOption{}), "zero CallOption"},
+		{WithConnectParams(grpc.ConnectParams{}), "MinConnectTimeout"},
+		{nil, "nil option"},
+	} {
+		_, err := New(tc.opt)
+		if err == nil {
+			t.Errorf("New(%s) succeeded, want an error", tc.name)
+			continue
+		}
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("New(bad %s) = %q, want ErrInvalidOption naming %s", tc.name, err, tc.name)
+		}
+	}
+	_, err := New(WithMaxAttempts(0), WithCallTimeout(-1))
+	if !strings.Contains(err.Error(), "WithMaxAttempts") || !strings.Contains(err.Error(), "WithCallTimeout") {
+		t.Errorf("two bad options: %q, want both named", err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r == nil || !strings.Contains(r.(error).Error(), "WithMaxAttempts") {
+				t.Errorf("UnaryClientInterceptor(bad) recovered %v, want a panic naming WithMaxAttempts", r)
+			}
+		}()
+		UnaryClientInterceptor(WithMaxAttempts(-1))
+	}()
+}
+
+func TestInvalidCallOptionFailsCallByName(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		opt  CallOption
+		name string
+	}{
+		{CallMaxAttempts(0), "CallMaxAttempts"},
+		{CallPerAttemptTimeout(-1), "CallPerAttemptTimeout"},
+		{CallTimeout(-1), "CallTimeout"},
+		{CallRetryCodes(), "CallRetryCodes"},
+		{CallBackoff(nil), "CallBackoff"},
+		{CallAttempts(nil), "CallAttempts"},
+		{CallOption{}, "CallOption"},
+	} {
+		err := echo(context.Background(), t, h.client, tc.opt)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("call with bad %s: %v, want InvalidArgument naming it", tc.name, err)
+		}
+	}
+	if got := h.attempts(); got != 0 {
+		t.Errorf("server saw %d attempts from invalid calls, want 0", got)
+	}
+}
