@@ -1,0 +1,108 @@
+package resilience_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/interceptors"
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+)
+
+// End-to-end tests of the public API over real loopback TCP.
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type failFirst struct {
+	testingv1.UnimplementedEchoServiceServer
+	failures int64
+	calls    atomic.Int64
+}
+
+func (s *failFirst) Echo(_ context.Context, req *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
+	if s.calls.Add(1) <= s.failures {
+		return nil, status.Error(codes.Unavailable, "not yet")
+	}
+	return &testingv1.EchoResponse{Message: req.GetMessage()}, nil
+}
+
+func listen(t *testing.T, srv testingv1.EchoServiceServer) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	testingv1.RegisterEchoServiceServer(s, srv)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(lis) }()
+	t.Cleanup(func() { s.Stop(); <-done })
+	return lis.Addr().String()
+}
+
+func fastBackoff() backoff.Policy {
+	return backoff.MustExponential(backoff.Config{BaseDelay: time.Millisecond, Multiplier: 2, MaxDelay: 5 * time.Millisecond, Jitter: 0.2})
+}
+
+func TestRetriesRideThroughTransientFailures(t *testing.T) {
+	server := &failFirst{failures: 2}
+	addr := listen(t, server)
+	m, err := interceptors.New(interceptors.WithBackoff(fastBackoff()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := interceptors.NewClientReady(ctx, addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var attempts int
+	resp, err := testingv1.NewEchoServiceClient(conn).Echo(ctx, &testingv1.EchoRequest{Message: "x"}, interceptors.CallAttempts(&attempts))
+	if err != nil {
+		t.Fatalf("Echo: %v", err)
+	}
+	if resp.GetMessage() != "x" || attempts != 3 || server.calls.Load() != 3 {
+		t.Errorf("got message %q after %d attempts (server saw %d), want %q after 3 (3)", resp.GetMessage(), attempts, server.calls.Load(), "x")
+	}
+}
+
+func TestDownstreamGoneFailsWithinDeadlineAndKeepsCode(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens here any more
+
+	m := interceptors.MustNew(interceptors.WithBackoff(fastBackoff()), interceptors.WithMaxAttempts(3))
+	conn, err := grpc.NewClient(addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = testingv1.NewEchoServiceClient(conn).Echo(ctx, &testingv1.EchoRequest{})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("code %v, want Unavailable (err %v)", status.Code(err), err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("call used up its whole deadline; want a fast failure")
+	}
+	var ie *interceptors.Error
+	if !errors.As(err, &ie) || ie.Attempts != 3 {
+		t.Errorf("err %v: want *interceptors.Error with 3 attempts", err)
+	}
+}
