@@ -21,7 +21,10 @@ type call struct {
 	target string
 	// attempts counts the attempts that reached the transport.
 	attempts int
-	tel      callTelemetry
+	// streaming calls bound only the time to commit by the per-attempt
+	// timeout; the stream interceptor arms that timer itself.
+	streaming bool
+	tel       callTelemetry
 }
 
 // attempt is one try of a call.
@@ -43,7 +46,7 @@ func (c *call) startAttempt() (attempt, error) {
 		// the addition lives in the returned context only.
 		a.ctx = metadata.AppendToOutgoingContext(a.ctx, AttemptMetadataKey, strconv.Itoa(a.n))
 	}
-	if c.p.perAttemptTimeout > 0 {
+	if c.p.perAttemptTimeout > 0 && !c.streaming {
 		a.ctx, a.cancel = context.WithTimeout(a.ctx, c.p.perAttemptTimeout)
 	}
 	a.ctx, a.tel = c.tel.startAttempt(a.ctx, a.n)

@@ -47,6 +47,19 @@
 //	call timeout          10 s (DefaultCallTimeout), only when the caller set no deadline
 //	connect (DialOptions) MinConnectTimeout 3 s; reconnect backoff 100 ms × 1.6^n, cap 3 s, jitter 0.2
 //
+// # Streams
+//
+// Stream calls follow the same policy, with attempts counted per stream.
+// A stream is retried only before it commits: the first response header or
+// message, a call to Header that returns one, or client messages beyond
+// the replay buffer (WithStreamReplayBuffer, default 256 KiB) commit it.
+// Until then the client's messages are kept and replayed in order on the
+// next attempt; after commit, errors reach the caller unchanged, so the
+// application never sees a duplicated or lost message. The per-attempt
+// timeout bounds the time to commit, not a committed stream. The attempt's
+// context ends when the stream ends (or when the caller cancels); there is
+// no goroutine per stream while it runs.
+//
 // # Per-method and per-call policy
 //
 // WithMethodPolicy applies CallOptions to the methods a matcher selects

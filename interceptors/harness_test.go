@@ -2,6 +2,7 @@ package interceptors
 
 import (
 	"context"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -38,6 +39,14 @@ type harness struct {
 	released  chan struct{}
 	md        []metadata.MD
 	dl        []time.Duration
+	// failAfter, when > 0, makes the next stream fail with failAfterCode
+	// after sending that many messages (after commit).
+	failAfter     int
+	failAfterCode codes.Code
+	received      [][]string // client messages received, per stream attempt
+	// streamFault, when set, decides per server-stream attempt whether it
+	// fails before sending anything, or after how many messages (0: never).
+	streamFault func() (before bool, after int)
 }
 
 type echoServer struct {
@@ -50,6 +59,124 @@ func (s echoServer) Echo(ctx context.Context, req *testingv1.EchoRequest) (*test
 		return nil, err
 	}
 	return &testingv1.EchoResponse{Message: req.GetMessage()}, nil
+}
+
+func (s echoServer) ServerStream(req *testingv1.ServerStreamRequest, stream testingv1.EchoService_ServerStreamServer) error {
+	if err := s.h.arrive(stream.Context()); err != nil {
+		return err
+	}
+	failAfter, code := s.h.takeFailAfter()
+	s.h.mu.Lock()
+	fault := s.h.streamFault
+	s.h.mu.Unlock()
+	if fault != nil {
+		before, after := fault()
+		if before {
+			return status.Error(codes.Unavailable, injectedMessage)
+		}
+		failAfter, code = after, codes.Unavailable
+	}
+	for i := range req.GetCount() {
+		if failAfter > 0 && int(i) == failAfter {
+			return status.Error(code, injectedMessage)
+		}
+		if err := stream.Send(&testingv1.ServerStreamResponse{Sequence: i, Message: req.GetMessage()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s echoServer) ClientStream(stream testingv1.EchoService_ClientStreamServer) error {
+	idx := s.h.startReceiving()
+	var got []string
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		got = append(got, msg.GetMessage())
+		s.h.recordReceived(idx, msg.GetMessage())
+	}
+	// Fail only once everything was received, so the test can check that
+	// the retry replays every message in order.
+	if err := s.h.arrive(stream.Context()); err != nil {
+		return err
+	}
+	return stream.SendAndClose(&testingv1.ClientStreamResponse{Messages: got})
+}
+
+func (s echoServer) BidiStream(stream testingv1.EchoService_BidiStreamServer) error {
+	idx := s.h.startReceiving()
+	if err := s.h.arrive(stream.Context()); err != nil {
+		// Fail before answering, but after the first message arrived, so
+		// that the message had to be replayed.
+		if msg, rerr := stream.Recv(); rerr == nil {
+			s.h.recordReceived(idx, msg.GetMessage())
+		}
+		return err
+	}
+	failAfter, code := s.h.takeFailAfter()
+	for seq := int32(0); ; seq++ {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		s.h.recordReceived(idx, msg.GetMessage())
+		if failAfter > 0 && int(seq) == failAfter {
+			return status.Error(code, injectedMessage)
+		}
+		if err := stream.Send(&testingv1.BidiStreamResponse{Message: msg.GetMessage(), Sequence: seq}); err != nil {
+			return err
+		}
+	}
+}
+
+func (h *harness) startReceiving() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.received = append(h.received, nil)
+	return len(h.received) - 1
+}
+
+func (h *harness) recordReceived(idx int, msg string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.received[idx] = append(h.received[idx], msg)
+}
+
+func (h *harness) takeFailAfter() (int, codes.Code) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, c := h.failAfter, h.failAfterCode
+	h.failAfter = 0
+	return n, c
+}
+
+// failStreamAfter makes the next stream fail with code after it sent n
+// messages (n > 0: after commit).
+func (h *harness) failStreamAfter(n int, code codes.Code) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failAfter, h.failAfterCode = n, code
+}
+
+// receivedMessages returns the client messages each stream attempt
+// received.
+func (h *harness) receivedMessages() [][]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([][]string, len(h.received))
+	for i, r := range h.received {
+		out[i] = append([]string(nil), r...)
+	}
+	return out
 }
 
 func (h *harness) arrive(ctx context.Context) error {
@@ -173,7 +300,7 @@ func (h *harness) blockCalls() (release func()) {
 func (h *harness) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.failQueue, h.block, h.blockAll, h.md, h.dl = nil, 0, false, nil, nil
+	h.failQueue, h.block, h.blockAll, h.md, h.dl, h.received, h.failAfter = nil, 0, false, nil, nil, nil, 0
 }
 
 func (h *harness) attempts() int {

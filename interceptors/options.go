@@ -59,6 +59,7 @@ type config struct {
 	methodPolicies []methodPolicy
 	connectParams  grpc.ConnectParams
 	clock          clock.Clock
+	replayBuffer   int
 }
 
 // policy is what governs one call; it is resolved per call from the
@@ -90,7 +91,8 @@ func defaultConfig() config {
 			Backoff:           DefaultConnectBackoff,
 			MinConnectTimeout: DefaultMinConnectTimeout,
 		},
-		clock: clock.Real,
+		clock:        clock.Real,
+		replayBuffer: DefaultStreamReplayBuffer,
 	}
 }
 
@@ -247,6 +249,21 @@ func WithConnectParams(p grpc.ConnectParams) Option {
 			return invalid("WithConnectParams", "Backoff.MaxDelay (%v) must be >= Backoff.BaseDelay (%v)", b.MaxDelay, b.BaseDelay)
 		}
 		c.connectParams = p
+		return nil
+	})
+}
+
+// WithStreamReplayBuffer sets how many bytes of client messages a stream
+// keeps for replay before it is committed; a stream whose messages exceed
+// it commits to its current attempt. 0 means streams commit at their first
+// message. Negative values are rejected. Default DefaultStreamReplayBuffer
+// (256 KiB).
+func WithStreamReplayBuffer(bytes int) Option {
+	return optionFunc(func(c *config) error {
+		if bytes < 0 {
+			return invalid("WithStreamReplayBuffer", "must be >= 0, got %d", bytes)
+		}
+		c.replayBuffer = bytes
 		return nil
 	})
 }

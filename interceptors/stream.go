@@ -2,16 +2,321 @@ package interceptors
 
 import (
 	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
+// DefaultStreamReplayBuffer is the default cap, in bytes, on the client
+// messages a stream keeps for replay before it is committed (as grpc-go's
+// own retry: 256 KiB per stream).
+const DefaultStreamReplayBuffer = 256 << 10
+
 // StreamClientInterceptor returns m's stream interceptor.
+//
+// A stream is retried only before it is committed: until the first response
+// header or message arrives, the caller reads the headers, or the messages
+// sent exceed the replay buffer (WithStreamReplayBuffer). Until then the
+// messages the caller sent are kept and replayed, in order, on the next
+// attempt. After commit, errors reach the caller unchanged: the application
+// never sees a duplicated or lost message. Attempts are counted per stream,
+// never per message. The per-attempt timeout bounds the time to commit, not
+// the life of a committed stream.
 func (m *Middleware) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return m.stream
 }
 
 func (m *Middleware) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	_, opts = m.resolve(method, opts)
-	return streamer(ctx, desc, cc, method, opts...)
+	c, opts, cancel, err := m.newCall(ctx, method, cc, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &retryStream{
+		c:        c,
+		desc:     desc,
+		cc:       cc,
+		streamer: streamer,
+		opts:     opts,
+		cancel:   cancel,
+		maxBuf:   m.cfg.replayBuffer,
+	}
+	s.c.streaming = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		err := s.newAttemptLocked()
+		if err == nil {
+			return s, nil
+		}
+		if stop := s.c.waitForRetry(err); stop != nil {
+			return nil, s.finishLocked(stop)
+		}
+	}
+}
+
+// errAttemptTimeout is the cause given to an attempt cancelled by the
+// per-attempt timeout before it committed.
+var errAttemptTimeout = errors.New("interceptors: per-attempt timeout before the stream committed")
+
+// retryStream is the grpc.ClientStream handed to the caller. grpc allows one
+// goroutine to send while another receives; mu guards the state they share.
+type retryStream struct {
+	c        call
+	desc     *grpc.StreamDesc
+	cc       *grpc.ClientConn
+	streamer grpc.Streamer
+	opts     []grpc.CallOption
+	cancel   context.CancelFunc // ends the call context
+	maxBuf   int
+
+	// committed is set once the stream can no longer be retried; from then
+	// on cs never changes and the fast paths read it without the lock.
+	committed atomic.Bool
+
+	mu        sync.Mutex
+	cs        grpc.ClientStream // the current attempt's stream
+	a         attempt           // the current attempt
+	acancel   context.CancelCauseFunc
+	stopAfter func() bool // stops the caller-cancel watcher of the attempt
+	timer     *time.Timer // per-attempt timeout until commit
+	buf       []any       // messages sent, replayed on a new attempt
+	bufSize   int
+	closeSent bool
+	// attemptEnded is set once the current attempt's outcome is reported.
+	attemptEnded bool
+	finished     bool
+	endErr       error
+}
+
+// newAttemptLocked starts an attempt and replays what the caller already
+// sent. On failure the attempt has ended and err is its error.
+func (s *retryStream) newAttemptLocked() error {
+	a, err := s.c.startAttempt()
+	if err != nil {
+		return err
+	}
+	ctx, acancel := context.WithCancelCause(a.ctx)
+	cs, err := s.streamer(ctx, s.desc, s.cc, s.c.method, s.opts...)
+	if err != nil {
+		acancel(nil)
+		s.c.endAttempt(&a, err)
+		return err
+	}
+	s.a, s.cs, s.acancel, s.attemptEnded = a, cs, acancel, false
+	if d := s.c.p.perAttemptTimeout; d > 0 {
+		s.timer = time.AfterFunc(d, func() { acancel(errAttemptTimeout) })
+	}
+	// If the caller abandons the stream and cancels its context (or the
+	// call deadline passes), end the call even if nobody reads the error:
+	// the breaker and telemetry hear about every attempt exactly once.
+	s.stopAfter = context.AfterFunc(ctx, s.abandoned)
+	for _, msg := range s.buf {
+		if err := cs.SendMsg(msg); err != nil {
+			// The new attempt already failed; RecvMsg reports why.
+			return nil
+		}
+	}
+	if s.closeSent {
+		_ = cs.CloseSend()
+	}
+	return nil
+}
+
+// abandoned runs when the current attempt's context ends by other means
+// than the stream ending: the caller's cancel or the call deadline (the
+// per-attempt timeout is left to RecvMsg, which retries).
+func (s *retryStream) abandoned() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.c.ctx.Err(); err != nil {
+		s.finishLocked(status.FromContextError(err).Err())
+	}
+}
+
+// commitLocked makes the current attempt final.
+func (s *retryStream) commitLocked() {
+	if s.committed.Load() {
+		return
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.buf, s.bufSize = nil, 0
+	s.committed.Store(true)
+}
+
+// finishLocked ends the current attempt and the call with err (nil or
+// io.EOF for success), once; later calls return the first result.
+func (s *retryStream) finishLocked(err error) error {
+	if s.finished {
+		return s.endErr
+	}
+	s.finished = true
+	s.endAttemptLocked(err)
+	if err != nil && err != io.EOF {
+		s.endErr = s.c.fail(err)
+	} else {
+		s.c.succeed()
+		s.endErr = err
+	}
+	s.cancel()
+	return s.endErr
+}
+
+// endAttemptLocked reports the current attempt's outcome, once.
+func (s *retryStream) endAttemptLocked(err error) {
+	if s.attemptEnded || s.cs == nil {
+		return
+	}
+	s.attemptEnded = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.stopAfter()
+	if err == io.EOF {
+		err = nil
+	}
+	s.c.endAttempt(&s.a, err)
+	s.acancel(nil)
+}
+
+// SendMsg sends m on the current attempt and, until commit, keeps it for
+// replay.
+func (s *retryStream) SendMsg(m any) error {
+	if s.committed.Load() {
+		return s.cs.SendMsg(m)
+	}
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return s.endErr
+	}
+	if !s.committed.Load() {
+		size := s.maxBuf + 1
+		if pm, ok := m.(proto.Message); ok {
+			size = proto.Size(pm)
+		}
+		if s.bufSize+size > s.maxBuf {
+			// Too much to replay: this attempt is the last.
+			s.commitLocked()
+		} else {
+			s.buf = append(s.buf, m)
+			s.bufSize += size
+		}
+	}
+	cs, committed := s.cs, s.committed.Load()
+	s.mu.Unlock()
+	err := cs.SendMsg(m)
+	if err == io.EOF && !committed {
+		// The attempt ended; the message is kept and the next RecvMsg
+		// learns why the attempt ended and retries if it may.
+		return nil
+	}
+	return err
+}
+
+// CloseSend half-closes the current attempt, and every later one.
+func (s *retryStream) CloseSend() error {
+	s.mu.Lock()
+	s.closeSent = true
+	cs := s.cs
+	s.mu.Unlock()
+	return cs.CloseSend()
+}
+
+// RecvMsg receives from the current attempt; before commit, a failed
+// attempt is replaced by a new one when the policy allows.
+func (s *retryStream) RecvMsg(m any) error {
+	if s.committed.Load() {
+		err := s.cs.RecvMsg(m)
+		if err != nil || !s.desc.ServerStreams {
+			s.mu.Lock()
+			s.finishLocked(err)
+			s.mu.Unlock()
+		}
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		cs := s.cs
+		s.mu.Unlock()
+		err := cs.RecvMsg(m)
+		s.mu.Lock()
+		switch {
+		case err == nil:
+			s.commitLocked()
+			if !s.desc.ServerStreams {
+				// A single response: the stream is over.
+				s.finishLocked(nil)
+			}
+			return nil
+		case s.finished:
+			return err
+		case s.committed.Load() || err == io.EOF:
+			s.commitLocked()
+			s.finishLocked(err)
+			return err
+		}
+		if hdr, _ := cs.Header(); hdr != nil {
+			// The server answered with headers: committed.
+			s.commitLocked()
+			s.finishLocked(err)
+			return err
+		}
+		if context.Cause(cs.Context()) == errAttemptTimeout && s.c.ctx.Err() == nil {
+			err = status.Error(codes.DeadlineExceeded, errAttemptTimeout.Error())
+		}
+		s.endAttemptLocked(err)
+		for {
+			s.mu.Unlock()
+			stop := s.c.waitForRetry(err)
+			s.mu.Lock()
+			if stop != nil {
+				return s.finishLocked(stop)
+			}
+			if err = s.newAttemptLocked(); err == nil {
+				break
+			}
+		}
+	}
+}
+
+// Header returns the current attempt's header. Reading a header commits
+// the stream: the caller has seen this attempt's answer.
+func (s *retryStream) Header() (metadata.MD, error) {
+	s.mu.Lock()
+	cs := s.cs
+	s.mu.Unlock()
+	md, err := cs.Header()
+	if md != nil {
+		s.mu.Lock()
+		if s.cs == cs {
+			s.commitLocked()
+		}
+		s.mu.Unlock()
+	}
+	return md, err
+}
+
+// Trailer returns the current attempt's trailer.
+func (s *retryStream) Trailer() metadata.MD {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cs.Trailer()
+}
+
+// Context returns the current attempt's context.
+func (s *retryStream) Context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cs.Context()
 }
