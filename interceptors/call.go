@@ -2,14 +2,32 @@ package interceptors
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/budget"
 )
+
+// PushbackMetadataKey is the trailer a server sends to tell clients when
+// to retry (gRFC A6): a non-negative number of milliseconds replaces the
+// next backoff delay; a negative or malformed value stops retrying.
+const PushbackMetadataKey = "grpc-retry-pushback-ms"
+
+// ErrPushback is the Reason of an *Error when the server's pushback
+// trailer asked the client not to retry.
+var ErrPushback = errors.New("interceptors: server pushback: do not retry")
+
+// ErrBudgetExhausted is the Reason of an *Error when the retry budget of
+// the target refused a retry. It wraps budget.ErrExhausted.
+var ErrBudgetExhausted = fmt.Errorf("interceptors: %w", budget.ErrExhausted)
 
 // call is the state of one logical call, shared by the unary and stream
 // attempt loops. It lives on the caller's goroutine.
@@ -17,27 +35,63 @@ type call struct {
 	m      *Middleware
 	p      policy
 	ctx    context.Context // the caller's context, with the call deadline
+	cc     *grpc.ClientConn
 	method string
 	target string
-	// attempts counts the attempts that reached the transport.
+	ts     *targetState
+	// attempts counts the attempts made.
 	attempts int
 	// streaming calls bound only the time to commit by the per-attempt
 	// timeout; the stream interceptor arms that timer itself.
 	streaming bool
-	tel       callTelemetry
+	// notReady is set when the latest attempt failed because the
+	// connection was not ready: the next attempt waits for it.
+	notReady bool
+	// pushback is the server's requested delay before the next attempt,
+	// when hasPushback.
+	pushback    time.Duration
+	hasPushback bool
+	// reason explains why retries stopped early, if they did.
+	reason error
+	tel    callTelemetry
 }
 
 // attempt is one try of a call.
 type attempt struct {
 	n      int
 	ctx    context.Context
-	cancel context.CancelFunc // nil when no per-attempt timeout was set
+	cancel context.CancelFunc // nil when no timeout was set
 	tel    attemptTelemetry
 }
 
+// waitReady waits, for at most the ready wait and within the call
+// deadline, until the connection is ready, while the reconnect probe
+// shortens grpc-go's reconnect backoff. It returns an error only when the
+// caller's context ended; a connection still down after the wait is left
+// to the attempt, which then fails fast.
+func (c *call) waitReady() error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.m.cfg.readyWait)
+	defer cancel()
+	if release := c.m.probes.acquire(c.cc); release != nil {
+		defer release()
+	}
+	for s := c.cc.GetState(); s != connectivity.Ready; s = c.cc.GetState() {
+		if s == connectivity.Idle {
+			c.cc.Connect()
+		}
+		if !c.cc.WaitForStateChange(ctx, s) {
+			break
+		}
+	}
+	if err := c.ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	return nil
+}
+
 // startAttempt prepares the next attempt: its number, context (attempt
-// metadata, per-attempt timeout) and telemetry. It returns an error when
-// the call must end without another attempt reaching the transport.
+// metadata, per-attempt timeout, ready wait) and telemetry. It returns an
+// error when the call must end without another attempt.
 func (c *call) startAttempt() (attempt, error) {
 	c.attempts++
 	a := attempt{n: c.attempts, ctx: c.ctx}
@@ -46,6 +100,12 @@ func (c *call) startAttempt() (attempt, error) {
 		// the addition lives in the returned context only.
 		a.ctx = metadata.AppendToOutgoingContext(a.ctx, AttemptMetadataKey, strconv.Itoa(a.n))
 	}
+	if c.m.cfg.readyWait > 0 && c.cc != nil && (c.notReady || c.cc.GetState() == connectivity.TransientFailure) {
+		if err := c.waitReady(); err != nil {
+			c.attempts--
+			return a, err
+		}
+	}
 	if c.p.perAttemptTimeout > 0 && !c.streaming {
 		a.ctx, a.cancel = context.WithTimeout(a.ctx, c.p.perAttemptTimeout)
 	}
@@ -53,12 +113,51 @@ func (c *call) startAttempt() (attempt, error) {
 	return a, nil
 }
 
-// endAttempt records the outcome of a.
-func (c *call) endAttempt(a *attempt, err error) {
+// notReady reports whether a connection in state s has lost its
+// transport: it failed to connect, or it went idle after a connection loss.
+// CONNECTING is not counted: grpc-go can still publish it for a moment
+// after the first RPC on a new connection has completed.
+func notReady(s connectivity.State) bool {
+	return s == connectivity.TransientFailure || s == connectivity.Idle
+}
+
+// endAttempt records the outcome of a and returns the error the attempt
+// ended with, as the retry loop should see it. trailer is the attempt's
+// trailer metadata, if known.
+func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 	a.tel.end(err)
 	if a.cancel != nil {
 		a.cancel()
 	}
+	c.hasPushback = false
+	c.notReady = false
+	if err == nil {
+		if c.ts != nil && c.ts.budget != nil {
+			c.ts.budget.Success()
+		}
+		return nil
+	}
+	code := status.Code(err)
+	if vals := trailer.Get(PushbackMetadataKey); len(vals) > 0 {
+		c.hasPushback = true
+		ms, perr := strconv.Atoi(vals[0])
+		if perr != nil || ms < 0 || len(vals) > 1 {
+			c.pushback = -1
+		} else {
+			c.pushback = time.Duration(ms) * time.Millisecond
+		}
+	}
+	if code == codes.Unavailable && c.cc != nil && c.m.cfg.readyWait > 0 && notReady(c.cc.GetState()) {
+		// The connection is down: the attempt never reached a server.
+		// The next one waits for readiness, and the budget, which guards
+		// servers against retry load, does not count it.
+		c.notReady = true
+		return err
+	}
+	if c.ts != nil && c.ts.budget != nil && (c.hasPushback || c.p.retryCodes.has(code)) {
+		c.ts.budget.Failure()
+	}
+	return err
 }
 
 // fail ends the call with err, recording the attempt count.
@@ -66,7 +165,7 @@ func (c *call) fail(err error) error {
 	if c.p.attemptsOut != nil {
 		*c.p.attemptsOut = c.attempts
 	}
-	e := &Error{Attempts: c.attempts, Err: err}
+	e := &Error{Attempts: c.attempts, Err: err, Reason: c.reason}
 	c.tel.end(e)
 	return e
 }
@@ -94,8 +193,24 @@ func (c *call) waitForRetry(err error) error {
 	if c.attempts >= c.p.maxAttempts || !c.p.retryCodes.has(code) {
 		return err
 	}
-	delay := c.p.backoff.Delay(c.attempts)
-	if dl, ok := ctx.Deadline(); ok && delay >= time.Until(dl) {
+	if c.hasPushback && c.pushback < 0 {
+		c.reason = ErrPushback
+		return err
+	}
+	if !c.notReady && c.ts != nil && c.ts.budget != nil && !c.ts.budget.AllowRetry() {
+		c.reason = ErrBudgetExhausted
+		return err
+	}
+	var delay time.Duration
+	switch {
+	case c.hasPushback:
+		delay = c.pushback
+	case c.notReady:
+		// The next attempt waits for the connection itself.
+	default:
+		delay = c.p.backoff.Delay(c.attempts)
+	}
+	if dl, ok := ctx.Deadline(); ok && delay > 0 && delay >= time.Until(dl) {
 		// The next attempt could not start before the deadline: give up
 		// now with the last error rather than sleep into the deadline.
 		return err
@@ -115,16 +230,17 @@ func (c *call) waitForRetry(err error) error {
 	}
 }
 
-// newCall resolves the policy of a call and applies the call deadline. The
-// returned cancel is never nil.
-func (m *Middleware) newCall(ctx context.Context, method string, cc *grpc.ClientConn, opts []grpc.CallOption) (call, []grpc.CallOption, context.CancelFunc, error) {
-	c := call{m: m, method: method}
+// initCall prepares c: it resolves the policy of the call and applies the
+// call deadline. The returned cancel is never nil when err is nil.
+func (m *Middleware) initCall(c *call, ctx context.Context, method string, cc *grpc.ClientConn, opts []grpc.CallOption) ([]grpc.CallOption, context.CancelFunc, error) {
+	c.m, c.method, c.cc = m, method, cc
 	c.p, opts = m.resolve(method, opts)
 	if c.p.err != nil {
-		return c, nil, nil, status.Error(codes.InvalidArgument, "interceptors: invalid call option: "+c.p.err.Error())
+		return nil, nil, status.Error(codes.InvalidArgument, "interceptors: invalid call option: "+c.p.err.Error())
 	}
 	if cc != nil {
 		c.target = cc.Target()
+		c.ts = m.targetState(c.target)
 	}
 	cancel := context.CancelFunc(noop)
 	if c.p.callTimeout > 0 {
@@ -133,7 +249,7 @@ func (m *Middleware) newCall(ctx context.Context, method string, cc *grpc.Client
 		}
 	}
 	c.ctx, c.tel = m.tel.startCall(ctx, method, c.target)
-	return c, opts, cancel, nil
+	return opts, cancel, nil
 }
 
 func noop() {}

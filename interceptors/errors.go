@@ -23,19 +23,33 @@ type Error struct {
 	Attempts int
 	// Err is the error that ended the call.
 	Err error
+	// Reason says why the call stopped before using all its attempts,
+	// when a policy stopped it: ErrBudgetExhausted or ErrPushback. It is
+	// nil otherwise.
+	Reason error
 }
 
 // Error returns Err's message, followed by the number of attempts when
-// there was more than one.
+// there was more than one and by Reason, if any.
 func (e *Error) Error() string {
-	if e.Attempts <= 1 {
-		return e.Err.Error()
+	s := e.Err.Error()
+	if e.Attempts > 1 {
+		s += " (after " + strconv.Itoa(e.Attempts) + " attempts)"
 	}
-	return e.Err.Error() + " (after " + strconv.Itoa(e.Attempts) + " attempts)"
+	if e.Reason != nil {
+		s += "; retries stopped: " + e.Reason.Error()
+	}
+	return s
 }
 
-// Unwrap returns Err.
-func (e *Error) Unwrap() error { return e.Err }
+// Unwrap returns Err and, if set, Reason, so that errors.Is(err,
+// ErrBudgetExhausted) works as well as errors.Is on the status error.
+func (e *Error) Unwrap() []error {
+	if e.Reason == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Reason}
+}
 
 // GRPCStatus returns the status of Err, so that status.Code and
 // status.Convert report the last attempt's code and message.

@@ -47,6 +47,12 @@ type harness struct {
 	// streamFault, when set, decides per server-stream attempt whether it
 	// fails before sending anything, or after how many messages (0: never).
 	streamFault func() (before bool, after int)
+	// pushback, when set, is sent as the pushback trailer of failures.
+	pushback string
+	// blockAttemptOne makes every first attempt hang until cancelled.
+	blockAttemptOne bool
+	// arrivals receives a value for every attempt that reached the server.
+	arrivals chan struct{}
 }
 
 type echoServer struct {
@@ -55,6 +61,14 @@ type echoServer struct {
 }
 
 func (s echoServer) Echo(ctx context.Context, req *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
+	// Tell the client which attempt answered, in the header and trailer.
+	md, _ := metadata.FromIncomingContext(ctx)
+	n := "1"
+	if v := md.Get(AttemptMetadataKey); len(v) == 1 {
+		n = v[0]
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs("served-attempt", n))
+	_ = grpc.SetTrailer(ctx, metadata.Pairs("served-attempt", n))
 	if err := s.h.arrive(ctx); err != nil {
 		return nil, err
 	}
@@ -192,12 +206,20 @@ func (h *harness) arrive(ctx context.Context) error {
 	if len(h.failQueue) > 0 {
 		code, h.failQueue = h.failQueue[0], h.failQueue[1:]
 	}
-	hang := h.blockAll || h.block > 0
+	hang := h.blockAll || h.block > 0 || (h.blockAttemptOne && len(md.Get(AttemptMetadataKey)) == 0)
 	if h.block > 0 {
 		h.block--
 	}
 	released := h.released
+	pushback := h.pushback
 	h.mu.Unlock()
+	select {
+	case h.arrivals <- struct{}{}:
+	default:
+	}
+	if code != codes.OK && pushback != "" {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(PushbackMetadataKey, pushback))
+	}
 	if hang {
 		select {
 		case <-ctx.Done():
@@ -222,7 +244,7 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 
 func newHarnessDial(t testing.TB, opts ...grpc.DialOption) *harness {
 	t.Helper()
-	h := &harness{released: make(chan struct{})}
+	h := &harness{released: make(chan struct{}), arrivals: make(chan struct{}, 1000)}
 	lis := bufconn.Listen(1 << 20)
 	h.serve(t, lis)
 	all := append([]grpc.DialOption{

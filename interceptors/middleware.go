@@ -2,6 +2,7 @@ package interceptors
 
 import (
 	"errors"
+	"sync"
 
 	"google.golang.org/grpc"
 )
@@ -19,8 +20,13 @@ const AttemptMetadataKey = "resilience-attempt"
 //
 // A Middleware is safe for concurrent use and holds no goroutines.
 type Middleware struct {
-	cfg config
-	tel telemetry
+	cfg    config
+	tel    telemetry
+	probes probes
+
+	mu        sync.RWMutex
+	targets   map[string]*targetState
+	latencies map[string]*latencies // per method, for hedging
 }
 
 // New returns a Middleware configured by opts, or an error that wraps
@@ -40,7 +46,9 @@ func New(opts ...Option) (*Middleware, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Middleware{cfg: cfg}, nil
+	m := &Middleware{cfg: cfg, tel: newTelemetry(&cfg)}
+	m.probes = probes{interval: cfg.probeInterval, clock: cfg.clock}
+	return m, nil
 }
 
 // MustNew is like New but panics if an option is invalid. It suits

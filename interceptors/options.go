@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
@@ -26,6 +27,14 @@ const (
 	// DefaultMinConnectTimeout is the connect timeout DialOptions sets.
 	DefaultMinConnectTimeout = 3 * time.Second
 )
+
+// DefaultReadyWait is how long an attempt may wait for a connection that
+// is not ready (see WithReadyWait).
+const DefaultReadyWait = 2 * time.Second
+
+// DefaultReconnectProbe is how often a connection that calls wait for is
+// told to reconnect (see WithReconnectProbe).
+const DefaultReconnectProbe = 25 * time.Millisecond
 
 // DefaultRetryCodes are the status codes retried by default.
 var DefaultRetryCodes = []codes.Code{codes.Unavailable, codes.DeadlineExceeded}
@@ -59,7 +68,11 @@ type config struct {
 	methodPolicies []methodPolicy
 	connectParams  grpc.ConnectParams
 	clock          clock.Clock
+	telemetry      telemetryOptions
 	replayBuffer   int
+	budget         *budget.Config // nil: no retry budget
+	readyWait      time.Duration
+	probeInterval  time.Duration
 }
 
 // policy is what governs one call; it is resolved per call from the
@@ -71,6 +84,7 @@ type policy struct {
 	perAttemptTimeout time.Duration
 	callTimeout       time.Duration
 	attemptsOut       *int
+	hedge             *HedgePolicy
 	err               error // a bad CallOption, reported when the call is made
 }
 
@@ -91,10 +105,15 @@ func defaultConfig() config {
 			Backoff:           DefaultConnectBackoff,
 			MinConnectTimeout: DefaultMinConnectTimeout,
 		},
-		clock:        clock.Real,
-		replayBuffer: DefaultStreamReplayBuffer,
+		clock:         clock.Real,
+		replayBuffer:  DefaultStreamReplayBuffer,
+		budget:        ptr(budget.DefaultConfig()),
+		readyWait:     DefaultReadyWait,
+		probeInterval: DefaultReconnectProbe,
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func invalid(option, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidOption, option, fmt.Sprintf(format, args...))
@@ -264,6 +283,67 @@ func WithStreamReplayBuffer(bytes int) Option {
 			return invalid("WithStreamReplayBuffer", "must be >= 0, got %d", bytes)
 		}
 		c.replayBuffer = bytes
+		return nil
+	})
+}
+
+// WithRetryBudget gives every target a retry budget with c (see package
+// budget): retries pass only while enough recent attempts to the target
+// succeeded, so that under an outage calls fall back to one attempt each
+// instead of MaxAttempts. A call refused a retry ends with an *Error whose
+// Reason is ErrBudgetExhausted. Attempts that fail because no connection
+// is ready never reached a server and are not counted. Default
+// budget.DefaultConfig() (MaxTokens 100, TokenRatio 1).
+func WithRetryBudget(c budget.Config) Option {
+	return optionFunc(func(cfg *config) error {
+		if err := c.Validate(); err != nil {
+			return invalid("WithRetryBudget", "%v", err)
+		}
+		cfg.budget = &c
+		return nil
+	})
+}
+
+// WithoutRetryBudget turns the retry budget off: every retryable failure
+// is retried up to MaxAttempts.
+func WithoutRetryBudget() Option {
+	return optionFunc(func(cfg *config) error {
+		cfg.budget = nil
+		return nil
+	})
+}
+
+// WithReadyWait sets how long a call may wait for a connection that is not
+// ready. When an attempt fails because the connection is down (or a call
+// starts while it is in TRANSIENT_FAILURE), the next attempt first waits
+// for the connection to become ready, for at most d and within the call
+// deadline, instead of failing at once and burning the call's attempts in
+// milliseconds; no backoff delay precedes it. If the connection is still
+// down after the wait, the attempt is made and fails fast. 0 disables
+// waiting, as in grpc-go. Negative values are rejected. Default
+// DefaultReadyWait (2 s).
+func WithReadyWait(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return invalid("WithReadyWait", "must be >= 0, got %v", d)
+		}
+		c.readyWait = d
+		return nil
+	})
+}
+
+// WithReconnectProbe sets how often, while calls wait for a connection,
+// the connection is told to reconnect at once (grpc's
+// ResetConnectBackoff), so that a restarted server is found within about
+// d instead of behind grpc-go's reconnect backoff. One goroutine per
+// waited-for connection does it, only while calls wait. 0 disables it.
+// Negative values are rejected. Default DefaultReconnectProbe (25 ms).
+func WithReconnectProbe(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return invalid("WithReconnectProbe", "must be >= 0, got %v", d)
+		}
+		c.probeInterval = d
 		return nil
 	})
 }

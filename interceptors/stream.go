@@ -35,19 +35,17 @@ func (m *Middleware) StreamClientInterceptor() grpc.StreamClientInterceptor {
 }
 
 func (m *Middleware) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	c, opts, cancel, err := m.newCall(ctx, method, cc, opts)
-	if err != nil {
-		return nil, err
-	}
 	s := &retryStream{
-		c:        c,
 		desc:     desc,
 		cc:       cc,
 		streamer: streamer,
-		opts:     opts,
-		cancel:   cancel,
 		maxBuf:   m.cfg.replayBuffer,
 	}
+	opts, cancel, err := m.initCall(&s.c, ctx, method, cc, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.opts, s.cancel = opts, cancel
 	s.c.streaming = true
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -107,8 +105,7 @@ func (s *retryStream) newAttemptLocked() error {
 	cs, err := s.streamer(ctx, s.desc, s.cc, s.c.method, s.opts...)
 	if err != nil {
 		acancel(nil)
-		s.c.endAttempt(&a, err)
-		return err
+		return s.c.endAttempt(&a, err, nil)
 	}
 	s.a, s.cs, s.acancel, s.attemptEnded = a, cs, acancel, false
 	if d := s.c.p.perAttemptTimeout; d > 0 {
@@ -171,10 +168,11 @@ func (s *retryStream) finishLocked(err error) error {
 	return s.endErr
 }
 
-// endAttemptLocked reports the current attempt's outcome, once.
-func (s *retryStream) endAttemptLocked(err error) {
+// endAttemptLocked reports the current attempt's outcome, once, and
+// returns the error as the retry loop sees it.
+func (s *retryStream) endAttemptLocked(err error) error {
 	if s.attemptEnded || s.cs == nil {
-		return
+		return err
 	}
 	s.attemptEnded = true
 	if s.timer != nil {
@@ -184,8 +182,13 @@ func (s *retryStream) endAttemptLocked(err error) {
 	if err == io.EOF {
 		err = nil
 	}
-	s.c.endAttempt(&s.a, err)
+	var trailer metadata.MD
+	if err != nil {
+		trailer = s.cs.Trailer()
+	}
+	err = s.c.endAttempt(&s.a, err, trailer)
 	s.acancel(nil)
+	return err
 }
 
 // SendMsg sends m on the current attempt and, until commit, keeps it for
@@ -275,7 +278,7 @@ func (s *retryStream) RecvMsg(m any) error {
 		if context.Cause(cs.Context()) == errAttemptTimeout && s.c.ctx.Err() == nil {
 			err = status.Error(codes.DeadlineExceeded, errAttemptTimeout.Error())
 		}
-		s.endAttemptLocked(err)
+		err = s.endAttemptLocked(err)
 		for {
 			s.mu.Unlock()
 			stop := s.c.waitForRetry(err)

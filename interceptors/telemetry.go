@@ -2,31 +2,857 @@ package interceptors
 
 import (
 	"context"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
-// telemetry records spans and metrics for calls. The zero value records
-// nothing.
-type telemetry struct{}
+// This file records the spans and metrics described in the "Telemetry"
+// section of the package documentation. Attribute names follow the
+// OpenTelemetry semantic conventions v1.43.0 (the semconv package shipped
+// with go.opentelemetry.io/otel v1.47.0); what the conventions do not cover
+// lives in the resilience.* namespace.
+//
+// Cost model. When neither tracing nor metrics are enabled (no-op providers,
+// or global providers that were never installed) every hook returns after a
+// nil check or two atomic loads, without allocating. When enabled, the
+// attribute sets and span start options of a (method, target) pair are
+// built once and reused.
 
-// callTelemetry records one logical call.
-type callTelemetry struct{}
+// instrumentationName is the instrumentation scope of the tracer and meter.
+const instrumentationName = "github.com/grpc-resilience/resilience/interceptors"
 
-// attemptTelemetry records one attempt.
-type attemptTelemetry struct{}
+// Attributes in the resilience namespace.
+const (
+	// attrAttempt is the attempt number (1, 2, ...) on attempt spans, on
+	// attempt events and, on retry events, the number of the attempt that
+	// is scheduled.
+	attrAttempt = attribute.Key("resilience.attempt")
+	// attrAttempts is the number of attempts a call made, on the call span.
+	attrAttempts = attribute.Key("resilience.attempts")
+	// attrBreakerState is the breaker state an attempt ran under:
+	// "closed", "half-open" or "open".
+	attrBreakerState = attribute.Key("resilience.breaker.state")
+	// attrBreakerKey identifies a breaker on the breaker state gauge.
+	attrBreakerKey = attribute.Key("resilience.breaker.key")
+	// attrRetryDelay is the backoff delay before a retry, in seconds.
+	attrRetryDelay = attribute.Key("resilience.retry.delay")
+	// attrPushbackDelay is the delay a server asked for, in seconds.
+	attrPushbackDelay = attribute.Key("resilience.pushback.delay")
+	// attrPushbackStop is true when a server asked not to retry.
+	attrPushbackStop = attribute.Key("resilience.pushback.stop")
+)
 
+// Events on the logical call span.
+const (
+	eventRetry           = "resilience.retry"
+	eventBreakerRejected = "resilience.breaker.rejected"
+	eventBudgetExhausted = "resilience.budget.exhausted"
+	eventPushback        = "resilience.pushback"
+	// eventAttempt replaces the attempt span when attempt spans are off.
+	eventAttempt = "resilience.attempt"
+)
+
+// Metric instruments. They never collide with otelgrpc's rpc.client.*.
+const (
+	metricAttempts          = "resilience.client.attempts"
+	metricRetries           = "resilience.client.retries"
+	metricCallDuration      = "resilience.client.call.duration"
+	metricAttemptDuration   = "resilience.client.attempt.duration"
+	metricBreakerState      = "resilience.client.breaker.state"
+	metricBreakerRejections = "resilience.client.breaker.rejections"
+	metricBudgetThrottled   = "resilience.client.budget.throttled"
+)
+
+// Breaker states as recorded by the breaker state gauge. They match
+// gobreaker's State values.
+const (
+	breakerClosed   = 0
+	breakerHalfOpen = 1
+	breakerOpen     = 2
+)
+
+// durationBuckets are the explicit bucket boundaries, in seconds, of the
+// duration histograms: otelgrpc's, so the two can be compared.
+var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+
+// numCodes is the number of gRPC codes (OK..Unauthenticated).
+const numCodes = int(codes.Unauthenticated) + 1
+
+// Per-code attributes, built once.
+var (
+	statusCodeAttrs [numCodes]attribute.KeyValue
+	errorTypeAttrs  [numCodes]attribute.KeyValue
+	// spanEndAttrs is what an attempt span gets when it ends with a code.
+	spanEndAttrs [numCodes][]attribute.KeyValue
+)
+
+func init() {
+	for c := range numCodes {
+		s := codeString(codes.Code(c))
+		statusCodeAttrs[c] = semconv.RPCResponseStatusCode(s)
+		errorTypeAttrs[c] = semconv.ErrorTypeKey.String(s)
+		spanEndAttrs[c] = []attribute.KeyValue{statusCodeAttrs[c]}
+		if c != int(codes.OK) {
+			spanEndAttrs[c] = append(spanEndAttrs[c], errorTypeAttrs[c])
+		}
+	}
+}
+
+// codeString is the canonical name of a gRPC code, as used for
+// rpc.response.status_code and error.type ("OK", "UNAVAILABLE", ...).
+func codeString(c codes.Code) string {
+	switch c {
+	case codes.OK:
+		return "OK"
+	case codes.Canceled:
+		return "CANCELLED"
+	case codes.Unknown:
+		return "UNKNOWN"
+	case codes.InvalidArgument:
+		return "INVALID_ARGUMENT"
+	case codes.DeadlineExceeded:
+		return "DEADLINE_EXCEEDED"
+	case codes.NotFound:
+		return "NOT_FOUND"
+	case codes.AlreadyExists:
+		return "ALREADY_EXISTS"
+	case codes.PermissionDenied:
+		return "PERMISSION_DENIED"
+	case codes.ResourceExhausted:
+		return "RESOURCE_EXHAUSTED"
+	case codes.FailedPrecondition:
+		return "FAILED_PRECONDITION"
+	case codes.Aborted:
+		return "ABORTED"
+	case codes.OutOfRange:
+		return "OUT_OF_RANGE"
+	case codes.Unimplemented:
+		return "UNIMPLEMENTED"
+	case codes.Internal:
+		return "INTERNAL"
+	case codes.Unavailable:
+		return "UNAVAILABLE"
+	case codes.DataLoss:
+		return "DATA_LOSS"
+	case codes.Unauthenticated:
+		return "UNAUTHENTICATED"
+	}
+	return "CODE(" + strconv.FormatUint(uint64(c), 10) + ")"
+}
+
+func statusCodeAttr(c codes.Code) attribute.KeyValue {
+	if int(c) < numCodes {
+		return statusCodeAttrs[c]
+	}
+	return semconv.RPCResponseStatusCode(codeString(c))
+}
+
+func endAttrs(c codes.Code) []attribute.KeyValue {
+	if int(c) < numCodes {
+		return spanEndAttrs[c]
+	}
+	s := codeString(c)
+	return []attribute.KeyValue{semconv.RPCResponseStatusCode(s), semconv.ErrorTypeKey.String(s)}
+}
+
+func breakerStateAttr(state int) attribute.KeyValue {
+	switch state {
+	case breakerClosed:
+		return attrBreakerState.String("closed")
+	case breakerHalfOpen:
+		return attrBreakerState.String("half-open")
+	case breakerOpen:
+		return attrBreakerState.String("open")
+	}
+	return attrBreakerState.String("unknown")
+}
+
+// telemetry records spans and metrics for the calls of one Middleware. The
+// zero value records nothing.
+type telemetry struct {
+	s *telemetryState
+}
+
+// telemetryState is the shared, concurrency-safe part of a telemetry.
+type telemetryState struct {
+	opts  telemetryOptions
+	clock clock.Clock
+
+	// fixedTracer/fixedMetrics are set when the provider was given as an
+	// option; tracing/metrics cache the resolution of the global provider.
+	fixedTracer  *tracing
+	fixedMetrics *instruments
+	tracing      atomic.Pointer[tracing]
+	metrics      atomic.Pointer[instruments]
+
+	mu    sync.Mutex // serializes writers of attrs
+	attrs atomic.Pointer[map[attrKey]*callAttrs]
+}
+
+// maxCachedAttrs bounds the (method, target) cache. Beyond it, attributes
+// are built per call: correct, only slower.
+const maxCachedAttrs = 1024
+
+// newTelemetry returns the telemetry for cfg.
+func newTelemetry(cfg *config) telemetry {
+	s := &telemetryState{opts: cfg.telemetry, clock: cfg.clock}
+	if s.clock == nil {
+		s.clock = clock.Real
+	}
+	if tp := s.opts.tracerProvider; tp != nil {
+		s.fixedTracer = newTracing(tp, false)
+	}
+	if mp := s.opts.meterProvider; mp != nil {
+		s.fixedMetrics = newInstruments(mp, false)
+	}
+	return telemetry{s: s}
+}
+
+// tracing is a resolved TracerProvider.
+type tracing struct {
+	tp         trace.TracerProvider
+	comparable bool
+	tracer     trace.Tracer // nil: tracing is off
+}
+
+func newTracing(tp trace.TracerProvider, global bool) *tracing {
+	t := &tracing{tp: tp, comparable: isComparable(tp)}
+	tr := tp.Tracer(instrumentationName, trace.WithSchemaURL(semconv.SchemaURL))
+	if _, ok := tr.(tracenoop.Tracer); ok || (global && isUnsetGlobal(tp)) {
+		return t
+	}
+	t.tracer = tr
+	return t
+}
+
+// tracer returns the tracer to use now, or nil when tracing is off.
+func (s *telemetryState) tracer() trace.Tracer {
+	if s.fixedTracer != nil {
+		return s.fixedTracer.tracer
+	}
+	tp := otel.GetTracerProvider()
+	if t := s.tracing.Load(); t != nil && t.comparable && sameType(t.tp, tp) && t.tp == tp {
+		return t.tracer
+	}
+	t := newTracing(tp, true)
+	s.tracing.Store(t)
+	return t.tracer
+}
+
+// instruments are the metric instruments of a resolved MeterProvider.
+type instruments struct {
+	mp         metric.MeterProvider
+	comparable bool
+	off        bool
+
+	attempts          metric.Int64Counter
+	retries           metric.Int64Counter
+	callDuration      metric.Float64Histogram
+	attemptDuration   metric.Float64Histogram
+	breakerState      metric.Int64Gauge
+	breakerRejections metric.Int64Counter
+	budgetThrottled   metric.Int64Counter
+}
+
+func newInstruments(mp metric.MeterProvider, global bool) *instruments {
+	in := &instruments{mp: mp, comparable: isComparable(mp)}
+	if _, ok := mp.(metricnoop.MeterProvider); ok || (global && isUnsetGlobal(mp)) {
+		in.off = true
+		return in
+	}
+	m := mp.Meter(instrumentationName, metric.WithSchemaURL(semconv.SchemaURL))
+	if _, ok := m.(metricnoop.Meter); ok {
+		in.off = true
+		return in
+	}
+	var err error
+	handle := func(e error) {
+		if e != nil && err == nil {
+			err = e
+		}
+	}
+	var e error
+	in.attempts, e = m.Int64Counter(metricAttempts, metric.WithUnit("{attempt}"),
+		metric.WithDescription("Attempts that reached the transport, by outcome."))
+	handle(e)
+	in.retries, e = m.Int64Counter(metricRetries, metric.WithUnit("{retry}"),
+		metric.WithDescription("Retries scheduled, by the status code of the attempt that is retried."))
+	handle(e)
+	in.callDuration, e = m.Float64Histogram(metricCallDuration, metric.WithUnit("s"),
+		metric.WithDescription("Duration of logical calls, including every attempt and backoff wait."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	handle(e)
+	in.attemptDuration, e = m.Float64Histogram(metricAttemptDuration, metric.WithUnit("s"),
+		metric.WithDescription("Duration of single attempts."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	handle(e)
+	in.breakerState, e = m.Int64Gauge(metricBreakerState, metric.WithUnit("{state}"),
+		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."))
+	handle(e)
+	in.breakerRejections, e = m.Int64Counter(metricBreakerRejections, metric.WithUnit("{rejection}"),
+		metric.WithDescription("Attempts refused by an open or saturated half-open circuit breaker."))
+	handle(e)
+	in.budgetThrottled, e = m.Int64Counter(metricBudgetThrottled, metric.WithUnit("{retry}"),
+		metric.WithDescription("Retries refused by the retry budget."))
+	handle(e)
+	if err != nil {
+		// The instruments are still usable (the SDK returns working
+		// instruments along with naming errors); report and carry on.
+		otel.Handle(err)
+	}
+	return in
+}
+
+// instruments returns the instruments to use now, or nil when metrics are
+// off.
+func (s *telemetryState) instruments() *instruments {
+	in := s.fixedMetrics
+	if in == nil {
+		mp := otel.GetMeterProvider()
+		in = s.metrics.Load()
+		if in == nil || !in.comparable || !sameType(in.mp, mp) || in.mp != mp {
+			in = newInstruments(mp, true)
+			s.metrics.Store(in)
+		}
+	}
+	if in.off {
+		return nil
+	}
+	return in
+}
+
+// isComparable reports whether v can be compared with == without panicking.
+func isComparable(v any) bool {
+	t := reflect.TypeOf(v)
+	return t != nil && t.Comparable()
+}
+
+// sameType reports whether a and b have the same dynamic type: comparing
+// interfaces of the same non-comparable type would panic, so == is only
+// used after this and isComparable.
+func sameType(a, b any) bool { return reflect.TypeOf(a) == reflect.TypeOf(b) }
+
+// isUnsetGlobal reports whether p is OpenTelemetry's default global
+// provider, which forwards to nothing until otel.SetTracerProvider or
+// otel.SetMeterProvider is called. Once a provider is installed,
+// otel.GetTracerProvider returns it instead and is resolved anew. If the
+// otel internals change so that this no longer matches, the default
+// provider is simply used (correct, only slower).
+func isUnsetGlobal(p any) bool {
+	t := reflect.TypeOf(p)
+	return t != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global"
+}
+
+// propagator returns the propagator to inject with.
+func (s *telemetryState) propagator() propagation.TextMapPropagator {
+	if p := s.opts.propagator; p != nil {
+		return p
+	}
+	return otel.GetTextMapPropagator()
+}
+
+// inject writes the span context of ctx into a copy of ctx's outgoing
+// metadata. The caller's metadata is never modified; nothing is copied
+// when there is no valid span context or the propagator writes nothing.
+func (s *telemetryState) inject(ctx context.Context) context.Context {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx
+	}
+	c := &mdCarrier{ctx: ctx}
+	s.propagator().Inject(ctx, c)
+	if c.md == nil {
+		return ctx
+	}
+	return metadata.NewOutgoingContext(ctx, c.md)
+}
+
+// mdCarrier is a propagation.TextMapCarrier over the outgoing metadata of
+// ctx that copies it on the first Set.
+type mdCarrier struct {
+	ctx context.Context
+	md  metadata.MD
+}
+
+func (c *mdCarrier) Get(key string) string {
+	md := c.md
+	if md == nil {
+		md, _ = metadata.FromOutgoingContext(c.ctx)
+	}
+	if vs := md.Get(key); len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+func (c *mdCarrier) Set(key, value string) {
+	if c.md == nil {
+		// FromOutgoingContext returns a copy.
+		c.md, _ = metadata.FromOutgoingContext(c.ctx)
+		if c.md == nil {
+			c.md = metadata.MD{}
+		}
+	}
+	c.md.Set(key, value)
+}
+
+func (c *mdCarrier) Keys() []string {
+	md := c.md
+	if md == nil {
+		md, _ = metadata.FromOutgoingContext(c.ctx)
+	}
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// attrKey identifies the attributes of a call.
+type attrKey struct{ method, target string }
+
+// preAttempts is how many attempt numbers get prebuilt span options.
+const preAttempts = 4
+
+// callAttrs are the span options and metric attributes of one (method,
+// target) pair. They are immutable once built, except for the lazily built
+// metric sets.
+type callAttrs struct {
+	name         string // span name: the full method without the leading "/"
+	base         []attribute.KeyValue
+	callStart    []trace.SpanStartOption
+	attemptStart [preAttempts][]trace.SpanStartOption
+
+	metricsOnce sync.Once
+	metrics     *metricAttrs
+}
+
+// metricAttrs are prebuilt metric options.
+type metricAttrs struct {
+	base  []metric.AddOption              // no status code
+	count [numCodes][]metric.AddOption    // + rpc.response.status_code
+	dur   [numCodes][]metric.RecordOption // + rpc.response.status_code, error.type unless OK
+}
+
+func newCallAttrs(method, target string) *callAttrs {
+	name := method
+	if len(name) > 1 && name[0] == '/' {
+		name = name[1:]
+	}
+	base := make([]attribute.KeyValue, 0, 4)
+	base = append(base, semconv.RPCSystemNameGRPC, semconv.RPCMethod(name))
+	base = append(base, serverAttrs(target)...)
+	ca := &callAttrs{
+		name: name,
+		base: base,
+		callStart: []trace.SpanStartOption{
+			trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(semconv.RPCMethod(name)),
+		},
+	}
+	for i := range ca.attemptStart {
+		ca.attemptStart[i] = attemptStartOptions(base, i+1)
+	}
+	return ca
+}
+
+func attemptStartOptions(base []attribute.KeyValue, n int) []trace.SpanStartOption {
+	attrs := make([]attribute.KeyValue, 0, len(base)+1)
+	attrs = append(append(attrs, base...), attrAttempt.Int(n))
+	return []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...)}
+}
+
+func (ca *callAttrs) attemptStartOptions(n int) []trace.SpanStartOption {
+	if n >= 1 && n <= preAttempts {
+		return ca.attemptStart[n-1]
+	}
+	return attemptStartOptions(ca.base, n)
+}
+
+func (ca *callAttrs) metricAttrs() *metricAttrs {
+	ca.metricsOnce.Do(func() {
+		m := &metricAttrs{base: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(ca.base...))}}
+		kvs := make([]attribute.KeyValue, 0, len(ca.base)+2)
+		for c := range numCodes {
+			kvs = append(append(kvs[:0], ca.base...), statusCodeAttrs[c])
+			set := metric.WithAttributeSet(attribute.NewSet(kvs...))
+			m.count[c] = []metric.AddOption{set}
+			if c != int(codes.OK) {
+				kvs = append(kvs, errorTypeAttrs[c])
+				set = metric.WithAttributeSet(attribute.NewSet(kvs...))
+			}
+			m.dur[c] = []metric.RecordOption{set}
+		}
+		ca.metrics = m
+	})
+	return ca.metrics
+}
+
+func (ca *callAttrs) countOptions(c codes.Code) []metric.AddOption {
+	if int(c) < numCodes {
+		return ca.metricAttrs().count[c]
+	}
+	kvs := append(append([]attribute.KeyValue(nil), ca.base...), statusCodeAttr(c))
+	return []metric.AddOption{metric.WithAttributes(kvs...)}
+}
+
+func (ca *callAttrs) durationOptions(c codes.Code) []metric.RecordOption {
+	if int(c) < numCodes {
+		return ca.metricAttrs().dur[c]
+	}
+	kvs := append(append([]attribute.KeyValue(nil), ca.base...), endAttrs(c)...)
+	return []metric.RecordOption{metric.WithAttributes(kvs...)}
+}
+
+// serverAttrs returns server.address and server.port for a dial target
+// (cc.Target()): "dns:///orders:8443" gives orders and 8443,
+// "localhost:50051" localhost and 50051, "passthrough:///bufnet" bufnet,
+// "unix:///tmp/s.sock" /tmp/s.sock.
+func serverAttrs(target string) []attribute.KeyValue {
+	if target == "" {
+		return nil
+	}
+	if h, p, ok := splitHostPort(target); ok {
+		return hostPortAttrs(h, p)
+	}
+	ep := target
+	if scheme, rest, ok := strings.Cut(target, "://"); ok {
+		// Drop the authority: "dns://8.8.8.8/orders:443" -> "orders:443".
+		if _, path, ok := strings.Cut(rest, "/"); ok {
+			rest = path
+		}
+		if scheme == "unix" {
+			rest = "/" + rest
+		}
+		ep = rest
+	} else if scheme, rest, ok := strings.Cut(target, ":"); ok && (scheme == "unix" || scheme == "unix-abstract") {
+		ep = rest
+	}
+	if ep == "" {
+		return []attribute.KeyValue{semconv.ServerAddress(target)}
+	}
+	if h, p, ok := splitHostPort(ep); ok {
+		return hostPortAttrs(h, p)
+	}
+	return []attribute.KeyValue{semconv.ServerAddress(ep)}
+}
+
+func hostPortAttrs(host string, port int) []attribute.KeyValue {
+	return []attribute.KeyValue{semconv.ServerAddress(host), semconv.ServerPort(port)}
+}
+
+// splitHostPort splits "host:port" or "[v6]:port" with a numeric port.
+func splitHostPort(s string) (string, int, bool) {
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil || host == "" || strings.ContainsAny(host, "/") {
+		return "", 0, false
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, false
+	}
+	return host, port, true
+}
+
+// attrsFor returns the cached attributes of (method, target).
+func (s *telemetryState) attrsFor(method, target string) *callAttrs {
+	k := attrKey{method, target}
+	if m := s.attrs.Load(); m != nil {
+		if ca, ok := (*m)[k]; ok {
+			return ca
+		}
+	}
+	ca := newCallAttrs(method, target)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var old map[attrKey]*callAttrs
+	if p := s.attrs.Load(); p != nil {
+		old = *p
+	}
+	if existing, ok := old[k]; ok {
+		return existing
+	}
+	if len(old) >= maxCachedAttrs {
+		return ca
+	}
+	m := make(map[attrKey]*callAttrs, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[k] = ca
+	s.attrs.Store(&m)
+	return ca
+}
+
+// startCall starts the telemetry of a logical call: the call span, child of
+// ctx's span. The returned context carries the call span; when no attempt
+// spans will be made, it also carries the injected trace context.
 func (t *telemetry) startCall(ctx context.Context, method, target string) (context.Context, callTelemetry) {
-	return ctx, callTelemetry{}
+	s := t.s
+	if s == nil {
+		return ctx, callTelemetry{}
+	}
+	tr := s.tracer()
+	in := s.instruments()
+	if tr == nil && in == nil {
+		return ctx, callTelemetry{}
+	}
+	ca := s.attrsFor(method, target)
+	c := &callState{s: s, attrs: ca, in: in}
+	if tr != nil {
+		var span trace.Span
+		ctx, span = tr.Start(ctx, ca.name, ca.callStart...)
+		if span.IsRecording() {
+			c.span = span
+			c.tracer = tr
+			c.attemptSpans = !s.opts.noAttemptSpans
+		}
+		if !c.attemptSpans {
+			// One trace context for every attempt: the call span's, or,
+			// when the call is not sampled, the unsampled context, so that
+			// the server keeps the caller's sampling decision.
+			ctx = s.inject(ctx)
+		}
+	}
+	if in != nil {
+		c.ctx = ctx
+		c.start = s.clock.Now()
+	}
+	return ctx, callTelemetry{c}
 }
 
-func (c *callTelemetry) startAttempt(ctx context.Context, n int) (context.Context, attemptTelemetry) {
-	return ctx, attemptTelemetry{}
+// callTelemetry records one logical call. The zero value records nothing,
+// and that is all the hooks check when telemetry is off. Its methods may be
+// called from the attempts' goroutines (streams, hedging); end must be
+// called once, after every attempt has ended.
+type callTelemetry struct {
+	c *callState
 }
 
-func (c *callTelemetry) retryScheduled(next int, delay time.Duration, code codes.Code) {}
+// callState is the state of a recorded call.
+type callState struct {
+	s     *telemetryState
+	attrs *callAttrs
 
-func (c *callTelemetry) end(err error) {}
+	// Tracing; span is nil when the call span is not recording.
+	tracer       trace.Tracer
+	span         trace.Span
+	attemptSpans bool
 
-func (a *attemptTelemetry) end(err error) {}
+	// Metrics; in is nil when metrics are off.
+	in    *instruments
+	ctx   context.Context
+	start time.Time
+
+	attempts atomic.Int32 // attempts started
+	first    attemptState // attempt 1's state, to save an allocation
+}
+
+// attemptTelemetry records one attempt. The zero value records nothing.
+type attemptTelemetry struct {
+	a *attemptState
+}
+
+// attemptState is the state of a recorded attempt.
+type attemptState struct {
+	c     *callState
+	n     int
+	span  trace.Span // the attempt span, if recording
+	state int        // breaker state + 1; 0: not reported
+	ctx   context.Context
+	start time.Time
+}
+
+// startAttempt starts attempt n: its CLIENT span, child of the call span,
+// with the trace context injected into a copy of ctx's outgoing metadata.
+func (ct *callTelemetry) startAttempt(ctx context.Context, n int) (context.Context, attemptTelemetry) {
+	c := ct.c
+	if c == nil {
+		return ctx, attemptTelemetry{}
+	}
+	var a *attemptState
+	if c.attempts.Add(1) == 1 {
+		a = &c.first
+	} else {
+		a = new(attemptState)
+	}
+	a.c, a.n = c, n
+	if c.attemptSpans {
+		var span trace.Span
+		ctx, span = c.tracer.Start(ctx, c.attrs.name, c.attrs.attemptStartOptions(n)...)
+		if span.IsRecording() {
+			a.span = span
+		}
+		ctx = c.s.inject(ctx)
+	}
+	if c.in != nil {
+		a.ctx = ctx
+		a.start = c.s.clock.Now()
+	}
+	return ctx, attemptTelemetry{a}
+}
+
+// breakerState records the state of the breaker the attempt was let
+// through by (breakerClosed, breakerHalfOpen, breakerOpen).
+func (at *attemptTelemetry) breakerState(state int) {
+	a := at.a
+	if a == nil {
+		return
+	}
+	a.state = state + 1
+	if a.span != nil {
+		a.span.SetAttributes(breakerStateAttr(state))
+	}
+}
+
+// end ends the attempt with its outcome: err is the invoker's error.
+func (at *attemptTelemetry) end(err error) {
+	a := at.a
+	if a == nil {
+		return
+	}
+	at.a = nil
+	c := a.c
+	code := status.Code(err)
+	if a.span != nil {
+		a.span.SetAttributes(endAttrs(code)...)
+		if code != codes.OK {
+			a.span.SetStatus(otelcodes.Error, status.Convert(err).Message())
+		}
+		a.span.End()
+	}
+	if c.span != nil && !c.attemptSpans {
+		kvs := make([]attribute.KeyValue, 0, 4)
+		kvs = append(append(kvs, attrAttempt.Int(a.n)), endAttrs(code)...)
+		if a.state > 0 {
+			kvs = append(kvs, breakerStateAttr(a.state-1))
+		}
+		c.span.AddEvent(eventAttempt, trace.WithAttributes(kvs...))
+	}
+	if c.in != nil {
+		c.in.attempts.Add(a.ctx, 1, c.attrs.countOptions(code)...)
+		c.in.attemptDuration.Record(a.ctx, c.s.clock.Now().Sub(a.start).Seconds(), c.attrs.durationOptions(code)...)
+	}
+}
+
+// retryScheduled records that attempt next will run after delay because
+// the previous attempt failed with code.
+func (ct *callTelemetry) retryScheduled(next int, delay time.Duration, code codes.Code) {
+	c := ct.c
+	if c == nil {
+		return
+	}
+	if c.span != nil {
+		c.span.AddEvent(eventRetry, trace.WithAttributes(
+			attrAttempt.Int(next),
+			attrRetryDelay.Float64(delay.Seconds()),
+			statusCodeAttr(code),
+		))
+	}
+	if c.in != nil {
+		c.in.retries.Add(c.ctx, 1, c.attrs.countOptions(code)...)
+	}
+}
+
+// breakerRejected records that a breaker refused an attempt with err; the
+// call usually ends with err.
+func (ct *callTelemetry) breakerRejected(err error) {
+	c := ct.c
+	if c == nil {
+		return
+	}
+	if c.span != nil {
+		c.span.AddEvent(eventBreakerRejected, trace.WithAttributes(
+			attrAttempt.Int(int(c.attempts.Load())+1),
+			semconv.ErrorTypeKey.String(codeString(status.Code(err))),
+		))
+	}
+	if c.in != nil {
+		c.in.breakerRejections.Add(c.ctx, 1, c.attrs.metricAttrs().base...)
+	}
+}
+
+// budgetExhausted records that the retry budget refused a retry.
+func (ct *callTelemetry) budgetExhausted() {
+	c := ct.c
+	if c == nil {
+		return
+	}
+	if c.span != nil {
+		c.span.AddEvent(eventBudgetExhausted, trace.WithAttributes(
+			attrAttempt.Int(int(c.attempts.Load())+1)))
+	}
+	if c.in != nil {
+		c.in.budgetThrottled.Add(c.ctx, 1, c.attrs.metricAttrs().base...)
+	}
+}
+
+// pushback records a server's retry pushback: the delay it asked for, or,
+// when d is negative, that it asked not to retry.
+func (ct *callTelemetry) pushback(d time.Duration) {
+	c := ct.c
+	if c == nil || c.span == nil {
+		return
+	}
+	if d < 0 {
+		c.span.AddEvent(eventPushback, trace.WithAttributes(attrPushbackStop.Bool(true)))
+		return
+	}
+	c.span.AddEvent(eventPushback, trace.WithAttributes(attrPushbackDelay.Float64(d.Seconds())))
+}
+
+// end ends the call with the error it returns to the caller (nil on
+// success).
+func (ct *callTelemetry) end(err error) {
+	c := ct.c
+	if c == nil {
+		return
+	}
+	ct.c = nil
+	code := status.Code(err)
+	if c.span != nil {
+		kvs := make([]attribute.KeyValue, 0, 3)
+		kvs = append(append(kvs, attrAttempts.Int(int(c.attempts.Load()))), endAttrs(code)...)
+		c.span.SetAttributes(kvs...)
+		if code != codes.OK {
+			c.span.SetStatus(otelcodes.Error, status.Convert(err).Message())
+		}
+		c.span.End()
+	}
+	if c.in != nil {
+		c.in.callDuration.Record(c.ctx, c.s.clock.Now().Sub(c.start).Seconds(), c.attrs.durationOptions(code)...)
+	}
+}
+
+// breakerState records the state of the breaker identified by key
+// (breakerClosed, breakerHalfOpen, breakerOpen) on the breaker state gauge.
+// The breaker wiring calls it when a breaker is created and on every state
+// change; it never calls back into a breaker, so it may run under the
+// breaker's lock.
+func (t *telemetry) breakerState(key string, state int) {
+	if t.s == nil {
+		return
+	}
+	if in := t.s.instruments(); in != nil {
+		in.breakerState.Record(context.Background(), int64(state), metric.WithAttributes(attrBreakerKey.String(key)))
+	}
+}

@@ -1,0 +1,157 @@
+package breaker
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// maxBuckets bounds Config.Buckets: each bucket costs 8 bytes per key.
+const maxBuckets = 1000
+
+// Config configures a [Set]. The zero value of every field means "use the
+// default" listed in [DefaultConfig]; negative or out-of-range values are
+// rejected by [Config.Validate] (and so by [NewSet]), never silently replaced.
+//
+// A closed breaker opens when either rule below holds after a failure:
+//
+//   - window rule: within the rolling Window there were at least MinRequests
+//     counted outcomes (successes + failures; excluded outcomes are not
+//     counted) and failures/(successes+failures) >= FailureRatio;
+//   - consecutive rule: ConsecutiveFailures failures in a row (successes reset
+//     the run, excluded outcomes neither extend nor reset it).
+//
+// Set MinRequests or ConsecutiveFailures to math.MaxUint32 to switch a rule
+// off. See the package documentation for why the defaults are what they are.
+type Config struct {
+	// Window is the span of the rolling window the window rule looks at.
+	// Zero means 10s.
+	Window time.Duration
+	// Buckets is how many steps the window rolls in: outcomes older than
+	// Window leave it one bucket (Window/Buckets) at a time, so the rule sees
+	// between Window-Window/Buckets and Window of history. Zero means 10;
+	// at most 1000.
+	Buckets int
+	// MinRequests is the least number of counted outcomes in the window
+	// before the window rule may trip. Zero means 50.
+	MinRequests uint32
+	// FailureRatio is the failure share in (0,1] at which the window rule
+	// trips. Zero means 0.7.
+	FailureRatio float64
+	// ConsecutiveFailures trips the breaker after that many failures in a
+	// row, whatever the rate. Zero means 25.
+	ConsecutiveFailures uint32
+	// OpenTimeout is how long an open breaker rejects attempts before it
+	// turns half-open. Zero means 5s.
+	OpenTimeout time.Duration
+	// HalfOpenProbes is how many probe attempts a half-open breaker admits at
+	// once; that many successes in a row close it, one failure reopens it.
+	// A probe whose outcome is excluded frees its slot. Zero means 3.
+	HalfOpenProbes uint32
+	// MaxKeys caps how many breakers the Set keeps. Zero means 10,000.
+	MaxKeys int
+	// IdleTimeout is how long a breaker may go unused before it may be
+	// evicted. Zero means 10 minutes.
+	IdleTimeout time.Duration
+	// IsFailure classifies a non-nil, non-excluded outcome: true counts it
+	// as a failure, false as a success (the server answered). nil means
+	// DefaultIsFailure. It is not called for nil errors (always a success).
+	IsFailure func(err error) bool
+	// IsExcluded reports whether a non-nil outcome is to be ignored (the
+	// caller gave up). It is consulted before IsFailure. nil means
+	// DefaultIsExcluded.
+	IsExcluded func(err error) bool
+	// OnStateChange, if not nil, is told about every state transition of
+	// every breaker in the Set, in order, never concurrently with itself,
+	// and never under a lock of the Set: it may call back into the Set.
+	// See the package documentation.
+	OnStateChange func(key string, from, to State)
+}
+
+// DefaultConfig returns the configuration a zero Config stands for. It is the
+// one place the defaults live.
+func DefaultConfig() Config {
+	return Config{
+		Window:              10 * time.Second,
+		Buckets:             10,
+		MinRequests:         50,
+		FailureRatio:        0.7,
+		ConsecutiveFailures: 25,
+		OpenTimeout:         5 * time.Second,
+		HalfOpenProbes:      3,
+		MaxKeys:             10_000,
+		IdleTimeout:         10 * time.Minute,
+		// IsFailure and IsExcluded stay nil: DefaultIsFailure and
+		// DefaultIsExcluded, classified in a single pass.
+	}
+}
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Window == 0 {
+		c.Window = d.Window
+	}
+	if c.Buckets == 0 {
+		c.Buckets = d.Buckets
+	}
+	if c.MinRequests == 0 {
+		c.MinRequests = d.MinRequests
+	}
+	if c.FailureRatio == 0 {
+		c.FailureRatio = d.FailureRatio
+	}
+	if c.ConsecutiveFailures == 0 {
+		c.ConsecutiveFailures = d.ConsecutiveFailures
+	}
+	if c.OpenTimeout == 0 {
+		c.OpenTimeout = d.OpenTimeout
+	}
+	if c.HalfOpenProbes == 0 {
+		c.HalfOpenProbes = d.HalfOpenProbes
+	}
+	if c.MaxKeys == 0 {
+		c.MaxKeys = d.MaxKeys
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.IsFailure == nil {
+		c.IsFailure = DefaultIsFailure
+	}
+	if c.IsExcluded == nil {
+		c.IsExcluded = DefaultIsExcluded
+	}
+	return c
+}
+
+// Validate reports the first invalid field, as an error wrapping
+// [ErrInvalidConfig] that names it, e.g.
+//
+//	breaker: invalid config: FailureRatio must be in (0,1], got 1.5
+//
+// Zero values are valid (they mean the default).
+func (c Config) Validate() error {
+	switch {
+	case c.Window < 0:
+		return invalid("Window must be >= 0 (0 means default), got %v", c.Window)
+	case c.Buckets < 0 || c.Buckets > maxBuckets:
+		return invalid("Buckets must be in [0,%d] (0 means default), got %d", maxBuckets, c.Buckets)
+	case math.IsNaN(c.FailureRatio) || c.FailureRatio < 0 || c.FailureRatio > 1:
+		return invalid("FailureRatio must be in (0,1], got %v", c.FailureRatio)
+	case c.OpenTimeout < 0:
+		return invalid("OpenTimeout must be >= 0 (0 means default), got %v", c.OpenTimeout)
+	case c.MaxKeys < 0:
+		return invalid("MaxKeys must be >= 0 (0 means default), got %d", c.MaxKeys)
+	case c.IdleTimeout < 0:
+		return invalid("IdleTimeout must be >= 0 (0 means default), got %v", c.IdleTimeout)
+	}
+	if d := c.withDefaults(); d.Window/time.Duration(d.Buckets) <= 0 {
+		return invalid("Window (%v) must be at least Buckets (%d) nanoseconds", d.Window, d.Buckets)
+	}
+	return nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+}

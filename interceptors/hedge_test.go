@@ -1,0 +1,173 @@
+package interceptors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/internal/clock"
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+)
+
+func hedgeAll(p HedgePolicy) Option {
+	return WithMethodPolicy(MatchMethods(echoMethod), CallHedging(p))
+}
+
+func TestHedgeWinsOverSlowFirstAttempt(t *testing.T) {
+	fc := clock.NewFake(time.Unix(0, 0))
+	h := newHarness(t, withClock(fc), hedgeAll(HedgePolicy{Delay: 10 * time.Millisecond, MaxAttempts: 2}))
+	h.blockFirst(1) // the first attempt hangs until cancelled
+	var header, trailer metadata.MD
+	var p peer.Peer
+	var attempts int
+	done := make(chan error, 1)
+	var resp *testingv1.EchoResponse
+	go func() {
+		var err error
+		resp, err = h.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "hedge"},
+			grpc.Header(&header), grpc.Trailer(&trailer), grpc.Peer(&p), CallAttempts(&attempts))
+		done <- err
+	}()
+	got, ok := fc.WaitForTimers(done2(done), 1)
+	if !ok || got[0] != 10*time.Millisecond {
+		t.Fatalf("hedge timer %v (ok %v), want 10ms", got, ok)
+	}
+	<-h.arrivals // the first attempt is at the server, and hangs there
+	fc.Advance(10 * time.Millisecond)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("hedged call: %v", err)
+		}
+	case <-time.After(guard):
+		t.Fatal("hedged call did not finish")
+	}
+	if resp.GetMessage() != "hedge" || attempts != 2 {
+		t.Errorf("reply %q after %d attempts, want %q after 2", resp.GetMessage(), attempts, "hedge")
+	}
+	if got := header.Get("served-attempt"); len(got) != 1 || got[0] != "2" {
+		t.Errorf("header served-attempt = %v, want the winner's [2]", got)
+	}
+	if got := trailer.Get("served-attempt"); len(got) != 1 || got[0] != "2" {
+		t.Errorf("trailer served-attempt = %v, want the winner's [2]", got)
+	}
+	if p.Addr == nil {
+		t.Error("peer not set from the winning attempt")
+	}
+	if n := h.attempts(); n != 2 {
+		t.Errorf("server saw %d attempts, want 2", n)
+	}
+}
+
+func TestHedgeNotSentWhenFirstAnswersInTime(t *testing.T) {
+	fc := clock.NewFake(time.Unix(0, 0))
+	h := newHarness(t, withClock(fc), hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
+	h.failNext(1, codes.NotFound)
+	if err := echo(context.Background(), t, h.client); status.Code(err) != codes.NotFound {
+		t.Errorf("err %v, want the first attempt's non-retryable NotFound", err)
+	}
+	if err := echo(context.Background(), t, h.client); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.attempts(); n != 2 {
+		t.Errorf("server saw %d attempts for 2 calls, want 2 (no hedges)", n)
+	}
+}
+
+func TestHedgeRetryableFailureStartsNextAtOnce(t *testing.T) {
+	fc := clock.NewFake(time.Unix(0, 0))
+	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(time.Hour)),
+		hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
+	h.failNext(2, codes.Unavailable)
+	var attempts int
+	if err := echo(context.Background(), t, h.client, CallAttempts(&attempts)); err != nil {
+		t.Fatalf("err %v, want success on the third attempt without waiting", err)
+	}
+	if attempts != 3 {
+		t.Errorf("attempts %d, want 3", attempts)
+	}
+}
+
+func TestHedgesDrawOnTheBudget(t *testing.T) {
+	fc := clock.NewFake(time.Unix(0, 0))
+	h := newHarness(t, withClock(fc), WithRetryBudget(budget.Config{MaxTokens: 2, TokenRatio: 1}),
+		hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
+	h.failNext(10, codes.Unavailable)
+	// 2 tokens: one failure leaves 1 = MaxTokens/2, so no hedge follows.
+	err := echo(context.Background(), t, h.client)
+	if status.Code(err) != codes.Unavailable || h.attempts() != 1 {
+		t.Errorf("err %v after %d attempts, want Unavailable after 1", err, h.attempts())
+	}
+}
+
+func TestHedgedCallsNeverShareReplies(t *testing.T) {
+	// Real time, -race: many hedged calls, some attempts slow, each reply
+	// must be its own request's.
+	h := newHarness(t, hedgeAll(HedgePolicy{Delay: time.Millisecond, MaxAttempts: 3}))
+	h.blockAttemptOne = true
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), guard)
+			defer cancel()
+			msg := fmt.Sprint("call-", i)
+			var header metadata.MD
+			resp, err := h.client.Echo(ctx, &testingv1.EchoRequest{Message: msg}, grpc.Header(&header))
+			if err != nil {
+				t.Errorf("call %d: %v", i, err)
+				return
+			}
+			if resp.GetMessage() != msg {
+				t.Errorf("call %d got reply %q", i, resp.GetMessage())
+			}
+			if len(header.Get("served-attempt")) != 1 {
+				t.Errorf("call %d header %v, want one winner's value", i, header)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestCallHedgingValidation(t *testing.T) {
+	for _, p := range []HedgePolicy{
+		{Delay: 0, MaxAttempts: 2},
+		{Delay: time.Millisecond, MaxAttempts: 1},
+		{Delay: time.Millisecond, MaxAttempts: 2, Percentile: 1},
+	} {
+		if _, err := New(hedgeAll(p)); err == nil {
+			t.Errorf("New with CallHedging(%+v) succeeded, want an error", p)
+		}
+	}
+}
+
+func TestLatencyPercentile(t *testing.T) {
+	var l latencies
+	if _, ok := l.percentile(0.95); ok {
+		t.Error("percentile reported with no samples")
+	}
+	for i := range 1000 {
+		d := time.Millisecond
+		if i%20 == 0 {
+			d = 100 * time.Millisecond // 5 % slow
+		}
+		l.observe(d)
+	}
+	p90, _ := l.percentile(0.90)
+	if p90 < time.Millisecond || p90 > 1300*time.Microsecond {
+		t.Errorf("p90 = %v, want about 1ms", p90)
+	}
+	p99, _ := l.percentile(0.99)
+	if p99 < 100*time.Millisecond || p99 > 130*time.Millisecond {
+		t.Errorf("p99 = %v, want about 100ms", p99)
+	}
+}

@@ -1,0 +1,120 @@
+package interceptors
+
+import (
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+
+	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/internal/clock"
+)
+
+// targetState is what a Middleware keeps per target.
+type targetState struct {
+	budget *budget.Budget // nil when budgets are off
+}
+
+// targetState returns the state of target, creating it on first use.
+func (m *Middleware) targetState(target string) *targetState {
+	m.mu.RLock()
+	ts := m.targets[target]
+	m.mu.RUnlock()
+	if ts != nil {
+		return ts
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ts = m.targets[target]; ts != nil {
+		return ts
+	}
+	ts = &targetState{}
+	if m.cfg.budget != nil {
+		// The config was validated by New.
+		ts.budget, _ = budget.New(*m.cfg.budget)
+	}
+	if m.targets == nil {
+		m.targets = make(map[string]*targetState)
+	}
+	m.targets[target] = ts
+	return ts
+}
+
+// probes shortens reconnection while calls wait for a connection: for each
+// connection with waiting calls, one goroutine resets grpc-go's reconnect
+// backoff every interval, so that a restarted server is found within about
+// an interval instead of behind a backoff of a second or more. The
+// goroutine exits when the last waiting call leaves.
+type probes struct {
+	interval time.Duration
+	clock    clock.Clock
+	mu       sync.Mutex
+	conns    map[*grpc.ClientConn]*probe
+}
+
+type probe struct {
+	waiters int
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// acquire registers a call waiting for cc to be ready. The returned
+// function must be called once when it stops waiting.
+func (p *probes) acquire(cc *grpc.ClientConn) func() {
+	if p.interval <= 0 || cc == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pr := p.conns[cc]
+	if pr == nil {
+		pr = &probe{stop: make(chan struct{}), done: make(chan struct{})}
+		if p.conns == nil {
+			p.conns = make(map[*grpc.ClientConn]*probe)
+		}
+		p.conns[cc] = pr
+		kick(cc)
+		go p.run(cc, pr)
+	}
+	pr.waiters++
+	return func() { p.release(cc, pr) }
+}
+
+func (p *probes) release(cc *grpc.ClientConn, pr *probe) {
+	p.mu.Lock()
+	pr.waiters--
+	last := pr.waiters == 0
+	if last {
+		delete(p.conns, cc)
+		close(pr.stop)
+	}
+	p.mu.Unlock()
+	if last {
+		<-pr.done
+	}
+}
+
+func (p *probes) run(cc *grpc.ClientConn, pr *probe) {
+	defer close(pr.done)
+	for {
+		t := p.clock.NewTimer(p.interval)
+		select {
+		case <-pr.stop:
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		kick(cc)
+	}
+}
+
+// kick makes cc try to connect now if it is not connected or connecting.
+func kick(cc *grpc.ClientConn) {
+	switch cc.GetState() {
+	case connectivity.Idle:
+		cc.Connect()
+	case connectivity.TransientFailure:
+		cc.ResetConnectBackoff()
+	}
+}
