@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -78,15 +79,39 @@ func TestRetriesRideThroughTransientFailures(t *testing.T) {
 	}
 }
 
-func TestDownstreamGoneFailsWithinDeadlineAndKeepsCode(t *testing.T) {
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := lis.Addr().String()
-	lis.Close() // nothing listens here any more
+	lis.Close()
+	return addr
+}
 
-	m := interceptors.MustNew(interceptors.WithBackoff(fastBackoff()), interceptors.WithMaxAttempts(3))
+func TestDownstreamGoneWaitsForConnectionWithinDeadline(t *testing.T) {
+	addr := closedPort(t)
+	m := interceptors.MustNew(interceptors.WithBackoff(fastBackoff()))
+	conn, err := grpc.NewClient(addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = testingv1.NewEchoServiceClient(conn).Echo(ctx, &testingv1.EchoRequest{})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("code %v, want DeadlineExceeded: the call waits for the connection until its deadline (err %v)", status.Code(err), err)
+	}
+	if !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("error %q does not carry the last attempt's cause", err)
+	}
+}
+
+func TestDownstreamGoneFailsFastWithoutReadyWait(t *testing.T) {
+	addr := closedPort(t)
+	m := interceptors.MustNew(interceptors.WithBackoff(fastBackoff()), interceptors.WithMaxAttempts(3), interceptors.WithReadyWait(0))
 	conn, err := grpc.NewClient(addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)

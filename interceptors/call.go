@@ -53,6 +53,8 @@ type call struct {
 	hasPushback bool
 	// reason explains why retries stopped early, if they did.
 	reason error
+	// lastErr is the latest attempt's error.
+	lastErr error
 	tel    callTelemetry
 }
 
@@ -84,7 +86,11 @@ func (c *call) waitReady() error {
 		}
 	}
 	if err := c.ctx.Err(); err != nil {
-		return status.FromContextError(err).Err()
+		if c.lastErr == nil {
+			return status.FromContextError(err).Err()
+		}
+		return status.Errorf(status.FromContextError(err).Code(),
+			"interceptors: call ended while waiting for a ready connection: %v; last attempt: %v", err, c.lastErr)
 	}
 	return nil
 }
@@ -131,6 +137,7 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 	}
 	c.hasPushback = false
 	c.notReady = false
+	c.lastErr = err
 	if err == nil {
 		if c.ts != nil && c.ts.budget != nil {
 			c.ts.budget.Success()
