@@ -55,7 +55,7 @@ type call struct {
 	reason error
 	// lastErr is the latest attempt's error.
 	lastErr error
-	tel    callTelemetry
+	tel     callTelemetry
 }
 
 // attempt is one try of a call.
