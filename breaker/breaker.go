@@ -3,6 +3,7 @@ package breaker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -40,6 +41,7 @@ func (s State) String() string {
 // The key is usually the client's target (or target and method). A Set is safe
 // for concurrent use by any number of goroutines; see the package
 // documentation for the model, the trip rule, eviction and the state hook.
+// Create one with NewSet; the zero Set is not usable.
 type Set struct {
 	isFailure   func(error) bool
 	isExcluded  func(error) bool
@@ -321,6 +323,9 @@ func (e *entry) onStateChange(_ string, from, to gobreaker.State) {
 	switch e.state {
 	case StateOpen:
 		e.openUntil = e.now + e.s.openTimeout
+		if e.openUntil < e.now { // overflow: open "forever"
+			e.openUntil = math.MaxInt64
+		}
 	case StateClosed:
 		e.win.reset(e.now, e.s.period)
 	}

@@ -103,13 +103,14 @@
 // [Set.State] returns a key's state (closed for keys the Set does not hold).
 // [Config.OnStateChange] is told (key, from, to) for every transition.
 // gobreaker runs its OnStateChange under its own lock, so the Set only queues
-// the transition there and delivers it after the locks are released, before
-// the Allow, done or State call that caused it returns; the hook may therefore
-// call back into the Set. Hooks are delivered in the order the transitions
-// happened and never concurrently with each other: if another goroutine is
-// already delivering, it delivers the new events too (no goroutine is started
-// per call). Transitions the hook itself causes are delivered after it returns.
-// A panic in the hook reaches the caller that was delivering it.
+// the transition there and delivers it once the locks are released; the hook
+// may therefore call back into the Set. Hooks are delivered in the order the
+// transitions happened and never concurrently with each other: the Allow, done
+// or State call that caused a transition delivers it before returning, unless
+// another goroutine is delivering at that moment, in which case that goroutine
+// delivers it too (no goroutine is started per call). Transitions the hook
+// itself causes are delivered after it returns. A panic in the hook reaches
+// the caller that was delivering it; later transitions are still delivered.
 //
 // # Time
 //
@@ -123,8 +124,9 @@
 //
 // A Set is safe for concurrent use. Each key has its own lock; the key map is
 // read-locked for lookups and write-locked only to add or evict keys.
-// A closed breaker's Allow plus done(nil) costs about 130ns and allocates
-// nothing (the done func is shared by all attempts of one breaker state); a
+// On the benchmark machine (a 2-vCPU AMD EPYC VM, where a time.Now reading
+// costs about 45ns) a closed breaker's Allow plus done(nil) costs about 130ns
+// and allocates nothing (the done func is shared by all attempts of one breaker state); a
 // rejection costs about 60ns and allocates nothing (the *OpenError is shared
 // per key and state; treat it as read-only).
 package breaker
