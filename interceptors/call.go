@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
 )
 
@@ -63,6 +64,7 @@ type attempt struct {
 	n      int
 	ctx    context.Context
 	cancel context.CancelFunc // nil when no timeout was set
+	done   func(error)        // reports the outcome to the breaker, if any
 	tel    attemptTelemetry
 }
 
@@ -112,10 +114,31 @@ func (c *call) startAttempt() (attempt, error) {
 			return a, err
 		}
 	}
+	state := breakerClosed
+	if set := c.m.breakers; set != nil && !c.p.noBreaker && c.cc != nil {
+		key := c.target
+		if c.m.cfg.breakerMethod {
+			key = c.target + c.method
+		}
+		done, err := set.Allow(key)
+		if err != nil {
+			// Fail fast, and do not retry into an open breaker.
+			c.attempts--
+			c.tel.breakerRejected(err)
+			return a, err
+		}
+		a.done = done
+		if st := set.State(key); st != breaker.StateClosed {
+			state = int(st)
+		}
+	}
 	if c.p.perAttemptTimeout > 0 && !c.streaming {
 		a.ctx, a.cancel = context.WithTimeout(a.ctx, c.p.perAttemptTimeout)
 	}
 	a.ctx, a.tel = c.tel.startAttempt(a.ctx, a.n)
+	if state != breakerClosed {
+		a.tel.breakerState(state)
+	}
 	return a, nil
 }
 
@@ -134,6 +157,15 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 	a.tel.end(err)
 	if a.cancel != nil {
 		a.cancel()
+	}
+	if a.done != nil {
+		if ctxErr := c.ctx.Err(); ctxErr != nil && err != nil {
+			// The caller gave up: that says nothing about the server.
+			a.done(ctxErr)
+		} else {
+			a.done(err)
+		}
+		a.done = nil
 	}
 	c.hasPushback = false
 	c.notReady = false
@@ -197,15 +229,19 @@ func (c *call) waitForRetry(err error) error {
 		return err
 	}
 	code := status.Code(err)
-	if c.attempts >= c.p.maxAttempts || !c.p.retryCodes.has(code) {
+	if c.attempts >= c.p.maxAttempts || !c.p.retryCodes.has(code) || errors.Is(err, breaker.ErrOpen) {
 		return err
 	}
-	if c.hasPushback && c.pushback < 0 {
-		c.reason = ErrPushback
-		return err
+	if c.hasPushback {
+		c.tel.pushback(c.pushback)
+		if c.pushback < 0 {
+			c.reason = ErrPushback
+			return err
+		}
 	}
 	if !c.notReady && c.ts != nil && c.ts.budget != nil && !c.ts.budget.AllowRetry() {
 		c.reason = ErrBudgetExhausted
+		c.tel.budgetExhausted()
 		return err
 	}
 	var delay time.Duration

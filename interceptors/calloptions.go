@@ -117,3 +117,10 @@ func trimInvalid(err error, option string) string {
 	}
 	return s
 }
+
+// CallNoBreaker lets the call (or, with WithMethodPolicy, the matching
+// methods) bypass the circuit breaker: its attempts are neither refused nor
+// counted.
+func CallNoBreaker() CallOption {
+	return callOption(func(p *policy) { p.noBreaker = true })
+}

@@ -231,6 +231,9 @@ func (m *Middleware) hedged(u *unaryCall, method string, req, reply any, cc *grp
 // allowHedge reports whether the retry budget lets another attempt go.
 func (c *call) allowHedge() bool {
 	if c.ts != nil && c.ts.budget != nil && !c.ts.budget.AllowRetry() {
+		if c.reason == nil {
+			c.tel.budgetExhausted()
+		}
 		c.reason = ErrBudgetExhausted
 		return false
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/grpc-resilience/resilience/breaker"
+
 	"google.golang.org/grpc"
 )
 
@@ -23,6 +25,8 @@ type Middleware struct {
 	cfg    config
 	tel    telemetry
 	probes probes
+
+	breakers *breaker.Set // nil when breakers are off
 
 	mu        sync.RWMutex
 	targets   map[string]*targetState
@@ -48,6 +52,21 @@ func New(opts ...Option) (*Middleware, error) {
 	}
 	m := &Middleware{cfg: cfg, tel: newTelemetry(&cfg)}
 	m.probes = probes{interval: cfg.probeInterval, clock: cfg.clock}
+	if cfg.breaker != nil {
+		bc := *cfg.breaker
+		user := bc.OnStateChange
+		bc.OnStateChange = func(key string, from, to breaker.State) {
+			m.tel.breakerState(key, int(to))
+			if user != nil {
+				user(key, from, to)
+			}
+		}
+		set, err := breaker.NewSet(bc)
+		if err != nil {
+			return nil, invalid("WithBreaker", "%v", err)
+		}
+		m.breakers = set
+	}
 	return m, nil
 }
 
@@ -134,3 +153,8 @@ func (m *Middleware) resolve(method string, opts []grpc.CallOption) (policy, []g
 	}
 	return p, rest
 }
+
+// Breakers returns the circuit breakers of m, keyed by target (or by target
+// and method, see WithBreakerPerMethod), to read a key's state; nil when
+// breakers are off.
+func (m *Middleware) Breakers() *breaker.Set { return m.breakers }

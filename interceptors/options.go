@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/internal/clock"
 )
@@ -73,6 +74,8 @@ type config struct {
 	budget         *budget.Config // nil: no retry budget
 	readyWait      time.Duration
 	probeInterval  time.Duration
+	breaker        *breaker.Config // nil: no breakers
+	breakerMethod  bool            // key breakers by target and method
 }
 
 // policy is what governs one call; it is resolved per call from the
@@ -85,6 +88,7 @@ type policy struct {
 	callTimeout       time.Duration
 	attemptsOut       *int
 	hedge             *HedgePolicy
+	noBreaker         bool
 	err               error // a bad CallOption, reported when the call is made
 }
 
@@ -110,6 +114,7 @@ func defaultConfig() config {
 		budget:        ptr(budget.DefaultConfig()),
 		readyWait:     DefaultReadyWait,
 		probeInterval: DefaultReconnectProbe,
+		breaker:       ptr(breaker.DefaultConfig()),
 	}
 }
 
@@ -344,6 +349,42 @@ func WithReconnectProbe(d time.Duration) Option {
 			return invalid("WithReconnectProbe", "must be >= 0, got %v", d)
 		}
 		c.probeInterval = d
+		return nil
+	})
+}
+
+// WithBreaker sets the configuration of the circuit breakers, one per
+// target (see package breaker for the trip rule and what counts as a
+// failure). While a target's breaker is open its attempts fail at once,
+// without touching the network, with an error that has status Unavailable,
+// names the target and matches breaker.ErrOpen; the call does not retry
+// into an open breaker. c.OnStateChange, if set, is called on every
+// transition, outside the breaker's lock. Invalid values are rejected by
+// name. Default breaker.DefaultConfig().
+func WithBreaker(c breaker.Config) Option {
+	return optionFunc(func(cfg *config) error {
+		if err := c.Validate(); err != nil {
+			return invalid("WithBreaker", "%v", err)
+		}
+		cfg.breaker = &c
+		return nil
+	})
+}
+
+// WithoutBreaker turns the circuit breakers off.
+func WithoutBreaker() Option {
+	return optionFunc(func(cfg *config) error {
+		cfg.breaker = nil
+		return nil
+	})
+}
+
+// WithBreakerPerMethod keys breakers by target and method instead of by
+// target alone, so that one failing method does not stop calls to the
+// others.
+func WithBreakerPerMethod() Option {
+	return optionFunc(func(cfg *config) error {
+		cfg.breakerMethod = true
 		return nil
 	})
 }

@@ -109,7 +109,7 @@ func TestRetryBudgetStopsRetriesUnderOutage(t *testing.T) {
 }
 
 func TestWithoutRetryBudgetRetriesEveryCall(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithoutRetryBudget())
+	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithoutRetryBudget(), WithoutBreaker())
 	h.failNext(1000, codes.Unavailable)
 	for range 100 {
 		_ = echo(context.Background(), t, h.client)

@@ -37,30 +37,51 @@ func TestReconnectProbeBypassesGRPCBackoff(t *testing.T) {
 	conn.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), guard)
 	defer cancel()
-	<-dials
-	for s := conn.GetState(); s != connectivity.TransientFailure; s = conn.GetState() {
-		if !conn.WaitForStateChange(ctx, s) {
-			t.Fatal("connection never reached TRANSIENT_FAILURE")
+	failed := func() {
+		t.Helper()
+		select {
+		case <-dials:
+		case <-ctx.Done():
+			t.Fatal("no dial")
+		}
+		for s := conn.GetState(); s != connectivity.TransientFailure; s = conn.GetState() {
+			if !conn.WaitForStateChange(ctx, s) {
+				t.Fatal("connection never reached TRANSIENT_FAILURE")
+			}
 		}
 	}
+	failed()
 
+	// The first waiter kicks the connection at once.
 	release := m.probes.acquire(conn)
-	for i := range 3 {
+	failed()
+	// Each probe interval may find the connection between states; count
+	// how many intervals it takes to see three more dials. grpc-go alone
+	// would not dial again for an hour.
+	advances := 0
+	for dialled := 0; dialled < 3; {
 		if _, ok := fc.WaitForTimers(ctx.Done(), 1); !ok {
 			t.Fatal("probe timer not armed")
 		}
 		fc.Advance(25 * time.Millisecond)
+		advances++
+		if advances > 60 {
+			t.Fatalf("only %d dials after %d probe intervals", dialled, advances)
+		}
+		poll := time.NewTimer(50 * time.Millisecond)
 		select {
 		case <-dials:
-		case <-ctx.Done():
-			t.Fatalf("probe %d did not make the connection dial again", i+1)
-		}
-		for s := conn.GetState(); s != connectivity.TransientFailure; s = conn.GetState() {
-			if !conn.WaitForStateChange(ctx, s) {
-				t.Fatal("connection did not fail again")
+			dialled++
+			poll.Stop()
+			for s := conn.GetState(); s != connectivity.TransientFailure; s = conn.GetState() {
+				if !conn.WaitForStateChange(ctx, s) {
+					t.Fatal("connection never failed again")
+				}
 			}
+		case <-poll.C:
 		}
 	}
+	t.Logf("3 dials in %d probe intervals", advances)
 	release() // the probe goroutine ends here; goleak checks it
 	if p := fc.Pending(); len(p) != 0 {
 		t.Errorf("probe timers still pending after release: %v", p)

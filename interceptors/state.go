@@ -109,12 +109,15 @@ func (p *probes) run(cc *grpc.ClientConn, pr *probe) {
 	}
 }
 
-// kick makes cc try to connect now if it is not connected or connecting.
+// kick makes cc try to connect now if it is not connected or connecting:
+// it cuts grpc-go's reconnect backoff short and asks the balancer to
+// connect subchannels that went idle after their backoff.
 func kick(cc *grpc.ClientConn) {
 	switch cc.GetState() {
 	case connectivity.Idle:
 		cc.Connect()
 	case connectivity.TransientFailure:
 		cc.ResetConnectBackoff()
+		cc.Connect()
 	}
 }

@@ -33,8 +33,9 @@ import (
 // lives in the resilience.* namespace.
 //
 // Cost model. When neither tracing nor metrics are enabled (no-op providers,
-// or global providers that were never installed) every hook returns after a
-// nil check or two atomic loads, without allocating. When enabled, the
+// or global providers that were never installed) startCall returns after a
+// few atomic loads and pointer comparisons, the other hooks after a nil
+// check, and nothing is allocated. When enabled, the
 // attribute sets and span start options of a (method, target) pair are
 // built once and reused.
 
@@ -251,7 +252,7 @@ func (s *telemetryState) tracer() trace.Tracer {
 		return s.fixedTracer.tracer
 	}
 	tp := otel.GetTracerProvider()
-	if t := s.tracing.Load(); t != nil && t.comparable && sameType(t.tp, tp) && t.tp == tp {
+	if t := s.tracing.Load(); t != nil && t.comparable && t.tp == tp {
 		return t.tracer
 	}
 	t := newTracing(tp, true)
@@ -330,7 +331,7 @@ func (s *telemetryState) instruments() *instruments {
 	if in == nil {
 		mp := otel.GetMeterProvider()
 		in = s.metrics.Load()
-		if in == nil || !in.comparable || !sameType(in.mp, mp) || in.mp != mp {
+		if in == nil || !in.comparable || in.mp != mp {
 			in = newInstruments(mp, true)
 			s.metrics.Store(in)
 		}
@@ -341,23 +342,24 @@ func (s *telemetryState) instruments() *instruments {
 	return in
 }
 
-// isComparable reports whether v can be compared with == without panicking.
+// isComparable reports whether the dynamic type of v is comparable.
+// Comparing two interfaces panics only when both hold the same
+// non-comparable type, so a cached provider of a comparable type can be
+// compared with any other; one of a non-comparable type (none of the
+// OpenTelemetry ones) is resolved again on each call.
 func isComparable(v any) bool {
 	t := reflect.TypeOf(v)
 	return t != nil && t.Comparable()
 }
-
-// sameType reports whether a and b have the same dynamic type: comparing
-// interfaces of the same non-comparable type would panic, so == is only
-// used after this and isComparable.
-func sameType(a, b any) bool { return reflect.TypeOf(a) == reflect.TypeOf(b) }
 
 // isUnsetGlobal reports whether p is OpenTelemetry's default global
 // provider, which forwards to nothing until otel.SetTracerProvider or
 // otel.SetMeterProvider is called. Once a provider is installed,
 // otel.GetTracerProvider returns it instead and is resolved anew. If the
 // otel internals change so that this no longer matches, the default
-// provider is simply used (correct, only slower).
+// provider is simply used (correct, only slower). Go auto-instrumentation,
+// which hooks the default tracer provider, is not seen through it: install
+// a provider, or pass one with WithTracerProvider.
 func isUnsetGlobal(p any) bool {
 	t := reflect.TypeOf(p)
 	return t != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global"

@@ -648,6 +648,9 @@ func TestTelemetryOffAllocatesNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := MustNew(tc.opts...)
+			if m.tel.s.tracer() != nil || m.tel.s.instruments() != nil {
+				t.Fatalf("tracer %v, instruments %v; want both off", m.tel.s.tracer(), m.tel.s.instruments())
+			}
 			ctx := context.Background()
 			if n := testing.AllocsPerRun(100, func() { hookSequence(m, ctx, fail) }); n != 0 {
 				t.Errorf("a retried call's hooks allocate %v times, want 0", n)

@@ -1,0 +1,154 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/breaker"
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+)
+
+// tripFast is a breaker that opens after 3 consecutive failures and stays
+// open for an hour, so tests control it by call count alone.
+func tripFast(onChange func(key string, from, to breaker.State)) breaker.Config {
+	c := breaker.DefaultConfig()
+	c.ConsecutiveFailures = 3
+	c.OpenTimeout = time.Hour
+	c.OnStateChange = onChange
+	return c
+}
+
+func TestBreakerOpensAndFailsFastWithoutTouchingTheServer(t *testing.T) {
+	var mu sync.Mutex
+	var transitions []string
+	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithoutRetryBudget(), WithMaxAttempts(3),
+		WithBreaker(tripFast(func(key string, from, to breaker.State) {
+			mu.Lock()
+			defer mu.Unlock()
+			transitions = append(transitions, from.String()+">"+to.String())
+		})))
+	h.failNext(1000, codes.Unavailable)
+	// First call: 3 failed attempts trip the breaker.
+	_ = echo(context.Background(), t, h.client)
+	if n := h.attempts(); n != 3 {
+		t.Fatalf("server saw %d attempts, want 3", n)
+	}
+	// Later calls fail at once, and the server sees nothing.
+	for range 5 {
+		err := echo(context.Background(), t, h.client)
+		if status.Code(err) != codes.Unavailable || !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("err %v, want Unavailable matching breaker.ErrOpen", err)
+		}
+		if !strings.Contains(err.Error(), "bufnet") {
+			t.Errorf("err %q does not name the target", err)
+		}
+		var ie *Error
+		if !errors.As(err, &ie) || ie.Attempts != 0 {
+			t.Errorf("err %v: want *Error with 0 attempts made", err)
+		}
+	}
+	if n := h.attempts(); n != 3 {
+		t.Errorf("server saw %d attempts while the breaker was open, want still 3", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(transitions) != 1 || transitions[0] != "closed>open" {
+		t.Errorf("transitions %v, want [closed>open]", transitions)
+	}
+}
+
+func TestBreakerIgnoresClientErrorsAndCallerCancels(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithBreaker(tripFast(nil)))
+	h.failNext(10, codes.NotFound)
+	for range 10 {
+		_ = echo(context.Background(), t, h.client)
+	}
+	release := h.blockCalls()
+	for range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		_ = echo(ctx, t, h.client)
+		cancel()
+	}
+	release()
+	h.reset()
+	if err := echo(context.Background(), t, h.client); err != nil {
+		t.Errorf("after client errors and cancellations: %v, want the breaker still closed", err)
+	}
+}
+
+func TestBreakerPerCallAndPerMethodOptOut(t *testing.T) {
+	m := MustNew(WithBackoff(backoff.Constant(0)), WithBreaker(tripFast(nil)),
+		WithMethodPolicy(MatchMethods("/resilience.testing.v1.EchoService/ServerStream"), CallNoBreaker()))
+	h := newHarnessDial(t, m.DialOptions()...)
+	h.failNext(3, codes.Unavailable)
+	_ = echo(context.Background(), t, h.client, CallMaxAttempts(3))
+	if err := echo(context.Background(), t, h.client); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("err %v, want the breaker open", err)
+	}
+	if err := echo(context.Background(), t, h.client, CallNoBreaker()); err != nil {
+		t.Errorf("CallNoBreaker: %v, want the call to reach the server", err)
+	}
+	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 2})
+	if err != nil {
+		t.Fatalf("method policy CallNoBreaker: %v", err)
+	}
+	if got, err := recvAll(stream); err != nil || len(got) != 2 {
+		t.Errorf("stream past an open breaker with CallNoBreaker: %v %v", got, err)
+	}
+	if st := m.Breakers().State("passthrough:///bufnet"); st != breaker.StateOpen {
+		t.Errorf("Breakers().State = %v, want open", st)
+	}
+}
+
+func TestBreakerOpenAtStreamCreation(t *testing.T) {
+	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithBreaker(tripFast(nil)))
+	h.failNext(3, codes.Unavailable)
+	_ = echo(context.Background(), t, h.client)
+	for _, open := range []func() error{
+		func() error {
+			_, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 1})
+			return err
+		},
+		func() error { _, err := h.client.ClientStream(context.Background()); return err },
+		func() error { _, err := h.client.BidiStream(context.Background()); return err },
+	} {
+		if err := open(); status.Code(err) != codes.Unavailable || !errors.Is(err, breaker.ErrOpen) {
+			t.Errorf("stream creation: %v, want Unavailable matching breaker.ErrOpen", err)
+		}
+	}
+	if n := h.attempts(); n != 3 {
+		t.Errorf("server saw %d attempts, want the 3 that tripped the breaker", n)
+	}
+}
+
+func TestBreakerPerMethodKeys(t *testing.T) {
+	m := MustNew(WithBackoff(backoff.Constant(0)), WithBreaker(tripFast(nil)), WithBreakerPerMethod())
+	h := newHarnessDial(t, m.DialOptions()...)
+	h.failNext(3, codes.Unavailable)
+	_ = echo(context.Background(), t, h.client)
+	if err := echo(context.Background(), t, h.client); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("Echo: %v, want its breaker open", err)
+	}
+	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 1})
+	if err != nil {
+		t.Fatalf("ServerStream with per-method breakers: %v, want its own closed breaker", err)
+	}
+	_, _ = recvAll(stream)
+}
+
+func TestInvalidBreakerConfigRejectedByName(t *testing.T) {
+	c := breaker.DefaultConfig()
+	c.FailureRatio = 2
+	_, err := New(WithBreaker(c))
+	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "WithBreaker") || !strings.Contains(err.Error(), "FailureRatio") {
+		t.Errorf("New(WithBreaker(bad)) = %v, want an error naming WithBreaker and FailureRatio", err)
+	}
+}
