@@ -159,8 +159,10 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 		a.cancel()
 	}
 	if a.done != nil {
-		if ctxErr := c.ctx.Err(); ctxErr != nil && err != nil {
+		if err != nil && c.callerDeadline(err) {
 			// The caller gave up: that says nothing about the server.
+			a.done(context.DeadlineExceeded)
+		} else if ctxErr := c.ctx.Err(); ctxErr != nil && err != nil {
 			a.done(ctxErr)
 		} else {
 			a.done(err)
@@ -199,6 +201,24 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 	return err
 }
 
+// deadlineSlack is how close to the call deadline a DeadlineExceeded must
+// come to be the caller's own: the server, which learns the deadline from
+// the grpc-timeout header, can time out a moment before the client does.
+const deadlineSlack = 5 * time.Millisecond
+
+// callerDeadline reports whether err is the caller's deadline running out
+// (as seen by the client, or by the server just before the client).
+func (c *call) callerDeadline(err error) bool {
+	if errors.Is(c.ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	if status.Code(err) != codes.DeadlineExceeded {
+		return false
+	}
+	dl, ok := c.ctx.Deadline()
+	return ok && time.Until(dl) < deadlineSlack
+}
+
 // fail ends the call with err, recording the attempt count.
 func (c *call) fail(err error) error {
 	if c.p.attemptsOut != nil {
@@ -225,7 +245,7 @@ func (c *call) waitForRetry(err error) error {
 	// Never retry once the caller's context is done: its own cancel or
 	// deadline. A DeadlineExceeded seen while it is alive came from a
 	// per-attempt timeout or from the server, and is retryable.
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || c.callerDeadline(err) {
 		return err
 	}
 	code := status.Code(err)
