@@ -9,8 +9,9 @@
 //     time from the server listening again to the first success;
 //
 //   - retry budget: the server fails every call with Unavailable; attempts
-//     reaching the server per call with 3 attempts, with and without the
-//     budget.
+//     reaching the server per call with 3 attempts, without the budget,
+//     with it (breaker off, to isolate it), and with the defaults, where
+//     the breaker opens too.
 //
 //     go -C examples run ./beyond            # full run, about 20 s
 //     go -C examples run ./beyond -quick     # a few seconds
@@ -329,15 +330,18 @@ func outage(quick bool) ([]Result, error) {
 	}
 	var out []Result
 	fast := interceptors.WithBackoff(backoff.MustExponential(backoff.Config{BaseDelay: time.Millisecond, Multiplier: 2, MaxDelay: 4 * time.Millisecond, Jitter: 0.2}))
-	for _, client := range []string{"3 attempts, no budget", "3 attempts + budget"} {
+	for _, client := range []string{"3 attempts, no budget", "3 attempts + budget", "defaults: budget + breaker"} {
 		srv := &server{failAll: true}
 		l := &listener{srv: srv, addr: "127.0.0.1:0"}
 		if err := l.start(); err != nil {
 			return nil, err
 		}
 		opts := []interceptors.Option{fast, interceptors.WithMaxAttempts(3)}
-		if client == "3 attempts, no budget" {
-			opts = append(opts, interceptors.WithoutRetryBudget())
+		switch client {
+		case "3 attempts, no budget":
+			opts = append(opts, interceptors.WithoutRetryBudget(), interceptors.WithoutBreaker())
+		case "3 attempts + budget":
+			opts = append(opts, interceptors.WithoutBreaker())
 		}
 		c, closeConn, err := dial(l.addr, interceptors.MustNew(opts...).DialOptions()...)
 		if err != nil {

@@ -36,6 +36,9 @@ func TestQuickRun(t *testing.T) {
 	if r := get("outage", "3 attempts, no budget"); r.AttemptsPerCall != 3 {
 		t.Errorf("outage: %.3f attempts per call without the budget, want 3", r.AttemptsPerCall)
 	}
+	if r := get("outage", "defaults: budget + breaker"); r.AttemptsPerCall >= get("outage", "3 attempts + budget").AttemptsPerCall {
+		t.Errorf("outage: %.3f attempts per call with the breaker, want fewer than with the budget alone", r.AttemptsPerCall)
+	}
 	if r := get("hedging", "hedged"); r.Failed != 0 || r.AttemptsPerCall > 1.25 {
 		t.Errorf("hedging: %d failed, %.3f attempts per call; want 0 and a few hedges", r.Failed, r.AttemptsPerCall)
 	}
