@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"google.golang.org/grpc"
-
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -22,11 +20,7 @@ func BenchmarkUnary(b *testing.B) {
 	for _, dl := range []string{"deadline", "nodeadline"} {
 		for _, client := range []string{"bare", "resilience"} {
 			b.Run("ctx="+dl+"/client="+client, func(b *testing.B) {
-				var opts []grpc.DialOption
-				if client == "resilience" {
-					opts = MustNew().DialOptions()
-				}
-				h := newHarnessDial(b, opts...)
+				h := benchHarness(b, client)
 				ctx := context.Background()
 				if dl == "deadline" {
 					var cancel context.CancelFunc

@@ -297,7 +297,7 @@ func (c *call) waitForRetry(err error) error {
 // call deadline. The returned cancel is never nil when err is nil.
 func (m *Middleware) initCall(c *call, ctx context.Context, method string, cc *grpc.ClientConn, opts []grpc.CallOption) ([]grpc.CallOption, context.CancelFunc, error) {
 	c.m, c.method, c.cc = m, method, cc
-	c.p, opts = m.resolve(method, opts)
+	opts = m.resolve(&c.p, method, opts)
 	if c.p.err != nil {
 		return nil, nil, status.Error(codes.InvalidArgument, "interceptors: invalid call option: "+c.p.err.Error())
 	}

@@ -119,15 +119,15 @@ func (m *Middleware) DialOptions() []grpc.DialOption {
 	}
 }
 
-// resolve computes the policy for one call and removes the interceptors'
+// resolve computes the policy for one call into p and removes the interceptors'
 // own call options from opts. It allocates only when opts holds some.
-func (m *Middleware) resolve(method string, opts []grpc.CallOption) (policy, []grpc.CallOption) {
-	p := m.cfg.policy
+func (m *Middleware) resolve(p *policy, method string, opts []grpc.CallOption) []grpc.CallOption {
+	*p = m.cfg.policy
 	for i := range m.cfg.methodPolicies {
 		mp := &m.cfg.methodPolicies[i]
 		if mp.match(method) {
 			for _, o := range mp.opts {
-				o.apply(&p)
+				o.apply(p)
 			}
 		}
 	}
@@ -136,14 +136,14 @@ func (m *Middleware) resolve(method string, opts []grpc.CallOption) (policy, []g
 		if co, ok := o.(CallOption); ok {
 			ours++
 			if co.apply == nil {
-				callInvalid(&p, "CallOption", "zero value")
+				callInvalid(p, "CallOption", "zero value")
 				continue
 			}
-			co.apply(&p)
+			co.apply(p)
 		}
 	}
 	if ours == 0 {
-		return p, opts
+		return opts
 	}
 	rest := make([]grpc.CallOption, 0, len(opts)-ours)
 	for _, o := range opts {
@@ -151,7 +151,7 @@ func (m *Middleware) resolve(method string, opts []grpc.CallOption) (policy, []g
 			rest = append(rest, o)
 		}
 	}
-	return p, rest
+	return rest
 }
 
 // Breakers returns the circuit breakers of m, keyed by target (or by target

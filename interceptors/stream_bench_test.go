@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -77,10 +78,25 @@ func BenchmarkBidiPingPong(b *testing.B) {
 	}
 }
 
-func benchHarness(b *testing.B, client string) *harness {
+// benchClient is an EchoService client of the shared test server over
+// bufconn: bare, or through the interceptors with their defaults.
+type benchClient struct{ client testingv1.EchoServiceClient }
+
+func benchHarness(b *testing.B, client string) benchClient {
+	b.Helper()
+	srv := testserver.New()
+	if err := srv.ListenBufconn(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.Close)
 	var opts []grpc.DialOption
 	if client == "resilience" {
 		opts = MustNew().DialOptions()
 	}
-	return newHarnessDial(b, opts...)
+	conn, err := srv.NewClient(opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return benchClient{client: testingv1.NewEchoServiceClient(conn)}
 }
