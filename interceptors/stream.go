@@ -6,13 +6,14 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
 // DefaultStreamReplayBuffer is the default cap, in bytes, on the client
@@ -84,7 +85,7 @@ type retryStream struct {
 	a         attempt           // the current attempt
 	acancel   context.CancelCauseFunc
 	stopAfter func() bool // stops the caller-cancel watcher of the attempt
-	timer     *time.Timer // per-attempt timeout until commit
+	timer     clock.Timer // per-attempt timeout until commit
 	buf       []any       // messages sent, replayed on a new attempt
 	bufSize   int
 	closeSent bool
@@ -109,7 +110,7 @@ func (s *retryStream) newAttemptLocked() error {
 	}
 	s.a, s.cs, s.acancel, s.attemptEnded = a, cs, acancel, false
 	if d := s.c.p.perAttemptTimeout; d > 0 {
-		s.timer = time.AfterFunc(d, func() { acancel(errAttemptTimeout) })
+		s.timer = s.c.m.cfg.clock.AfterFunc(d, func() { acancel(errAttemptTimeout) })
 	}
 	// If the caller abandons the stream and cancels its context (or the
 	// call deadline passes), end the call even if nobody reads the error:

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/internal/clock"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -198,12 +199,20 @@ func TestReplayBufferOverflowCommits(t *testing.T) {
 }
 
 func TestStreamPerAttemptTimeoutBoundsOnlyTheTimeToCommit(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithPerAttemptTimeout(50*time.Millisecond))
+	fc := clock.NewFake(time.Unix(0, 0))
+	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(0)), WithPerAttemptTimeout(50*time.Millisecond))
 	h.blockFirst(1)
 	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if got, ok := fc.WaitForTimers(ctx.Done(), 1); !ok || got[0] != 50*time.Millisecond {
+		t.Fatalf("per-attempt timer %v (ok %v), want 50ms", got, ok)
+	}
+	<-h.arrivals // the first attempt hangs at the server
+	fc.Advance(50 * time.Millisecond)
 	first, err := stream.Recv()
 	if err != nil {
 		t.Fatalf("Recv: %v, want the second attempt's first message", err)
@@ -211,9 +220,12 @@ func TestStreamPerAttemptTimeoutBoundsOnlyTheTimeToCommit(t *testing.T) {
 	if n := h.attempts(); n != 2 {
 		t.Errorf("server saw %d attempts, want 2", n)
 	}
-	// Committed: the per-attempt timeout no longer applies. Outlive it.
-	release := time.NewTimer(100 * time.Millisecond)
-	<-release.C
+	// Committed: the second attempt's timer was stopped, so however much
+	// time passes the stream lives on.
+	if p := fc.Pending(); len(p) != 0 {
+		t.Errorf("timers pending after commit: %v, want none", p)
+	}
+	fc.Advance(time.Hour)
 	rest, err := recvAll(stream)
 	if err != nil {
 		t.Fatalf("committed stream ended with %v after the per-attempt timeout", err)

@@ -17,6 +17,10 @@ type Clock interface {
 	Now() time.Time
 	// NewTimer returns a timer that fires once after d.
 	NewTimer(d time.Duration) Timer
+	// AfterFunc calls f once after d, on a goroutine of its own (Real) or
+	// on the goroutine that advances the time (Fake). Stop on the
+	// returned timer prevents the call if it has not happened.
+	AfterFunc(d time.Duration, f func()) Timer
 }
 
 // Timer is the part of *time.Timer the project uses.
@@ -35,6 +39,8 @@ type realClock struct{}
 func (realClock) Now() time.Time { return time.Now() }
 
 func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return realTimer{time.AfterFunc(d, f)} }
 
 type realTimer struct{ t *time.Timer }
 
@@ -78,17 +84,38 @@ func (f *Fake) NewTimer(d time.Duration) Timer {
 	return t
 }
 
+// AfterFunc returns a timer that calls fn when the fake time reaches
+// Now()+d; fn runs on the goroutine that calls Advance.
+func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
+	f.mu.Lock()
+	t := &fakeTimer{f: f, when: f.now.Add(d), d: d, c: make(chan time.Time, 1), fn: fn}
+	if d <= 0 {
+		f.mu.Unlock()
+		fn()
+		return t
+	}
+	f.timers = append(f.timers, t)
+	f.notifyLocked()
+	f.mu.Unlock()
+	return t
+}
+
 // Advance moves the fake time forward by d and fires every timer whose
-// deadline has been reached, in deadline order.
+// deadline has been reached, in deadline order. Functions of AfterFunc
+// timers run after the clock's lock is released, before Advance returns.
 func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.now = f.now.Add(d)
 	sort.SliceStable(f.timers, func(i, j int) bool { return f.timers[i].when.Before(f.timers[j].when) })
 	kept := f.timers[:0]
+	var fns []func()
 	for _, t := range f.timers {
 		if !t.when.After(f.now) {
-			t.c <- f.now
+			if t.fn != nil {
+				fns = append(fns, t.fn)
+			} else {
+				t.c <- f.now
+			}
 			continue
 		}
 		kept = append(kept, t)
@@ -96,6 +123,10 @@ func (f *Fake) Advance(d time.Duration) {
 	clear(f.timers[len(kept):])
 	f.timers = kept
 	f.notifyLocked()
+	f.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // Pending returns the durations the pending timers were created with, in
@@ -144,6 +175,7 @@ type fakeTimer struct {
 	when time.Time
 	d    time.Duration
 	c    chan time.Time
+	fn   func() // set for AfterFunc timers
 }
 
 func (t *fakeTimer) C() <-chan time.Time { return t.c }

@@ -71,3 +71,24 @@ func TestReal(t *testing.T) {
 		t.Error("Real.Now() is zero")
 	}
 }
+
+func TestFakeAfterFunc(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	called := 0
+	stopped := f.AfterFunc(time.Second, func() { called += 10 })
+	f.AfterFunc(time.Second, func() { called++ })
+	if !stopped.Stop() {
+		t.Fatal("Stop() of a pending AfterFunc = false")
+	}
+	f.Advance(999 * time.Millisecond)
+	if called != 0 {
+		t.Fatalf("called = %d before the deadline", called)
+	}
+	f.Advance(time.Millisecond)
+	if called != 1 {
+		t.Errorf("called = %d after the deadline, want 1 (the stopped one not at all)", called)
+	}
+	if tm := Real.AfterFunc(time.Hour, func() {}); !tm.Stop() {
+		t.Error("Stop() of a fresh real AfterFunc = false")
+	}
+}
