@@ -1,7 +1,3 @@
-// Package clock abstracts the passage of time so that code which waits
-// (retry backoff, hedging delays, breaker timeouts) can be tested without
-// sleeping. Production code uses Real; tests use a Fake and fire its timers
-// explicitly.
 package clock
 
 import (
