@@ -115,8 +115,8 @@
 // A call refused by a breaker before any attempt still leaves its call span.
 // Attempt spans are CLIENT spans with rpc.system.name, rpc.method,
 // server.address and server.port (from the dial target),
-// resilience.attempt and, when a breaker let the attempt through,
-// resilience.breaker.state (closed, half-open, open). They end with
+// resilience.attempt and, when the target's breaker was not closed (a
+// half-open probe), resilience.breaker.state (half-open, open). They end with
 // rpc.response.status_code and, for any code but OK, error.type and status
 // Error, as the conventions require for client spans.
 //

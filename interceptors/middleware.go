@@ -56,6 +56,8 @@ func New(opts ...Option) (*Middleware, error) {
 		bc := *cfg.breaker
 		user := bc.OnStateChange
 		bc.OnStateChange = func(key string, from, to breaker.State) {
+			// Runs outside the breaker's lock (package breaker queues
+			// transitions), so the gauge may be set from here.
 			m.tel.breakerState(key, int(to))
 			if user != nil {
 				user(key, from, to)

@@ -847,9 +847,9 @@ func (ct *callTelemetry) end(err error) {
 
 // breakerState records the state of the breaker identified by key
 // (breakerClosed, breakerHalfOpen, breakerOpen) on the breaker state gauge.
-// The breaker wiring calls it when a breaker is created and on every state
-// change; it never calls back into a breaker, so it may run under the
-// breaker's lock.
+// The breaker wiring calls it on every state change (so a breaker that
+// never left closed has no point yet). It never calls back into a breaker,
+// so it may also run under a breaker's lock.
 func (t *telemetry) breakerState(key string, state int) {
 	if t.s == nil {
 		return

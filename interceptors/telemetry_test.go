@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/breaker"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -354,6 +355,65 @@ app INTERNAL {}
     `+name+` CLIENT Error("`+injectedMessage+`") {`+unavAttrs+` resilience.attempt=1 `+attrs+`}
     `+name+` CLIENT {resilience.attempt=2 `+attrs+` `+okAttrs+`}
 `)
+}
+
+// TestTelemetryHedgedCall checks the tree of a hedged call, whose attempts
+// overlap: the hedge wins and the first attempt is cancelled.
+func TestTelemetryHedgedCall(t *testing.T) {
+	e := newTelemetryEnv(t)
+	h := newTelemetryClient(t, e.options(WithMethodPolicy(MatchMethods(echoMethod),
+		CallHedging(HedgePolicy{Delay: time.Millisecond, MaxAttempts: 2})))...)
+	h.mu.Lock()
+	h.blockAttemptOne = true // attempt 1 hangs until cancelled
+	h.mu.Unlock()
+	got := e.appCall(t, 4, func(ctx context.Context) {
+		if err := echo(ctx, t, h.client); err != nil {
+			t.Fatalf("Echo: %v", err)
+		}
+	})
+	checkTree(t, got, `
+app INTERNAL {}
+  `+echoName+` INTERNAL {resilience.attempts=2 rpc.method=`+echoName+` `+okAttrs+`}
+    `+echoName+` CLIENT Error("context canceled") {error.type=CANCELLED resilience.attempt=1 `+rpcAttrs+` rpc.response.status_code=CANCELLED}
+    `+echoName+` CLIENT {resilience.attempt=2 `+rpcAttrs+` `+okAttrs+`}
+`)
+}
+
+// TestTelemetryBreakerRejection checks that a call refused by an open
+// breaker still leaves its call span, with the rejection as an event, and
+// that the breaker's state and rejections are measured.
+func TestTelemetryBreakerRejection(t *testing.T) {
+	e := newTelemetryEnv(t)
+	h := newTelemetryClient(t, e.options(WithMaxAttempts(2),
+		WithBreaker(breaker.Config{ConsecutiveFailures: 2, OpenTimeout: time.Hour}))...)
+	h.failNext(2, codes.Unavailable)
+	got := e.appCall(t, 5, func(ctx context.Context) {
+		// Two failed attempts trip the breaker; the next call is refused.
+		if err := echo(ctx, t, h.client); status.Code(err) != codes.Unavailable {
+			t.Fatalf("first call: %v, want Unavailable", err)
+		}
+		if err := echo(ctx, t, h.client); !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("second call: %v, want breaker.ErrOpen", err)
+		}
+	})
+	const open = `breaker: circuit open for \"passthrough:///bufnet\" (state open)`
+	checkTree(t, got, `
+app INTERNAL {}
+  `+echoName+` INTERNAL Error("`+injectedMessage+`") {error.type=UNAVAILABLE resilience.attempts=2 rpc.method=`+echoName+` rpc.response.status_code=UNAVAILABLE}
+    • resilience.retry {resilience.attempt=2 resilience.retry.delay=0.001 rpc.response.status_code=UNAVAILABLE}
+    `+echoName+` CLIENT Error("`+injectedMessage+`") {`+unavAttrs+` resilience.attempt=1 `+rpcAttrs+`}
+    `+echoName+` CLIENT Error("`+injectedMessage+`") {`+unavAttrs+` resilience.attempt=2 `+rpcAttrs+`}
+  `+echoName+` INTERNAL Error("`+open+`") {error.type=UNAVAILABLE resilience.attempts=0 rpc.method=`+echoName+` rpc.response.status_code=UNAVAILABLE}
+    • resilience.breaker.rejected {error.type=UNAVAILABLE resilience.attempt=1}
+`)
+	checkMetrics(t, e.collectMetrics(t),
+		metricAttempts+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 2",
+		metricRetries+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 1",
+		metricAttemptDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=2",
+		metricCallDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=2",
+		metricBreakerRejections+" {"+rpcAttrs+"} 1",
+		metricBreakerState+" {resilience.breaker.key=passthrough:///bufnet} 2",
+	)
 }
 
 // TestTelemetryBreakerAndBudgetHooks drives the hooks the breaker, budget
