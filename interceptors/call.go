@@ -108,7 +108,7 @@ func (c *call) startAttempt() (attempt, error) {
 		// the addition lives in the returned context only.
 		a.ctx = metadata.AppendToOutgoingContext(a.ctx, AttemptMetadataKey, strconv.Itoa(a.n))
 	}
-	if c.m.cfg.readyWait > 0 && c.cc != nil && (c.notReady || c.cc.GetState() == connectivity.TransientFailure) {
+	if c.m.cfg.readyWait > 0 && c.cc != nil && c.shouldWaitReady() {
 		if err := c.waitReady(); err != nil {
 			c.attempts--
 			return a, err
@@ -140,6 +140,20 @@ func (c *call) startAttempt() (attempt, error) {
 		a.tel.breakerState(state)
 	}
 	return a, nil
+}
+
+// shouldWaitReady reports whether the next attempt should first wait for
+// the connection: it is known to be down, or the previous attempt failed
+// with Unavailable and the connection is not (or not yet again) ready.
+func (c *call) shouldWaitReady() bool {
+	if c.notReady {
+		return true
+	}
+	s := c.cc.GetState()
+	if s == connectivity.TransientFailure {
+		return true
+	}
+	return s != connectivity.Ready && c.lastErr != nil && status.Code(c.lastErr) == codes.Unavailable
 }
 
 // notReady reports whether a connection in state s has lost its

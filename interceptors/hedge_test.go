@@ -38,7 +38,7 @@ func TestHedgeWinsOverSlowFirstAttempt(t *testing.T) {
 			grpc.Header(&header), grpc.Trailer(&trailer), grpc.Peer(&p), CallAttempts(&attempts))
 		done <- err
 	}()
-	got, ok := fc.WaitForTimers(done2(done), 1)
+	got, ok := fc.WaitForTimers(done2(t, done), 1)
 	if !ok || got[0] != 10*time.Millisecond {
 		t.Fatalf("hedge timer %v (ok %v), want 10ms", got, ok)
 	}

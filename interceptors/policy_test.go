@@ -26,7 +26,7 @@ func TestPushbackReplacesBackoffDelay(t *testing.T) {
 	h.failNext(1, codes.Unavailable)
 	done := make(chan error, 1)
 	go func() { done <- echo(context.Background(), t, h.client) }()
-	got, ok := fc.WaitForTimers(done2(done), 1)
+	got, ok := fc.WaitForTimers(done2(t, done), 1)
 	if !ok || len(got) != 1 || got[0] != 250*time.Millisecond {
 		t.Fatalf("pending delay %v (ok %v), want the server's 250ms instead of the 1s backoff", got, ok)
 	}

@@ -125,7 +125,7 @@ func TestBackoffDelaysAreUsedBetweenAttempts(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- echo(context.Background(), t, h.client) }()
 	for i, want := range []time.Duration{100 * time.Millisecond, 300 * time.Millisecond} {
-		got, ok := fc.WaitForTimers(done2(done), 1)
+		got, ok := fc.WaitForTimers(done2(t, done), 1)
 		if !ok {
 			t.Fatalf("call ended before backoff %d was armed", i+1)
 		}
@@ -148,13 +148,19 @@ func TestBackoffDelaysAreUsedBetweenAttempts(t *testing.T) {
 }
 
 // done2 adapts a result channel to a done channel without consuming the
-// result: it closes when the call finished.
-func done2(results chan error) <-chan struct{} {
+// result: it closes when the call finished. Its goroutine ends by the end
+// of the test even if the test took the result first.
+func done2(t *testing.T, results chan error) <-chan struct{} {
 	ch := make(chan struct{})
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
 	go func() {
-		err := <-results
-		results <- err
-		close(ch)
+		select {
+		case err := <-results:
+			results <- err
+			close(ch)
+		case <-stop:
+		}
 	}()
 	return ch
 }
@@ -167,7 +173,7 @@ func TestCallerCancelDuringBackoffReturnsAtOnce(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- echo(ctx, t, h.client) }()
-	if got, ok := fc.WaitForTimers(done2(done), 1); !ok || got[0] != time.Hour {
+	if got, ok := fc.WaitForTimers(done2(t, done), 1); !ok || got[0] != time.Hour {
 		t.Fatalf("pending backoff %v (ok %v), want [1h]", got, ok)
 	}
 	cancel()
