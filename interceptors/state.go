@@ -38,6 +38,10 @@ func (m *Middleware) targetState(target string) *targetState {
 		m.targets = make(map[string]*targetState)
 	}
 	m.targets[target] = ts
+	if m.breakers != nil && !m.cfg.breakerMethod {
+		// Give the breaker state gauge its first point: closed.
+		m.tel.breakerState(target, breakerClosed)
+	}
 	return ts
 }
 
