@@ -285,8 +285,6 @@ app INTERNAL {}
 		metricAttempts+" {"+rpcAttrs+" "+okAttrs+"} 1",
 		metricAttemptDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
 		metricCallDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
-		// The gauge's first point went to the provider of the first call.
-		noBreakerPoint,
 	)
 }
 
