@@ -128,8 +128,11 @@ func (c *call) startAttempt() (attempt, error) {
 			return a, err
 		}
 		a.done = done
-		if st := set.State(key); st != breaker.StateClosed {
-			state = int(st)
+		if c.tel.c != nil {
+			// Only telemetry wants the state: skip the lookup otherwise.
+			if st := set.State(key); st != breaker.StateClosed {
+				state = int(st)
+			}
 		}
 	}
 	if c.p.perAttemptTimeout > 0 && !c.streaming {
