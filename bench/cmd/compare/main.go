@@ -1,0 +1,108 @@
+// Command compare runs every benchmark scenario against every client stack
+// in one process and prints Markdown tables with ratios to the bare
+// grpc-go client (or, with -json, the raw results).
+//
+//	go -C bench run ./cmd/compare            # full run, about 2.5 minutes on 2 cores
+//	go -C bench run ./cmd/compare -quick     # about half a minute
+//	go -C bench run ./cmd/compare -json > results.json
+//	go -C bench run ./cmd/compare -stacks bare,ours -scenarios outage,restart
+//
+// Progress goes to standard error, the tables to standard output.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/grpc-resilience/resilience/bench/internal/scenario"
+	"github.com/grpc-resilience/resilience/bench/internal/stacks"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	quick := flag.Bool("quick", false, "short run (about half a minute) instead of the full one")
+	asJSON := flag.Bool("json", false, "print the results as JSON instead of Markdown")
+	stackList := flag.String("stacks", "", "comma-separated stacks to run (default all): "+names())
+	scenarioList := flag.String("scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(scenario.AllScenarios, ","))
+	quiet := flag.Bool("q", false, "no progress on standard error")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+
+	sts, err := stacks.Select(*stackList)
+	if err != nil {
+		return err
+	}
+	o := scenario.Options{
+		Params: scenario.FullParams(),
+		Policy: stacks.DefaultPolicy(),
+		Stacks: sts,
+	}
+	if *quick {
+		o.Params = scenario.QuickParams()
+	}
+	if *scenarioList != "" {
+		for _, s := range strings.Split(*scenarioList, ",") {
+			s = strings.TrimSpace(s)
+			if !contains(scenario.AllScenarios, s) {
+				return fmt.Errorf("unknown scenario %q (want one of %s)", s, strings.Join(scenario.AllScenarios, ","))
+			}
+			o.Scenarios = append(o.Scenarios, s)
+		}
+	}
+	if !*quiet {
+		o.Progress = os.Stderr
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	r, err := scenario.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		r.Markdown(os.Stdout)
+	}
+	if errs := scenario.Check(r, o); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(os.Stderr, "check:", e)
+		}
+		return fmt.Errorf("%d sanity checks failed", len(errs))
+	}
+	return nil
+}
+
+func names() string {
+	var ns []string
+	for _, s := range stacks.All() {
+		ns = append(ns, s.Name)
+	}
+	return strings.Join(ns, ",")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
