@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	collmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	colltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestShortRun runs the whole timeline in 12 s and checks what the demo is
+// for. The checks have wide margins (the expected figures are about 97 %
+// against 70 % ok in the noise phase, and 3 % against 100 % of the
+// attempts in the outage) so that a slow, busy CI machine still passes.
+func TestShortRun(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "") // no exporter, whatever the environment
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"-duration=12s", "-json"}, &stdout, &stderr)
+	t.Logf("progress:\n%s", stderr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res results
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("decoding -json output: %v\n%s", err, stdout.String())
+	}
+	get := func(phase, client string) row {
+		t.Helper()
+		for _, r := range res.Rows {
+			if r.Phase == phase && r.Client == client {
+				return r
+			}
+		}
+		t.Fatalf("no row for phase %s, client %s in %+v", phase, client, res.Rows)
+		return row{}
+	}
+
+	for _, p := range append(phaseNames[:], "all") {
+		plain, resilient := get(p, "plain"), get(p, "resilient")
+		if plain.Calls != resilient.Calls || plain.Calls == 0 {
+			t.Errorf("%s: %d plain calls, %d resilient calls; want the same schedule for both", p, plain.Calls, resilient.Calls)
+		}
+		if plain.Rejected != 0 {
+			t.Errorf("%s: the plain client has no breaker but shows %d rejections", p, plain.Rejected)
+		}
+	}
+
+	plain, resilient := get("noise", "plain"), get("noise", "resilient")
+	if resilient.OK <= plain.OK {
+		t.Errorf("noise: resilient client %d ok, plain %d ok (of %d); want the resilient one strictly ahead",
+			resilient.OK, plain.OK, plain.Calls)
+	}
+	if plain.OK == plain.Calls {
+		t.Errorf("noise: the plain client succeeded in all %d calls; the noise did not reach it", plain.Calls)
+	}
+
+	plain, resilient = get("outage", "plain"), get("outage", "resilient")
+	if plain.Attempts == 0 || 2*resilient.Attempts >= plain.Attempts {
+		t.Errorf("outage: the resilient client sent %d attempts to the server, the plain one %d; want fewer than half",
+			resilient.Attempts, plain.Attempts)
+	}
+	if resilient.Rejected == 0 {
+		t.Errorf("outage: no call was refused by the breaker")
+	}
+
+	// The table renders every phase and both clients from the same figures.
+	var table bytes.Buffer
+	if err := writeTable(&table, &res); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"noise    plain", "restart  plain", "resilient", "breaker rejections", "p99"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-rate=0"}, {"-noise=1.5"}, {"-duration=100ms"}, {"-concurrency=0"}, {"-down=20s"}, {"extra"},
+	} {
+		var stderr bytes.Buffer
+		err := run(t.Context(), args, &bytes.Buffer{}, &stderr)
+		if err == nil {
+			t.Errorf("run(%q) = nil, want an error", args)
+			continue
+		}
+		if name, _, _ := strings.Cut(args[0], "="); name != "extra" && !strings.Contains(err.Error(), name) {
+			t.Errorf("run(%q) = %v, want an error naming %s", args, err, name)
+		}
+	}
+}
+
+// collector is an OTLP/gRPC endpoint that keeps what it receives.
+type collector struct {
+	colltracepb.UnimplementedTraceServiceServer
+
+	mu      sync.Mutex
+	spans   map[string]map[string]int // service -> span name -> count
+	metrics map[string]int            // metric name -> data points batches
+}
+
+func (c *collector) Export(_ context.Context, req *colltracepb.ExportTraceServiceRequest) (*colltracepb.ExportTraceServiceResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		service := ""
+		for _, kv := range rs.GetResource().GetAttributes() {
+			if kv.GetKey() == "service.name" {
+				service = kv.GetValue().GetStringValue()
+			}
+		}
+		if c.spans[service] == nil {
+			c.spans[service] = map[string]int{}
+		}
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				c.spans[service][s.GetName()]++
+			}
+		}
+	}
+	return &colltracepb.ExportTraceServiceResponse{}, nil
+}
+
+type metricsService struct {
+	collmetricpb.UnimplementedMetricsServiceServer
+	c *collector
+}
+
+func (m metricsService) Export(_ context.Context, req *collmetricpb.ExportMetricsServiceRequest) (*collmetricpb.ExportMetricsServiceResponse, error) {
+	m.c.mu.Lock()
+	defer m.c.mu.Unlock()
+	for _, rm := range req.GetResourceMetrics() {
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, x := range sm.GetMetrics() {
+				m.c.metrics[x.GetName()]++
+			}
+		}
+	}
+	return &collmetricpb.ExportMetricsServiceResponse{}, nil
+}
+
+// startCollector serves a collector on loopback; withMetrics false makes
+// it answer metric exports with Unimplemented, as Jaeger does.
+func startCollector(t *testing.T, withMetrics bool) *collector {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &collector{spans: map[string]map[string]int{}, metrics: map[string]int{}}
+	gs := grpc.NewServer()
+	colltracepb.RegisterTraceServiceServer(gs, c)
+	if withMetrics {
+		collmetricpb.RegisterMetricsServiceServer(gs, metricsService{c: c})
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = gs.Serve(lis) }()
+	t.Cleanup(func() { gs.Stop(); <-done })
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+lis.Addr().String())
+	return c
+}
+
+func TestExportsOverOTLP(t *testing.T) {
+	c := startCollector(t, true)
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"-duration=2s", "-rate=20", "-json"}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "traces and metrics sent to http://") {
+		t.Errorf("no flush notice in the progress:\n%s", stderr.String())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, want := range []struct{ service, span string }{
+		{"chaos-client", "chaos plain"},
+		{"chaos-client", "chaos resilient"},
+		{"chaos-client", "resilience.testing.v1.EchoService/Echo"}, // call, attempt and otelgrpc spans
+		{"chaos-server", "resilience.testing.v1.EchoService/Echo"},
+	} {
+		if c.spans[want.service][want.span] == 0 {
+			t.Errorf("no span %q from service %q; got %v", want.span, want.service, c.spans)
+		}
+	}
+	for _, want := range []string{"resilience.client.attempts", "resilience.client.breaker.state", "rpc.client.call.duration"} {
+		if c.metrics[want] == 0 {
+			t.Errorf("no metric %q; got %v", want, c.metrics)
+		}
+	}
+}
+
+func TestTracesOnlyEndpoint(t *testing.T) {
+	c := startCollector(t, false)
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"-duration=1s", "-rate=20", "-json"}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	out := stderr.String()
+	if strings.Count(out, "does not take OTLP metrics") != 1 || !strings.Contains(out, "telemetry: traces sent to http://") {
+		t.Errorf("want one notice that metrics are not accepted and a clean flush; got:\n%s", out)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.spans["chaos-client"]["chaos resilient"] == 0 {
+		t.Errorf("no spans received: %v", c.spans)
+	}
+}

@@ -1,0 +1,478 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/breaker"
+	"github.com/grpc-resilience/resilience/interceptors"
+	"github.com/grpc-resilience/resilience/internal/testserver"
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+)
+
+// phaseNames are the phases of the timeline, in order.
+var phaseNames = [...]string{"noise", "slow", "outage", "restart"}
+
+const numPhases = len(phaseNames)
+
+// phaseStats are one client's figures for one phase.
+type phaseStats struct {
+	calls, ok, rejected, attempts atomic.Int64
+
+	mu        sync.Mutex
+	latencies []time.Duration
+}
+
+// totals are one client's running totals, for the progress lines.
+type totals struct {
+	calls, ok, rejected, attempts int64
+}
+
+// client is one of the two clients, with its own server.
+type client struct {
+	name   string
+	srv    *testserver.Server
+	conn   *grpc.ClientConn
+	stub   testingv1.EchoServiceClient
+	slots  chan struct{} // one per call in flight
+	tracer trace.Tracer  // nil without telemetry
+
+	phases [numPhases]phaseStats
+	// Running totals for the progress lines.
+	calls, ok, rejected, attempts atomic.Int64
+	// breaker is the state of the resilient client's breaker; -1 for none.
+	breaker atomic.Int32
+}
+
+func (c *client) snapshot() totals {
+	return totals{c.calls.Load(), c.ok.Load(), c.rejected.Load(), c.attempts.Load()}
+}
+
+// demo is one run of the timeline.
+type demo struct {
+	cfg      config
+	phaseDur time.Duration
+	out      *lockedWriter
+	// start is when the traffic started, in Unix nanoseconds; the servers'
+	// hooks read it concurrently.
+	start atomic.Int64
+}
+
+func (d *demo) startTime() time.Time { return time.Unix(0, d.start.Load()) }
+
+// phaseOf returns the phase that t falls in.
+func (d *demo) phaseOf(t time.Time) int {
+	i := int(t.Sub(d.startTime()) / d.phaseDur)
+	return min(max(i, 0), numPhases-1)
+}
+
+// logf prints an event line with the time since the start.
+func (d *demo) logf(format string, args ...any) {
+	el := time.Duration(0)
+	if s := d.start.Load(); s != 0 {
+		el = time.Since(time.Unix(0, s))
+	}
+	d.out.printf("%6s  -- "+format+"\n", append([]any{fmt.Sprintf("%.2fs", el.Seconds())}, args...)...)
+}
+
+func (d *demo) phaseDescription(p int) string {
+	switch phaseNames[p] {
+	case "noise":
+		return fmt.Sprintf("%s of attempts fail with Unavailable", percent(d.cfg.Noise))
+	case "slow":
+		return fmt.Sprintf("%s of attempts take %v longer", percent(d.cfg.Tail), d.cfg.TailLatency)
+	case "outage":
+		return "every attempt fails with Unavailable (the server is up)"
+	default:
+		return fmt.Sprintf("server stopped for %v, then serves again on the same port", d.cfg.Down)
+	}
+}
+
+func percent(f float64) string { return strconv.FormatFloat(f*100, 'g', 4, 64) + "%" }
+
+// runDemo starts the servers and clients, plays the timeline and returns
+// the figures. Progress lines go to progress.
+func runDemo(ctx context.Context, cfg config, progress io.Writer) (*results, error) {
+	d := &demo{cfg: cfg, phaseDur: cfg.phaseDuration(), out: &lockedWriter{w: progress}}
+
+	tel, err := setupTelemetry(ctx, cfg.otlpEndpoint, d.out)
+	if err != nil {
+		return nil, err
+	}
+	defer tel.shutdown(d.out)
+
+	plain, err := d.newClient(ctx, "plain", tel)
+	if err != nil {
+		return nil, err
+	}
+	defer plain.close()
+	resilient, err := d.newClient(ctx, "resilient", tel)
+	if err != nil {
+		return nil, err
+	}
+	defer resilient.close()
+	clients := []*client{plain, resilient}
+
+	d.printHeader(tel)
+	interrupted, err := d.play(ctx, clients)
+	return d.results(clients, interrupted), err
+}
+
+// newClient starts a server for the client name and connects to it.
+func (d *demo) newClient(ctx context.Context, name string, tel *telemetry) (_ *client, err error) {
+	c := &client{name: name, slots: make(chan struct{}, d.cfg.Concurrency)}
+	c.breaker.Store(-1)
+	c.srv = testserver.New(testserver.WithSeed(d.cfg.Seed), testserver.WithServerOptions(tel.serverOptions()...))
+	c.srv.SetHook(func(context.Context, string, int64) error {
+		c.phases[d.phaseOf(time.Now())].attempts.Add(1)
+		c.attempts.Add(1)
+		return nil
+	})
+	if err := c.srv.ListenTCP(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.srv.Close()
+		}
+	}()
+
+	// The plain client: grpc-go as it comes, with its retries switched
+	// off explicitly (they are off without a service config anyway).
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDisableRetry(),
+	}
+	if name == "resilient" {
+		c.breaker.Store(int32(breaker.StateClosed))
+		m, err := interceptors.New(d.resilienceOptions(c, tel)...)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	opts = append(opts, tel.clientOptions(name)...)
+	c.tracer = tel.tracer()
+
+	conn, err := grpc.NewClient(c.srv.Addr(), opts...)
+	if err != nil {
+		return nil, err
+	}
+	// Connect both clients before the clock starts, so that neither pays
+	// for its first connection inside the noise phase.
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn.Connect()
+	for s := conn.GetState(); s != connectivity.Ready; s = conn.GetState() {
+		if !conn.WaitForStateChange(cctx, s) {
+			conn.Close()
+			return nil, fmt.Errorf("%s client: connecting to %s: %v (state %v)", name, c.srv.Addr(), cctx.Err(), s)
+		}
+	}
+	c.conn, c.stub = conn, testingv1.NewEchoServiceClient(conn)
+	return c, nil
+}
+
+// resilienceOptions are the resilient client's options: the library's
+// defaults except for the breaker's OpenTimeout and, unless -hedge=0,
+// hedging of Echo. printHeader says so.
+func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Option {
+	opts := []interceptors.Option{
+		interceptors.WithBreaker(breaker.Config{
+			OpenTimeout: d.cfg.OpenTimeout,
+			OnStateChange: func(_ string, from, to breaker.State) {
+				c.breaker.Store(int32(to))
+				d.logf("%s breaker %v -> %v", c.name, from, to)
+			},
+		}),
+	}
+	if d.cfg.Hedge > 0 {
+		opts = append(opts, interceptors.WithMethodPolicy(
+			interceptors.MatchMethods(testingv1.EchoService_Echo_FullMethodName),
+			interceptors.CallHedging(interceptors.HedgePolicy{Delay: d.cfg.Hedge, MaxAttempts: 2})))
+	}
+	return append(opts, tel.interceptorOptions()...)
+}
+
+func (c *client) close() {
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	c.srv.Close()
+}
+
+// call makes call i, scheduled at at, and records it in phase p.
+func (c *client) call(d *demo, i int, at time.Time, p int) {
+	ctx, cancel := context.WithDeadline(context.Background(), at.Add(d.cfg.Timeout))
+	defer cancel()
+	var span trace.Span
+	if c.tracer != nil {
+		ctx, span = c.tracer.Start(ctx, "chaos "+c.name, trace.WithTimestamp(at), trace.WithAttributes(
+			attribute.String("chaos.client", c.name),
+			attribute.String("chaos.phase", phaseNames[p]),
+			attribute.Int("chaos.call", i)))
+	}
+	var err error
+	select {
+	case c.slots <- struct{}{}:
+		_, err = c.stub.Echo(ctx, &testingv1.EchoRequest{Message: "call " + strconv.Itoa(i)})
+		<-c.slots
+	case <-ctx.Done():
+		err = status.Errorf(codes.DeadlineExceeded, "chaos: all %d slots busy until the deadline", d.cfg.Concurrency)
+	}
+	latency := time.Since(at)
+	if span != nil {
+		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+		span.End()
+	}
+
+	ps := &c.phases[p]
+	ps.calls.Add(1)
+	if err == nil {
+		ps.ok.Add(1)
+		c.ok.Add(1)
+	} else if errors.Is(err, breaker.ErrOpen) {
+		ps.rejected.Add(1)
+		c.rejected.Add(1)
+	}
+	ps.mu.Lock()
+	ps.latencies = append(ps.latencies, latency)
+	ps.mu.Unlock()
+	c.calls.Add(1)
+}
+
+// play runs the timeline: it switches the servers' faults at each phase,
+// schedules the calls and prints a progress line per second and client.
+// It reports whether ctx ended the run early.
+func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, err error) {
+	servers := make([]*testserver.Server, len(clients))
+	for i, c := range clients {
+		servers[i] = c.srv
+	}
+	d.applyPhase(0, servers)
+	start := time.Now()
+	d.start.Store(start.UnixNano())
+	end := start.Add(time.Duration(numPhases) * d.phaseDur)
+	d.logf("%s: %s", phaseNames[0], d.phaseDescription(0))
+
+	type event struct {
+		at time.Time
+		do func()
+	}
+	var events []event
+	var restartErr error
+	for p := 1; p < numPhases; p++ {
+		events = append(events, event{start.Add(time.Duration(p) * d.phaseDur), func() {
+			d.logf("%s: %s", phaseNames[p], d.phaseDescription(p))
+			d.applyPhase(p, servers)
+		}})
+	}
+	events = append(events, event{start.Add(3*d.phaseDur + d.cfg.Down), func() {
+		restartErr = forEach(servers, (*testserver.Server).Restart)
+		if restartErr != nil {
+			d.logf("restart failed: %v", restartErr)
+			return
+		}
+		d.logf("servers serving again on the same ports")
+	}})
+
+	var calls sync.WaitGroup
+	schedCtx, stopSched := context.WithCancel(ctx)
+	defer stopSched()
+	calls.Go(func() { d.schedule(schedCtx, clients, start, end, &calls) })
+
+	last := make([]totals, len(clients))
+	second := 1
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		next := end
+		if len(events) > 0 && events[0].at.Before(next) {
+			next = events[0].at
+		}
+		tick := start.Add(time.Duration(second) * time.Second)
+		if tick.Before(next) {
+			next = tick
+		}
+		timer.Reset(time.Until(next))
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			interrupted = true
+		}
+		if interrupted {
+			d.logf("interrupted: waiting for the calls in flight")
+			break
+		}
+		now := time.Now()
+		for len(events) > 0 && !now.Before(events[0].at) {
+			events[0].do()
+			events = events[1:]
+		}
+		if !now.Before(tick) {
+			d.printProgress(second, clients, last)
+			second++
+		}
+		if !now.Before(end) {
+			break
+		}
+	}
+	stopSched()
+	calls.Wait()
+	if d.progressChanged(clients, last) {
+		d.printProgress(-1, clients, last)
+	}
+	return interrupted, restartErr
+}
+
+// schedule starts call i for every client at start + i/rate, until end.
+func (d *demo) schedule(ctx context.Context, clients []*client, start, end time.Time, calls *sync.WaitGroup) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(float64(i) * float64(time.Second) / d.cfg.Rate))
+		if !at.Before(end) {
+			return
+		}
+		if wait := time.Until(at); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return
+			}
+		} else if ctx.Err() != nil {
+			return
+		}
+		p := d.phaseOf(at)
+		for _, c := range clients {
+			calls.Go(func() { c.call(d, i, at, p) })
+		}
+	}
+}
+
+// applyPhase sets the faults of phase p on every server.
+func (d *demo) applyPhase(p int, servers []*testserver.Server) {
+	for _, s := range servers {
+		switch phaseNames[p] {
+		case "noise":
+			s.SetTailLatency(0, 0)
+			s.FailFraction(d.cfg.Noise, testserver.Fault{Message: "chaos: transient noise"})
+		case "slow":
+			s.FailFraction(0, testserver.Fault{})
+			s.SetTailLatency(d.cfg.TailLatency, d.cfg.Tail)
+		case "outage":
+			s.SetTailLatency(0, 0)
+			s.FailFraction(1, testserver.Fault{Message: "chaos: outage"})
+		case "restart":
+			s.SetTailLatency(0, 0)
+			s.FailFraction(0, testserver.Fault{})
+		}
+	}
+	if phaseNames[p] == "restart" {
+		_ = forEach(servers, func(s *testserver.Server) error { s.Stop(); return nil })
+		d.logf("servers stopped")
+	}
+}
+
+// forEach runs f on every server at once, so that both clients see the
+// change at the same time, and returns the first error.
+func forEach(servers []*testserver.Server, f func(*testserver.Server) error) error {
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Go(func() { errs[i] = f(s) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (d *demo) printHeader(tel *telemetry) {
+	c := d.cfg
+	w := d.out
+	w.printf("chaos: %d phases x %v, %v calls/s per client, at most %d in flight each, %v deadline per call\n",
+		numPhases, d.phaseDur, c.Rate, c.Concurrency, c.Timeout)
+	for p := range numPhases {
+		w.printf("  %-8s %5.1fs-%5.1fs  %s\n", phaseNames[p],
+			(time.Duration(p) * d.phaseDur).Seconds(), (time.Duration(p+1) * d.phaseDur).Seconds(), d.phaseDescription(p))
+	}
+	w.printf("plain:     grpc.NewClient + grpc.WithDisableRetry\n")
+	w.printf("resilient: interceptors.New(...).DialOptions(), library defaults (3 attempts, backoff 50ms x 2^n,\n")
+	w.printf("           retry budget, breaker, ready wait) except:\n")
+	w.printf("             breaker OpenTimeout %v (default 5s)                    -open-timeout\n", c.OpenTimeout)
+	if c.Hedge > 0 {
+		w.printf("             Echo hedged after %v, 2 in flight (default: no hedging)  -hedge=0 to turn off\n", c.Hedge)
+	} else {
+		w.printf("             (no hedging, the default)\n")
+	}
+	if tel != nil {
+		w.printf("telemetry: OTLP traces and metrics to %s\n", tel.endpoint)
+	} else {
+		w.printf("telemetry: off (set OTEL_EXPORTER_OTLP_ENDPOINT to export traces and metrics)\n")
+	}
+	w.printf("\n%6s  %-8s  %-9s  %6s  %6s  %8s  %8s  %s\n", "time", "phase", "client", "calls", "ok", "attempts", "rejected", "breaker")
+}
+
+// printProgress prints, for each client, what happened since the last
+// line: calls that ended, how many succeeded, attempts that reached the
+// server, calls the breaker refused. second < 0 marks the final line, for
+// calls that ended after the schedule.
+func (d *demo) printProgress(second int, clients []*client, last []totals) {
+	label := "end"
+	phase := phaseNames[d.phaseOf(time.Now())]
+	if second >= 0 {
+		label = fmt.Sprintf("%ds", second)
+		phase = phaseNames[d.phaseOf(d.startTime().Add(time.Duration(second)*time.Second-1))]
+	}
+	for i, c := range clients {
+		now := c.snapshot()
+		delta := totals{now.calls - last[i].calls, now.ok - last[i].ok, now.rejected - last[i].rejected, now.attempts - last[i].attempts}
+		last[i] = now
+		state, rejected := "-", "-" // the plain client has no breaker
+		if s := c.breaker.Load(); s >= 0 {
+			state, rejected = breaker.State(s).String(), strconv.FormatInt(delta.rejected, 10)
+		}
+		d.out.printf("%6s  %-8s  %-9s  %6d  %6d  %8d  %8s  %s\n", label, phase, c.name, delta.calls, delta.ok, delta.attempts, rejected, state)
+	}
+}
+
+func (d *demo) progressChanged(clients []*client, last []totals) bool {
+	for i, c := range clients {
+		if c.snapshot() != last[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// lockedWriter serializes the lines of the controller and of the breaker
+// hook.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, format, args...)
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// results are the figures of a run.
+type results struct {
+	Config      jsonConfig `json:"config"`
+	Phases      []phase    `json:"phases"`
+	Rows        []row      `json:"results"`
+	Interrupted bool       `json:"interrupted,omitempty"`
+}
+
+// jsonConfig is the config as -json prints it, durations as strings.
+type jsonConfig struct {
+	Duration    string  `json:"duration"`
+	Rate        float64 `json:"rate"`
+	Concurrency int     `json:"concurrency"`
+	Timeout     string  `json:"timeout"`
+	Noise       float64 `json:"noise"`
+	Tail        float64 `json:"tail"`
+	TailLatency string  `json:"tail_latency"`
+	Down        string  `json:"down"`
+	OpenTimeout string  `json:"open_timeout"`
+	Hedge       string  `json:"hedge"`
+	Seed        uint64  `json:"seed"`
+}
+
+type phase struct {
+	Name        string  `json:"name"`
+	Description string  `json:"description"`
+	StartS      float64 `json:"start_s"`
+	EndS        float64 `json:"end_s"`
+}
+
+// row is one client's figures for one phase, or for the whole run (phase
+// "all").
+type row struct {
+	Phase  string `json:"phase"`
+	Client string `json:"client"`
+	// Calls scheduled in the phase; the same for both clients.
+	Calls int64 `json:"calls"`
+	// OK is the calls that succeeded.
+	OK int64 `json:"ok"`
+	// Attempts is the attempts that reached the server in the phase.
+	Attempts int64 `json:"attempts"`
+	// Rejected is the calls the breaker refused without touching the
+	// network.
+	Rejected int64 `json:"breaker_rejections"`
+	// P50MS and P99MS are latency percentiles of all the calls, ok or not,
+	// from their scheduled time, in milliseconds.
+	P50MS float64 `json:"p50_ms"`
+	P99MS float64 `json:"p99_ms"`
+}
+
+func (d *demo) results(clients []*client, interrupted bool) *results {
+	c := d.cfg
+	r := &results{
+		Config: jsonConfig{
+			Duration: c.Duration.String(), Rate: c.Rate, Concurrency: c.Concurrency, Timeout: c.Timeout.String(),
+			Noise: c.Noise, Tail: c.Tail, TailLatency: c.TailLatency.String(), Down: c.Down.String(),
+			OpenTimeout: c.OpenTimeout.String(), Hedge: c.Hedge.String(), Seed: c.Seed,
+		},
+		Interrupted: interrupted,
+	}
+	for p := range numPhases {
+		r.Phases = append(r.Phases, phase{
+			Name: phaseNames[p], Description: d.phaseDescription(p),
+			StartS: (time.Duration(p) * d.phaseDur).Seconds(), EndS: (time.Duration(p+1) * d.phaseDur).Seconds(),
+		})
+	}
+	all := make([]row, len(clients))
+	allLat := make([][]time.Duration, len(clients))
+	for p := range numPhases {
+		for i, cl := range clients {
+			ps := &cl.phases[p]
+			ps.mu.Lock()
+			lat := slices.Clone(ps.latencies)
+			ps.mu.Unlock()
+			x := row{
+				Phase: phaseNames[p], Client: cl.name,
+				Calls: ps.calls.Load(), OK: ps.ok.Load(), Attempts: ps.attempts.Load(), Rejected: ps.rejected.Load(),
+			}
+			if x.Calls == 0 && x.Attempts == 0 {
+				continue // not reached (interrupted)
+			}
+			x.P50MS, x.P99MS = quantileMS(lat, 0.50), quantileMS(lat, 0.99)
+			r.Rows = append(r.Rows, x)
+			all[i].Calls += x.Calls
+			all[i].OK += x.OK
+			all[i].Attempts += x.Attempts
+			all[i].Rejected += x.Rejected
+			allLat[i] = append(allLat[i], lat...)
+		}
+	}
+	for i, cl := range clients {
+		all[i].Phase, all[i].Client = "all", cl.name
+		all[i].P50MS, all[i].P99MS = quantileMS(allLat[i], 0.50), quantileMS(allLat[i], 0.99)
+		r.Rows = append(r.Rows, all[i])
+	}
+	return r
+}
+
+// quantileMS returns the q-quantile (nearest rank) of d in milliseconds.
+func quantileMS(d []time.Duration, q float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	i := int(q*float64(len(d))+0.5) - 1
+	v := d[min(max(i, 0), len(d)-1)]
+	return float64(v.Microseconds()) / 1000
+}
+
+func writeJSON(w io.Writer, r *results) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+func writeTable(w io.Writer, r *results) error {
+	fmt.Fprintln(w)
+	if r.Interrupted {
+		fmt.Fprintln(w, "(interrupted: the last phase is partial)")
+	}
+	t := table{
+		right: []bool{false, false, true, true, true, true, true, true, true, true},
+		rows:  [][]string{{"phase", "client", "calls", "ok", "ok %", "attempts", "attempts/call", "breaker rejections", "p50", "p99"}},
+	}
+	prev := ""
+	for _, x := range r.Rows {
+		if x.Phase == "all" && prev != "all" {
+			t.rows = append(t.rows, nil)
+		}
+		name := x.Phase
+		if name == prev {
+			name = ""
+		}
+		prev = x.Phase
+		rejected := strconv.FormatInt(x.Rejected, 10)
+		if x.Client == "plain" {
+			rejected = "-" // no breaker
+		}
+		t.rows = append(t.rows, []string{name, x.Client, strconv.FormatInt(x.Calls, 10), strconv.FormatInt(x.OK, 10),
+			ratio(x.OK, x.Calls, 100, "%.1f%%"), strconv.FormatInt(x.Attempts, 10), ratio(x.Attempts, x.Calls, 1, "%.2f"),
+			rejected, formatMS(x.P50MS), formatMS(x.P99MS)})
+	}
+	t.write(w)
+	_, err := fmt.Fprintln(w, strings.TrimSpace(`
+attempts: attempts that reached the server (the resilient client's retries and hedges included);
+breaker rejections: calls refused at once by the open breaker, without touching the network;
+latency: all calls, ok or not, from their scheduled time (queueing for a free slot included).`))
+	return err
+}
+
+// table prints rows in aligned columns; a nil row is a blank line.
+type table struct {
+	rows  [][]string
+	right []bool // per column: align right
+}
+
+func (t table) write(w io.Writer) {
+	var widths []int
+	for _, r := range t.rows {
+		for i, cell := range r {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+	for _, r := range t.rows {
+		var b strings.Builder
+		for i, cell := range r {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(cell))
+			if i < len(t.right) && t.right[i] {
+				b.WriteString(pad + cell)
+			} else {
+				b.WriteString(cell + pad)
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+}
+
+func ratio(a, b int64, scale float64, format string) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, scale*float64(a)/float64(b))
+}
+
+func formatMS(ms float64) string {
+	switch {
+	case ms < 10:
+		return fmt.Sprintf("%.1fms", ms)
+	default:
+		return fmt.Sprintf("%.0fms", ms)
+	}
+}
