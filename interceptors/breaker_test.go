@@ -3,12 +3,15 @@ package interceptors
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/backoff"
@@ -151,4 +154,88 @@ func TestInvalidBreakerConfigRejectedByName(t *testing.T) {
 	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "WithBreaker") || !strings.Contains(err.Error(), "FailureRatio") {
 		t.Errorf("New(WithBreaker(bad)) = %v, want an error naming WithBreaker and FailureRatio", err)
 	}
+}
+
+func TestHalfOpenWaitersWaitForTheProbeInsteadOfFailing(t *testing.T) {
+	c := breaker.DefaultConfig()
+	c.ConsecutiveFailures = 3
+	c.OpenTimeout = time.Nanosecond // half-open at the next call
+	c.HalfOpenProbes = 1
+	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithoutRetryBudget(), WithBreaker(c))
+	h.failNext(3, codes.Unavailable)
+	_ = echo(context.Background(), t, h.client) // trips the breaker
+	h.reset()
+	h.blockFirst(1) // the probe hangs at the server until released below
+	probe := make(chan error, 1)
+	go func() { probe <- echo(context.Background(), t, h.client, CallNoRetry()) }()
+	<-h.arrivals
+	const waiters = 5
+	results := make(chan error, waiters)
+	for range waiters {
+		go func() { results <- echo(context.Background(), t, h.client) }()
+	}
+	// The waiters are refused by the busy half-open breaker and wait for
+	// it; none reaches the server while the probe is out.
+	if n := h.attempts(); n != 1 {
+		t.Errorf("server saw %d attempts while the probe was out, want 1", n)
+	}
+	h.mu.Lock()
+	h.block = 0
+	h.mu.Unlock()
+	// End the probe: its per-attempt context is the caller's, so release
+	// it by letting the blocked handler return.
+	h.releaseBlocked()
+	if err := <-probe; err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	for range waiters {
+		if err := <-results; err != nil {
+			t.Errorf("a call that met the busy half-open breaker failed: %v, want it to wait for the probe and succeed", err)
+		}
+	}
+}
+
+func TestConnectionFailuresCountOnlyAfterAWholeReadyWait(t *testing.T) {
+	addr := closedAddr(t)
+	for _, tc := range []struct {
+		name      string
+		readyWait time.Duration
+		deadline  time.Duration
+		wantOpen  bool
+	}{
+		// The caller's deadline ends every wait early: a restart being
+		// ridden out, not an outage.
+		{"restart", time.Hour, 30 * time.Millisecond, false},
+		// Whole ready waits pass and the server is still gone: count it.
+		{"gone", 5 * time.Millisecond, 5 * time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := MustNew(WithBackoff(backoff.Constant(0)), WithoutRetryBudget(), WithBreaker(tripFast(nil)),
+				WithReadyWait(tc.readyWait), WithReconnectProbe(0))
+			conn, err := grpc.NewClient(addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			client := testingv1.NewEchoServiceClient(conn)
+			for range 4 {
+				ctx, cancel := context.WithTimeout(context.Background(), tc.deadline)
+				_, _ = client.Echo(ctx, &testingv1.EchoRequest{})
+				cancel()
+			}
+			if open := m.Breakers().State(addr) == breaker.StateOpen; open != tc.wantOpen {
+				t.Errorf("breaker open = %v, want %v", open, tc.wantOpen)
+			}
+		})
+	}
+}
+
+func closedAddr(t *testing.T) string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
 }

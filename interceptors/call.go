@@ -65,7 +65,11 @@ type attempt struct {
 	ctx    context.Context
 	cancel context.CancelFunc // nil when no timeout was set
 	done   func(error)        // reports the outcome to the breaker, if any
-	tel    attemptTelemetry
+	// afterWait is set when the connection was still down after a whole
+	// ready wait: a connection failure of this attempt then counts against
+	// the breaker (before that, it is a restart being ridden out).
+	afterWait bool
+	tel       attemptTelemetry
 }
 
 // waitReady waits, for at most the ready wait and within the call
@@ -73,7 +77,7 @@ type attempt struct {
 // shortens grpc-go's reconnect backoff. It returns an error only when the
 // caller's context ended; a connection still down after the wait is left
 // to the attempt, which then fails fast.
-func (c *call) waitReady() error {
+func (c *call) waitReady() (waitedOut bool, err error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.m.cfg.readyWait)
 	defer cancel()
 	if release := c.m.probes.acquire(c.cc); release != nil {
@@ -89,12 +93,12 @@ func (c *call) waitReady() error {
 	}
 	if err := c.ctx.Err(); err != nil {
 		if c.lastErr == nil {
-			return status.FromContextError(err).Err()
+			return false, status.FromContextError(err).Err()
 		}
-		return status.Errorf(status.FromContextError(err).Code(),
+		return false, status.Errorf(status.FromContextError(err).Code(),
 			"interceptors: call ended while waiting for a ready connection: %v; last attempt: %v", err, c.lastErr)
 	}
-	return nil
+	return c.cc.GetState() != connectivity.Ready, nil
 }
 
 // startAttempt prepares the next attempt: its number, context (attempt
@@ -109,10 +113,12 @@ func (c *call) startAttempt() (attempt, error) {
 		a.ctx = metadata.AppendToOutgoingContext(a.ctx, AttemptMetadataKey, strconv.Itoa(a.n))
 	}
 	if c.m.cfg.readyWait > 0 && c.cc != nil && c.shouldWaitReady() {
-		if err := c.waitReady(); err != nil {
+		waitedOut, err := c.waitReady()
+		if err != nil {
 			c.attempts--
 			return a, err
 		}
+		a.afterWait = waitedOut
 	}
 	state := breakerClosed
 	if set := c.m.breakers; set != nil && !c.p.noBreaker && c.cc != nil {
@@ -120,7 +126,7 @@ func (c *call) startAttempt() (attempt, error) {
 		if c.m.cfg.breakerMethod {
 			key = c.target + c.method
 		}
-		done, err := set.Allow(key)
+		done, err := c.allow(set, key)
 		if err != nil {
 			// Fail fast, and do not retry into an open breaker.
 			c.attempts--
@@ -176,12 +182,20 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 		a.cancel()
 	}
 	if a.done != nil {
-		if err != nil && c.callerDeadline(err) {
+		switch {
+		case err != nil && c.callerDeadline(err):
 			// The caller gave up: that says nothing about the server.
 			a.done(context.DeadlineExceeded)
-		} else if ctxErr := c.ctx.Err(); ctxErr != nil && err != nil {
-			a.done(ctxErr)
-		} else {
+		case err != nil && c.ctx.Err() != nil:
+			a.done(c.ctx.Err())
+		case err != nil && !a.afterWait && c.m.cfg.readyWait > 0 && c.cc != nil &&
+			status.Code(err) == codes.Unavailable && notReady(c.cc.GetState()):
+			// The attempt found no connection: the next one waits for
+			// it. Count it only once a whole ready wait has passed, so
+			// that a restart is ridden out, not turned into an open
+			// breaker that refuses calls once the server is back.
+			a.done(context.Canceled)
+		default:
 			a.done(err)
 		}
 		a.done = nil
@@ -216,6 +230,41 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 		c.ts.budget.Failure()
 	}
 	return err
+}
+
+// allow asks the breaker of key for an attempt. When a half-open breaker
+// has all its probes in flight, it waits (within the call deadline and the
+// ready wait) for the probes to decide instead of failing at once: after
+// an outage, the calls that waited for the connection would otherwise all
+// be refused in the moment the probes take to close the breaker.
+func (c *call) allow(set *breaker.Set, key string) (func(error), error) {
+	done, err := set.Allow(key)
+	if err == nil || c.m.cfg.readyWait <= 0 || !probesBusy(err) {
+		return done, err
+	}
+	t := c.m.cfg.clock.NewTimer(c.m.cfg.readyWait)
+	defer t.Stop()
+	for {
+		changed := c.m.transition(key)
+		// Ask again now that we listen: the probes may have decided
+		// between the refusal and the registration.
+		if done, err = set.Allow(key); err == nil || !probesBusy(err) {
+			return done, err
+		}
+		select {
+		case <-changed:
+		case <-t.C():
+			return done, err
+		case <-c.ctx.Done():
+			return done, err
+		}
+	}
+}
+
+// probesBusy reports whether err is a half-open breaker's refusal.
+func probesBusy(err error) bool {
+	var oe *breaker.OpenError
+	return errors.As(err, &oe) && oe.State == breaker.StateHalfOpen
 }
 
 // deadlineSlack is how close to the call deadline a DeadlineExceeded must

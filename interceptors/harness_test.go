@@ -319,9 +319,24 @@ func (h *harness) blockCalls() (release func()) {
 	return func() { once.Do(func() { close(ch) }) }
 }
 
+// releaseBlocked lets every attempt hanging in blockFirst or blockCalls
+// return, and later ones pass.
+func (h *harness) releaseBlocked() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.released:
+	default:
+		close(h.released)
+	}
+}
+
 func (h *harness) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for len(h.arrivals) > 0 {
+		<-h.arrivals
+	}
 	h.failQueue, h.block, h.blockAll, h.md, h.dl, h.received, h.failAfter = nil, 0, false, nil, nil, nil, 0
 }
 

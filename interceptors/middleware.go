@@ -31,6 +31,10 @@ type Middleware struct {
 	mu        sync.RWMutex
 	targets   map[string]*targetState
 	latencies map[string]*latencies // per method, for hedging
+	// transitions holds, per breaker key, a channel closed at the key's
+	// next state change; only calls waiting on a half-open breaker create
+	// one.
+	transitions map[string]chan struct{}
 }
 
 // New returns a Middleware configured by opts, or an error that wraps
@@ -59,6 +63,7 @@ func New(opts ...Option) (*Middleware, error) {
 			// Runs outside the breaker's lock (package breaker queues
 			// transitions), so the gauge may be set from here.
 			m.tel.breakerState(key, int(to))
+			m.transitioned(key)
 			if user != nil {
 				user(key, from, to)
 			}
@@ -160,3 +165,29 @@ func (m *Middleware) resolve(p *policy, method string, opts []grpc.CallOption) [
 // and method, see WithBreakerPerMethod), to read a key's state; nil when
 // breakers are off.
 func (m *Middleware) Breakers() *breaker.Set { return m.breakers }
+
+// transition returns a channel closed at the next state change of the
+// breaker of key.
+func (m *Middleware) transition(key string) <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ch := m.transitions[key]
+	if ch == nil {
+		if m.transitions == nil {
+			m.transitions = make(map[string]chan struct{})
+		}
+		ch = make(chan struct{})
+		m.transitions[key] = ch
+	}
+	return ch
+}
+
+// transitioned wakes the calls waiting for a state change of key.
+func (m *Middleware) transitioned(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ch := m.transitions[key]; ch != nil {
+		close(ch)
+		delete(m.transitions, key)
+	}
+}
