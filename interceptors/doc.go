@@ -1,8 +1,11 @@
 // Package interceptors provides gRPC client interceptors that keep calls
 // working while a downstream is flaky, restarting or overloaded: retries
 // with exponential backoff and jitter that never outlive the caller's
-// deadline, a default call deadline, per-attempt timeouts, and dial options
-// that switch off grpc-go's own retries and shorten its connect timeout.
+// deadline, a default call deadline, per-attempt timeouts, a circuit
+// breaker and a retry budget per target, server pushback, fast recovery
+// across restarts, opt-in hedging, OpenTelemetry spans and metrics, and
+// dial options that switch off grpc-go's own retries and shorten its
+// connect timeout.
 //
 // # Use
 //
@@ -20,16 +23,22 @@
 //
 //  1. The call deadline is the caller's; if the caller's context has none,
 //     the default call timeout (WithCallTimeout) is applied.
-//  2. Attempt n (1..max attempts) runs with a context bounded by the
+//  2. Before attempt n: for n > 1 the target's retry budget must allow a
+//     retry; if the connection is down, the call waits for it (ready
+//     wait); the target's circuit breaker must admit the attempt — an
+//     open breaker fails the call at once with Unavailable matching
+//     breaker.ErrOpen, without touching the network.
+//  3. Attempt n (1..max attempts) runs with a context bounded by the
 //     per-attempt timeout, if any, and by the call deadline. From the
 //     second attempt on, the attempt number travels to the server in the
 //     outgoing metadata under AttemptMetadataKey; the caller's metadata is
 //     never modified.
-//  3. The call ends on success, on a non-retryable code, after the last
+//  4. The call ends on success, on a non-retryable code, after the last
 //     attempt, or once the caller's context is done. DeadlineExceeded is
 //     retried only while the caller's context is alive (a per-attempt
 //     timeout fired, or the server sent the code).
-//  4. Otherwise the backoff delay for attempt n is computed. If the next
+//  5. Otherwise the backoff delay for attempt n is computed (or the
+//     server's pushback replaces it). If the next
 //     attempt could not start before the call deadline, the call ends at
 //     once with the last attempt's error instead of sleeping. Otherwise it
 //     waits; a caller that cancels during the wait gets its answer at once,
@@ -47,6 +56,7 @@
 //	call timeout          10 s (DefaultCallTimeout), only when the caller set no deadline
 //	connect (DialOptions) MinConnectTimeout 3 s; reconnect backoff 100 ms × 1.6^n, cap 3 s, jitter 0.2
 //	retry budget          100 tokens, TokenRatio 1 (budget.DefaultConfig), per target
+//	circuit breaker       per target: opens on >= 70 % failures of >= 50 in 10 s or 25 in a row; open 5 s (breaker.DefaultConfig)
 //	ready wait            2 s, reconnect probe every 25 ms
 //	stream replay buffer  256 KiB
 //	hedging               off
