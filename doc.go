@@ -3,8 +3,14 @@
 // overloaded or gone. The code lives in its subpackages:
 //
 //   - interceptors: unary and stream client interceptors (the attempt loop:
-//     deadlines, retries, per-call and per-method policy) and dial options.
+//     deadlines, retries, breakers, retry budget, pushback, recovery across
+//     restarts, hedging, telemetry, per-call and per-method policy) and dial
+//     options.
+//   - breaker: per-target circuit breakers on sony/gobreaker v2.
+//   - budget: the per-target retry budget (gRFC A6 token bucket).
 //   - backoff: delay policies (exponential with jitter, constant).
 //
-// See the README for a quickstart and the defaults.
+// This package itself holds no code. Every package documents its defaults
+// and is safe for concurrent use. See the README for a quickstart and the
+// defaults.
 package resilience
