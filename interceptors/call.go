@@ -20,6 +20,12 @@ import (
 // PushbackMetadataKey is the trailer a server sends to tell clients when
 // to retry (gRFC A6): a non-negative number of milliseconds replaces the
 // next backoff delay; a negative or malformed value stops retrying.
+//
+// Reading a trailer makes grpc-go copy it, on every call. So unary calls
+// read it on retries, and on first attempts only while the target is
+// troubled (it failed within its last 100 successful attempts); the first
+// failure of a healthy target is retried by the backoff policy. Streams
+// and hedged calls always read it.
 const PushbackMetadataKey = "grpc-retry-pushback-ms"
 
 // ErrPushback is the Reason of an *Error when the server's pushback
@@ -204,10 +210,16 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 	c.notReady = false
 	c.lastErr = err
 	if err == nil {
-		if c.ts != nil && c.ts.budget != nil {
-			c.ts.budget.Success()
+		if c.ts != nil {
+			c.ts.succeeded()
+			if c.ts.budget != nil {
+				c.ts.budget.Success()
+			}
 		}
 		return nil
+	}
+	if c.ts != nil {
+		c.ts.failed()
 	}
 	code := status.Code(err)
 	if vals := trailer.Get(PushbackMetadataKey); len(vals) > 0 {

@@ -319,6 +319,17 @@ func (h *harness) blockCalls() (release func()) {
 	return func() { once.Do(func() { close(ch) }) }
 }
 
+// markTroubled makes one call fail (NotFound, not retried), so that the
+// target counts as troubled and first attempts read server pushback.
+func (h *harness) markTroubled(t testing.TB) {
+	t.Helper()
+	h.failNext(1, codes.NotFound)
+	if _, err := h.client.Echo(context.Background(), &testingv1.EchoRequest{}); status.Code(err) != codes.NotFound {
+		t.Fatalf("markTroubled: %v, want NotFound", err)
+	}
+	h.reset()
+}
+
 // releaseBlocked lets every attempt hanging in blockFirst or blockCalls
 // return, and later ones pass.
 func (h *harness) releaseBlocked() {

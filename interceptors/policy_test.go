@@ -22,6 +22,7 @@ import (
 func TestPushbackReplacesBackoffDelay(t *testing.T) {
 	fc := clock.NewFake(time.Unix(0, 0))
 	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(time.Second)))
+	h.markTroubled(t)
 	h.pushback = "250"
 	h.failNext(1, codes.Unavailable)
 	done := make(chan error, 1)
@@ -45,6 +46,7 @@ func TestPushbackNegativeOrMalformedStopsRetries(t *testing.T) {
 	for _, v := range []string{"-1", "soon", "1.5"} {
 		t.Run(v, func(t *testing.T) {
 			h := newHarness(t, WithBackoff(backoff.Constant(0)))
+			h.markTroubled(t)
 			h.pushback = v
 			h.failNext(5, codes.Unavailable)
 			err := echo(context.Background(), t, h.client)
@@ -61,6 +63,7 @@ func TestPushbackNegativeOrMalformedStopsRetries(t *testing.T) {
 func TestPushbackBeyondDeadlineReturnsAtOnce(t *testing.T) {
 	fc := clock.NewFake(time.Unix(0, 0))
 	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(0)))
+	h.markTroubled(t)
 	h.pushback = "3600000" // one hour
 	h.failNext(1, codes.Unavailable)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -70,6 +73,26 @@ func TestPushbackBeyondDeadlineReturnsAtOnce(t *testing.T) {
 	}
 	if p := fc.Pending(); len(p) != 0 || h.attempts() != 1 {
 		t.Errorf("pending timers %v, attempts %d; want none and 1", p, h.attempts())
+	}
+}
+
+func TestPushbackOfAHealthyTargetIsReadFromRetries(t *testing.T) {
+	// A target that has not failed lately skips reading trailers on first
+	// attempts (grpc-go copies every trailer asked for); its retries still
+	// read them, so a "stop" reaches the client at the second attempt.
+	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h.pushback = "-1"
+	h.failNext(5, codes.Unavailable)
+	err := echo(context.Background(), t, h.client)
+	if !errors.Is(err, ErrPushback) || h.attempts() != 2 {
+		t.Errorf("err %v after %d attempts, want ErrPushback after 2", err, h.attempts())
+	}
+	// Now troubled: the next call's first attempt reads it.
+	h.reset()
+	h.pushback = "-1"
+	h.failNext(5, codes.Unavailable)
+	if err := echo(context.Background(), t, h.client); !errors.Is(err, ErrPushback) || h.attempts() != 1 {
+		t.Errorf("troubled target: err %v after %d attempts, want ErrPushback after 1", err, h.attempts())
 	}
 }
 

@@ -2,6 +2,7 @@ package interceptors
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -14,6 +15,32 @@ import (
 // targetState is what a Middleware keeps per target.
 type targetState struct {
 	budget *budget.Budget // nil when budgets are off
+	// troubled counts down the successful calls since the target last
+	// failed: while it is above zero, first attempts ask for the trailer
+	// to read server pushback from. A healthy target's calls skip it,
+	// which saves grpc-go copying every trailer.
+	troubled atomic.Int32
+}
+
+// troubledCalls is how many successful attempts after a failure keep
+// first attempts reading trailers.
+const troubledCalls = 100
+
+// failed records a failed attempt.
+func (ts *targetState) failed() { ts.troubled.Store(troubledCalls) }
+
+// succeeded records a successful attempt.
+func (ts *targetState) succeeded() {
+	if v := ts.troubled.Load(); v > 0 {
+		ts.troubled.CompareAndSwap(v, v-1)
+	}
+}
+
+// wantsTrailer reports whether attempt n should read the trailer for
+// server pushback: retries always do, first attempts while the target is
+// troubled.
+func (ts *targetState) wantsTrailer(n int) bool {
+	return n > 1 || ts == nil || ts.troubled.Load() > 0
 }
 
 // targetState returns the state of target, creating it on first use.

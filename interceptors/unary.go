@@ -39,8 +39,10 @@ func (m *Middleware) unary(ctx context.Context, method string, req, reply any, c
 		if err != nil {
 			return u.fail(err)
 		}
-		aopts := append(u.optsBuf[:0], opts...)
-		aopts = append(aopts, &u.trailerOpt)
+		aopts := opts
+		if u.ts.wantsTrailer(a.n) {
+			aopts = append(append(u.optsBuf[:0], opts...), &u.trailerOpt)
+		}
 		u.trailer = nil
 		err = invoker(a.ctx, method, req, reply, cc, aopts...)
 		if err = u.endAttempt(&a, err, u.trailer); err == nil {
