@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/interceptors"
+	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -24,31 +24,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type failFirst struct {
-	testingv1.UnimplementedEchoServiceServer
-	failures int64
-	calls    atomic.Int64
-}
-
-func (s *failFirst) Echo(_ context.Context, req *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
-	if s.calls.Add(1) <= s.failures {
-		return nil, status.Error(codes.Unavailable, "not yet")
-	}
-	return &testingv1.EchoResponse{Message: req.GetMessage()}, nil
-}
-
-func listen(t *testing.T, srv testingv1.EchoServiceServer) string {
+// listen starts the shared fault-injecting test server on loopback TCP.
+func listen(t *testing.T) *testserver.Server {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	srv := testserver.New()
+	if err := srv.ListenTCP(); err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer()
-	testingv1.RegisterEchoServiceServer(s, srv)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = s.Serve(lis) }()
-	t.Cleanup(func() { s.Stop(); <-done })
-	return lis.Addr().String()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func fastBackoff() backoff.Policy {
@@ -56,8 +40,9 @@ func fastBackoff() backoff.Policy {
 }
 
 func TestRetriesRideThroughTransientFailures(t *testing.T) {
-	server := &failFirst{failures: 2}
-	addr := listen(t, server)
+	server := listen(t)
+	server.FailNext(2, testserver.Fault{Code: codes.Unavailable})
+	addr := server.Addr()
 	m, err := interceptors.New(interceptors.WithBackoff(fastBackoff()))
 	if err != nil {
 		t.Fatal(err)
@@ -74,8 +59,8 @@ func TestRetriesRideThroughTransientFailures(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Echo: %v", err)
 	}
-	if resp.GetMessage() != "x" || attempts != 3 || server.calls.Load() != 3 {
-		t.Errorf("got message %q after %d attempts (server saw %d), want %q after 3 (3)", resp.GetMessage(), attempts, server.calls.Load(), "x")
+	if resp.GetMessage() != "x" || attempts != 3 || server.Attempts() != 3 {
+		t.Errorf("got message %q after %d attempts (server saw %d), want %q after 3 (3)", resp.GetMessage(), attempts, server.Attempts(), "x")
 	}
 }
 
