@@ -3,8 +3,6 @@ package interceptors
 import (
 	"context"
 	"errors"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/internal/clock"
+	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -142,50 +141,6 @@ func TestWithoutRetryBudgetRetriesEveryCall(t *testing.T) {
 	}
 }
 
-// restartable is an EchoService on a fixed loopback port that can be
-// stopped and started again on the same port.
-type restartable struct {
-	t    *testing.T
-	addr string
-	mu   sync.Mutex
-	srv  *grpc.Server
-	done chan struct{}
-}
-
-func (r *restartable) start() {
-	r.t.Helper()
-	var lis net.Listener
-	var err error
-	for range 100 { // the port may linger briefly after Stop
-		if lis, err = net.Listen("tcp", r.addr); err == nil {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.addr = lis.Addr().String()
-	srv := grpc.NewServer()
-	testingv1.RegisterEchoServiceServer(srv, echoServer{h: &harness{released: make(chan struct{})}})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	r.mu.Lock()
-	r.srv, r.done = srv, done
-	r.mu.Unlock()
-}
-
-func (r *restartable) stop() {
-	r.mu.Lock()
-	srv, done := r.srv, r.done
-	r.srv = nil
-	r.mu.Unlock()
-	if srv != nil {
-		srv.Stop()
-		<-done
-	}
-}
-
 func TestCallsRideThroughServerRestart(t *testing.T) {
 	if failed := restartScenario(t, MustNew(WithBackoff(backoff.Constant(0)))); failed != 0 {
 		t.Errorf("%d calls failed across the restart, want 0", failed)
@@ -203,10 +158,12 @@ func TestCallsFailAcrossRestartWithoutReadyWait(t *testing.T) {
 // restartScenario stops a server, makes calls, restarts the server on the
 // same port 200 ms later and returns how many calls failed.
 func restartScenario(t *testing.T, m *Middleware) int {
-	r := &restartable{t: t, addr: "127.0.0.1:0"}
-	r.start()
-	t.Cleanup(r.stop)
-	conn, err := grpc.NewClient(r.addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	srv := testserver.New()
+	if err := srv.ListenTCP(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	conn, err := grpc.NewClient(srv.Addr(), append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +173,7 @@ func restartScenario(t *testing.T, m *Middleware) int {
 		t.Fatal(err)
 	}
 
-	r.stop()
+	srv.Stop()
 	const calls = 8
 	errs := make(chan error, calls)
 	attempts := make([]int, calls)
@@ -228,11 +185,15 @@ func restartScenario(t *testing.T, m *Middleware) int {
 			errs <- err
 		}()
 	}
-	// The calls are now failing or waiting for the connection; bring the
-	// server back on the same port (the downtime is part of the scenario,
-	// not a wait for the code under test).
-	time.Sleep(200 * time.Millisecond)
-	r.start()
+	// The server stays down for 200 ms, then serves again on the same
+	// port. The downtime is the scenario's input, not a wait for the code
+	// under test: long enough for fail-fast attempts to burn a call's
+	// attempts (the control test below shows they do).
+	down := time.NewTimer(200 * time.Millisecond)
+	<-down.C
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	failed := 0
 	for range calls {
 		if err := <-errs; err != nil {
