@@ -230,6 +230,8 @@ func TestConnectionFailuresCountOnlyAfterAWholeReadyWait(t *testing.T) {
 	}
 }
 
+// closedAddr returns a loopback address that was just free: nothing
+// listens there.
 func closedAddr(t *testing.T) string {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -187,6 +187,10 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 	if a.cancel != nil {
 		a.cancel()
 	}
+	code := status.Code(err)
+	// noConn: the connection is down, so the attempt never reached a
+	// server. The next attempt waits for the connection.
+	noConn := code == codes.Unavailable && c.cc != nil && c.m.cfg.readyWait > 0 && notReady(c.cc.GetState())
 	if a.done != nil {
 		switch {
 		case err != nil && c.callerDeadline(err):
@@ -194,8 +198,7 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 			a.done(context.DeadlineExceeded)
 		case err != nil && c.ctx.Err() != nil:
 			a.done(c.ctx.Err())
-		case err != nil && !a.afterWait && c.m.cfg.readyWait > 0 && c.cc != nil &&
-			status.Code(err) == codes.Unavailable && notReady(c.cc.GetState()):
+		case noConn && !a.afterWait:
 			// The attempt found no connection: the next one waits for
 			// it. Count it only once a whole ready wait has passed, so
 			// that a restart is ridden out, not turned into an open
@@ -221,7 +224,6 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 	if c.ts != nil {
 		c.ts.failed()
 	}
-	code := status.Code(err)
 	if vals := trailer.Get(PushbackMetadataKey); len(vals) > 0 {
 		c.hasPushback = true
 		ms, perr := strconv.Atoi(vals[0])
@@ -231,10 +233,9 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) error {
 			c.pushback = time.Duration(ms) * time.Millisecond
 		}
 	}
-	if code == codes.Unavailable && c.cc != nil && c.m.cfg.readyWait > 0 && notReady(c.cc.GetState()) {
-		// The connection is down: the attempt never reached a server.
-		// The next one waits for readiness, and the budget, which guards
-		// servers against retry load, does not count it.
+	if noConn {
+		// The budget guards servers against retry load: an attempt that
+		// reached none is not counted.
 		c.notReady = true
 		return err
 	}
@@ -277,6 +278,20 @@ func (c *call) allow(set *breaker.Set, key string) (func(error), error) {
 func probesBusy(err error) bool {
 	var oe *breaker.OpenError
 	return errors.As(err, &oe) && oe.State == breaker.StateHalfOpen
+}
+
+// budgetAllows reports whether the target's retry budget lets another
+// attempt (a retry or a hedge) go. A refusal becomes the call's Reason and,
+// once per call, a telemetry event.
+func (c *call) budgetAllows() bool {
+	if c.ts == nil || c.ts.budget == nil || c.ts.budget.AllowRetry() {
+		return true
+	}
+	if c.reason == nil {
+		c.tel.budgetExhausted()
+	}
+	c.reason = ErrBudgetExhausted
+	return false
 }
 
 // deadlineSlack is how close to the call deadline a DeadlineExceeded must
@@ -337,9 +352,7 @@ func (c *call) waitForRetry(err error) error {
 			return err
 		}
 	}
-	if !c.notReady && c.ts != nil && c.ts.budget != nil && !c.ts.budget.AllowRetry() {
-		c.reason = ErrBudgetExhausted
-		c.tel.budgetExhausted()
+	if !c.notReady && !c.budgetAllows() {
 		return err
 	}
 	var delay time.Duration

@@ -74,10 +74,9 @@ func CallTimeout(d time.Duration) CallOption {
 // CallRetryCodes replaces the retryable codes for this call.
 func CallRetryCodes(cs ...codes.Code) CallOption {
 	return callOption(func(p *policy) {
-		set, err := codeSetFor("CallRetryCodes", cs)
+		set, err := codeSetFor(cs)
 		if err != nil {
-			// codeSetFor names the option; strip the package prefix.
-			callInvalid(p, "CallRetryCodes", "%s", trimInvalid(err, "CallRetryCodes"))
+			callInvalid(p, "CallRetryCodes", "%v", err)
 			return
 		}
 		p.retryCodes = set
@@ -107,15 +106,6 @@ func CallAttempts(n *int) CallOption {
 		}
 		p.attemptsOut = n
 	})
-}
-
-func trimInvalid(err error, option string) string {
-	s := err.Error()
-	prefix := ErrInvalidOption.Error() + ": " + option + ": "
-	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):]
-	}
-	return s
 }
 
 // CallNoBreaker lets the call (or, with WithMethodPolicy, the matching

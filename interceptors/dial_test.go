@@ -3,7 +3,6 @@ package interceptors
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +16,7 @@ import (
 )
 
 func TestNewClientReadyClosedPortFailsInTimeWithCause(t *testing.T) {
-	// A port that was just free: nothing listens there.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := l.Addr().String()
-	l.Close()
+	target := closedAddr(t)
 
 	const wait = 500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), wait)

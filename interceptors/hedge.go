@@ -117,9 +117,11 @@ func (m *Middleware) hedged(u *unaryCall, method string, req, reply any, cc *grp
 	replyType := replyMsg.ProtoReflect().Type()
 	shared, outs := splitOutputs(opts)
 	maxAttempts := max(u.p.maxAttempts, hp.MaxAttempts)
-	tracker := m.latencyTracker(method)
+	// Latencies are tracked only for percentile-driven hedging.
+	var tracker *latencies
 	delay := hp.Delay
 	if hp.Percentile > 0 {
+		tracker = m.latencyTracker(method)
 		if d, ok := tracker.percentile(hp.Percentile); ok {
 			delay = d
 		}
@@ -175,7 +177,7 @@ func (m *Middleware) hedged(u *unaryCall, method string, req, reply any, cc *grp
 			err := u.endAttempt(r.a, r.err, r.trailer)
 			if err == nil || !u.p.retryCodes.has(status.Code(err)) || u.ctx.Err() != nil {
 				finish()
-				if err == nil {
+				if err == nil && tracker != nil {
 					tracker.observe(time.Since(r.started))
 				}
 				if r.reply != reply && err == nil {
@@ -202,7 +204,7 @@ func (m *Middleware) hedged(u *unaryCall, method string, req, reply any, cc *grp
 				continue
 			}
 			// Nothing in flight: the next attempt goes now, if allowed.
-			if u.attempts >= maxAttempts || !u.allowHedge() {
+			if u.attempts >= maxAttempts || !u.budgetAllows() {
 				return u.fail(lastErr)
 			}
 			if err := launch(); err != nil {
@@ -211,7 +213,7 @@ func (m *Middleware) hedged(u *unaryCall, method string, req, reply any, cc *grp
 			t.Stop()
 			t = m.cfg.clock.NewTimer(delay)
 		case <-t.C():
-			if u.attempts < maxAttempts && inflight < hp.MaxAttempts && u.allowHedge() {
+			if u.attempts < maxAttempts && inflight < hp.MaxAttempts && u.budgetAllows() {
 				if err := launch(); err != nil {
 					finish()
 					return u.fail(err)
@@ -228,36 +230,9 @@ func (m *Middleware) hedged(u *unaryCall, method string, req, reply any, cc *grp
 	}
 }
 
-// allowHedge reports whether the retry budget lets another attempt go.
-func (c *call) allowHedge() bool {
-	if c.ts != nil && c.ts.budget != nil && !c.ts.budget.AllowRetry() {
-		if c.reason == nil {
-			c.tel.budgetExhausted()
-		}
-		c.reason = ErrBudgetExhausted
-		return false
-	}
-	return true
-}
-
 // latencyTracker returns the latency histogram of method.
 func (m *Middleware) latencyTracker(method string) *latencies {
-	m.mu.RLock()
-	l := m.latencies[method]
-	m.mu.RUnlock()
-	if l != nil {
-		return l
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if l = m.latencies[method]; l == nil {
-		if m.latencies == nil {
-			m.latencies = make(map[string]*latencies)
-		}
-		l = &latencies{}
-		m.latencies[method] = l
-	}
-	return l
+	return loadOrCreate(&m.mu, &m.latencies, method, func() *latencies { return &latencies{} })
 }
 
 // latencies is a histogram of recent successful call latencies with

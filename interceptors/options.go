@@ -142,9 +142,9 @@ func WithMaxAttempts(n int) Option {
 // empty list (use WithMaxAttempts(1) to disable retries).
 func WithRetryCodes(cs ...codes.Code) Option {
 	return optionFunc(func(c *config) error {
-		set, err := codeSetFor("WithRetryCodes", cs)
+		set, err := codeSetFor(cs)
 		if err != nil {
-			return err
+			return invalid("WithRetryCodes", "%v", err)
 		}
 		c.policy.retryCodes = set
 		return nil
@@ -169,26 +169,14 @@ func WithBackoff(p backoff.Policy) Option {
 // 0 means no per-attempt bound (the default): each attempt may use the whole
 // remaining call time. Negative values are rejected.
 func WithPerAttemptTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
-		if d < 0 {
-			return invalid("WithPerAttemptTimeout", "must be >= 0, got %v", d)
-		}
-		c.policy.perAttemptTimeout = d
-		return nil
-	})
+	return durationOption("WithPerAttemptTimeout", d, func(c *config) *time.Duration { return &c.policy.perAttemptTimeout })
 }
 
 // WithCallTimeout sets the deadline given to a call whose context has none.
 // A caller's own deadline is never changed. 0 disables the default deadline;
 // negative values are rejected. Default DefaultCallTimeout.
 func WithCallTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
-		if d < 0 {
-			return invalid("WithCallTimeout", "must be >= 0, got %v", d)
-		}
-		c.policy.callTimeout = d
-		return nil
-	})
+	return durationOption("WithCallTimeout", d, func(c *config) *time.Duration { return &c.policy.callTimeout })
 }
 
 // WithMethodPolicy applies opts to every call whose full method name
@@ -328,13 +316,7 @@ func WithoutRetryBudget() Option {
 // waiting, as in grpc-go. Negative values are rejected. Default
 // DefaultReadyWait (2 s).
 func WithReadyWait(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
-		if d < 0 {
-			return invalid("WithReadyWait", "must be >= 0, got %v", d)
-		}
-		c.readyWait = d
-		return nil
-	})
+	return durationOption("WithReadyWait", d, func(c *config) *time.Duration { return &c.readyWait })
 }
 
 // WithReconnectProbe sets how often, while calls wait for a connection,
@@ -344,13 +326,7 @@ func WithReadyWait(d time.Duration) Option {
 // waited-for connection does it, only while calls wait. 0 disables it.
 // Negative values are rejected. Default DefaultReconnectProbe (25 ms).
 func WithReconnectProbe(d time.Duration) Option {
-	return optionFunc(func(c *config) error {
-		if d < 0 {
-			return invalid("WithReconnectProbe", "must be >= 0, got %v", d)
-		}
-		c.probeInterval = d
-		return nil
-	})
+	return durationOption("WithReconnectProbe", d, func(c *config) *time.Duration { return &c.probeInterval })
 }
 
 // WithBreaker sets the configuration of the circuit breakers, one per
@@ -389,6 +365,18 @@ func WithBreakerPerMethod() Option {
 	})
 }
 
+// durationOption is an option that sets a duration which must not be
+// negative (0 usually turns the feature off).
+func durationOption(name string, d time.Duration, field func(*config) *time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return invalid(name, "must be >= 0, got %v", d)
+		}
+		*field(c) = d
+		return nil
+	})
+}
+
 // withClock injects time for tests.
 func withClock(cl clock.Clock) Option {
 	return optionFunc(func(c *config) error {
@@ -410,13 +398,15 @@ func newCodeSet(cs ...codes.Code) codeSet {
 
 func (s codeSet) has(c codes.Code) bool { return c < 32 && s&(1<<c) != 0 }
 
-func codeSetFor(option string, cs []codes.Code) (codeSet, error) {
+// codeSetFor validates the codes of a retry-codes option; its error says
+// what is wrong, the caller names the option.
+func codeSetFor(cs []codes.Code) (codeSet, error) {
 	if len(cs) == 0 {
-		return 0, invalid(option, "no codes given")
+		return 0, errors.New("no codes given")
 	}
 	for _, c := range cs {
 		if c == codes.OK || c > codes.Unauthenticated {
-			return 0, invalid(option, "cannot retry code %v", c)
+			return 0, fmt.Errorf("cannot retry code %v", c)
 		}
 	}
 	return newCodeSet(cs...), nil

@@ -45,31 +45,40 @@ func (ts *targetState) wantsTrailer(n int) bool {
 
 // targetState returns the state of target, creating it on first use.
 func (m *Middleware) targetState(target string) *targetState {
-	m.mu.RLock()
-	ts := m.targets[target]
-	m.mu.RUnlock()
-	if ts != nil {
+	return loadOrCreate(&m.mu, &m.targets, target, func() *targetState {
+		ts := &targetState{}
+		if m.cfg.budget != nil {
+			// The config was validated by New.
+			ts.budget, _ = budget.New(*m.cfg.budget)
+		}
+		if m.breakers != nil && !m.cfg.breakerMethod {
+			// Give the breaker state gauge its first point: closed.
+			m.tel.breakerState(target, breakerClosed)
+		}
 		return ts
+	})
+}
+
+// loadOrCreate returns (*mp)[key], creating it with create, under mu's
+// write lock, on first use; lookups of existing keys take the read lock
+// only.
+func loadOrCreate[V any](mu *sync.RWMutex, mp *map[string]*V, key string, create func() *V) *V {
+	mu.RLock()
+	v := (*mp)[key]
+	mu.RUnlock()
+	if v != nil {
+		return v
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if ts = m.targets[target]; ts != nil {
-		return ts
+	mu.Lock()
+	defer mu.Unlock()
+	if v = (*mp)[key]; v == nil {
+		if *mp == nil {
+			*mp = make(map[string]*V)
+		}
+		v = create()
+		(*mp)[key] = v
 	}
-	ts = &targetState{}
-	if m.cfg.budget != nil {
-		// The config was validated by New.
-		ts.budget, _ = budget.New(*m.cfg.budget)
-	}
-	if m.targets == nil {
-		m.targets = make(map[string]*targetState)
-	}
-	m.targets[target] = ts
-	if m.breakers != nil && !m.cfg.breakerMethod {
-		// Give the breaker state gauge its first point: closed.
-		m.tel.breakerState(target, breakerClosed)
-	}
-	return ts
+	return v
 }
 
 // probes shortens reconnection while calls wait for a connection: for each
