@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"time"
@@ -89,33 +90,15 @@ func DefaultConfig() Config {
 // withDefaults returns c with every zero field replaced by its default.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Window == 0 {
-		c.Window = d.Window
-	}
-	if c.Buckets == 0 {
-		c.Buckets = d.Buckets
-	}
-	if c.MinRequests == 0 {
-		c.MinRequests = d.MinRequests
-	}
-	if c.FailureRatio == 0 {
-		c.FailureRatio = d.FailureRatio
-	}
-	if c.ConsecutiveFailures == 0 {
-		c.ConsecutiveFailures = d.ConsecutiveFailures
-	}
-	if c.OpenTimeout == 0 {
-		c.OpenTimeout = d.OpenTimeout
-	}
-	if c.HalfOpenProbes == 0 {
-		c.HalfOpenProbes = d.HalfOpenProbes
-	}
-	if c.MaxKeys == 0 {
-		c.MaxKeys = d.MaxKeys
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = d.IdleTimeout
-	}
+	c.Window = cmp.Or(c.Window, d.Window)
+	c.Buckets = cmp.Or(c.Buckets, d.Buckets)
+	c.MinRequests = cmp.Or(c.MinRequests, d.MinRequests)
+	c.FailureRatio = cmp.Or(c.FailureRatio, d.FailureRatio)
+	c.ConsecutiveFailures = cmp.Or(c.ConsecutiveFailures, d.ConsecutiveFailures)
+	c.OpenTimeout = cmp.Or(c.OpenTimeout, d.OpenTimeout)
+	c.HalfOpenProbes = cmp.Or(c.HalfOpenProbes, d.HalfOpenProbes)
+	c.MaxKeys = cmp.Or(c.MaxKeys, d.MaxKeys)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, d.IdleTimeout)
 	if c.IsFailure == nil {
 		c.IsFailure = DefaultIsFailure
 	}
