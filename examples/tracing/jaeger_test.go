@@ -198,23 +198,17 @@ func startJaeger(t *testing.T, bin string) *jaeger {
 		}
 	})
 
-	deadline := time.Now().Add(jaegerStartTimeout)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
-			logShown = true
-			t.Fatalf("Jaeger exited while starting (%v); its log:\n%s", err, tail(logPath, 8<<10))
-		default:
-		}
-		if j.get("http://"+j.health+"/status") == nil && j.get("http://"+j.query+"/api/services") == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			logShown = true
-			t.Fatalf("Jaeger not ready after %v; its log:\n%s", jaegerStartTimeout, tail(logPath, 8<<10))
-		}
-		time.Sleep(pollInterval)
+	ready := func() bool {
+		return j.get("http://"+j.health+"/status") == nil && j.get("http://"+j.query+"/api/services") == nil
+	}
+	switch ok, exit := poll(jaegerStartTimeout, exited, ready); {
+	case exit != nil:
+		exited <- exit.err // for the cleanup
+		logShown = true
+		t.Fatalf("Jaeger exited while starting (%v); its log:\n%s", exit.err, tail(logPath, 8<<10))
+	case !ok:
+		logShown = true
+		t.Fatalf("Jaeger not ready after %v; its log:\n%s", jaegerStartTimeout, tail(logPath, 8<<10))
 	}
 	t.Logf("Jaeger %s ready in %v: OTLP/gRPC %s, query %s", bin, time.Since(start).Round(time.Millisecond), j.otlp, j.query)
 	return j
@@ -251,30 +245,53 @@ func (j *jaeger) waitForTrace(t *testing.T) ([]span, []string) {
 		t.Fatal("no trace ID")
 	}
 	url := "http://" + j.query + "/api/traces/" + j.traceID
-	deadline := time.Now().Add(traceTimeout)
 	var (
 		spans    []span
 		problems []string
 	)
-	for {
+	stored := func() bool {
 		body, err := j.fetch(url)
 		if err == nil {
 			spans, err = parseJaegerTrace(body, j.traceID)
 		}
-		switch {
-		case err != nil:
+		if err != nil {
 			// 404 until the first spans are stored.
 			problems = []string{err.Error()}
-		default:
-			if problems = checkTrace(spans); len(problems) == 0 {
-				return spans, nil
-			}
+			return false
 		}
-		if time.Now().After(deadline) {
-			problems = append([]string{fmt.Sprintf("after %v polling %s:", traceTimeout, url)}, problems...)
-			return spans, problems
+		problems = checkTrace(spans)
+		return len(problems) == 0
+	}
+	if ok, _ := poll(traceTimeout, nil, stored); !ok {
+		problems = append([]string{fmt.Sprintf("after %v polling %s:", traceTimeout, url)}, problems...)
+	}
+	return spans, problems
+}
+
+// exitStatus is how a process ended: its Wait error, nil for success.
+type exitStatus struct{ err error }
+
+// poll asks done, at once and then every pollInterval, until it reports
+// true or timeout passes, and reports which. Jaeger is another process
+// and offers nothing to wait on but its HTTP API, so polling it is the
+// signal; the wait also ends at once if exited (nil: never) delivers the
+// process's end, which poll then returns.
+func poll(timeout time.Duration, exited <-chan error, done func() bool) (bool, *exitStatus) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		if done() {
+			return true, nil
 		}
-		time.Sleep(pollInterval)
+		select {
+		case err := <-exited:
+			return false, &exitStatus{err: err}
+		case <-deadline.C:
+			return false, nil
+		case <-tick.C:
+		}
 	}
 }
 
