@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -111,7 +112,8 @@ type entry struct {
 	queued    bool        // onStateChange queued a hook event during this call
 	evicted   bool        // removed from the Set; hooks are no longer reported
 	win       window
-	openErr   *OpenError // cached rejections, built on first use
+	changed   chan struct{} // closed at the next transition or freed probe slot; nil until awaited
+	openErr   *OpenError    // cached rejections, built on first use
 	probeErr  *OpenError
 }
 
@@ -127,15 +129,14 @@ func gbIsExcluded(err error) bool   { return err == errExcluded }
 // NewSet returns an empty Set configured by c (zero fields take their
 // defaults). It returns an error wrapping [ErrInvalidConfig] if c is invalid.
 func NewSet(c Config) (*Set, error) {
-	return newSet(c, time.Now)
-}
-
-func newSet(c Config, now func() time.Time) (*Set, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	defaultClassification := c.IsFailure == nil && c.IsExcluded == nil
 	c = c.withDefaults()
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	s := &Set{
 		isFailure:   c.IsFailure,
 		isExcluded:  c.IsExcluded,
@@ -150,8 +151,8 @@ func newSet(c Config, now func() time.Time) (*Set, error) {
 		openTimeout: int64(c.OpenTimeout),
 		idleTimeout: int64(c.IdleTimeout),
 		sweepEvery:  max(int64(c.IdleTimeout)/4, 1),
-		now:         now,
-		epoch:       now(),
+		now:         c.Now,
+		epoch:       c.Now(),
 		m:           make(map[string]*entry),
 	}
 	if defaultClassification {
@@ -226,6 +227,64 @@ func (s *Set) Allow(key string) (done func(err error), err error) {
 	}
 }
 
+// AllowWait is Allow for a caller that can wait for a probe slot: when the
+// key's breaker is half-open with every probe slot taken, it waits until a
+// probe ends or the breaker changes state and asks again, until ctx is done;
+// then it returns the last refusal. Any other refusal (an open breaker) is
+// returned at once, as by Allow. The wait costs no goroutine: the caller's
+// own blocks on a channel the breaker closes.
+//
+// Bound the wait with ctx: after an outage, the calls that queued while the
+// breaker was open would otherwise all be refused in the moment the probes
+// take to close it.
+func (s *Set) AllowWait(ctx context.Context, key string) (done func(err error), err error) {
+	for {
+		if done, err = s.Allow(key); err == nil || !probesBusy(err) || ctx.Err() != nil {
+			return done, err
+		}
+		changed := s.changed(key)
+		// Ask again now that we listen: a probe may have ended between the
+		// refusal and the registration.
+		if done, err = s.Allow(key); err == nil || !probesBusy(err) {
+			return done, err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+// probesBusy reports whether err is a half-open breaker's refusal.
+func probesBusy(err error) bool {
+	oe, ok := err.(*OpenError)
+	return ok && oe.State == StateHalfOpen
+}
+
+// changed returns a channel closed at the key's next transition, freed probe
+// slot or eviction.
+func (s *Set) changed(key string) <-chan struct{} {
+	e := s.entry(key)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.changed == nil {
+		e.changed = make(chan struct{})
+		if e.evicted {
+			close(e.changed) // the caller asks again and meets the new entry
+		}
+	}
+	return e.changed
+}
+
+// notifyLocked wakes the AllowWait callers of e. Caller holds e.mu.
+func (e *entry) notifyLocked() {
+	if e.changed != nil {
+		close(e.changed)
+		e.changed = nil
+	}
+}
+
 // State returns the key's current state; StateClosed for a key the Set does
 // not hold (a new breaker starts closed). Like Allow, it moves an open breaker
 // whose open period is over to half-open.
@@ -269,6 +328,11 @@ func (e *entry) done(gen uint64, err error) {
 	// An attempt admitted before the last transition is stale: gobreaker would
 	// drop it (its generation moved on too), and calling into gobreaker while
 	// the open period runs could let its own 1ns timer turn it half-open early.
+	if e.state == StateHalfOpen {
+		// A probe ended: its slot is free, or the outcome is about to
+		// decide the probe. Either way, waiters ask again.
+		e.notifyLocked()
+	}
 	if gen == e.gen && !e.evicted {
 		if e.state == StateClosed && outcome != errExcluded {
 			e.win.add(now, s.period, outcome == errFailure)
@@ -319,6 +383,7 @@ func (e *entry) readyToTrip(c gobreaker.Counts) bool {
 func (e *entry) onStateChange(_ string, from, to gobreaker.State) {
 	e.state = State(to)
 	e.gen++
+	e.notifyLocked()
 	e.gbDone, e.doneFn = nil, nil
 	switch e.state {
 	case StateOpen:
@@ -534,6 +599,7 @@ func (e *entry) evictLocked() bool {
 		e.queue(e.state, StateClosed)
 	}
 	e.evicted = true
+	e.notifyLocked()
 	q := e.queued
 	e.queued = false
 	return q

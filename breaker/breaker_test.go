@@ -21,7 +21,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeClock is a manually advanced clock; the Set reads it through newSet.
+// fakeClock is a manually advanced clock; the Set reads it through Config.Now.
 type fakeClock struct {
 	base time.Time
 	off  atomic.Int64 // ns since base
@@ -36,9 +36,10 @@ func (c *fakeClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 func newTestSet(t testing.TB, c Config) (*Set, *fakeClock) {
 	t.Helper()
 	clk := newFakeClock()
-	s, err := newSet(c, clk.Now)
+	c.Now = clk.Now
+	s, err := NewSet(c)
 	if err != nil {
-		t.Fatalf("newSet(%+v) error: %v", c, err)
+		t.Fatalf("NewSet(%+v) error: %v", c, err)
 	}
 	return s, clk
 }
@@ -953,5 +954,71 @@ func TestNoAllocs(t *testing.T) {
 	mustReject(t, s, "open", StateOpen)
 	if n := testing.AllocsPerRun(1000, func() { s.Allow("open") }); n != 0 {
 		t.Errorf("open rejection: %v allocs, want 0", n)
+	}
+}
+
+func TestAllowWaitTakesAFreedProbeSlot(t *testing.T) {
+	s, clk := newTestSet(t, Config{HalfOpenProbes: 1})
+	trip(t, s, "k")
+	clk.Advance(5 * time.Second)
+	probe := mustAllow(t, s, "k")
+	got := make(chan error, 1)
+	go func() {
+		done, err := s.AllowWait(context.Background(), "k")
+		if done != nil {
+			done(nil)
+		}
+		got <- err
+	}()
+	// The waiter is refused until the probe ends; a cancelled probe frees
+	// its slot, which the waiter takes.
+	probe(context.Canceled)
+	if err := <-got; err != nil {
+		t.Fatalf("AllowWait after the probe's slot was freed: %v, want admitted", err)
+	}
+	checkState(t, s, "k", StateClosed) // the waiter's success was the probe
+}
+
+func TestAllowWaitWakesOnTransition(t *testing.T) {
+	s, clk := newTestSet(t, Config{HalfOpenProbes: 1})
+	trip(t, s, "k")
+	clk.Advance(5 * time.Second)
+	probe := mustAllow(t, s, "k")
+	got := make(chan error, 1)
+	go func() {
+		_, err := s.AllowWait(context.Background(), "k")
+		got <- err
+	}()
+	probe(errUnavailable) // reopens: the waiter gets the open refusal at once
+	err := <-got
+	var oe *OpenError
+	if !errors.As(err, &oe) || oe.State != StateOpen {
+		t.Fatalf("AllowWait after the probe failed: %v, want the open refusal", err)
+	}
+}
+
+func TestAllowWaitEndsWithItsContext(t *testing.T) {
+	s, clk := newTestSet(t, Config{HalfOpenProbes: 1})
+	trip(t, s, "k")
+	clk.Advance(5 * time.Second)
+	probe := mustAllow(t, s, "k")
+	defer probe(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		_, err := s.AllowWait(ctx, "k")
+		got <- err
+	}()
+	cancel()
+	err := <-got
+	var oe *OpenError
+	if !errors.As(err, &oe) || oe.State != StateHalfOpen {
+		t.Fatalf("AllowWait with its context done: %v, want the half-open refusal", err)
+	}
+	// Open refusals never wait.
+	s2, _ := newTestSet(t, Config{})
+	trip(t, s2, "k")
+	if _, err := s2.AllowWait(context.Background(), "k"); !errors.Is(err, ErrOpen) {
+		t.Fatalf("AllowWait on an open breaker: %v, want ErrOpen at once", err)
 	}
 }

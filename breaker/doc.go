@@ -98,6 +98,13 @@
 // breaker starts in. Attempts still in flight on an evicted breaker may call
 // done safely; their outcomes are dropped.
 //
+// # Waiting for a probe slot
+//
+// [Set.AllowWait] is Allow for callers that can wait: a half-open breaker
+// whose probe slots are all taken makes it wait, within its context, until a
+// probe ends or the breaker changes state, then ask again. No goroutine is
+// started; the waiter blocks on a channel the breaker closes.
+//
 // # State hook and reading state
 //
 // [Set.State] returns a key's state (closed for keys the Set does not hold).
@@ -114,8 +121,10 @@
 //
 // # Time
 //
-// The open period and the rolling window run on the Set's clock (time.Now,
-// injectable inside the package for tests). gobreaker's own time.Now readings
+// The open period and the rolling window run on the Set's clock,
+// [Config.Now] (time.Now by default; the interceptors hand it the clock
+// they run on, so one injected clock drives the whole call). gobreaker's
+// own time.Now readings
 // are made irrelevant: it runs with no closed-state interval and a 1ns open
 // timeout, and is not consulted while the Set's clock says the breaker is
 // open.
