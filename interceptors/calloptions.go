@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/internal/engine"
 )
 
 // CallOption overrides the Middleware's policy for one call, passed with
@@ -40,7 +41,7 @@ func CallMaxAttempts(n int) CallOption {
 			callInvalid(p, "CallMaxAttempts", "must be >= 1, got %d", n)
 			return
 		}
-		p.maxAttempts = n
+		p.MaxAttempts = n
 	})
 }
 
@@ -55,7 +56,7 @@ func CallPerAttemptTimeout(d time.Duration) CallOption {
 			callInvalid(p, "CallPerAttemptTimeout", "must be >= 0, got %v", d)
 			return
 		}
-		p.perAttemptTimeout = d
+		p.PerAttemptTimeout = d
 	})
 }
 
@@ -67,19 +68,19 @@ func CallTimeout(d time.Duration) CallOption {
 			callInvalid(p, "CallTimeout", "must be >= 0, got %v", d)
 			return
 		}
-		p.callTimeout = d
+		p.CallTimeout = d
 	})
 }
 
 // CallRetryCodes replaces the retryable codes for this call.
 func CallRetryCodes(cs ...codes.Code) CallOption {
 	return callOption(func(p *policy) {
-		set, err := codeSetFor(cs)
+		set, err := engine.RetryCodeSet(cs)
 		if err != nil {
 			callInvalid(p, "CallRetryCodes", "%v", err)
 			return
 		}
-		p.retryCodes = set
+		p.RetryCodes = set
 	})
 }
 
@@ -90,7 +91,7 @@ func CallBackoff(b backoff.Policy) CallOption {
 			callInvalid(p, "CallBackoff", "policy is nil")
 			return
 		}
-		p.backoff = b
+		p.Backoff = b
 	})
 }
 
@@ -112,5 +113,5 @@ func CallAttempts(n *int) CallOption {
 // methods) bypass the circuit breaker: its attempts are neither refused nor
 // counted.
 func CallNoBreaker() CallOption {
-	return callOption(func(p *policy) { p.noBreaker = true })
+	return callOption(func(p *policy) { p.NoBreaker = true })
 }

@@ -24,8 +24,9 @@ type Error struct {
 	// Err is the error that ended the call.
 	Err error
 	// Reason says why the call stopped before using all its attempts,
-	// when a policy stopped it: ErrBudgetExhausted or ErrPushback. It is
-	// nil otherwise.
+	// when a policy stopped it: ErrBudgetExhausted, ErrPushback, or a
+	// breaker's refusal (matching breaker.ErrOpen) of a retry or hedge. It
+	// is nil otherwise.
 	Reason error
 }
 
@@ -49,6 +50,11 @@ func (e *Error) Unwrap() []error {
 		return []error{e.Err}
 	}
 	return []error{e.Err, e.Reason}
+}
+
+// newError is the engine's constructor of the error a failed call returns.
+func newError(attempts int, err, reason error) error {
+	return &Error{Attempts: attempts, Err: err, Reason: reason}
 }
 
 // GRPCStatus returns the status of Err, so that status.Code and

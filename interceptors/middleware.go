@@ -1,19 +1,48 @@
 package interceptors
 
 import (
+	"context"
 	"errors"
-	"sync"
-
-	"github.com/grpc-resilience/resilience/breaker"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/breaker"
+	"github.com/grpc-resilience/resilience/internal/engine"
+	"github.com/grpc-resilience/resilience/internal/telemetry"
 )
 
 // AttemptMetadataKey is the outgoing metadata key that carries the attempt
-// number (2, 3, ...) to the server on retries. The first attempt does not
-// carry it. The caller's metadata is never modified: the key is added to a
-// copy.
-const AttemptMetadataKey = "resilience-attempt"
+// number (2, 3, ...) to the server on retries and hedges. The first attempt
+// does not carry it. The caller's metadata is never modified: the key is
+// added to a copy.
+const AttemptMetadataKey = engine.AttemptMetadataKey
+
+// PushbackMetadataKey is the trailer a server sends to tell clients when
+// to retry (gRFC A6): a non-negative number of milliseconds replaces the
+// next backoff delay (or delays the next hedge); a negative or malformed
+// value stops retrying and hedging.
+//
+// Reading a trailer makes grpc-go copy it, on every call. So unary calls
+// read it on retries and hedges, and on first attempts only while the
+// target is troubled (it failed within its last 100 successful attempts);
+// the first failure of a healthy target is retried by the backoff policy.
+// Streams always read it.
+const PushbackMetadataKey = engine.PushbackMetadataKey
+
+// ErrPushback is the Reason of an *Error when the server's pushback
+// trailer asked the client not to retry.
+var ErrPushback = engine.ErrPushback
+
+// ErrBudgetExhausted is the Reason of an *Error when the retry budget of
+// the target refused a retry or hedge. It wraps budget.ErrExhausted.
+var ErrBudgetExhausted = engine.ErrBudgetExhausted
+
+// DefaultStreamReplayBuffer is the default cap, in bytes, on the client
+// messages a stream keeps for replay before it is committed (as grpc-go's
+// own retry: 256 KiB per stream).
+const DefaultStreamReplayBuffer = 256 << 10
 
 // Middleware holds the configuration and the shared state (breakers,
 // budgets) of a set of interceptors. The unary and stream interceptors of
@@ -22,19 +51,10 @@ const AttemptMetadataKey = "resilience-attempt"
 //
 // A Middleware is safe for concurrent use and holds no goroutines.
 type Middleware struct {
-	cfg    config
-	tel    telemetry
-	probes probes
-
+	cfg      config
+	tel      telemetry.Recorder
+	eng      *engine.Engine
 	breakers *breaker.Set // nil when breakers are off
-
-	mu        sync.RWMutex
-	targets   map[string]*targetState
-	latencies map[string]*latencies // per method, for hedging
-	// transitions holds, per breaker key, a channel closed at the key's
-	// next state change; only calls waiting on a half-open breaker create
-	// one.
-	transitions map[string]chan struct{}
 }
 
 // New returns a Middleware configured by opts, or an error that wraps
@@ -54,19 +74,20 @@ func New(opts ...Option) (*Middleware, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	m := &Middleware{cfg: cfg, tel: newTelemetry(&cfg)}
-	m.probes = probes{interval: cfg.probeInterval, clock: cfg.clock}
+	m := &Middleware{cfg: cfg, tel: telemetry.New(cfg.telemetry, cfg.clock)}
 	if cfg.breaker != nil {
 		bc := *cfg.breaker
 		user := bc.OnStateChange
 		bc.OnStateChange = func(key string, from, to breaker.State) {
 			// Runs outside the breaker's lock (package breaker queues
 			// transitions), so the gauge may be set from here.
-			m.tel.breakerState(key, int(to))
-			m.transitioned(key)
+			m.tel.BreakerState(key, int(to))
 			if user != nil {
 				user(key, from, to)
 			}
+		}
+		if bc.Now == nil {
+			bc.Now = cfg.clock.Now // one clock for the calls and their breakers
 		}
 		set, err := breaker.NewSet(bc)
 		if err != nil {
@@ -74,6 +95,17 @@ func New(opts ...Option) (*Middleware, error) {
 		}
 		m.breakers = set
 	}
+	m.eng = engine.New(engine.Config{
+		Clock:            cfg.clock,
+		ReadyWait:        cfg.readyWait,
+		ProbeInterval:    cfg.probeInterval,
+		ReplayBuffer:     cfg.replayBuffer,
+		Budget:           cfg.budget,
+		Breakers:         m.breakers,
+		BreakerPerMethod: cfg.breakerMethod,
+		Telemetry:        m.tel,
+		NewError:         newError,
+	})
 	return m, nil
 }
 
@@ -85,27 +117,6 @@ func MustNew(opts ...Option) *Middleware {
 		panic(err)
 	}
 	return m
-}
-
-// UnaryClientInterceptor returns a unary interceptor configured by opts.
-// It panics if an option is invalid; use New to get an error instead.
-// Each call creates a separate Middleware: use New and DialOptions to share
-// state between the unary and stream interceptors.
-func UnaryClientInterceptor(opts ...Option) grpc.UnaryClientInterceptor {
-	return MustNew(opts...).UnaryClientInterceptor()
-}
-
-// StreamClientInterceptor returns a stream interceptor configured by opts.
-// It panics if an option is invalid; use New to get an error instead.
-func StreamClientInterceptor(opts ...Option) grpc.StreamClientInterceptor {
-	return MustNew(opts...).StreamClientInterceptor()
-}
-
-// DialOptions returns the dial options of a Middleware configured by opts.
-// It panics if an option is invalid; use New and Middleware.DialOptions to
-// get an error instead.
-func DialOptions(opts ...Option) []grpc.DialOption {
-	return MustNew(opts...).DialOptions()
 }
 
 // DialOptions returns everything a client needs in one go:
@@ -126,9 +137,58 @@ func (m *Middleware) DialOptions() []grpc.DialOption {
 	}
 }
 
-// resolve computes the policy for one call into p and removes the interceptors'
-// own call options from opts. It allocates only when opts holds some.
-func (m *Middleware) resolve(p *policy, method string, opts []grpc.CallOption) []grpc.CallOption {
+// UnaryClientInterceptor returns m's unary interceptor. It runs the attempt
+// loop described in the package documentation.
+func (m *Middleware) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return m.unary
+}
+
+// StreamClientInterceptor returns m's stream interceptor.
+//
+// A stream is retried only before it is committed: until the first response
+// header or message arrives, the caller reads the headers, or the messages
+// sent exceed the replay buffer (WithStreamReplayBuffer). Until then the
+// messages the caller sent are kept and replayed, in order, on the next
+// attempt. After commit, errors reach the caller unchanged: the application
+// never sees a duplicated or lost message. Attempts are counted per stream,
+// never per message. The per-attempt timeout bounds the time to commit, not
+// the life of a committed stream.
+func (m *Middleware) StreamClientInterceptor() grpc.StreamClientInterceptor {
+	return m.stream
+}
+
+func (m *Middleware) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var p policy
+	opts, onFinish := m.resolve(&p, method, opts)
+	if p.err != nil {
+		return invalidCall(p.err, onFinish)
+	}
+	return m.eng.Unary(ctx, &p.Policy, p.attemptsOut, onFinish, method, req, reply, cc, invoker, opts)
+}
+
+func (m *Middleware) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	var p policy
+	opts, onFinish := m.resolve(&p, method, opts)
+	if p.err != nil {
+		return nil, invalidCall(p.err, onFinish)
+	}
+	return m.eng.Stream(ctx, &p.Policy, p.attemptsOut, onFinish, desc, cc, method, streamer, opts)
+}
+
+// invalidCall is the error of a call with an invalid CallOption.
+func invalidCall(err error, onFinish []func(error)) error {
+	err = status.Error(codes.InvalidArgument, "interceptors: invalid call option: "+err.Error())
+	for _, f := range onFinish {
+		f(err)
+	}
+	return err
+}
+
+// resolve computes the policy for one call into p and removes from opts
+// the interceptors' own call options and grpc.OnFinish, whose functions it
+// returns: they are per call, while opts go to every attempt. It allocates
+// only when opts holds some.
+func (m *Middleware) resolve(p *policy, method string, opts []grpc.CallOption) ([]grpc.CallOption, []func(error)) {
 	*p = m.cfg.policy
 	for i := range m.cfg.methodPolicies {
 		mp := &m.cfg.methodPolicies[i]
@@ -138,56 +198,40 @@ func (m *Middleware) resolve(p *policy, method string, opts []grpc.CallOption) [
 			}
 		}
 	}
-	ours := 0
+	removed := 0
+	var onFinish []func(error)
 	for _, o := range opts {
-		if co, ok := o.(CallOption); ok {
-			ours++
+		switch co := o.(type) {
+		case CallOption:
+			removed++
 			if co.apply == nil {
 				callInvalid(p, "CallOption", "zero value")
 				continue
 			}
 			co.apply(p)
+		case grpc.OnFinishCallOption:
+			removed++
+			onFinish = append(onFinish, co.OnFinish)
+		case *grpc.OnFinishCallOption:
+			removed++
+			onFinish = append(onFinish, co.OnFinish)
 		}
 	}
-	if ours == 0 {
-		return opts
+	if removed == 0 {
+		return opts, nil
 	}
-	rest := make([]grpc.CallOption, 0, len(opts)-ours)
+	rest := make([]grpc.CallOption, 0, len(opts)-removed)
 	for _, o := range opts {
-		if _, ok := o.(CallOption); !ok {
+		switch o.(type) {
+		case CallOption, grpc.OnFinishCallOption, *grpc.OnFinishCallOption:
+		default:
 			rest = append(rest, o)
 		}
 	}
-	return rest
+	return rest, onFinish
 }
 
 // Breakers returns the circuit breakers of m, keyed by target (or by target
 // and method, see WithBreakerPerMethod), to read a key's state; nil when
 // breakers are off.
 func (m *Middleware) Breakers() *breaker.Set { return m.breakers }
-
-// transition returns a channel closed at the next state change of the
-// breaker of key.
-func (m *Middleware) transition(key string) <-chan struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ch := m.transitions[key]
-	if ch == nil {
-		if m.transitions == nil {
-			m.transitions = make(map[string]chan struct{})
-		}
-		ch = make(chan struct{})
-		m.transitions[key] = ch
-	}
-	return ch
-}
-
-// transitioned wakes the calls waiting for a state change of key.
-func (m *Middleware) transitioned(key string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if ch := m.transitions[key]; ch != nil {
-		close(ch)
-		delete(m.transitions, key)
-	}
-}

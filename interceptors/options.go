@@ -14,6 +14,8 @@ import (
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/internal/clock"
+	"github.com/grpc-resilience/resilience/internal/engine"
+	"github.com/grpc-resilience/resilience/internal/telemetry"
 )
 
 // Defaults. They are applied in one place, defaultConfig, and documented in
@@ -69,7 +71,7 @@ type config struct {
 	methodPolicies []methodPolicy
 	connectParams  grpc.ConnectParams
 	clock          clock.Clock
-	telemetry      telemetryOptions
+	telemetry      telemetry.Options
 	replayBuffer   int
 	budget         *budget.Config // nil: no retry budget
 	readyWait      time.Duration
@@ -81,15 +83,9 @@ type config struct {
 // policy is what governs one call; it is resolved per call from the
 // Middleware defaults, the matching method policies and the call options.
 type policy struct {
-	maxAttempts       int
-	retryCodes        codeSet
-	backoff           backoff.Policy
-	perAttemptTimeout time.Duration
-	callTimeout       time.Duration
-	attemptsOut       *int
-	hedge             *HedgePolicy
-	noBreaker         bool
-	err               error // a bad CallOption, reported when the call is made
+	engine.Policy
+	attemptsOut *int
+	err         error // a bad CallOption, reported when the call is made
 }
 
 type methodPolicy struct {
@@ -99,12 +95,12 @@ type methodPolicy struct {
 
 func defaultConfig() config {
 	return config{
-		policy: policy{
-			maxAttempts: DefaultMaxAttempts,
-			retryCodes:  newCodeSet(DefaultRetryCodes...),
-			backoff:     backoff.MustExponential(backoff.DefaultConfig),
-			callTimeout: DefaultCallTimeout,
-		},
+		policy: policy{Policy: engine.Policy{
+			MaxAttempts: DefaultMaxAttempts,
+			RetryCodes:  engine.NewCodeSet(DefaultRetryCodes...),
+			Backoff:     backoff.MustExponential(backoff.DefaultConfig),
+			CallTimeout: DefaultCallTimeout,
+		}},
 		connectParams: grpc.ConnectParams{
 			Backoff:           DefaultConnectBackoff,
 			MinConnectTimeout: DefaultMinConnectTimeout,
@@ -131,7 +127,7 @@ func WithMaxAttempts(n int) Option {
 		if n < 1 {
 			return invalid("WithMaxAttempts", "must be >= 1, got %d", n)
 		}
-		c.policy.maxAttempts = n
+		c.policy.MaxAttempts = n
 		return nil
 	})
 }
@@ -142,11 +138,11 @@ func WithMaxAttempts(n int) Option {
 // empty list (use WithMaxAttempts(1) to disable retries).
 func WithRetryCodes(cs ...codes.Code) Option {
 	return optionFunc(func(c *config) error {
-		set, err := codeSetFor(cs)
+		set, err := engine.RetryCodeSet(cs)
 		if err != nil {
 			return invalid("WithRetryCodes", "%v", err)
 		}
-		c.policy.retryCodes = set
+		c.policy.RetryCodes = set
 		return nil
 	})
 }
@@ -159,7 +155,7 @@ func WithBackoff(p backoff.Policy) Option {
 		if p == nil {
 			return invalid("WithBackoff", "policy is nil")
 		}
-		c.policy.backoff = p
+		c.policy.Backoff = p
 		return nil
 	})
 }
@@ -169,14 +165,14 @@ func WithBackoff(p backoff.Policy) Option {
 // 0 means no per-attempt bound (the default): each attempt may use the whole
 // remaining call time. Negative values are rejected.
 func WithPerAttemptTimeout(d time.Duration) Option {
-	return durationOption("WithPerAttemptTimeout", d, func(c *config) *time.Duration { return &c.policy.perAttemptTimeout })
+	return durationOption("WithPerAttemptTimeout", d, func(c *config) *time.Duration { return &c.policy.PerAttemptTimeout })
 }
 
 // WithCallTimeout sets the deadline given to a call whose context has none.
 // A caller's own deadline is never changed. 0 disables the default deadline;
 // negative values are rejected. Default DefaultCallTimeout.
 func WithCallTimeout(d time.Duration) Option {
-	return durationOption("WithCallTimeout", d, func(c *config) *time.Duration { return &c.policy.callTimeout })
+	return durationOption("WithCallTimeout", d, func(c *config) *time.Duration { return &c.policy.CallTimeout })
 }
 
 // WithMethodPolicy applies opts to every call whose full method name
@@ -383,31 +379,4 @@ func withClock(cl clock.Clock) Option {
 		c.clock = cl
 		return nil
 	})
-}
-
-// codeSet is a set of gRPC codes as a bitmask (codes are 0..16).
-type codeSet uint32
-
-func newCodeSet(cs ...codes.Code) codeSet {
-	var s codeSet
-	for _, c := range cs {
-		s |= 1 << c
-	}
-	return s
-}
-
-func (s codeSet) has(c codes.Code) bool { return c < 32 && s&(1<<c) != 0 }
-
-// codeSetFor validates the codes of a retry-codes option; its error says
-// what is wrong, the caller names the option.
-func codeSetFor(cs []codes.Code) (codeSet, error) {
-	if len(cs) == 0 {
-		return 0, errors.New("no codes given")
-	}
-	for _, c := range cs {
-		if c == codes.OK || c > codes.Unauthenticated {
-			return 0, fmt.Errorf("cannot retry code %v", c)
-		}
-	}
-	return newCodeSet(cs...), nil
 }

@@ -6,16 +6,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// telemetryOptions is the telemetry part of config. Its zero value is the
-// default: the global providers and propagator, looked up on each call,
-// and one span per attempt.
-type telemetryOptions struct {
-	tracerProvider trace.TracerProvider          // nil: otel.GetTracerProvider() per call
-	meterProvider  metric.MeterProvider          // nil: otel.GetMeterProvider() per call
-	propagator     propagation.TextMapPropagator // nil: otel.GetTextMapPropagator() per attempt
-	noAttemptSpans bool
-}
-
 // WithTracerProvider sets the TracerProvider that creates the call and
 // attempt spans.
 //
@@ -30,7 +20,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 		if tp == nil {
 			return invalid("WithTracerProvider", "provider is nil")
 		}
-		c.telemetry.tracerProvider = tp
+		c.telemetry.TracerProvider = tp
 		return nil
 	})
 }
@@ -48,7 +38,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 		if mp == nil {
 			return invalid("WithMeterProvider", "provider is nil")
 		}
-		c.telemetry.meterProvider = mp
+		c.telemetry.MeterProvider = mp
 		return nil
 	})
 }
@@ -67,7 +57,7 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 		if p == nil {
 			return invalid("WithPropagators", "propagator is nil")
 		}
-		c.telemetry.propagator = p
+		c.telemetry.Propagator = p
 		return nil
 	})
 }
@@ -83,7 +73,7 @@ func WithPropagators(p propagation.TextMapPropagator) Option {
 // the call span when each attempt ends.
 func WithAttemptSpans(on bool) Option {
 	return optionFunc(func(c *config) error {
-		c.telemetry.noAttemptSpans = !on
+		c.telemetry.NoAttemptSpans = !on
 		return nil
 	})
 }

@@ -19,7 +19,7 @@ import (
 )
 
 func TestPushbackReplacesBackoffDelay(t *testing.T) {
-	fc := clock.NewFake(time.Unix(0, 0))
+	fc := clock.NewFake(time.Now())
 	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(time.Second)))
 	h.markTroubled(t)
 	h.pushback = "250"
@@ -60,7 +60,7 @@ func TestPushbackNegativeOrMalformedStopsRetries(t *testing.T) {
 }
 
 func TestPushbackBeyondDeadlineReturnsAtOnce(t *testing.T) {
-	fc := clock.NewFake(time.Unix(0, 0))
+	fc := clock.NewFake(time.Now())
 	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(0)))
 	h.markTroubled(t)
 	h.pushback = "3600000" // one hour

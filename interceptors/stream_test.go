@@ -199,7 +199,7 @@ func TestReplayBufferOverflowCommits(t *testing.T) {
 }
 
 func TestStreamPerAttemptTimeoutBoundsOnlyTheTimeToCommit(t *testing.T) {
-	fc := clock.NewFake(time.Unix(0, 0))
+	fc := clock.NewFake(time.Now())
 	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(0)), WithPerAttemptTimeout(50*time.Millisecond))
 	h.blockFirst(1)
 	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 3})

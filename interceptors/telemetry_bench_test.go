@@ -99,28 +99,3 @@ func BenchmarkTelemetry(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkTelemetryHooks measures the hooks of one call with one attempt,
-// without gRPC: with tracing and metrics off they must cost a few
-// nanoseconds and allocate nothing.
-func BenchmarkTelemetryHooks(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		opts []Option
-	}{
-		{"noop", []Option{WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider())}},
-		{"global-unset", nil},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			m := MustNew(tc.opts...)
-			ctx := context.Background()
-			b.ReportAllocs()
-			for b.Loop() {
-				cctx, c := m.tel.startCall(ctx, echoMethod, "passthrough:///bufnet")
-				_, a := c.startAttempt(cctx, 1)
-				a.end(nil)
-				c.end(nil)
-			}
-		})
-	}
-}

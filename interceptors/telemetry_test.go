@@ -35,6 +35,7 @@ import (
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
+	"github.com/grpc-resilience/resilience/internal/telemetry"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -187,7 +188,7 @@ func (e *telemetryEnv) collectMetrics(t testing.TB) []string {
 	}
 	var lines []string
 	for _, sm := range rm.ScopeMetrics {
-		if sm.Scope.Name != instrumentationName {
+		if sm.Scope.Name != telemetry.InstrumentationName {
 			continue
 		}
 		for _, m := range sm.Metrics {
@@ -243,12 +244,12 @@ func checkTree(t *testing.T, got, want string) {
 // want says otherwise about the gauge.
 // noBreakerPoint, passed to checkMetrics, says the breaker gauge has no
 // point.
-const noBreakerPoint = metricBreakerState + " none"
+const noBreakerPoint = telemetry.MetricBreakerState + " none"
 
 func checkMetrics(t *testing.T, got []string, want ...string) {
 	t.Helper()
-	if !slices.ContainsFunc(want, func(w string) bool { return strings.HasPrefix(w, metricBreakerState) }) {
-		want = append(want, metricBreakerState+" {resilience.breaker.key=passthrough:///bufnet} 0")
+	if !slices.ContainsFunc(want, func(w string) bool { return strings.HasPrefix(w, telemetry.MetricBreakerState) }) {
+		want = append(want, telemetry.MetricBreakerState+" {resilience.breaker.key=passthrough:///bufnet} 0")
 	}
 	want = slices.DeleteFunc(want, func(w string) bool { return w == noBreakerPoint })
 	for i := range want {
@@ -282,9 +283,9 @@ app INTERNAL {}
     `+echoName+` CLIENT {resilience.attempt=1 `+rpcAttrs+` `+okAttrs+`}
 `)
 	checkMetrics(t, e.collectMetrics(t),
-		metricAttempts+" {"+rpcAttrs+" "+okAttrs+"} 1",
-		metricAttemptDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
-		metricCallDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
+		telemetry.MetricAttempts+" {"+rpcAttrs+" "+okAttrs+"} 1",
+		telemetry.MetricAttemptDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
+		telemetry.MetricCallDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
 	)
 }
 
@@ -307,12 +308,12 @@ app INTERNAL {}
     `+echoName+` CLIENT {resilience.attempt=3 `+rpcAttrs+` `+okAttrs+`}
 `)
 	checkMetrics(t, e.collectMetrics(t),
-		metricAttempts+" {"+rpcAttrs+" "+okAttrs+"} 1",
-		metricAttempts+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 2",
-		metricRetries+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 2",
-		metricAttemptDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
-		metricAttemptDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=2",
-		metricCallDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
+		telemetry.MetricAttempts+" {"+rpcAttrs+" "+okAttrs+"} 1",
+		telemetry.MetricAttempts+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 2",
+		telemetry.MetricRetries+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 2",
+		telemetry.MetricAttemptDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
+		telemetry.MetricAttemptDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=2",
+		telemetry.MetricCallDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
 	)
 }
 
@@ -335,10 +336,10 @@ app INTERNAL {}
     `+echoName+` CLIENT Error("`+injectedMessage+`") {`+unavAttrs+` resilience.attempt=3 `+rpcAttrs+`}
 `)
 	checkMetrics(t, e.collectMetrics(t),
-		metricAttempts+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 3",
-		metricRetries+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 2",
-		metricAttemptDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=3",
-		metricCallDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=1",
+		telemetry.MetricAttempts+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 3",
+		telemetry.MetricRetries+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 2",
+		telemetry.MetricAttemptDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=3",
+		telemetry.MetricCallDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=1",
 	)
 }
 
@@ -418,12 +419,12 @@ app INTERNAL {}
     • resilience.breaker.rejected {error.type=UNAVAILABLE resilience.attempt=1}
 `)
 	checkMetrics(t, e.collectMetrics(t),
-		metricAttempts+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 2",
-		metricRetries+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 1",
-		metricAttemptDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=2",
-		metricCallDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=2",
-		metricBreakerRejections+" {"+rpcAttrs+"} 1",
-		metricBreakerState+" {resilience.breaker.key=passthrough:///bufnet} 2",
+		telemetry.MetricAttempts+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 2",
+		telemetry.MetricRetries+" {"+rpcAttrs+" rpc.response.status_code=UNAVAILABLE} 1",
+		telemetry.MetricAttemptDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=2",
+		telemetry.MetricCallDuration+" {"+unavAttrs+" "+rpcAttrs+"} count=2",
+		telemetry.MetricBreakerRejections+" {"+rpcAttrs+"} 1",
+		telemetry.MetricBreakerState+" {resilience.breaker.key=passthrough:///bufnet} 2",
 	)
 }
 
@@ -437,24 +438,24 @@ func TestTelemetryBreakerAndBudgetHooks(t *testing.T) {
 
 	// Attempt 1 fails under a closed breaker, the server pushes back, the
 	// budget refuses the retry. A second call is refused by the breaker.
-	cctx, c := m.tel.startCall(ctx, echoMethod, "dns:///orders.internal:8443")
-	actx, a := c.startAttempt(cctx, 1)
-	a.breakerState(breakerClosed)
+	cctx, c := m.tel.StartCall(ctx, echoMethod, "dns:///orders.internal:8443")
+	actx, a := c.StartAttempt(cctx, 1)
+	a.BreakerState(telemetry.BreakerClosed)
 	if !trace.SpanContextFromContext(actx).IsValid() {
 		t.Fatal("attempt context carries no span")
 	}
 	fail := status.Error(codes.Unavailable, "down")
-	a.end(fail)
-	c.pushback(250 * time.Millisecond)
-	c.pushback(-1)
-	c.budgetExhausted()
-	c.end(&Error{Attempts: 1, Err: fail})
+	a.End(fail)
+	c.Pushback(250 * time.Millisecond)
+	c.Pushback(-1)
+	c.BudgetExhausted()
+	c.End(&Error{Attempts: 1, Err: fail})
 
-	m.tel.breakerState("orders.internal:8443", breakerOpen)
-	_, c = m.tel.startCall(ctx, echoMethod, "dns:///orders.internal:8443")
+	m.tel.BreakerState("orders.internal:8443", telemetry.BreakerOpen)
+	_, c = m.tel.StartCall(ctx, echoMethod, "dns:///orders.internal:8443")
 	rejected := status.Error(codes.Unavailable, "breaker: circuit open")
-	c.breakerRejected(rejected)
-	c.end(&Error{Attempts: 0, Err: rejected})
+	c.BreakerRejected(rejected)
+	c.End(&Error{Attempts: 0, Err: rejected})
 	app.End()
 
 	const server = "rpc.system.name=grpc server.address=orders.internal server.port=8443"
@@ -470,12 +471,12 @@ app INTERNAL {}
 `)
 	const method = "rpc.method=" + echoName
 	checkMetrics(t, e.collectMetrics(t),
-		metricAttempts+" {"+method+" rpc.response.status_code=UNAVAILABLE "+server+"} 1",
-		metricAttemptDuration+" {error.type=UNAVAILABLE "+method+" rpc.response.status_code=UNAVAILABLE "+server+"} count=1",
-		metricCallDuration+" {error.type=UNAVAILABLE "+method+" rpc.response.status_code=UNAVAILABLE "+server+"} count=2",
-		metricBudgetThrottled+" {"+method+" "+server+"} 1",
-		metricBreakerRejections+" {"+method+" "+server+"} 1",
-		metricBreakerState+" {resilience.breaker.key=orders.internal:8443} 2",
+		telemetry.MetricAttempts+" {"+method+" rpc.response.status_code=UNAVAILABLE "+server+"} 1",
+		telemetry.MetricAttemptDuration+" {error.type=UNAVAILABLE "+method+" rpc.response.status_code=UNAVAILABLE "+server+"} count=1",
+		telemetry.MetricCallDuration+" {error.type=UNAVAILABLE "+method+" rpc.response.status_code=UNAVAILABLE "+server+"} count=2",
+		telemetry.MetricBudgetThrottled+" {"+method+" "+server+"} 1",
+		telemetry.MetricBreakerRejections+" {"+method+" "+server+"} 1",
+		telemetry.MetricBreakerState+" {resilience.breaker.key=orders.internal:8443} 2",
 	)
 }
 
@@ -695,41 +696,6 @@ func TestTelemetryNoopProvidersRecordAndInjectNothing(t *testing.T) {
 	}
 }
 
-// hookSequence runs the hooks of a retried call.
-func hookSequence(m *Middleware, ctx context.Context, fail error) {
-	cctx, c := m.tel.startCall(ctx, echoMethod, "passthrough:///bufnet")
-	actx, a := c.startAttempt(cctx, 1)
-	_ = actx
-	a.end(fail)
-	c.retryScheduled(2, time.Millisecond, codes.Unavailable)
-	_, a = c.startAttempt(cctx, 2)
-	a.end(nil)
-	c.end(nil)
-}
-
-func TestTelemetryOffAllocatesNothing(t *testing.T) {
-	fail := status.Error(codes.Unavailable, "down")
-	for _, tc := range []struct {
-		name string
-		opts []Option
-	}{
-		{"noop providers", []Option{WithTracerProvider(tracenoop.NewTracerProvider()), WithMeterProvider(metricnoop.NewMeterProvider())}},
-		// Global providers never installed (or set to no-op by another test).
-		{"default", nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := MustNew(tc.opts...)
-			if m.tel.s.tracer() != nil || m.tel.s.instruments() != nil {
-				t.Fatalf("tracer %v, instruments %v; want both off", m.tel.s.tracer(), m.tel.s.instruments())
-			}
-			ctx := context.Background()
-			if n := testing.AllocsPerRun(100, func() { hookSequence(m, ctx, fail) }); n != 0 {
-				t.Errorf("a retried call's hooks allocate %v times, want 0", n)
-			}
-		})
-	}
-}
-
 func TestTelemetryGlobalProvidersInstalledAfterNew(t *testing.T) {
 	e := newTelemetryEnv(t)
 	h := newTelemetryClient(t, WithPropagators(propagation.TraceContext{}))
@@ -762,9 +728,9 @@ app INTERNAL {}
     `+echoName+` CLIENT {resilience.attempt=1 `+rpcAttrs+` `+okAttrs+`}
 `)
 	checkMetrics(t, e.collectMetrics(t),
-		metricAttempts+" {"+rpcAttrs+" "+okAttrs+"} 1",
-		metricAttemptDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
-		metricCallDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
+		telemetry.MetricAttempts+" {"+rpcAttrs+" "+okAttrs+"} 1",
+		telemetry.MetricAttemptDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
+		telemetry.MetricCallDuration+" {"+rpcAttrs+" "+okAttrs+"} count=1",
 		// The gauge's first point went to the provider of the first call.
 		noBreakerPoint,
 	)
@@ -782,7 +748,7 @@ func TestTelemetryRecordsNoPayloadOrMetadata(t *testing.T) {
 	}
 	var recorded []string
 	for _, s := range e.waitSpans(t, 3) {
-		if s.InstrumentationScope().Name != instrumentationName {
+		if s.InstrumentationScope().Name != telemetry.InstrumentationName {
 			continue
 		}
 		recorded = append(recorded, s.Name(), s.Status().Description, renderAttrs(s.Attributes()))
@@ -813,24 +779,6 @@ func TestTelemetryOptionsRejectNil(t *testing.T) {
 	}
 }
 
-func TestServerAttrs(t *testing.T) {
-	for _, tc := range []struct{ target, want string }{
-		{"dns:///orders:8443", "{server.address=orders server.port=8443}"},
-		{"dns://8.8.8.8/orders.svc:443", "{server.address=orders.svc server.port=443}"},
-		{"localhost:50051", "{server.address=localhost server.port=50051}"},
-		{"[::1]:50051", "{server.address=::1 server.port=50051}"},
-		{"passthrough:///bufnet", "{server.address=bufnet}"},
-		{"unix:///tmp/s.sock", "{server.address=/tmp/s.sock}"},
-		{"unix:relative.sock", "{server.address=relative.sock}"},
-		{"orders", "{server.address=orders}"},
-		{"", "{}"},
-	} {
-		if got := renderAttrs(serverAttrs(tc.target)); got != tc.want {
-			t.Errorf("serverAttrs(%q) = %s, want %s", tc.target, got, tc.want)
-		}
-	}
-}
-
 // TestTelemetryConcurrentCalls exercises the attribute cache and the
 // lazily resolved providers from many goroutines (run with -race).
 func TestTelemetryConcurrentCalls(t *testing.T) {
@@ -848,8 +796,8 @@ func TestTelemetryConcurrentCalls(t *testing.T) {
 	}
 	wg.Wait()
 	checkMetrics(t, e.collectMetrics(t),
-		metricAttempts+" {"+rpcAttrs+" "+okAttrs+"} 80",
-		metricAttemptDuration+" {"+rpcAttrs+" "+okAttrs+"} count=80",
-		metricCallDuration+" {"+rpcAttrs+" "+okAttrs+"} count=80",
+		telemetry.MetricAttempts+" {"+rpcAttrs+" "+okAttrs+"} 80",
+		telemetry.MetricAttemptDuration+" {"+rpcAttrs+" "+okAttrs+"} count=80",
+		telemetry.MetricCallDuration+" {"+rpcAttrs+" "+okAttrs+"} count=80",
 	)
 }

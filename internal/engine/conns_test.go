@@ -1,4 +1,4 @@
-package interceptors
+package engine
 
 import (
 	"context"
@@ -22,14 +22,14 @@ func TestReconnectProbeBypassesGRPCBackoff(t *testing.T) {
 		dials <- struct{}{}
 		return nil, errors.New("refused")
 	}
-	m := MustNew(withClock(fc), WithReconnectProbe(25*time.Millisecond),
+	c := conns{interval: 25 * time.Millisecond, clock: fc}
+	conn, err := grpc.NewClient("passthrough:///down",
 		// grpc-go alone would wait an hour before dialling again.
-		WithConnectParams(grpc.ConnectParams{
+		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           grpcbackoff.Config{BaseDelay: time.Hour, Multiplier: 1, MaxDelay: time.Hour},
 			MinConnectTimeout: time.Second,
-		}))
-	conn, err := grpc.NewClient("passthrough:///down", append(m.DialOptions(),
-		grpc.WithContextDialer(refuse), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		}),
+		grpc.WithContextDialer(refuse), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestReconnectProbeBypassesGRPCBackoff(t *testing.T) {
 	failed()
 
 	// The first waiter kicks the connection at once.
-	release := m.probes.acquire(conn)
+	w := c.register(conn, func() {}, true)
 	failed()
 	// Each probe interval may find the connection between states; count
 	// how many intervals it takes to see three more dials. grpc-go alone
@@ -82,7 +82,7 @@ func TestReconnectProbeBypassesGRPCBackoff(t *testing.T) {
 		}
 	}
 	t.Logf("3 dials in %d probe intervals", advances)
-	release() // the probe goroutine ends here; goleak checks it
+	c.release(conn, w, true) // the watcher goroutine ends here; goleak checks it
 	if p := fc.Pending(); len(p) != 0 {
 		t.Errorf("probe timers still pending after release: %v", p)
 	}

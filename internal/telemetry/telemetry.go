@@ -1,4 +1,4 @@
-package interceptors
+package telemetry
 
 import (
 	"context"
@@ -26,21 +26,19 @@ import (
 	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
-// This file records the spans and metrics described in the "Telemetry"
-// section of the package documentation. Attribute names follow the
-// OpenTelemetry semantic conventions v1.43.0 (the semconv package shipped
-// with go.opentelemetry.io/otel v1.47.0); what the conventions do not cover
-// lives in the resilience.* namespace.
-//
-// Cost model. When neither tracing nor metrics are enabled (no-op providers,
-// or global providers that were never installed) startCall returns after a
-// few atomic loads and pointer comparisons, the other hooks after a nil
-// check, and nothing is allocated. When enabled, the
-// attribute sets and span start options of a (method, target) pair are
-// built once and reused.
+// Options says where telemetry goes. Its zero value is the default: the
+// global providers and propagator, looked up on each call, and one span per
+// attempt.
+type Options struct {
+	TracerProvider trace.TracerProvider          // nil: otel.GetTracerProvider() per call
+	MeterProvider  metric.MeterProvider          // nil: otel.GetMeterProvider() per call
+	Propagator     propagation.TextMapPropagator // nil: otel.GetTextMapPropagator() per attempt
+	NoAttemptSpans bool                          // attempts as call span events instead of spans
+}
 
-// instrumentationName is the instrumentation scope of the tracer and meter.
-const instrumentationName = "github.com/grpc-resilience/resilience/interceptors"
+// InstrumentationName is the instrumentation scope of the tracer and meter:
+// the public package's path, which is what users see.
+const InstrumentationName = "github.com/grpc-resilience/resilience/interceptors"
 
 // Attributes in the resilience namespace.
 const (
@@ -73,23 +71,23 @@ const (
 	eventAttempt = "resilience.attempt"
 )
 
-// Metric instruments. They never collide with otelgrpc's rpc.client.*.
+// Metric instrument names. They never collide with otelgrpc's rpc.client.*.
 const (
-	metricAttempts          = "resilience.client.attempts"
-	metricRetries           = "resilience.client.retries"
-	metricCallDuration      = "resilience.client.call.duration"
-	metricAttemptDuration   = "resilience.client.attempt.duration"
-	metricBreakerState      = "resilience.client.breaker.state"
-	metricBreakerRejections = "resilience.client.breaker.rejections"
-	metricBudgetThrottled   = "resilience.client.budget.throttled"
+	MetricAttempts          = "resilience.client.attempts"
+	MetricRetries           = "resilience.client.retries"
+	MetricCallDuration      = "resilience.client.call.duration"
+	MetricAttemptDuration   = "resilience.client.attempt.duration"
+	MetricBreakerState      = "resilience.client.breaker.state"
+	MetricBreakerRejections = "resilience.client.breaker.rejections"
+	MetricBudgetThrottled   = "resilience.client.budget.throttled"
 )
 
-// Breaker states as recorded by the breaker state gauge. They match
-// gobreaker's State values.
+// Breaker states as recorded by the breaker state gauge and attempt spans.
+// They match breaker.State's values.
 const (
-	breakerClosed   = 0
-	breakerHalfOpen = 1
-	breakerOpen     = 2
+	BreakerClosed   = 0
+	BreakerHalfOpen = 1
+	BreakerOpen     = 2
 )
 
 // durationBuckets are the explicit bucket boundaries, in seconds, of the
@@ -178,25 +176,25 @@ func endAttrs(c codes.Code) []attribute.KeyValue {
 
 func breakerStateAttr(state int) attribute.KeyValue {
 	switch state {
-	case breakerClosed:
+	case BreakerClosed:
 		return attrBreakerState.String("closed")
-	case breakerHalfOpen:
+	case BreakerHalfOpen:
 		return attrBreakerState.String("half-open")
-	case breakerOpen:
+	case BreakerOpen:
 		return attrBreakerState.String("open")
 	}
 	return attrBreakerState.String("unknown")
 }
 
-// telemetry records spans and metrics for the calls of one Middleware. The
-// zero value records nothing.
-type telemetry struct {
-	s *telemetryState
+// Recorder records spans and metrics for the calls of one Middleware. The
+// zero value records nothing. It is safe for concurrent use.
+type Recorder struct {
+	s *state
 }
 
-// telemetryState is the shared, concurrency-safe part of a telemetry.
-type telemetryState struct {
-	opts  telemetryOptions
+// state is the shared, concurrency-safe part of a telemetry.
+type state struct {
+	opts  Options
 	clock clock.Clock
 
 	// fixedTracer/fixedMetrics are set when the provider was given as an
@@ -214,19 +212,20 @@ type telemetryState struct {
 // are built per call: correct, only slower.
 const maxCachedAttrs = 1024
 
-// newTelemetry returns the telemetry for cfg.
-func newTelemetry(cfg *config) telemetry {
-	s := &telemetryState{opts: cfg.telemetry, clock: cfg.clock}
+// New returns a Recorder for opts that reads time from clk (nil: the wall
+// clock).
+func New(opts Options, clk clock.Clock) Recorder {
+	s := &state{opts: opts, clock: clk}
 	if s.clock == nil {
 		s.clock = clock.Real
 	}
-	if tp := s.opts.tracerProvider; tp != nil {
+	if tp := s.opts.TracerProvider; tp != nil {
 		s.fixedTracer = newTracing(tp, false)
 	}
-	if mp := s.opts.meterProvider; mp != nil {
+	if mp := s.opts.MeterProvider; mp != nil {
 		s.fixedMetrics = newInstruments(mp, false)
 	}
-	return telemetry{s: s}
+	return Recorder{s: s}
 }
 
 // tracing is a resolved TracerProvider.
@@ -238,7 +237,7 @@ type tracing struct {
 
 func newTracing(tp trace.TracerProvider, global bool) *tracing {
 	t := &tracing{tp: tp, comparable: isComparable(tp)}
-	tr := tp.Tracer(instrumentationName, trace.WithSchemaURL(semconv.SchemaURL))
+	tr := tp.Tracer(InstrumentationName, trace.WithSchemaURL(semconv.SchemaURL))
 	if _, ok := tr.(tracenoop.Tracer); ok || (global && isUnsetGlobal(tp)) {
 		return t
 	}
@@ -247,7 +246,7 @@ func newTracing(tp trace.TracerProvider, global bool) *tracing {
 }
 
 // tracer returns the tracer to use now, or nil when tracing is off.
-func (s *telemetryState) tracer() trace.Tracer {
+func (s *state) tracer() trace.Tracer {
 	if s.fixedTracer != nil {
 		return s.fixedTracer.tracer
 	}
@@ -281,7 +280,7 @@ func newInstruments(mp metric.MeterProvider, global bool) *instruments {
 		in.off = true
 		return in
 	}
-	m := mp.Meter(instrumentationName, metric.WithSchemaURL(semconv.SchemaURL))
+	m := mp.Meter(InstrumentationName, metric.WithSchemaURL(semconv.SchemaURL))
 	if _, ok := m.(metricnoop.Meter); ok {
 		in.off = true
 		return in
@@ -293,27 +292,27 @@ func newInstruments(mp metric.MeterProvider, global bool) *instruments {
 		}
 	}
 	var e error
-	in.attempts, e = m.Int64Counter(metricAttempts, metric.WithUnit("{attempt}"),
+	in.attempts, e = m.Int64Counter(MetricAttempts, metric.WithUnit("{attempt}"),
 		metric.WithDescription("Attempts that reached the transport, by outcome."))
 	handle(e)
-	in.retries, e = m.Int64Counter(metricRetries, metric.WithUnit("{retry}"),
+	in.retries, e = m.Int64Counter(MetricRetries, metric.WithUnit("{retry}"),
 		metric.WithDescription("Retries scheduled, by the status code of the attempt that is retried."))
 	handle(e)
-	in.callDuration, e = m.Float64Histogram(metricCallDuration, metric.WithUnit("s"),
+	in.callDuration, e = m.Float64Histogram(MetricCallDuration, metric.WithUnit("s"),
 		metric.WithDescription("Duration of logical calls, including every attempt and backoff wait."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	handle(e)
-	in.attemptDuration, e = m.Float64Histogram(metricAttemptDuration, metric.WithUnit("s"),
+	in.attemptDuration, e = m.Float64Histogram(MetricAttemptDuration, metric.WithUnit("s"),
 		metric.WithDescription("Duration of single attempts."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	handle(e)
-	in.breakerState, e = m.Int64Gauge(metricBreakerState, metric.WithUnit("{state}"),
+	in.breakerState, e = m.Int64Gauge(MetricBreakerState, metric.WithUnit("{state}"),
 		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."))
 	handle(e)
-	in.breakerRejections, e = m.Int64Counter(metricBreakerRejections, metric.WithUnit("{rejection}"),
+	in.breakerRejections, e = m.Int64Counter(MetricBreakerRejections, metric.WithUnit("{rejection}"),
 		metric.WithDescription("Attempts refused by an open or saturated half-open circuit breaker."))
 	handle(e)
-	in.budgetThrottled, e = m.Int64Counter(metricBudgetThrottled, metric.WithUnit("{retry}"),
+	in.budgetThrottled, e = m.Int64Counter(MetricBudgetThrottled, metric.WithUnit("{retry}"),
 		metric.WithDescription("Retries refused by the retry budget."))
 	handle(e)
 	if err != nil {
@@ -326,7 +325,7 @@ func newInstruments(mp metric.MeterProvider, global bool) *instruments {
 
 // instruments returns the instruments to use now, or nil when metrics are
 // off.
-func (s *telemetryState) instruments() *instruments {
+func (s *state) instruments() *instruments {
 	in := s.fixedMetrics
 	if in == nil {
 		mp := otel.GetMeterProvider()
@@ -366,8 +365,8 @@ func isUnsetGlobal(p any) bool {
 }
 
 // propagator returns the propagator to inject with.
-func (s *telemetryState) propagator() propagation.TextMapPropagator {
-	if p := s.opts.propagator; p != nil {
+func (s *state) propagator() propagation.TextMapPropagator {
+	if p := s.opts.Propagator; p != nil {
 		return p
 	}
 	return otel.GetTextMapPropagator()
@@ -376,7 +375,7 @@ func (s *telemetryState) propagator() propagation.TextMapPropagator {
 // inject writes the span context of ctx into a copy of ctx's outgoing
 // metadata. The caller's metadata is never modified; nothing is copied
 // when there is no valid span context or the propagator writes nothing.
-func (s *telemetryState) inject(ctx context.Context) context.Context {
+func (s *state) inject(ctx context.Context) context.Context {
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		return ctx
 	}
@@ -576,7 +575,7 @@ func splitHostPort(s string) (string, int, bool) {
 }
 
 // attrsFor returns the cached attributes of (method, target).
-func (s *telemetryState) attrsFor(method, target string) *callAttrs {
+func (s *state) attrsFor(method, target string) *callAttrs {
 	k := attrKey{method, target}
 	if m := s.attrs.Load(); m != nil {
 		if ca, ok := (*m)[k]; ok {
@@ -608,15 +607,15 @@ func (s *telemetryState) attrsFor(method, target string) *callAttrs {
 // startCall starts the telemetry of a logical call: the call span, child of
 // ctx's span. The returned context carries the call span; when no attempt
 // spans will be made, it also carries the injected trace context.
-func (t *telemetry) startCall(ctx context.Context, method, target string) (context.Context, callTelemetry) {
+func (t *Recorder) StartCall(ctx context.Context, method, target string) (context.Context, Call) {
 	s := t.s
 	if s == nil {
-		return ctx, callTelemetry{}
+		return ctx, Call{}
 	}
 	tr := s.tracer()
 	in := s.instruments()
 	if tr == nil && in == nil {
-		return ctx, callTelemetry{}
+		return ctx, Call{}
 	}
 	ca := s.attrsFor(method, target)
 	c := &callState{s: s, attrs: ca, in: in}
@@ -626,7 +625,7 @@ func (t *telemetry) startCall(ctx context.Context, method, target string) (conte
 		if span.IsRecording() {
 			c.span = span
 			c.tracer = tr
-			c.attemptSpans = !s.opts.noAttemptSpans
+			c.attemptSpans = !s.opts.NoAttemptSpans
 		}
 		if !c.attemptSpans {
 			// One trace context for every attempt: the call span's, or,
@@ -639,20 +638,24 @@ func (t *telemetry) startCall(ctx context.Context, method, target string) (conte
 		c.ctx = ctx
 		c.start = s.clock.Now()
 	}
-	return ctx, callTelemetry{c}
+	return ctx, Call{c}
 }
 
-// callTelemetry records one logical call. The zero value records nothing,
+// Call records one logical call. The zero value records nothing,
 // and that is all the hooks check when telemetry is off. Its methods may be
 // called from the attempts' goroutines (streams, hedging); end must be
 // called once, after every attempt has ended.
-type callTelemetry struct {
+type Call struct {
 	c *callState
 }
 
+// Enabled reports whether the call is recorded at all, so that callers can
+// skip work done only for telemetry.
+func (ct *Call) Enabled() bool { return ct.c != nil }
+
 // callState is the state of a recorded call.
 type callState struct {
-	s     *telemetryState
+	s     *state
 	attrs *callAttrs
 
 	// Tracing; span is nil when the call span is not recording.
@@ -669,8 +672,8 @@ type callState struct {
 	first    attemptState // attempt 1's state, to save an allocation
 }
 
-// attemptTelemetry records one attempt. The zero value records nothing.
-type attemptTelemetry struct {
+// Attempt records one attempt. The zero value records nothing.
+type Attempt struct {
 	a *attemptState
 }
 
@@ -686,10 +689,10 @@ type attemptState struct {
 
 // startAttempt starts attempt n: its CLIENT span, child of the call span,
 // with the trace context injected into a copy of ctx's outgoing metadata.
-func (ct *callTelemetry) startAttempt(ctx context.Context, n int) (context.Context, attemptTelemetry) {
+func (ct *Call) StartAttempt(ctx context.Context, n int) (context.Context, Attempt) {
 	c := ct.c
 	if c == nil {
-		return ctx, attemptTelemetry{}
+		return ctx, Attempt{}
 	}
 	var a *attemptState
 	if c.attempts.Add(1) == 1 {
@@ -710,12 +713,12 @@ func (ct *callTelemetry) startAttempt(ctx context.Context, n int) (context.Conte
 		a.ctx = ctx
 		a.start = c.s.clock.Now()
 	}
-	return ctx, attemptTelemetry{a}
+	return ctx, Attempt{a}
 }
 
 // breakerState records the state of the breaker the attempt was let
-// through by (breakerClosed, breakerHalfOpen, breakerOpen).
-func (at *attemptTelemetry) breakerState(state int) {
+// through by (BreakerClosed, BreakerHalfOpen, BreakerOpen).
+func (at *Attempt) BreakerState(state int) {
 	a := at.a
 	if a == nil {
 		return
@@ -727,7 +730,7 @@ func (at *attemptTelemetry) breakerState(state int) {
 }
 
 // end ends the attempt with its outcome: err is the invoker's error.
-func (at *attemptTelemetry) end(err error) {
+func (at *Attempt) End(err error) {
 	a := at.a
 	if a == nil {
 		return
@@ -758,7 +761,7 @@ func (at *attemptTelemetry) end(err error) {
 
 // retryScheduled records that attempt next will run after delay because
 // the previous attempt failed with code.
-func (ct *callTelemetry) retryScheduled(next int, delay time.Duration, code codes.Code) {
+func (ct *Call) RetryScheduled(next int, delay time.Duration, code codes.Code) {
 	c := ct.c
 	if c == nil {
 		return
@@ -777,7 +780,7 @@ func (ct *callTelemetry) retryScheduled(next int, delay time.Duration, code code
 
 // breakerRejected records that a breaker refused an attempt with err; the
 // call usually ends with err.
-func (ct *callTelemetry) breakerRejected(err error) {
+func (ct *Call) BreakerRejected(err error) {
 	c := ct.c
 	if c == nil {
 		return
@@ -794,7 +797,7 @@ func (ct *callTelemetry) breakerRejected(err error) {
 }
 
 // budgetExhausted records that the retry budget refused a retry.
-func (ct *callTelemetry) budgetExhausted() {
+func (ct *Call) BudgetExhausted() {
 	c := ct.c
 	if c == nil {
 		return
@@ -810,7 +813,7 @@ func (ct *callTelemetry) budgetExhausted() {
 
 // pushback records a server's retry pushback: the delay it asked for, or,
 // when d is negative, that it asked not to retry.
-func (ct *callTelemetry) pushback(d time.Duration) {
+func (ct *Call) Pushback(d time.Duration) {
 	c := ct.c
 	if c == nil || c.span == nil {
 		return
@@ -824,7 +827,7 @@ func (ct *callTelemetry) pushback(d time.Duration) {
 
 // end ends the call with the error it returns to the caller (nil on
 // success).
-func (ct *callTelemetry) end(err error) {
+func (ct *Call) End(err error) {
 	c := ct.c
 	if c == nil {
 		return
@@ -846,11 +849,11 @@ func (ct *callTelemetry) end(err error) {
 }
 
 // breakerState records the state of the breaker identified by key
-// (breakerClosed, breakerHalfOpen, breakerOpen) on the breaker state gauge.
+// (BreakerClosed, BreakerHalfOpen, BreakerOpen) on the breaker state gauge.
 // The breaker wiring calls it on every state change (so a breaker that
 // never left closed has no point yet). It never calls back into a breaker,
 // so it may also run under a breaker's lock.
-func (t *telemetry) breakerState(key string, state int) {
+func (t *Recorder) BreakerState(key string, state int) {
 	if t.s == nil {
 		return
 	}

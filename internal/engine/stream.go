@@ -1,4 +1,4 @@
-package interceptors
+package engine
 
 import (
 	"context"
@@ -16,46 +16,35 @@ import (
 	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
-// DefaultStreamReplayBuffer is the default cap, in bytes, on the client
-// messages a stream keeps for replay before it is committed (as grpc-go's
-// own retry: 256 KiB per stream).
-const DefaultStreamReplayBuffer = 256 << 10
-
-// StreamClientInterceptor returns m's stream interceptor.
+// Stream runs a streaming call under policy p; see Unary for opts,
+// onFinish and out.
 //
 // A stream is retried only before it is committed: until the first response
 // header or message arrives, the caller reads the headers, or the messages
-// sent exceed the replay buffer (WithStreamReplayBuffer). Until then the
-// messages the caller sent are kept and replayed, in order, on the next
-// attempt. After commit, errors reach the caller unchanged: the application
-// never sees a duplicated or lost message. Attempts are counted per stream,
-// never per message. The per-attempt timeout bounds the time to commit, not
-// the life of a committed stream.
-func (m *Middleware) StreamClientInterceptor() grpc.StreamClientInterceptor {
-	return m.stream
-}
-
-func (m *Middleware) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+// sent exceed the replay buffer. Until then the messages the caller sent
+// are kept and replayed, in order, on the next attempt. After commit,
+// errors reach the caller unchanged: the application never sees a
+// duplicated or lost message. Attempts are counted per stream, never per
+// message. The per-attempt timeout bounds the time to commit, not the life
+// of a committed stream.
+func (e *Engine) Stream(ctx context.Context, p *Policy, out *int, onFinish []func(error), desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts []grpc.CallOption) (grpc.ClientStream, error) {
 	s := &retryStream{
 		desc:     desc,
 		cc:       cc,
 		streamer: streamer,
-		maxBuf:   m.cfg.replayBuffer,
+		maxBuf:   e.cfg.ReplayBuffer,
+		opts:     opts,
 	}
-	opts, cancel, err := m.initCall(&s.c, ctx, method, cc, opts)
-	if err != nil {
-		return nil, err
-	}
-	s.opts, s.cancel = opts, cancel
 	s.c.streaming = true
+	s.cancel = e.init(&s.c, ctx, p, out, onFinish, method, cc)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		err := s.newAttemptLocked()
+		o, err := s.newAttemptLocked()
 		if err == nil {
 			return s, nil
 		}
-		if stop := s.c.waitForRetry(err); stop != nil {
+		if stop := s.retryLocked(o); stop != nil {
 			return nil, s.finishLocked(stop)
 		}
 	}
@@ -93,24 +82,36 @@ type retryStream struct {
 	attemptEnded bool
 	finished     bool
 	endErr       error
+	// stopErr is set when a wait before an attempt ended the call.
+	stopErr error
 }
 
 // newAttemptLocked starts an attempt and replays what the caller already
-// sent. On failure the attempt has ended and err is its error.
-func (s *retryStream) newAttemptLocked() error {
-	a, err := s.c.startAttempt()
+// sent. On failure the attempt has ended (or was never made) and o says
+// how, for decide.
+func (s *retryStream) newAttemptLocked() (o outcome, err error) {
+	c := &s.c
+	c.attempts++
+	a, refused, err := c.startAttempt(c.ctx, c.attempts, c.waitsReady(), c.lastErr)
 	if err != nil {
-		return err
+		c.attempts--
+		if refused {
+			return outcome{err: err, refused: true}, err
+		}
+		// The caller's context or the connection ended a wait: stop.
+		s.stopErr = err
+		return outcome{err: err, code: status.Code(err)}, err
 	}
 	ctx, acancel := context.WithCancelCause(a.ctx)
-	cs, err := s.streamer(ctx, s.desc, s.cc, s.c.method, s.opts...)
+	cs, err := s.streamer(ctx, s.desc, s.cc, c.method, s.opts...)
 	if err != nil {
 		acancel(nil)
-		return s.c.endAttempt(&a, err, nil)
+		o := c.endAttempt(&a, err, nil)
+		return o, err
 	}
 	s.a, s.cs, s.acancel, s.attemptEnded = a, cs, acancel, false
-	if d := s.c.p.perAttemptTimeout; d > 0 {
-		s.timer = s.c.m.cfg.clock.AfterFunc(d, func() { acancel(errAttemptTimeout) })
+	if d := c.p.PerAttemptTimeout; d > 0 {
+		s.timer = c.e.cfg.Clock.AfterFunc(d, func() { acancel(errAttemptTimeout) })
 	}
 	// If the caller abandons the stream and cancels its context (or the
 	// call deadline passes), end the call even if nobody reads the error:
@@ -119,13 +120,32 @@ func (s *retryStream) newAttemptLocked() error {
 	for _, msg := range s.buf {
 		if err := cs.SendMsg(msg); err != nil {
 			// The new attempt already failed; RecvMsg reports why.
-			return nil
+			return outcome{}, nil
 		}
 	}
 	if s.closeSent {
 		_ = cs.CloseSend()
 	}
-	return nil
+	return outcome{}, nil
+}
+
+// retryLocked decides, after an attempt failed as o says, whether another
+// follows; if so it waits (without the lock) for the decided delay and
+// returns nil, else the error the stream ends with.
+func (s *retryStream) retryLocked(o outcome) error {
+	if s.stopErr != nil {
+		err := s.stopErr
+		s.stopErr = nil
+		return err
+	}
+	d := s.c.decide(o, 0, false)
+	if d.op == opStop {
+		return d.err
+	}
+	s.mu.Unlock()
+	err := s.c.sleep(s.c.ctx, d.delay)
+	s.mu.Lock()
+	return err
 }
 
 // abandoned runs when the current attempt's context ends by other means
@@ -160,9 +180,9 @@ func (s *retryStream) finishLocked(err error) error {
 	s.finished = true
 	s.endAttemptLocked(err)
 	if err != nil && err != io.EOF {
-		s.endErr = s.c.fail(err)
+		s.endErr = s.c.finish(err)
 	} else {
-		s.c.succeed()
+		s.c.finish(nil)
 		s.endErr = err
 	}
 	s.cancel()
@@ -170,10 +190,10 @@ func (s *retryStream) finishLocked(err error) error {
 }
 
 // endAttemptLocked reports the current attempt's outcome, once, and
-// returns the error as the retry loop sees it.
-func (s *retryStream) endAttemptLocked(err error) error {
+// returns it as decide sees it.
+func (s *retryStream) endAttemptLocked(err error) outcome {
 	if s.attemptEnded || s.cs == nil {
-		return err
+		return outcome{err: err, code: status.Code(err)}
 	}
 	s.attemptEnded = true
 	if s.timer != nil {
@@ -187,9 +207,9 @@ func (s *retryStream) endAttemptLocked(err error) error {
 	if err != nil {
 		trailer = s.cs.Trailer()
 	}
-	err = s.c.endAttempt(&s.a, err, trailer)
+	o := s.c.endAttempt(&s.a, err, trailer)
 	s.acancel(nil)
-	return err
+	return o
 }
 
 // SendMsg sends m on the current attempt and, until commit, keeps it for
@@ -279,15 +299,17 @@ func (s *retryStream) RecvMsg(m any) error {
 		if context.Cause(cs.Context()) == errAttemptTimeout && s.c.ctx.Err() == nil {
 			err = status.Error(codes.DeadlineExceeded, errAttemptTimeout.Error())
 		}
-		err = s.endAttemptLocked(err)
+		o := s.endAttemptLocked(err)
 		for {
-			s.mu.Unlock()
-			stop := s.c.waitForRetry(err)
-			s.mu.Lock()
-			if stop != nil {
+			if stop := s.retryLocked(o); stop != nil {
 				return s.finishLocked(stop)
 			}
-			if err = s.newAttemptLocked(); err == nil {
+			if s.finished {
+				// Abandoned while waiting to retry.
+				return s.endErr
+			}
+			var err error
+			if o, err = s.newAttemptLocked(); err == nil {
 				break
 			}
 		}

@@ -1,0 +1,516 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/breaker"
+	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/internal/clock"
+	"github.com/grpc-resilience/resilience/internal/latency"
+	"github.com/grpc-resilience/resilience/internal/telemetry"
+)
+
+// AttemptMetadataKey is the outgoing metadata key that carries the attempt
+// number (2, 3, ...) to the server on retries and hedges.
+const AttemptMetadataKey = "resilience-attempt"
+
+// PushbackMetadataKey is the trailer a server sends to tell clients when
+// to retry (gRFC A6).
+const PushbackMetadataKey = "grpc-retry-pushback-ms"
+
+// Config is what an Engine is made of. The interceptors validate it.
+type Config struct {
+	Clock            clock.Clock
+	ReadyWait        time.Duration // 0: attempts never wait for a connection
+	ProbeInterval    time.Duration // reconnect probe while calls wait; 0: none
+	ReplayBuffer     int           // bytes a stream keeps for replay before commit
+	Budget           *budget.Config
+	Breakers         *breaker.Set // nil: no breakers
+	BreakerPerMethod bool
+	Telemetry        telemetry.Recorder
+	// NewError builds the error a failed call returns from the attempts
+	// made, the error that ended it and why it stopped early (nil if it
+	// did not).
+	NewError func(attempts int, err, reason error) error
+}
+
+// Engine runs calls: it holds the state shared by every call of one
+// Middleware (budgets per target, latency histograms per method, the
+// connection watchers). It is safe for concurrent use and holds no
+// goroutine of its own.
+type Engine struct {
+	cfg   Config
+	conns conns
+
+	mu        sync.RWMutex
+	targets   map[string]*target
+	latencies map[string]*latency.Histogram
+}
+
+// New returns an Engine for cfg.
+func New(cfg Config) *Engine {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real
+	}
+	e := &Engine{cfg: cfg}
+	e.conns = conns{interval: cfg.ProbeInterval, clock: cfg.Clock}
+	return e
+}
+
+// target is what an Engine keeps per target.
+type target struct {
+	budget *budget.Budget // nil when budgets are off
+	// troubled counts down the successful attempts since the target last
+	// failed: while it is above zero, first attempts ask for the trailer
+	// to read server pushback from. A healthy target's calls skip it,
+	// which saves grpc-go copying every trailer.
+	troubled atomic.Int32
+}
+
+// troubledCalls is how many successful attempts after a failure keep
+// first attempts reading trailers.
+const troubledCalls = 100
+
+func (t *target) failed() { t.troubled.Store(troubledCalls) }
+
+func (t *target) succeeded() {
+	if v := t.troubled.Load(); v > 0 {
+		t.troubled.CompareAndSwap(v, v-1)
+	}
+}
+
+// wantsTrailer reports whether attempt n should read the trailer for
+// server pushback: retries always do, first attempts while the target is
+// troubled.
+func (t *target) wantsTrailer(n int) bool {
+	return n > 1 || t == nil || t.troubled.Load() > 0
+}
+
+func (e *Engine) target(name string) *target {
+	return loadOrCreate(&e.mu, &e.targets, name, func() *target {
+		t := &target{}
+		if e.cfg.Budget != nil {
+			t.budget, _ = budget.New(*e.cfg.Budget) // validated by the interceptors
+		}
+		if e.cfg.Breakers != nil && !e.cfg.BreakerPerMethod {
+			// Give the breaker state gauge its first point: closed.
+			e.cfg.Telemetry.BreakerState(name, telemetry.BreakerClosed)
+		}
+		return t
+	})
+}
+
+func (e *Engine) latency(method string) *latency.Histogram {
+	return loadOrCreate(&e.mu, &e.latencies, method, func() *latency.Histogram { return &latency.Histogram{} })
+}
+
+// loadOrCreate returns (*mp)[key], creating it with create, under mu's
+// write lock, on first use; lookups of existing keys take the read lock
+// only.
+func loadOrCreate[V any](mu *sync.RWMutex, mp *map[string]*V, key string, create func() *V) *V {
+	mu.RLock()
+	v := (*mp)[key]
+	mu.RUnlock()
+	if v != nil {
+		return v
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if v = (*mp)[key]; v == nil {
+		if *mp == nil {
+			*mp = make(map[string]*V)
+		}
+		v = create()
+		(*mp)[key] = v
+	}
+	return v
+}
+
+// call is the state of one logical call, shared by the drivers. Unary
+// calls use it from the caller's goroutine only; streams under their
+// mutex; hedged calls under theirs.
+type call struct {
+	e        *Engine
+	p        Policy
+	out      *int // the caller's attempt counter, if any
+	onFinish []func(error)
+	ctx      context.Context // the caller's context, with the call deadline
+	cc       *grpc.ClientConn
+	method   string
+	target   string
+	t        *target
+	// attempts counts the attempts made (refused ones are taken back).
+	attempts int
+	// streaming calls bound only the time to commit by the per-attempt
+	// timeout; the stream driver arms that timer itself.
+	streaming bool
+	// notReady is set when the latest attempt found no ready connection:
+	// the next one waits for it.
+	notReady bool
+	// pushStopped is set once a server asked the call not to retry.
+	pushStopped bool
+	// reason explains why attempts stopped early, if they did.
+	reason error
+	// lastErr is the latest attempt's error.
+	lastErr error
+	tel     telemetry.Call
+}
+
+// attempt is one try of a call.
+type attempt struct {
+	n      int
+	ctx    context.Context
+	cancel context.CancelFunc // nil when no timeout was set
+	done   func(error)        // reports the outcome to the breaker, if any
+	// afterWait is set when the connection was still down after a whole
+	// ready wait: a connection failure of this attempt then counts against
+	// the breaker (before that, it is a restart being ridden out).
+	afterWait bool
+	tel       telemetry.Attempt
+}
+
+// init prepares c for a call: the call deadline and the call span. The
+// returned cancel is never nil.
+func (e *Engine) init(c *call, ctx context.Context, p *Policy, out *int, onFinish []func(error), method string, cc *grpc.ClientConn) context.CancelFunc {
+	c.e, c.p, c.out, c.onFinish, c.method, c.cc = e, *p, out, onFinish, method, cc
+	if cc != nil {
+		c.target = cc.Target()
+		c.t = e.target(c.target)
+	}
+	cancel := context.CancelFunc(noop)
+	if c.p.CallTimeout > 0 {
+		if _, ok := ctx.Deadline(); !ok {
+			ctx, cancel = context.WithTimeout(ctx, c.p.CallTimeout)
+		}
+	}
+	c.ctx, c.tel = e.cfg.Telemetry.StartCall(ctx, method, c.target)
+	return cancel
+}
+
+func noop() {}
+
+// waitsReady reports whether the next attempt should first wait for the
+// connection: it is known to be down, or the previous attempt failed with
+// Unavailable and the connection is not (or not yet again) ready.
+func (c *call) waitsReady() bool {
+	if c.e.cfg.ReadyWait <= 0 || c.cc == nil {
+		return false
+	}
+	if c.notReady {
+		return true
+	}
+	s := c.cc.GetState()
+	if s == connectivity.TransientFailure || s == connectivity.Shutdown {
+		return true
+	}
+	return s != connectivity.Ready && c.lastErr != nil && status.Code(c.lastErr) == codes.Unavailable
+}
+
+// startAttempt prepares attempt n: its context (attempt metadata,
+// per-attempt timeout, ready wait, breaker) and telemetry. ctx is the
+// context attempts derive from; waitReady says whether it first waits for
+// the connection. It returns refused for a breaker's refusal, and another
+// error when the call must end without another attempt (the caller's
+// context or the connection ended during a wait).
+func (c *call) startAttempt(ctx context.Context, n int, waitReady bool, lastErr error) (a attempt, refused bool, err error) {
+	a = attempt{n: n, ctx: ctx}
+	if n > 1 {
+		// AppendToOutgoingContext never modifies the caller's metadata:
+		// the addition lives in the returned context only.
+		a.ctx = metadata.AppendToOutgoingContext(a.ctx, AttemptMetadataKey, strconv.Itoa(n))
+	}
+	if waitReady {
+		waitedOut, err := c.waitReady(ctx, lastErr)
+		if err != nil {
+			return a, false, err
+		}
+		a.afterWait = waitedOut
+	}
+	state := telemetry.BreakerClosed
+	if set := c.e.cfg.Breakers; set != nil && !c.p.NoBreaker && c.cc != nil {
+		key := c.target
+		if c.e.cfg.BreakerPerMethod {
+			key = c.target + c.method
+		}
+		done, err := c.allow(ctx, set, key)
+		if err != nil {
+			c.tel.BreakerRejected(err)
+			return a, true, err
+		}
+		a.done = done
+		if c.tel.Enabled() {
+			// Only telemetry wants the state: skip the lookup otherwise.
+			if st := set.State(key); st != breaker.StateClosed {
+				state = int(st)
+			}
+		}
+	}
+	if c.p.PerAttemptTimeout > 0 && !c.streaming {
+		a.ctx, a.cancel = context.WithTimeout(a.ctx, c.p.PerAttemptTimeout)
+	}
+	a.ctx, a.tel = c.tel.StartAttempt(a.ctx, a.n)
+	if state != telemetry.BreakerClosed {
+		a.tel.BreakerState(state)
+	}
+	return a, false, nil
+}
+
+// allow asks the breaker of key for an attempt. When a half-open breaker
+// has all its probes in flight, it waits (within the ready wait, the call
+// deadline and the connection's life) for a probe to end instead of
+// failing at once: after an outage, the calls that waited for the
+// connection would otherwise all be refused in the moment the probes take
+// to close the breaker.
+func (c *call) allow(ctx context.Context, set *breaker.Set, key string) (func(error), error) {
+	if c.e.cfg.ReadyWait <= 0 {
+		return set.Allow(key)
+	}
+	done, err := set.Allow(key)
+	var oe *breaker.OpenError
+	if err == nil || !errors.As(err, &oe) || oe.State != breaker.StateHalfOpen {
+		return done, err
+	}
+	var werr error
+	c.wait(ctx, c.e.cfg.ReadyWait, false, func(wctx context.Context) {
+		done, werr = set.AllowWait(wctx, key)
+	})
+	return done, werr
+}
+
+// waitReady waits, for at most the ready wait, until the connection is
+// ready, while the reconnect probe shortens grpc-go's reconnect backoff. It
+// returns an error only when the wait ended with the caller's context or
+// the connection; a connection still down after the wait is left to the
+// attempt, which then fails fast.
+func (c *call) waitReady(ctx context.Context, lastErr error) (waitedOut bool, err error) {
+	ready := false
+	end := c.wait(ctx, c.e.cfg.ReadyWait, true, func(wctx context.Context) {
+		for s := c.cc.GetState(); ; s = c.cc.GetState() {
+			switch s {
+			case connectivity.Ready:
+				ready = true
+				return
+			case connectivity.Shutdown:
+				return
+			case connectivity.Idle:
+				c.cc.Connect()
+			}
+			if !c.cc.WaitForStateChange(wctx, s) {
+				return
+			}
+		}
+	})
+	if ready {
+		return false, nil
+	}
+	if end != nil {
+		return false, waitError(end, "waiting for a ready connection", lastErr)
+	}
+	return true, nil
+}
+
+// sleep waits d before the next attempt. It returns the error the call ends
+// with if the caller's context or the connection ended first.
+func (c *call) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	if end := c.wait(ctx, d, false, func(wctx context.Context) { <-wctx.Done() }); end != nil {
+		return waitError(end, "waiting to retry", c.lastErr)
+	}
+	return nil
+}
+
+// errConnClosing is what a wait ends with when the connection shuts down:
+// grpc-go's own status for calls on a closing connection.
+var errConnClosing = status.Error(codes.Canceled, "grpc: the client connection is closing")
+
+// wait runs f with a context that ends after d on the engine's clock, when
+// ctx ends, or when the connection shuts down. ready marks waits for the
+// connection to be ready (they turn the reconnect probe on). It returns nil
+// if the wait ran its course (d elapsed, or f returned by itself), else the
+// error that ended it: ctx's, or errConnClosing.
+func (c *call) wait(ctx context.Context, d time.Duration, ready bool, f func(wctx context.Context)) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t := c.e.cfg.Clock.AfterFunc(d, cancel)
+	defer t.Stop()
+	var w *waiter
+	if c.cc != nil {
+		w = c.e.conns.register(c.cc, cancel, ready)
+	}
+	f(wctx)
+	closed := w != nil && c.e.conns.release(c.cc, w, ready)
+	switch {
+	case closed || (c.cc != nil && c.cc.GetState() == connectivity.Shutdown):
+		return errConnClosing
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return nil
+}
+
+// waitError is the error a call ends with when a wait was cut short by
+// end; it keeps the code of what ended it and the latest attempt's error.
+func waitError(end error, what string, lastErr error) error {
+	code := status.Code(end)
+	if end == context.Canceled || end == context.DeadlineExceeded {
+		code = status.FromContextError(end).Code()
+	}
+	if lastErr == nil {
+		return status.Errorf(code, "interceptors: call ended while %s: %v", what, end)
+	}
+	return status.Errorf(code, "interceptors: call ended while %s: %v; last attempt: %v", what, end, lastErr)
+}
+
+// notReady reports whether a connection in state s has lost its
+// transport: it failed to connect, or it went idle after a connection loss.
+// CONNECTING is not counted: grpc-go can still publish it for a moment
+// after the first RPC on a new connection has completed.
+func notReady(s connectivity.State) bool {
+	return s == connectivity.TransientFailure || s == connectivity.Idle
+}
+
+// endAttempt records the outcome of a — breaker, budget, target health,
+// telemetry — and returns it as decide sees it. trailer is the attempt's
+// trailer metadata, if known.
+func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) outcome {
+	a.tel.End(err)
+	if a.cancel != nil {
+		a.cancel()
+	}
+	o := outcome{err: err, code: status.Code(err)}
+	// noConn: the connection is down, so the attempt never reached a
+	// server. The next attempt waits for the connection.
+	o.noConn = o.code == codes.Unavailable && c.cc != nil && c.e.cfg.ReadyWait > 0 && notReady(c.cc.GetState())
+	if a.done != nil {
+		switch {
+		case err != nil && c.callerDeadline(err):
+			// The caller gave up: that says nothing about the server.
+			a.done(context.DeadlineExceeded)
+		case err != nil && c.ctx.Err() != nil:
+			a.done(c.ctx.Err())
+		case o.noConn && !a.afterWait:
+			// The attempt found no connection: the next one waits for
+			// it. Count it only once a whole ready wait has passed, so
+			// that a restart is ridden out, not turned into an open
+			// breaker that refuses calls once the server is back.
+			a.done(context.Canceled)
+		default:
+			a.done(err)
+		}
+		a.done = nil
+	}
+	c.notReady = o.noConn
+	c.lastErr = err
+	if err == nil {
+		if c.t != nil {
+			c.t.succeeded()
+			if c.t.budget != nil {
+				c.t.budget.Success()
+			}
+		}
+		return o
+	}
+	if c.t != nil {
+		c.t.failed()
+	}
+	if vals := trailer.Get(PushbackMetadataKey); len(vals) > 0 {
+		o.hasPushback = true
+		ms, perr := strconv.Atoi(vals[0])
+		if perr != nil || ms < 0 || len(vals) > 1 {
+			o.pushback = -1
+		} else {
+			o.pushback = time.Duration(ms) * time.Millisecond
+		}
+		c.tel.Pushback(o.pushback)
+	}
+	// The budget guards servers against retry load: an attempt that
+	// reached none is not counted.
+	if !o.noConn && c.t != nil && c.t.budget != nil && (o.hasPushback || c.p.RetryCodes.Has(o.code)) {
+		c.t.budget.Failure()
+	}
+	return o
+}
+
+// situation describes c for decide; inFlight counts the other attempts
+// still running (hedged calls).
+func (c *call) situation(err error, inFlight int, hedged bool) situation {
+	s := situation{
+		attempts:    c.attempts,
+		inFlight:    inFlight,
+		hedged:      hedged,
+		callerDone:  c.ctx.Err() != nil || (err != nil && c.callerDeadline(err)),
+		budgetOK:    c.t == nil || c.t.budget == nil || c.t.budget.AllowRetry(),
+		pushStopped: c.pushStopped,
+		lastErr:     c.lastErr,
+	}
+	if dl, ok := c.ctx.Deadline(); ok {
+		s.hasDeadline, s.remaining = true, dl.Sub(c.e.cfg.Clock.Now())
+	}
+	return s
+}
+
+// decide runs the engine's decision for c and keeps what it says for the
+// call: the reason attempts stopped, a pushback stop, telemetry.
+func (c *call) decide(o outcome, inFlight int, hedged bool) decision {
+	d := decide(&c.p, c.situation(o.err, inFlight, hedged), o)
+	if d.reason != nil {
+		if d.reason == ErrBudgetExhausted && c.reason != ErrBudgetExhausted {
+			c.tel.BudgetExhausted()
+		}
+		if d.reason == ErrPushback {
+			c.pushStopped = true
+		}
+		c.reason = d.reason
+	}
+	if d.op == opAttempt && !o.hedgeTimer {
+		c.tel.RetryScheduled(c.attempts+1, d.delay, o.code)
+	}
+	return d
+}
+
+// deadlineSlack is how close to the call deadline a DeadlineExceeded must
+// come to be the caller's own: the server, which learns the deadline from
+// the grpc-timeout header, can time out a moment before the client does.
+const deadlineSlack = 5 * time.Millisecond
+
+// callerDeadline reports whether err is the caller's deadline running out
+// (as seen by the client, or by the server just before the client).
+func (c *call) callerDeadline(err error) bool {
+	if errors.Is(c.ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	if status.Code(err) != codes.DeadlineExceeded {
+		return false
+	}
+	dl, ok := c.ctx.Deadline()
+	return ok && dl.Sub(c.e.cfg.Clock.Now()) < deadlineSlack
+}
+
+// finish ends the call with err (nil: success) and returns what the caller
+// gets: nil, or the error built by Config.NewError.
+func (c *call) finish(err error) error {
+	if c.out != nil {
+		*c.out = c.attempts
+	}
+	if err != nil {
+		err = c.e.cfg.NewError(c.attempts, err, c.reason)
+	}
+	c.tel.End(err)
+	for _, f := range c.onFinish {
+		f(err)
+	}
+	return err
+}

@@ -1,0 +1,74 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/grpc-resilience/resilience/backoff"
+)
+
+// Policy governs one call. The interceptors resolve it per call from the
+// Middleware's defaults, the method's policy and the call's options; the
+// engine only reads it.
+type Policy struct {
+	// MaxAttempts bounds the attempts of the call, the first included.
+	MaxAttempts int
+	// RetryCodes are the codes another attempt may follow.
+	RetryCodes CodeSet
+	// Backoff gives the delay before each retry (not before hedges).
+	Backoff backoff.Policy
+	// PerAttemptTimeout bounds each attempt (streams: the time to commit);
+	// 0 means none.
+	PerAttemptTimeout time.Duration
+	// CallTimeout is the deadline given to a call whose context has none;
+	// 0 means none.
+	CallTimeout time.Duration
+	// Hedge, if set, hedges the call (unary calls only).
+	Hedge *Hedge
+	// NoBreaker lets the call bypass the circuit breaker.
+	NoBreaker bool
+}
+
+// Hedge is a hedging policy: after Delay (or the method's Percentile
+// latency, once known) without an answer, another attempt starts while the
+// others keep running, up to MaxInFlight at once.
+type Hedge struct {
+	Delay       time.Duration
+	Percentile  float64
+	MaxInFlight int
+}
+
+// CodeSet is a set of gRPC codes as a bitmask (codes are 0..16).
+type CodeSet uint32
+
+// NewCodeSet returns the set of cs.
+func NewCodeSet(cs ...codes.Code) CodeSet {
+	var s CodeSet
+	for _, c := range cs {
+		if c < 32 {
+			s |= 1 << c
+		}
+	}
+	return s
+}
+
+// Has reports whether c is in s.
+func (s CodeSet) Has(c codes.Code) bool { return c < 32 && s&(1<<c) != 0 }
+
+// RetryCodeSet validates the codes of a retry-codes setting: not empty,
+// never OK, only the codes gRPC defines. Its error says what is wrong; the
+// caller names the setting.
+func RetryCodeSet(cs []codes.Code) (CodeSet, error) {
+	if len(cs) == 0 {
+		return 0, errors.New("no codes given")
+	}
+	for _, c := range cs {
+		if c == codes.OK || c > codes.Unauthenticated {
+			return 0, fmt.Errorf("cannot retry code %v", c)
+		}
+	}
+	return NewCodeSet(cs...), nil
+}

@@ -1,0 +1,63 @@
+package engine
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+// unaryCall adds to a call what the unary driver needs per attempt: the
+// attempt's trailer (for server pushback) and room for the attempt's call
+// options, so that neither costs an allocation of its own.
+type unaryCall struct {
+	call
+	trailer    metadata.MD
+	trailerOpt grpc.TrailerCallOption
+	optsBuf    [8]grpc.CallOption
+}
+
+// Unary runs a unary call under policy p. opts are the caller's call
+// options without the interceptors' own and without grpc.OnFinish, whose
+// functions are in onFinish (they run once, when the call ends). out, if
+// not nil, receives the number of attempts made.
+func (e *Engine) Unary(ctx context.Context, p *Policy, out *int, onFinish []func(error), method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+	u := &unaryCall{}
+	cancel := e.init(&u.call, ctx, p, out, onFinish, method, cc)
+	defer cancel()
+	if u.p.Hedge != nil {
+		return u.hedged(req, reply, invoker, opts)
+	}
+	u.trailerOpt.TrailerAddr = &u.trailer
+	for {
+		u.attempts++
+		a, refused, err := u.startAttempt(u.ctx, u.attempts, u.waitsReady(), u.lastErr)
+		if err != nil {
+			u.attempts--
+			if !refused {
+				return u.finish(err)
+			}
+			d := u.decide(outcome{err: err, refused: true}, 0, false)
+			return u.finish(d.err)
+		}
+		err = invoker(a.ctx, method, req, reply, cc, u.attemptOpts(a.n, opts)...)
+		o := u.endAttempt(&a, err, u.trailer)
+		d := u.decide(o, 0, false)
+		if d.op == opStop {
+			return u.finish(d.err)
+		}
+		if err := u.sleep(u.ctx, d.delay); err != nil {
+			return u.finish(err)
+		}
+	}
+}
+
+// attemptOpts returns the call options of attempt n: opts, and the
+// trailer option when the attempt should read server pushback.
+func (u *unaryCall) attemptOpts(n int, opts []grpc.CallOption) []grpc.CallOption {
+	u.trailer = nil
+	if !u.t.wantsTrailer(n) {
+		return opts
+	}
+	return append(append(u.optsBuf[:0], opts...), &u.trailerOpt)
+}

@@ -1,0 +1,37 @@
+// Package telemetry records the spans and metrics of the interceptors'
+// calls, behind the small interface the attempt engine calls: a [Recorder]
+// per Middleware, a [Call] per logical call, an [Attempt] per attempt.
+//
+// # Model
+//
+//	app span
+//	└─ logical call  "pkg.Service/Method"  INTERNAL   events: retry, breaker rejected, budget exhausted, pushback
+//	   ├─ attempt 1  CLIENT  rpc.* attrs, status UNAVAILABLE   → server span
+//	   └─ attempt 2  CLIENT  OK                                → server span
+//
+// Attribute names follow the OpenTelemetry semantic conventions v1.43.0 (the
+// semconv package shipped with go.opentelemetry.io/otel v1.47.0); what they
+// do not cover lives in the resilience.* namespace. Metrics are the
+// resilience.client.* instruments named by the Metric constants. Payloads
+// and metadata values are never recorded.
+//
+// # Defaults
+//
+// The zero [Options]: the global tracer and meter providers and the global
+// propagator, looked up on each call, so that providers installed after New
+// take effect; one CLIENT span per attempt.
+//
+// # Cost
+//
+// When neither tracing nor metrics are enabled (no-op providers, or global
+// providers that were never installed) StartCall returns after a few atomic
+// loads and pointer comparisons, the other hooks after a nil check, and
+// nothing is allocated. When enabled, the attribute sets and span start
+// options of a (method, target) pair are built once and reused.
+//
+// # Concurrency
+//
+// A Recorder is safe for concurrent use. A Call's methods may be called
+// from the attempts' goroutines (streams, hedging); Call.End must be called
+// once, after every attempt has ended.
+package telemetry
