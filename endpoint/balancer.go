@@ -62,6 +62,8 @@ type lbBalancer struct {
 	mu  sync.Mutex
 	det *detector // nil until the first config
 	eps *resolver.EndpointMap[*epStats]
+
+	ready atomic.Int32 // endpoints in the last picker, for tests
 }
 
 func (b *lbBalancer) UpdateClientConnState(ccs balancer.ClientConnState) error {
@@ -151,6 +153,7 @@ func (b *lbBalancer) UpdateState(state balancer.State) {
 			ready = append(ready, readyEndpoint{cs.State.Picker, st})
 		}
 	}
+	b.ready.Store(int32(len(ready)))
 	if len(ready) == 0 || b.det == nil {
 		// Nothing to choose between: endpointsharding's picker queues or
 		// fails picks according to its aggregated state.
