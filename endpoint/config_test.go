@@ -1,11 +1,13 @@
 package endpoint
 
 import (
+	"context"
 	"errors"
 	"math"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"google.golang.org/grpc/balancer"
 )
@@ -154,5 +156,18 @@ func TestHooksHandle(t *testing.T) {
 	c.OnEject("", "", true)
 	if !called {
 		t.Fatal("the parsed config does not carry the registered hook")
+	}
+}
+
+func TestNewCallAllocatesOnce(t *testing.T) {
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(100, func() { _ = NewCall(ctx) }); n != 1 {
+		t.Fatalf("NewCall: %v allocations, want 1", n)
+	}
+	if sz := unsafe.Sizeof(call{}); sz > 128 {
+		t.Fatalf("call record is %d bytes", sz)
+	}
+	if Attempts(ctx) != nil || Attempts(NewCall(ctx)) == nil {
+		t.Fatal("Attempts: want nil without a record, empty with one")
 	}
 }
