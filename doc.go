@@ -9,6 +9,8 @@
 //   - breaker: per-target circuit breakers on sony/gobreaker v2.
 //   - budget: the per-target retry budget (gRFC A6 token bucket).
 //   - backoff: delay policies (exponential with jitter, constant).
+//   - endpoint: the resilience_endpoint load-balancing policy: ejects a
+//     failing endpoint, sends retries and hedges to untried endpoints.
 //
 // This package itself holds no code. Every package documents its defaults
 // and is safe for concurrent use. See the README for a quickstart and the
