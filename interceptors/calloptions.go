@@ -87,7 +87,7 @@ func CallRetryCodes(cs ...codes.Code) CallOption {
 // CallBackoff replaces the backoff policy for this call.
 func CallBackoff(b backoff.Policy) CallOption {
 	return callOption(func(p *policy) {
-		if b == nil {
+		if isNil(b) {
 			callInvalid(p, "CallBackoff", "policy is nil")
 			return
 		}

@@ -2,6 +2,7 @@ package interceptors
 
 import (
 	"errors"
+	"reflect"
 	"fmt"
 	"strings"
 	"time"
@@ -116,6 +117,20 @@ func defaultConfig() config {
 
 func ptr[T any](v T) *T { return &v }
 
+// isNil reports whether v is nil or an interface holding a nil pointer, map,
+// func, chan or slice — such as a *backoff.Exponential left nil by an
+// ignored error — which would otherwise panic at the first use.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
+}
+
 func invalid(option, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidOption, option, fmt.Sprintf(format, args...))
 }
@@ -152,7 +167,7 @@ func WithRetryCodes(cs ...codes.Code) Option {
 // backoff.NewExponential to build one from a backoff.Config.
 func WithBackoff(p backoff.Policy) Option {
 	return optionFunc(func(c *config) error {
-		if p == nil {
+		if isNil(p) {
 			return invalid("WithBackoff", "policy is nil")
 		}
 		c.policy.Backoff = p

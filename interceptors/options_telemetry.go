@@ -17,7 +17,7 @@ import (
 // go.opentelemetry.io/otel/trace/noop.NewTracerProvider(). nil is invalid.
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return optionFunc(func(c *config) error {
-		if tp == nil {
+		if isNil(tp) {
 			return invalid("WithTracerProvider", "provider is nil")
 		}
 		c.telemetry.TracerProvider = tp
@@ -35,7 +35,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // go.opentelemetry.io/otel/metric/noop.NewMeterProvider(). nil is invalid.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) error {
-		if mp == nil {
+		if isNil(mp) {
 			return invalid("WithMeterProvider", "provider is nil")
 		}
 		c.telemetry.MeterProvider = mp
@@ -54,7 +54,7 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // propagators). nil is invalid.
 func WithPropagators(p propagation.TextMapPropagator) Option {
 	return optionFunc(func(c *config) error {
-		if p == nil {
+		if isNil(p) {
 			return invalid("WithPropagators", "propagator is nil")
 		}
 		c.telemetry.Propagator = p

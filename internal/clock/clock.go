@@ -161,6 +161,29 @@ func (f *Fake) WaitForTimers(done <-chan struct{}, n int) ([]time.Duration, bool
 	}
 }
 
+// WaitFor blocks until ok, called with the pending durations whenever they
+// change, returns true, or until done is closed; it reports whether ok
+// returned true.
+func (f *Fake) WaitFor(done <-chan struct{}, ok func(pending []time.Duration) bool) bool {
+	for {
+		f.mu.Lock()
+		pending := make([]time.Duration, len(f.timers))
+		for i, t := range f.timers {
+			pending[i] = t.d
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		if ok(pending) {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-done:
+			return false
+		}
+	}
+}
+
 func (f *Fake) notifyLocked() {
 	close(f.changed)
 	f.changed = make(chan struct{})

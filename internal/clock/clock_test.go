@@ -92,3 +92,21 @@ func TestFakeAfterFunc(t *testing.T) {
 		t.Error("Stop() of a fresh real AfterFunc = false")
 	}
 }
+
+func TestWaitFor(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	done := make(chan struct{})
+	got := make(chan bool, 1)
+	go func() {
+		got <- f.WaitFor(done, func(p []time.Duration) bool { return len(p) == 1 && p[0] == time.Second })
+	}()
+	f.NewTimer(time.Minute).Stop()
+	f.NewTimer(time.Second)
+	if !<-got {
+		t.Fatal("WaitFor did not see the 1s timer")
+	}
+	close(done)
+	if f.WaitFor(done, func([]time.Duration) bool { return false }) {
+		t.Fatal("WaitFor reported true after done closed")
+	}
+}

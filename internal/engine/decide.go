@@ -69,7 +69,8 @@ type outcome struct {
 // before commit and hedged calls alike. It never waits and changes nothing:
 // the drivers act on what it returns. Rules, in order:
 //
-//   - a success ends the call; so does the caller's context ending;
+//   - a success ends the call; the caller's context ending stops new
+//     attempts;
 //   - a breaker's refusal, a non-retryable code or a breaker error from
 //     further down end the call (with attempts in flight, a refusal only
 //     stops new ones);
@@ -105,7 +106,9 @@ func decide(p *Policy, s situation, o outcome) decision {
 	case o.err == nil:
 		return decision{op: opStop}
 	case s.callerDone:
-		return decision{op: opStop, err: o.err}
+		// The caller is gone: nothing new starts. Attempts in flight end
+		// with its context; the last one to end gives the call's error.
+		return noMore(o.err, nil)
 	case !p.RetryCodes.Has(o.code) || errors.Is(o.err, breaker.ErrOpen):
 		return decision{op: opStop, err: o.err}
 	case o.hasPushback && o.pushback < 0, s.pushStopped:

@@ -127,7 +127,8 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 		}
 		h.mu.Unlock()
 		started := clk.Now()
-		err = invoker(actx, u.method, req, reply, u.cc, u.attemptOpts(a.n, opts)...)
+		// Hedged calls always read pushback: it stops or delays hedges.
+		err = invoker(actx, u.method, req, reply, u.cc, u.attemptOpts(true, opts)...)
 		acancel()
 
 		h.mu.Lock()

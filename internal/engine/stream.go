@@ -224,11 +224,11 @@ func (s *retryStream) SendMsg(m any) error {
 		return s.endErr
 	}
 	if !s.committed.Load() {
-		size := s.maxBuf + 1
+		size := -1 // unknown: too much to replay
 		if pm, ok := m.(proto.Message); ok {
 			size = proto.Size(pm)
 		}
-		if s.bufSize+size > s.maxBuf {
+		if size < 0 || size > s.maxBuf-s.bufSize {
 			// Too much to replay: this attempt is the last.
 			s.commitLocked()
 		} else {

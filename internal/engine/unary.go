@@ -40,7 +40,7 @@ func (e *Engine) Unary(ctx context.Context, p *Policy, out *int, onFinish []func
 			d := u.decide(outcome{err: err, refused: true}, 0, false)
 			return u.finish(d.err)
 		}
-		err = invoker(a.ctx, method, req, reply, cc, u.attemptOpts(a.n, opts)...)
+		err = invoker(a.ctx, method, req, reply, cc, u.attemptOpts(u.t.wantsTrailer(a.n), opts)...)
 		o := u.endAttempt(&a, err, u.trailer)
 		d := u.decide(o, 0, false)
 		if d.op == opStop {
@@ -52,11 +52,11 @@ func (e *Engine) Unary(ctx context.Context, p *Policy, out *int, onFinish []func
 	}
 }
 
-// attemptOpts returns the call options of attempt n: opts, and the
-// trailer option when the attempt should read server pushback.
-func (u *unaryCall) attemptOpts(n int, opts []grpc.CallOption) []grpc.CallOption {
+// attemptOpts returns the call options of an attempt: opts, and the
+// trailer option when the attempt reads server pushback.
+func (u *unaryCall) attemptOpts(trailer bool, opts []grpc.CallOption) []grpc.CallOption {
 	u.trailer = nil
-	if !u.t.wantsTrailer(n) {
+	if !trailer {
 		return opts
 	}
 	return append(append(u.optsBuf[:0], opts...), &u.trailerOpt)
