@@ -3,7 +3,7 @@
 // or hung server: in the spirit of net/http/httptest, for the tests of your
 // own services, and for staging and game days.
 //
-// It has two parts, independent of each other:
+// It has three parts, independent of each other:
 //
 //   - Faults: unary and stream server interceptors that you add to your own
 //     grpc.Server in tests (grpc.NewServer(faults.ServerOptions()...)). Per
@@ -18,6 +18,9 @@
 //     Restart close and reopen on the same port, and whose mode (SetMode)
 //     serves, refuses connections, accepts and closes them at once, or
 //     accepts them and stays silent (Blackhole).
+//   - Chaos: a client interceptor that fails or delays a rate of calls,
+//     behind an on/off switch (SetEnabled) that is off until switched on, and
+//     that records a ChaosEvent on the call's span whenever it acts.
 //
 // EchoServer is a plain implementation of the project's EchoService
 // (package testingv1) to try all this against.
@@ -41,7 +44,8 @@
 //
 // # Defaults
 //
-// NewFaults starts with no rules: it does nothing until told to. Randomness is a math/rand/v2 PCG source seeded with
+// NewFaults starts with no rules and NewChaos switched off: neither does
+// anything until told to. Randomness is a math/rand/v2 PCG source seeded with
 // 0 unless WithSeed says otherwise, drawn only when a fraction is strictly
 // between 0 and 1, first for the latency, then for the fault, so a sequence
 // of calls sees the same pattern on every run. Latency waits on the real
@@ -58,7 +62,7 @@
 //
 // # Concurrency
 //
-// Faults, Listener and FakeClock are safe for concurrent use, and
+// Faults, Listener, Chaos and FakeClock are safe for concurrent use, and
 // can be reconfigured while calls run; a change applies to the attempts
 // that reach the changed step afterwards. Counts are exact under concurrent
 // calls.

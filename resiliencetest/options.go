@@ -16,7 +16,7 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
 
-// Option configures NewFaults. Options are applied in order.
+// Option configures NewFaults and NewChaos. Options are applied in order.
 type Option interface {
 	apply(*config) error
 }
@@ -55,7 +55,7 @@ func (c config) rng() *rand.Rand {
 	return rand.New(rand.NewPCG(c.seed, c.seed))
 }
 
-// WithSeed seeds the random draws (fractions) with seed, so that a
+// WithSeed seeds the random draws (fractions and rates) with seed, so that a
 // run can be reproduced. The default seed is 0: without WithSeed runs are
 // reproducible too.
 func WithSeed(seed uint64) Option {
