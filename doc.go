@@ -9,6 +9,9 @@
 //   - breaker: per-target circuit breakers on sony/gobreaker v2.
 //   - budget: the per-target retry budget (gRFC A6 token bucket).
 //   - backoff: delay policies (exponential with jitter, constant).
+//   - resiliencetest: a kit for users' tests and game days: fault and
+//     latency server interceptors, a restartable loopback listener, and a
+//     client chaos interceptor behind an on/off switch.
 //
 // This package itself holds no code. Every package documents its defaults
 // and is safe for concurrent use. See the README for a quickstart and the
