@@ -11,6 +11,9 @@
 //   - backoff: delay policies (exponential with jitter, constant).
 //   - endpoint: the resilience_endpoint load-balancing policy: ejects a
 //     failing endpoint, sends retries and hedges to untried endpoints.
+//   - resiliencetest: a kit for users' tests and game days: fault and
+//     latency server interceptors, a restartable loopback listener, and a
+//     client chaos interceptor behind an on/off switch.
 //
 // This package itself holds no code. Every package documents its defaults
 // and is safe for concurrent use. See the README for a quickstart and the

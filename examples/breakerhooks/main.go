@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/interceptors"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 func main() {
@@ -31,11 +32,18 @@ func main() {
 }
 
 func run(w io.Writer) error {
-	srv := testserver.New()
-	if err := srv.ListenTCP(); err != nil {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(faults.ServerOptions()...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
 
 	const openTimeout = 500 * time.Millisecond
 	m, err := interceptors.New(
@@ -54,7 +62,7 @@ func run(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(srv.Addr(),
+	conn, err := grpc.NewClient(lis.Addr().String(),
 		append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return err
@@ -66,9 +74,9 @@ func run(w io.Writer) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		var attempts int
-		before := srv.Attempts()
+		before := faults.Attempts(resiliencetest.AllMethods)
 		_, err := client.Echo(ctx, &testingv1.EchoRequest{Message: "hi"}, interceptors.CallAttempts(&attempts))
-		fmt.Fprintf(w, "call %d: %v after %d attempt(s), %d reached the server", i, status.Code(err), attempts, srv.Attempts()-before)
+		fmt.Fprintf(w, "call %d: %v after %d attempt(s), %d reached the server", i, status.Code(err), attempts, faults.Attempts(resiliencetest.AllMethods)-before)
 		if errors.Is(err, breaker.ErrOpen) {
 			var oe *breaker.OpenError
 			errors.As(err, &oe)
@@ -80,14 +88,16 @@ func run(w io.Writer) error {
 	state := func() breaker.State { return m.Breakers().State(conn.Target()) }
 
 	fmt.Fprintln(w, "the server fails every attempt:")
-	srv.FailFraction(1, testserver.Fault{})
+	if err := faults.InjectFraction(resiliencetest.AllMethods, 1, resiliencetest.Fail(codes.Unavailable)); err != nil {
+		return err
+	}
 	for i := 1; i <= 3; i++ {
 		call(i)
 	}
 	fmt.Fprintf(w, "state: %v\n", state())
 
 	fmt.Fprintln(w, "the server recovers; the breaker stays open for its OpenTimeout:")
-	srv.FailFraction(0, testserver.Fault{})
+	faults.Clear(resiliencetest.AllMethods)
 	call(4)
 	// After OpenTimeout, the next Allow (or State) moves it to half-open.
 	time.Sleep(openTimeout)

@@ -26,13 +26,14 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/interceptors"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 func main() {
@@ -42,11 +43,18 @@ func main() {
 }
 
 func run(w io.Writer) error {
-	srv := testserver.New()
-	if err := srv.ListenTCP(); err != nil {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(faults.ServerOptions()...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
 	m, err := interceptors.New()
 	if err != nil {
 		return err
@@ -62,14 +70,16 @@ func run(w io.Writer) error {
 	opts = append(opts, m.DialOptions()...)                         // retries, breaker, budget
 	opts = append(opts, grpc.WithChainUnaryInterceptor(perAttempt), // innermost: per attempt
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	conn, err := grpc.NewClient(srv.Addr(), opts...)
+	conn, err := grpc.NewClient(lis.Addr().String(), opts...)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 
 	fmt.Fprintln(w, "Echo, the server fails twice:")
-	srv.FailNext(2, testserver.Fault{})
+	if err := faults.InjectNext(resiliencetest.AllMethods, 2, resiliencetest.Fail(codes.Unavailable)); err != nil {
+		return err
+	}
 	if _, err := testingv1.NewEchoServiceClient(conn).Echo(ctx, &testingv1.EchoRequest{Message: "hi"}); err != nil {
 		return err
 	}
@@ -81,7 +91,7 @@ func run(w io.Writer) error {
 	notUploads := selector.MatchFunc(func(_ context.Context, c grpcmw.CallMeta) bool {
 		return c.FullMethod() != testingv1.EchoService_ClientStream_FullMethodName
 	})
-	scoped, err := grpc.NewClient(srv.Addr(),
+	scoped, err := grpc.NewClient(lis.Addr().String(),
 		grpc.WithChainUnaryInterceptor(selector.UnaryClientInterceptor(m.UnaryClientInterceptor(), notUploads)),
 		grpc.WithChainStreamInterceptor(selector.StreamClientInterceptor(m.StreamClientInterceptor(), notUploads)),
 		grpc.WithDisableRetry(),
@@ -97,11 +107,13 @@ func run(w io.Writer) error {
 		testingv1.EchoService_ServerStream_FullMethodName,
 		testingv1.EchoService_ClientStream_FullMethodName,
 	} {
-		srv.Reset()
-		srv.FailNext(2, testserver.Fault{Method: method})
+		faults.Reset()
+		if err := faults.InjectNext(method, 2, resiliencetest.Fail(codes.Unavailable)); err != nil {
+			return err
+		}
 		err := stream(ctx, client, method)
 		fmt.Fprintf(w, "  %-13s %-12v %d attempt(s) reached the server\n", method[len("/resilience.testing.v1.EchoService/"):],
-			status.Code(err), srv.Attempts())
+			status.Code(err), faults.Attempts(resiliencetest.AllMethods))
 	}
 	return nil
 }

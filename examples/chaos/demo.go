@@ -21,8 +21,8 @@ import (
 
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/interceptors"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // phaseNames are the phases of the timeline, in order.
@@ -46,7 +46,7 @@ type totals struct {
 // client is one of the two clients, with its own server.
 type client struct {
 	name   string
-	srv    *testserver.Server
+	srv    *server
 	conn   *grpc.ClientConn
 	stub   testingv1.EchoServiceClient
 	slots  chan struct{} // one per call in flight
@@ -137,18 +137,14 @@ func runDemo(ctx context.Context, cfg config, progress io.Writer) (*results, err
 func (d *demo) newClient(ctx context.Context, name string, tel *telemetry) (_ *client, err error) {
 	c := &client{name: name, slots: make(chan struct{}, d.cfg.Concurrency)}
 	c.breaker.Store(-1)
-	c.srv = testserver.New(testserver.WithSeed(d.cfg.Seed), testserver.WithServerOptions(tel.serverOptions()...))
-	c.srv.SetHook(func(context.Context, string, int64) error {
-		c.phases[d.phaseOf(time.Now())].attempts.Add(1)
-		c.attempts.Add(1)
-		return nil
-	})
-	if err := c.srv.ListenTCP(); err != nil {
+	srv, err := d.newServer(c, tel)
+	if err != nil {
 		return nil, err
 	}
+	c.srv = srv
 	defer func() {
 		if err != nil {
-			c.srv.Close()
+			c.srv.close()
 		}
 	}()
 
@@ -169,7 +165,7 @@ func (d *demo) newClient(ctx context.Context, name string, tel *telemetry) (_ *c
 	opts = append(opts, tel.clientOptions(name)...)
 	c.tracer = tel.tracer()
 
-	conn, err := grpc.NewClient(c.srv.Addr(), opts...)
+	conn, err := grpc.NewClient(c.srv.addr(), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +177,7 @@ func (d *demo) newClient(ctx context.Context, name string, tel *telemetry) (_ *c
 	for s := conn.GetState(); s != connectivity.Ready; s = conn.GetState() {
 		if !conn.WaitForStateChange(cctx, s) {
 			conn.Close()
-			return nil, fmt.Errorf("%s client: connecting to %s: %v (state %v)", name, c.srv.Addr(), cctx.Err(), s)
+			return nil, fmt.Errorf("%s client: connecting to %s: %v (state %v)", name, c.srv.addr(), cctx.Err(), s)
 		}
 	}
 	c.conn, c.stub = conn, testingv1.NewEchoServiceClient(conn)
@@ -213,7 +209,7 @@ func (c *client) close() {
 	if c.conn != nil {
 		c.conn.Close()
 	}
-	c.srv.Close()
+	c.srv.close()
 }
 
 // call makes call i, scheduled at at, and records it in phase p.
@@ -262,11 +258,13 @@ func (c *client) call(d *demo, i int, at time.Time, p int) {
 // schedules the calls and prints a progress line per second and client.
 // It reports whether ctx ended the run early.
 func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, err error) {
-	servers := make([]*testserver.Server, len(clients))
+	servers := make([]*server, len(clients))
 	for i, c := range clients {
 		servers[i] = c.srv
 	}
-	d.applyPhase(0, servers)
+	if err := d.applyPhase(0, servers); err != nil {
+		return false, err
+	}
 	start := time.Now()
 	d.start.Store(start.UnixNano())
 	end := start.Add(time.Duration(numPhases) * d.phaseDur)
@@ -277,15 +275,18 @@ func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, e
 		do func()
 	}
 	var events []event
-	var restartErr error
+	var restartErr, phaseErr error
 	for p := 1; p < numPhases; p++ {
 		events = append(events, event{start.Add(time.Duration(p) * d.phaseDur), func() {
 			d.logf("%s: %s", phaseNames[p], d.phaseDescription(p))
-			d.applyPhase(p, servers)
+			if err := d.applyPhase(p, servers); err != nil {
+				phaseErr = errors.Join(phaseErr, err)
+				d.logf("setting the faults of %s failed: %v", phaseNames[p], err)
+			}
 		}})
 	}
 	events = append(events, event{start.Add(3*d.phaseDur + d.cfg.Down), func() {
-		restartErr = forEach(servers, (*testserver.Server).Restart)
+		restartErr = forEach(servers, func(s *server) error { return s.lis.Restart() })
 		if restartErr != nil {
 			d.logf("restart failed: %v", restartErr)
 			return
@@ -340,7 +341,7 @@ func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, e
 	if d.progressChanged(clients, last) {
 		d.printProgress(-1, clients, last)
 	}
-	return interrupted, restartErr
+	return interrupted, errors.Join(phaseErr, restartErr)
 }
 
 // schedule starts call i for every client at start + i/rate, until end.
@@ -371,32 +372,39 @@ func (d *demo) schedule(ctx context.Context, clients []*client, start, end time.
 }
 
 // applyPhase sets the faults of phase p on every server.
-func (d *demo) applyPhase(p int, servers []*testserver.Server) {
+func (d *demo) applyPhase(p int, servers []*server) error {
+	const every = resiliencetest.AllMethods
 	for _, s := range servers {
+		var errs [2]error
 		switch phaseNames[p] {
 		case "noise":
-			s.SetTailLatency(0, 0)
-			s.FailFraction(d.cfg.Noise, testserver.Fault{Message: "chaos: transient noise"})
+			errs[0] = s.faults.SetLatency(every, 0, 0)
+			errs[1] = s.faults.InjectFraction(every, d.cfg.Noise,
+				resiliencetest.Fail(codes.Unavailable).WithMessage("chaos: transient noise"))
 		case "slow":
-			s.FailFraction(0, testserver.Fault{})
-			s.SetTailLatency(d.cfg.TailLatency, d.cfg.Tail)
+			errs[0] = s.faults.InjectFraction(every, 0, resiliencetest.Fault{})
+			errs[1] = s.faults.SetLatency(every, d.cfg.Tail, d.cfg.TailLatency)
 		case "outage":
-			s.SetTailLatency(0, 0)
-			s.FailFraction(1, testserver.Fault{Message: "chaos: outage"})
+			errs[0] = s.faults.SetLatency(every, 0, 0)
+			errs[1] = s.faults.InjectFraction(every, 1,
+				resiliencetest.Fail(codes.Unavailable).WithMessage("chaos: outage"))
 		case "restart":
-			s.SetTailLatency(0, 0)
-			s.FailFraction(0, testserver.Fault{})
+			s.faults.Clear(every)
+		}
+		if err := errors.Join(errs[:]...); err != nil {
+			return err
 		}
 	}
 	if phaseNames[p] == "restart" {
-		_ = forEach(servers, func(s *testserver.Server) error { s.Stop(); return nil })
+		_ = forEach(servers, func(s *server) error { s.lis.Stop(); return nil })
 		d.logf("servers stopped")
 	}
+	return nil
 }
 
 // forEach runs f on every server at once, so that both clients see the
 // change at the same time, and returns the first error.
-func forEach(servers []*testserver.Server, f func(*testserver.Server) error) error {
+func forEach(servers []*server, f func(*server) error) error {
 	errs := make([]error, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {

@@ -17,12 +17,13 @@
 //
 // # Two clients, two servers, one schedule
 //
-// Each client talks to a server of its own (internal/testserver on
-// loopback TCP), and both servers follow the same script with the same
-// seed, switched at the same instants. Separate servers keep the comparison
-// clean: every attempt a server sees comes from its client, counted
-// exactly by the server itself, and one client's retries can neither use up
-// the other's fault draws nor slow the other's server down. (One shared
+// Each client talks to a server of its own (a grpc.Server with
+// resiliencetest.Faults, on a resiliencetest.Listener on loopback TCP), and
+// both servers follow the same script with the same seed, switched at the
+// same instants. Separate servers keep the comparison clean: every attempt
+// a server sees comes from its client, counted exactly by the server
+// itself, and one client's retries can neither use up the other's fault
+// draws nor slow the other's server down. (One shared
 // server would need every attempt to be tagged with its client, for example
 // through metadata, and would couple the two.)
 //

@@ -19,12 +19,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/interceptors"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 func main() {
@@ -34,11 +35,18 @@ func main() {
 }
 
 func run(w io.Writer) error {
-	srv := testserver.New()
-	if err := srv.ListenTCP(); err != nil {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(faults.ServerOptions()...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
 
 	m, err := interceptors.New(
 		// Reads: up to 5 attempts, none longer than 200 ms.
@@ -59,7 +67,7 @@ func run(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(srv.Addr(),
+	conn, err := grpc.NewClient(lis.Addr().String(),
 		append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return err
@@ -69,7 +77,7 @@ func run(w io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	unavailable := func(method string) testserver.Fault { return testserver.Fault{Method: method} }
+	unavailable := resiliencetest.Fail(codes.Unavailable)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "method\tpolicy\tfailures injected\tcaller got\tattempts at the server")
 	report := func(method, policy string, failures int, err error) {
@@ -78,21 +86,27 @@ func run(w io.Writer) error {
 			outcome = status.Code(err).String()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\n", method, policy, failures, outcome,
-			srv.MethodAttempts("/resilience.testing.v1.EchoService/"+method))
+			faults.Attempts("/resilience.testing.v1.EchoService/"+method))
 	}
 
 	// Echo fails 3 times, then answers: within its 5 attempts.
-	srv.FailNext(3, unavailable(testingv1.EchoService_Echo_FullMethodName))
+	if err := faults.InjectNext(testingv1.EchoService_Echo_FullMethodName, 3, unavailable); err != nil {
+		return err
+	}
 	_, err = client.Echo(ctx, &testingv1.EchoRequest{Message: "read"})
 	report("Echo", "5 attempts", 3, err)
 
 	// ClientStream fails once: never retried.
-	srv.FailNext(1, unavailable(testingv1.EchoService_ClientStream_FullMethodName))
+	if err := faults.InjectNext(testingv1.EchoService_ClientStream_FullMethodName, 1, unavailable); err != nil {
+		return err
+	}
 	err = upload(ctx, client, "a", "b")
 	report("ClientStream", "no retry", 1, err)
 
 	// ServerStream fails 3 times: the default 3 attempts are not enough.
-	srv.FailNext(3, unavailable(testingv1.EchoService_ServerStream_FullMethodName))
+	if err := faults.InjectNext(testingv1.EchoService_ServerStream_FullMethodName, 3, unavailable); err != nil {
+		return err
+	}
 	err = read(ctx, client, 2)
 	report("ServerStream", "default: 3", 3, err)
 	return tw.Flush()

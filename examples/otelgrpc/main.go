@@ -32,11 +32,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/grpc-resilience/resilience/interceptors"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 func main() {
@@ -65,12 +66,19 @@ func demo(w io.Writer, attemptSpans bool) error {
 	defer mp.Shutdown(context.Background())
 	prop := propagation.TraceContext{}
 
-	srv := testserver.New(testserver.WithServerOptions(grpc.StatsHandler(otelgrpc.NewServerHandler(
-		otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop)))))
-	if err := srv.ListenTCP(); err != nil {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(append(faults.ServerOptions(), grpc.StatsHandler(otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop))))...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
 
 	m, err := interceptors.New(
 		interceptors.WithAttemptSpans(attemptSpans),
@@ -85,14 +93,17 @@ func demo(w io.Writer, attemptSpans bool) error {
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
 			otelgrpc.WithTracerProvider(tp), otelgrpc.WithMeterProvider(mp), otelgrpc.WithPropagators(prop))),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	conn, err := grpc.NewClient(srv.Addr(), opts...)
+	conn, err := grpc.NewClient(lis.Addr().String(), opts...)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	client := testingv1.NewEchoServiceClient(conn)
 
-	srv.FailNext(1, testserver.Fault{}) // the first attempt fails with Unavailable
+	// The first attempt fails with Unavailable.
+	if err := faults.InjectNext(resiliencetest.AllMethods, 1, resiliencetest.Fail(codes.Unavailable)); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ctx, span := tp.Tracer("app").Start(ctx, "checkout")

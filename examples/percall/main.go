@@ -15,14 +15,15 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/interceptors"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 func main() {
@@ -32,11 +33,18 @@ func main() {
 }
 
 func run(w io.Writer) error {
-	srv := testserver.New()
-	if err := srv.ListenTCP(); err != nil {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
 		return err
 	}
-	defer srv.Close()
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(faults.ServerOptions()...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
 
 	// Defaults (3 attempts, ...) except for a breaker that opens after 7
 	// failed attempts in a row (default 25), to show CallNoBreaker below.
@@ -44,7 +52,7 @@ func run(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(srv.Addr(),
+	conn, err := grpc.NewClient(lis.Addr().String(),
 		append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return err
@@ -70,25 +78,31 @@ func run(w io.Writer) error {
 		}
 		fmt.Fprintln(w)
 	}
-	unavailable := testserver.Fault{}
+	const echo = testingv1.EchoService_Echo_FullMethodName
+	unavailable := resiliencetest.Fail(codes.Unavailable)
+	// inject queues a fault for the next n Echo attempts.
+	inject := func(n int, f resiliencetest.Fault) {
+		if err == nil {
+			err = faults.InjectNext(echo, n, f)
+		}
+	}
 
 	// 1. More attempts than the default for one important call.
-	srv.FailNext(3, unavailable)
+	inject(3, unavailable)
 	call("server fails 3x, default (3 attempts)")
-	srv.FailNext(3, unavailable)
+	inject(3, unavailable)
 	call("server fails 3x, CallMaxAttempts(5)", interceptors.CallMaxAttempts(5))
 
 	// 2. No retry for a call that must not be repeated.
-	srv.FailNext(1, unavailable)
+	inject(1, unavailable)
 	call("server fails 1x, CallNoRetry()", interceptors.CallNoRetry())
 
 	// 3. Bound each attempt: the first one hangs, the second answers.
-	srv.Reset() // attempt numbers in the hook count from 1 again
-	srv.SetHook(hangFirstAttempt)
+	inject(1, resiliencetest.Hang())
 	call("1st attempt hangs, CallPerAttemptTimeout(50ms)", interceptors.CallPerAttemptTimeout(50*time.Millisecond))
 
 	// 4. Or race a second attempt against a slow first one.
-	srv.Reset()
+	inject(1, resiliencetest.Hang())
 	start := time.Now()
 	call("1st attempt hangs, CallHedging(20ms)", interceptors.CallHedging(interceptors.HedgePolicy{
 		Delay: 20 * time.Millisecond, MaxAttempts: 2,
@@ -96,23 +110,13 @@ func run(w io.Writer) error {
 	if time.Since(start) > time.Second {
 		return fmt.Errorf("the hedged call took %v", time.Since(start))
 	}
-	srv.SetHook(nil)
 
 	// 5. A breaker opened by failures refuses calls at once; a call that
 	// must go through anyway (a health check, say) passes CallNoBreaker.
-	srv.FailNext(7, unavailable)
+	inject(7, unavailable)
 	call("server fails 7x, 7 attempts 10ms apart", interceptors.CallMaxAttempts(7),
 		interceptors.CallBackoff(backoff.Constant(10*time.Millisecond)))
 	call("next call: the breaker is open")
 	call("next call, CallNoBreaker()", interceptors.CallNoBreaker())
-	return nil
-}
-
-// hangFirstAttempt holds the first attempt until its context ends.
-func hangFirstAttempt(ctx context.Context, _ string, attempt int64) error {
-	if attempt == 1 {
-		<-ctx.Done()
-		return status.FromContextError(ctx.Err()).Err()
-	}
-	return nil
+	return err // from inject
 }

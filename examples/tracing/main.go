@@ -2,7 +2,7 @@
 // OTLP/gRPC, so that every attempt can be seen in Jaeger (or Tempo, or any
 // OTLP collector).
 //
-// It starts an EchoService (the shared fault-injecting test server) that
+// It starts an EchoService (with resiliencetest.Faults on the server) that
 // fails the first two attempts with Unavailable, instrumented with
 // otelgrpc.NewServerHandler as a second service ("echo-server"), and calls
 // it once through the resilience interceptors from inside an application
@@ -69,8 +69,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/grpc-resilience/resilience/interceptors"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // Names the trace is made of.
@@ -187,21 +187,30 @@ func run(ctx context.Context, w io.Writer, clientExp, serverExp sdktrace.SpanExp
 	// installed: both sides get their providers and propagator explicitly.
 	prop := propagation.TraceContext{}
 
-	srv := testserver.New(testserver.WithServerOptions(grpc.StatsHandler(otelgrpc.NewServerHandler(
-		otelgrpc.WithTracerProvider(serverTP),
-		otelgrpc.WithPropagators(prop),
-	))))
-	if err := srv.ListenTCP(); err != nil {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
 		return id, err
 	}
-	// Close waits for the handlers, so that every server span has ended
-	// before the server's provider is flushed (deferred above, so it runs
-	// after this).
-	defer srv.Close()
-	srv.FailNext(failures, testserver.Fault{
-		Method: testingv1.EchoService_Echo_FullMethodName,
-		Code:   codes.Unavailable,
-	})
+	if err := faults.InjectNext(testingv1.EchoService_Echo_FullMethodName, failures, resiliencetest.Fail(codes.Unavailable)); err != nil {
+		return id, err
+	}
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		return id, err
+	}
+	srv := grpc.NewServer(append(faults.ServerOptions(),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(serverTP),
+			otelgrpc.WithPropagators(prop),
+		)),
+		// Stop then waits for the handlers, so that every server span has
+		// ended before the server's provider is flushed (deferred above, so
+		// it runs after this).
+		grpc.WaitForHandlers(true),
+	)...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
 
 	m, err := interceptors.New(
 		interceptors.WithMaxAttempts(failures+1),
@@ -213,7 +222,7 @@ func run(ctx context.Context, w io.Writer, clientExp, serverExp sdktrace.SpanExp
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := interceptors.NewClientReady(readyCtx, srv.Addr(),
+	conn, err := interceptors.NewClientReady(readyCtx, lis.Addr().String(),
 		append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return id, err

@@ -1,0 +1,143 @@
+// Package copytest checks that the examples compile outside this
+// repository, as they do for a user who copies one into a module of their
+// own: no example may import an internal package of the library.
+package copytest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestExamplesBuildInAnotherModule copies the main package of every
+// example into a new module that requires the library through a replace
+// directive pointing at this repository, and builds them there.
+func TestExamplesBuildInAnotherModule(t *testing.T) {
+	examplesDir, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Dir(examplesDir)
+	dir := t.TempDir()
+
+	copied := 0
+	entries, err := os.ReadDir(examplesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		src := filepath.Join(examplesDir, e.Name())
+		if !e.IsDir() || !isMainPackage(t, src) {
+			continue
+		}
+		copyMainFiles(t, src, filepath.Join(dir, e.Name()))
+		copied++
+	}
+	if copied < 2 {
+		t.Fatalf("found %d examples to copy in %s", copied, examplesDir)
+	}
+
+	// The new module requires what the examples module requires, with the
+	// library replaced by this repository. The checksums come from the
+	// repository's go.sum files, so the build needs no network when the
+	// module cache is warm.
+	exMod, err := os.ReadFile(filepath.Join(examplesDir, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requires []string
+	for _, line := range strings.Split(string(exMod), "\n") {
+		if strings.HasPrefix(line, "module ") || strings.HasPrefix(line, "replace ") {
+			continue
+		}
+		requires = append(requires, line)
+	}
+	mod := "module example.com/copied\n" + strings.Join(requires, "\n") +
+		"\nreplace github.com/grpc-resilience/resilience => " + root + "\n"
+	writeFile(t, filepath.Join(dir, "go.mod"), mod)
+	var sum []byte
+	for _, f := range []string{filepath.Join(root, "go.sum"), filepath.Join(examplesDir, "go.sum")} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum = append(sum, b...)
+	}
+	writeFile(t, filepath.Join(dir, "go.sum"), string(sum))
+
+	cmd := exec.Command(goTool(t), "build", "./...")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./... in a module outside the repository (%d examples): %v\n%s\ngo.mod:\n%s", copied, err, out, mod)
+	}
+}
+
+// isMainPackage reports whether dir holds a main package.
+func isMainPackage(t *testing.T, dir string) bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "main.go"))
+	if os.IsNotExist(err) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(b, []byte("\npackage main\n"))
+}
+
+// copyMainFiles copies the non-test Go files of src into dst.
+func copyMainFiles(t *testing.T, src, dst string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(src, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dst, filepath.Base(f)), string(b))
+	}
+}
+
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// goTool is the go command of the toolchain running the test.
+func goTool(t *testing.T) string {
+	t.Helper()
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		return p
+	}
+	p, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	return p
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -1,0 +1,218 @@
+package resiliencetest_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/interceptors"
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
+)
+
+// A server of your own fails the next two attempts on a method; the
+// resilience client retries through them, and the server counts each
+// attempt by its number.
+func ExampleFaults() {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
+		log.Fatal(err)
+	}
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer(faults.ServerOptions()...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{}) // your service here
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+
+	const echo = testingv1.EchoService_Echo_FullMethodName
+	if err := faults.InjectNext(echo, 2, resiliencetest.Fail(codes.Unavailable)); err != nil {
+		log.Fatal(err)
+	}
+
+	m, err := interceptors.New(interceptors.WithMaxAttempts(3))
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.NewClient(lis.Addr().String(),
+		append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	var attempts int
+	_, err = testingv1.NewEchoServiceClient(conn).Echo(context.Background(),
+		&testingv1.EchoRequest{Message: "hi"}, interceptors.CallAttempts(&attempts))
+	fmt.Printf("%v after %d attempts\n", status.Code(err), attempts)
+	fmt.Println("attempts at the server by number:", faults.AttemptNumbers(echo))
+	// Output:
+	// OK after 3 attempts
+	// attempts at the server by number: map[1:1 2:1 3:1]
+}
+
+// Latency waits on an injected clock: the test moves time, nothing sleeps.
+func ExampleFaults_SetLatency() {
+	clock := resiliencetest.NewFakeClock(time.Now())
+	faults, err := resiliencetest.NewFaults(resiliencetest.WithClock(clock))
+	if err != nil {
+		log.Fatal(err)
+	}
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer(faults.ServerOptions()...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	// Every attempt on Echo takes a second longer; 0.05 would be a tail.
+	if err := faults.SetLatency(testingv1.EchoService_Echo_FullMethodName, 1, time.Second); err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
+		done <- err
+	}()
+	if err := clock.WaitForTimers(context.Background(), 1); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("attempts waiting on the clock:", clock.Timers())
+	clock.Advance(time.Second)
+	fmt.Println("after a second:", status.Code(<-done))
+	// Output:
+	// attempts waiting on the clock: 1
+	// after a second: OK
+}
+
+// A server stops and comes back on the same port, as in a rolling deploy.
+func ExampleListener_Restart() {
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	client := testingv1.NewEchoServiceClient(conn)
+	call := func(opts ...grpc.CallOption) codes.Code {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := client.Echo(ctx, &testingv1.EchoRequest{}, opts...)
+		return status.Code(err)
+	}
+
+	fmt.Println("serving:", call())
+	port := lis.Addr().String()
+	lis.Stop() // the port is closed, connections dropped
+	fmt.Println("stopped:", call())
+	if err := lis.Restart(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("same port:", lis.Addr().String() == port)
+	conn.ResetConnectBackoff() // a plain client would otherwise wait out its reconnect backoff
+	fmt.Println("restarted:", call(grpc.WaitForReady(true)))
+	// Output:
+	// serving: OK
+	// stopped: Unavailable
+	// same port: true
+	// restarted: OK
+}
+
+// A blackholed port accepts connections and never answers: only the
+// client's deadline ends the call. Accept-and-close and a refused port fail
+// at once.
+func ExampleListener_SetMode() {
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	call := func() codes.Code { // a new client each time
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err = testingv1.NewEchoServiceClient(conn).Echo(ctx, &testingv1.EchoRequest{})
+		return status.Code(err)
+	}
+
+	for _, mode := range []resiliencetest.ListenerMode{resiliencetest.Blackhole, resiliencetest.AcceptAndClose, resiliencetest.Refuse, resiliencetest.Serve} {
+		if err := lis.SetMode(mode); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%v: %v\n", mode, call())
+	}
+	// Output:
+	// Blackhole: DeadlineExceeded
+	// AcceptAndClose: Unavailable
+	// Refuse: Unavailable
+	// Serve: OK
+}
+
+// Chaos does nothing until switched on, and can be switched at any time,
+// for example from an admin endpoint during a game day.
+func ExampleChaos_SetEnabled() {
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+
+	chaos, err := resiliencetest.NewChaos(resiliencetest.ChaosConfig{
+		FaultRate: 1, // every call, for the example; 0.01 on a game day
+		FaultCode: codes.Unavailable,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.NewClient(lis.Addr().String(),
+		append(chaos.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	call := func() codes.Code {
+		_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
+		return status.Code(err)
+	}
+
+	fmt.Println("as created:", chaos.Enabled(), call())
+	chaos.SetEnabled(true)
+	fmt.Println("switched on:", chaos.Enabled(), call())
+	chaos.SetEnabled(false)
+	fmt.Println("switched off:", chaos.Enabled(), call())
+	// Output:
+	// as created: false OK
+	// switched on: true Unavailable
+	// switched off: false OK
+}

@@ -1,0 +1,103 @@
+package resiliencetest
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// ErrInvalid is wrapped by every error about a bad argument or option. The
+// message names the function and the field at fault.
+var ErrInvalid = errors.New("resiliencetest: invalid configuration")
+
+// invalid returns an error wrapping ErrInvalid.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// Option configures NewFaults and NewChaos. Options are applied in order.
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+type config struct {
+	seed  uint64
+	clock Clock
+}
+
+// defaultConfig holds every default in one place: seed 0, the real clock.
+func defaultConfig() config {
+	return config{clock: realClock{}}
+}
+
+func newConfig(opts []Option) (config, error) {
+	cfg := defaultConfig()
+	var errs []error
+	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, invalid("nil Option"))
+			continue
+		}
+		if err := o.apply(&cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// rng returns the random source of cfg: a PCG seeded with the seed.
+func (c config) rng() *rand.Rand {
+	return rand.New(rand.NewPCG(c.seed, c.seed))
+}
+
+// WithSeed seeds the random draws (fractions and rates) with seed, so that a
+// run can be reproduced. The default seed is 0: without WithSeed runs are
+// reproducible too.
+func WithSeed(seed uint64) Option {
+	return optionFunc(func(c *config) error {
+		c.seed = seed
+		return nil
+	})
+}
+
+// WithClock makes injected latency wait on clock's timers instead of the
+// real clock's, so that a test can move time itself (see FakeClock). A nil
+// clock is an error.
+func WithClock(clock Clock) Option {
+	return optionFunc(func(c *config) error {
+		if clock == nil {
+			return invalid("WithClock: nil Clock")
+		}
+		c.clock = clock
+		return nil
+	})
+}
+
+// Clock makes the timers that injected latency waits on. Implementations
+// must be safe for concurrent use.
+type Clock interface {
+	// NewTimer returns a timer that fires once after d.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a timer made by a Clock, like *time.Timer.
+type Timer interface {
+	// C returns the channel on which the timer delivers its time.
+	C() <-chan time.Time
+	// Stop prevents the timer from firing; it reports whether it did.
+	Stop() bool
+}
+
+type realClock struct{}
+
+func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+
+type realTimer struct{ t *time.Timer }
+
+func (t realTimer) C() <-chan time.Time { return t.t.C }
+func (t realTimer) Stop() bool          { return t.t.Stop() }
