@@ -2,8 +2,8 @@ package interceptors
 
 import (
 	"errors"
-	"reflect"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 

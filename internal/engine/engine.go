@@ -243,7 +243,10 @@ func (c *call) startAttempt(ctx context.Context, n int, waitReady bool, lastErr 
 		if c.e.cfg.BreakerPerMethod {
 			key = c.target + c.method
 		}
-		done, err := c.allow(ctx, set, key)
+		done, err, end := c.allow(ctx, set, key)
+		if end != nil {
+			return a, false, waitError(end, "waiting for a breaker probe slot", lastErr)
+		}
 		if err != nil {
 			c.tel.BreakerRejected(err)
 			return a, true, err
@@ -271,21 +274,22 @@ func (c *call) startAttempt(ctx context.Context, n int, waitReady bool, lastErr 
 // deadline and the connection's life) for a probe to end instead of
 // failing at once: after an outage, the calls that waited for the
 // connection would otherwise all be refused in the moment the probes take
-// to close the breaker.
-func (c *call) allow(ctx context.Context, set *breaker.Set, key string) (func(error), error) {
-	if c.e.cfg.ReadyWait <= 0 {
-		return set.Allow(key)
-	}
-	done, err := set.Allow(key)
+// to close the breaker. end is set when the caller's context or the
+// connection ended the wait.
+func (c *call) allow(ctx context.Context, set *breaker.Set, key string) (done func(error), err, end error) {
+	done, err = set.Allow(key)
 	var oe *breaker.OpenError
-	if err == nil || !errors.As(err, &oe) || oe.State != breaker.StateHalfOpen {
-		return done, err
+	if c.e.cfg.ReadyWait <= 0 || err == nil || !errors.As(err, &oe) || oe.State != breaker.StateHalfOpen {
+		return done, err, nil
 	}
-	var werr error
-	c.wait(ctx, c.e.cfg.ReadyWait, false, func(wctx context.Context) {
-		done, werr = set.AllowWait(wctx, key)
+	end = c.wait(ctx, c.e.cfg.ReadyWait, false, func(wctx context.Context) {
+		done, err = set.AllowWait(wctx, key)
 	})
-	return done, werr
+	if end != nil && done != nil {
+		done(context.Canceled) // admitted as the wait ended: give the slot back
+		done = nil
+	}
+	return done, err, end
 }
 
 // waitReady waits, for at most the ready wait, until the connection is

@@ -1,0 +1,507 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/breaker"
+	"github.com/grpc-resilience/resilience/internal/clock"
+	"github.com/grpc-resilience/resilience/internal/telemetry"
+	"github.com/grpc-resilience/resilience/internal/testserver"
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+)
+
+// These tests drive the engine through the public interceptors against
+// the shared fault server, with time on a fake clock.
+
+// rig is a testserver.Server and a client connected through a Middleware.
+type rig struct {
+	srv    *testserver.Server
+	conn   *grpc.ClientConn
+	client testingv1.EchoServiceClient
+	m      *Middleware
+	fc     *clock.Fake
+	// arrived receives the attempt number (1, 2, ...) of every attempt
+	// that reaches the server, in order.
+	arrived chan int64
+}
+
+func newRig(t *testing.T, opts ...Option) *rig {
+	t.Helper()
+	r := &rig{srv: testserver.New(), fc: clock.NewFake(time.Now()), arrived: make(chan int64, 100)}
+	if err := r.srv.ListenBufconn(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.srv.Close)
+	r.m = MustNew(append([]Option{withClock(r.fc)}, opts...)...)
+	conn, err := r.srv.NewClient(r.m.DialOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r.conn, r.client = conn, testingv1.NewEchoServiceClient(conn)
+	return r
+}
+
+// behave makes attempt n (counted by the server) do what f says; the
+// attempt number is sent on r.arrived first.
+func (r *rig) behave(f func(ctx context.Context, n int64) error) {
+	r.srv.SetHook(func(ctx context.Context, _ string, n int64) error {
+		r.arrived <- n
+		return f(ctx, n)
+	})
+}
+
+// hang blocks until the attempt is cancelled.
+func hang(ctx context.Context) error {
+	<-ctx.Done()
+	return status.FromContextError(ctx.Err()).Err()
+}
+
+// failWith fails the attempt with code and, if pushback is set, the
+// pushback trailer.
+func failWith(ctx context.Context, code codes.Code, pushback string) error {
+	if pushback != "" {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(PushbackMetadataKey, pushback))
+	}
+	return status.Error(code, "injected")
+}
+
+func (r *rig) await(t *testing.T, want int64) {
+	t.Helper()
+	select {
+	case n := <-r.arrived:
+		if n != want {
+			t.Fatalf("attempt %d reached the server, want %d", n, want)
+		}
+	case <-time.After(guard):
+		t.Fatalf("attempt %d never reached the server", want)
+	}
+}
+
+func (r *rig) noArrival(t *testing.T) {
+	t.Helper()
+	select {
+	case n := <-r.arrived:
+		t.Fatalf("attempt %d reached the server, want none yet", n)
+	default:
+	}
+}
+
+// waitTimer waits until a timer of duration d is pending on the fake clock.
+func (r *rig) waitTimer(t *testing.T, d time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	tm := time.AfterFunc(guard, func() { close(done) })
+	defer tm.Stop()
+	if !r.fc.WaitFor(done, func(p []time.Duration) bool {
+		for _, x := range p {
+			if x == d {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no %v timer pending; pending %v", d, r.fc.Pending())
+	}
+}
+
+// call runs an Echo call on its own goroutine.
+func (r *rig) call(ctx context.Context, opts ...grpc.CallOption) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		_, err := r.client.Echo(ctx, &testingv1.EchoRequest{Message: "m"}, opts...)
+		out <- err
+	}()
+	return out
+}
+
+func result(t *testing.T, ch <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(guard):
+		t.Fatal("call did not return")
+		return nil
+	}
+}
+
+func hedging(d time.Duration, inFlight int) Option {
+	return WithMethodPolicy(MatchMethods(echoMethod), CallHedging(HedgePolicy{Delay: d, MaxAttempts: inFlight}))
+}
+
+// tripped returns breaker settings that open at the first failure and let
+// one probe through after a second of the fake clock.
+func tripped() breaker.Config {
+	c := breaker.DefaultConfig()
+	c.ConsecutiveFailures, c.OpenTimeout, c.HalfOpenProbes = 1, time.Second, 1
+	return c
+}
+
+// openThenHalfOpen trips the breaker with one failed call and moves the
+// fake clock to its half-open period.
+func (r *rig) openThenHalfOpen(t *testing.T) {
+	t.Helper()
+	r.srv.FailNext(1, testserver.Fault{})
+	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}, CallNoRetry()); status.Code(err) != codes.Unavailable {
+		t.Fatalf("tripping call: %v", err)
+	}
+	if st := r.m.Breakers().State(r.conn.Target()); st != breaker.StateOpen {
+		t.Fatalf("breaker %v after a failure, want open", st)
+	}
+	r.fc.Advance(time.Second)
+}
+
+func TestBreakerRunsOnTheMiddlewareClock(t *testing.T) {
+	r := newRig(t, WithBreaker(tripped()))
+	r.srv.FailNext(1, testserver.Fault{})
+	_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{}, CallNoRetry())
+	r.fc.Advance(time.Second - time.Nanosecond)
+	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); !errors.Is(err, breaker.ErrOpen) {
+		t.Fatalf("call within the open period: %v, want ErrOpen", err)
+	}
+	r.fc.Advance(time.Nanosecond)
+	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+		t.Fatalf("call once the fake clock ends the open period: %v, want the probe to pass", err)
+	}
+}
+
+func TestHedgeRefusedByBreakerIsNotFatal(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	r := newRig(t, WithBreaker(tripped()), WithReadyWait(0), hedging(10*time.Millisecond, 2),
+		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	r.openThenHalfOpen(t)
+	release := make(chan struct{})
+	r.behave(func(ctx context.Context, n int64) error {
+		<-release // the primary is the breaker's one probe
+		return nil
+	})
+	res := r.call(context.Background())
+	r.await(t, 2)
+	r.fc.Advance(10 * time.Millisecond) // the hedge is refused: the probe slot is taken
+	rejections := func() int64 {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, mm := range sm.Metrics {
+				if s, ok := mm.Data.(metricdata.Sum[int64]); ok && mm.Name == telemetry.MetricBreakerRejections {
+					return s.DataPoints[0].Value
+				}
+			}
+		}
+		return 0
+	}
+	for deadline := time.Now().Add(guard); rejections() == 0; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the hedge was never refused")
+		}
+	}
+	close(release)
+	if err := result(t, res); err != nil {
+		t.Fatalf("hedged call whose hedge the breaker refused: %v, want the primary's success", err)
+	}
+}
+
+func TestHedgeWaitingForBreakerDoesNotDelayThePrimary(t *testing.T) {
+	r := newRig(t, WithBreaker(tripped()), WithReadyWait(time.Hour), hedging(10*time.Millisecond, 2))
+	r.openThenHalfOpen(t)
+	release := make(chan struct{})
+	r.behave(func(ctx context.Context, n int64) error {
+		<-release
+		return nil
+	})
+	res := r.call(context.Background())
+	r.await(t, 2)
+	r.fc.Advance(10 * time.Millisecond)
+	r.waitTimer(t, time.Hour) // the hedge waits for the probe slot
+	close(release)            // the primary answers: the call returns now
+	if err := result(t, res); err != nil {
+		t.Fatalf("hedged call: %v", err)
+	}
+}
+
+func TestHedgedNegativePushbackStopsHedges(t *testing.T) {
+	r := newRig(t, hedging(10*time.Millisecond, 3))
+	r.behave(func(ctx context.Context, n int64) error { return failWith(ctx, codes.Unavailable, "-1") })
+	var attempts int
+	err := result(t, r.call(context.Background(), CallAttempts(&attempts)))
+	if status.Code(err) != codes.Unavailable || !errors.Is(err, ErrPushback) || attempts != 1 {
+		t.Fatalf("err %v after %d attempts, want Unavailable with ErrPushback after 1", err, attempts)
+	}
+	if n := r.srv.Attempts(); n != 1 {
+		t.Errorf("server saw %d attempts, want 1", n)
+	}
+}
+
+func TestHedgedPushbackDelaysTheNextHedge(t *testing.T) {
+	r := newRig(t, hedging(50*time.Millisecond, 3))
+	r.behave(func(ctx context.Context, n int64) error {
+		switch n {
+		case 1:
+			return hang(ctx)
+		case 2:
+			return failWith(ctx, codes.Unavailable, "400")
+		}
+		return nil
+	})
+	res := r.call(context.Background())
+	r.await(t, 1)
+	r.fc.Advance(50 * time.Millisecond)
+	r.await(t, 2)
+	r.waitTimer(t, 400*time.Millisecond) // not the 50ms hedge delay
+	r.fc.Advance(399 * time.Millisecond)
+	r.noArrival(t)
+	r.fc.Advance(time.Millisecond)
+	r.await(t, 3)
+	if err := result(t, res); err != nil {
+		t.Fatalf("hedged call: %v", err)
+	}
+}
+
+func TestHedgeFailureStartsTheNextAtOnceWhilePrimaryRuns(t *testing.T) {
+	r := newRig(t, hedging(50*time.Millisecond, 3))
+	r.behave(func(ctx context.Context, n int64) error {
+		switch n {
+		case 1:
+			return hang(ctx)
+		case 2:
+			return failWith(ctx, codes.Unavailable, "")
+		}
+		return nil
+	})
+	var attempts int
+	res := r.call(context.Background(), CallAttempts(&attempts))
+	r.await(t, 1)
+	r.fc.Advance(50 * time.Millisecond)
+	r.await(t, 2)
+	r.await(t, 3) // without the clock moving
+	if err := result(t, res); err != nil || attempts != 3 {
+		t.Fatalf("hedged call: %v after %d attempts, want success after 3", err, attempts)
+	}
+}
+
+func TestCancelledHedgedCallReturnsCanceled(t *testing.T) {
+	r := newRig(t, hedging(50*time.Millisecond, 2))
+	hedgeFailed := make(chan struct{})
+	r.behave(func(ctx context.Context, n int64) error {
+		if n == 1 {
+			return hang(ctx)
+		}
+		defer close(hedgeFailed)
+		return failWith(ctx, codes.Unavailable, "")
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	res := r.call(ctx)
+	r.await(t, 1)
+	r.fc.Advance(50 * time.Millisecond)
+	<-hedgeFailed
+	cancel()
+	if err := result(t, res); status.Code(err) != codes.Canceled {
+		t.Fatalf("cancelled hedged call: %v, want Canceled", err)
+	}
+}
+
+func TestHedgingWithHugeMaxAttempts(t *testing.T) {
+	for _, n := range []int{1 << 18, math.MaxInt} {
+		r := newRig(t, WithMaxAttempts(n), hedging(time.Hour, n))
+		if err := result(t, r.call(context.Background())); err != nil {
+			t.Fatalf("MaxAttempts %d: %v", n, err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 10 {
+			if err := result(t, r.call(context.Background())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		if per := (after.TotalAlloc - before.TotalAlloc) / 10; per > 256<<10 {
+			t.Errorf("MaxAttempts %d: %d bytes allocated per call, want memory bounded by what is in flight", n, per)
+		}
+	}
+}
+
+func TestUnneededHedgeStartsNoGoroutine(t *testing.T) {
+	m := MustNew(withClock(clock.NewFake(time.Now())), hedging(time.Hour, 3))
+	ui := m.UnaryClientInterceptor()
+	for _, tc := range []struct {
+		name string
+		opts []grpc.CallOption
+	}{{"plain", []grpc.CallOption{CallNoRetry()}}, {"hedged", nil}} {
+		before := runtime.NumGoroutine()
+		during := -1
+		invoker := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+			during = runtime.NumGoroutine()
+			return nil
+		}
+		if err := ui(context.Background(), echoMethod, &testingv1.EchoRequest{}, &testingv1.EchoResponse{}, nil, invoker, tc.opts...); err != nil {
+			t.Fatal(err)
+		}
+		if during != before {
+			t.Errorf("%s: %d goroutines while the attempt ran, %d before: the attempt must run on the caller's", tc.name, during, before)
+		}
+	}
+}
+
+// closedConn returns a client, through m, for an address nothing listens on.
+func closedConn(t *testing.T, m *Middleware) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	conn, err := grpc.NewClient(addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func TestCloseEndsEveryWait(t *testing.T) {
+	t.Run("ready wait", func(t *testing.T) {
+		fc := clock.NewFake(time.Now())
+		m := MustNew(withClock(fc), WithReadyWait(time.Hour), WithReconnectProbe(0))
+		conn := closedConn(t, m)
+		res := make(chan error, 1)
+		go func() {
+			_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
+			res <- err
+		}()
+		(&rig{fc: fc}).waitTimer(t, time.Hour)
+		conn.Close()
+		if err := result(t, res); status.Code(err) != codes.Canceled {
+			t.Fatalf("call waiting for a closed connection: %v, want Canceled", err)
+		}
+	})
+	t.Run("backoff", func(t *testing.T) {
+		r := newRig(t, WithBackoff(backoff.Constant(5*time.Second)))
+		r.srv.FailNext(1, testserver.Fault{})
+		res := r.call(context.Background())
+		r.waitTimer(t, 5*time.Second)
+		r.conn.Close()
+		if err := result(t, res); status.Code(err) != codes.Canceled {
+			t.Fatalf("call in a backoff wait on a closed connection: %v, want Canceled", err)
+		}
+	})
+	t.Run("breaker wait", func(t *testing.T) {
+		r := newRig(t, WithBreaker(tripped()), WithReadyWait(time.Hour))
+		r.openThenHalfOpen(t)
+		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+		probe := r.call(context.Background())
+		r.await(t, 2)
+		waiter := r.call(context.Background())
+		r.waitTimer(t, time.Hour) // waits for the probe slot
+		r.conn.Close()
+		for _, res := range []<-chan error{probe, waiter} {
+			if err := result(t, res); status.Code(err) != codes.Canceled {
+				t.Fatalf("call on a closed connection: %v, want Canceled", err)
+			}
+		}
+	})
+}
+
+func TestOnFinishRunsOncePerCall(t *testing.T) {
+	r := newRig(t, WithBackoff(backoff.Constant(0)), WithoutRetryBudget())
+	var calls atomic.Int32
+	var got error
+	onFinish := grpc.OnFinish(func(err error) { calls.Add(1); got = err })
+
+	r.srv.FailNext(3, testserver.Fault{})
+	err := result(t, r.call(context.Background(), onFinish))
+	if n := calls.Load(); n != 1 || got != err || status.Code(err) != codes.Unavailable {
+		t.Errorf("retried call: OnFinish ran %d times with %v (call returned %v), want once with the call's error", n, got, err)
+	}
+
+	calls.Store(0)
+	hedged := CallHedging(HedgePolicy{Delay: 10 * time.Millisecond, MaxAttempts: 2})
+	r.behave(func(ctx context.Context, n int64) error {
+		if n == 4 {
+			return hang(ctx)
+		}
+		return nil
+	})
+	res := r.call(context.Background(), onFinish, hedged)
+	r.await(t, 4)
+	r.fc.Advance(10 * time.Millisecond)
+	if err := result(t, res); err != nil || calls.Load() != 1 || got != nil {
+		t.Errorf("hedged call: %v; OnFinish ran %d times with %v, want once with nil", err, calls.Load(), got)
+	}
+
+	calls.Store(0)
+	r.srv.SetHook(nil)
+	r.srv.FailNext(1, testserver.Fault{})
+	stream, err := r.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 2}, onFinish)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recvAll(stream); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 || got != nil {
+		t.Errorf("retried stream: OnFinish ran %d times with %v, want once with nil", n, got)
+	}
+}
+
+func TestTypedNilsAreRejected(t *testing.T) {
+	var exp *backoff.Exponential // what NewExponential returns with its error
+	if _, err := New(WithBackoff(exp)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("WithBackoff(typed nil): %v, want ErrInvalidOption", err)
+	}
+	var tp *sdktrace.TracerProvider
+	if _, err := New(WithTracerProvider(tp)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("WithTracerProvider(typed nil): %v, want ErrInvalidOption", err)
+	}
+	var mp *sdkmetric.MeterProvider
+	if _, err := New(WithMeterProvider(mp)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("WithMeterProvider(typed nil): %v, want ErrInvalidOption", err)
+	}
+	r := newRig(t)
+	r.srv.FailNext(1, testserver.Fault{})
+	if err := result(t, r.call(context.Background(), CallBackoff(exp))); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("CallBackoff(typed nil): %v, want InvalidArgument before any attempt", err)
+	}
+	if _, err := New(WithStreamReplayBuffer(math.MaxInt), WithMaxAttempts(math.MaxInt),
+		WithReadyWait(math.MaxInt64), WithCallTimeout(math.MaxInt64)); err != nil {
+		t.Errorf("huge values: %v, want accepted", err)
+	}
+}
+
+func TestHugeReplayBufferStillReplays(t *testing.T) {
+	r := newRig(t, WithStreamReplayBuffer(math.MaxInt), WithBackoff(backoff.Constant(0)))
+	r.srv.FailNextAfterReceived(1, 2, testserver.Fault{})
+	stream, err := r.client.ClientStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"a", "b", "c"} {
+		if err := stream.Send(&testingv1.ClientStreamRequest{Message: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil || len(resp.GetMessages()) != 3 {
+		t.Fatalf("stream with a huge replay buffer: %v %v, want the 3 messages replayed", resp.GetMessages(), err)
+	}
+}
