@@ -4,50 +4,31 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/interceptors"
+	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
-// flakyServer fails the first `failures` calls with Unavailable.
-type flakyServer struct {
-	testingv1.UnimplementedEchoServiceServer
-	failures int64
-	calls    atomic.Int64
-}
-
-func (s *flakyServer) Echo(_ context.Context, req *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
-	if s.calls.Add(1) <= s.failures {
-		return nil, status.Error(codes.Unavailable, "warming up")
+// flakyServer starts the shared test server over an in-memory listener,
+// failing its first `failures` calls with Unavailable, and returns it, a
+// client connection dialled with opts, and a function that stops both.
+func flakyServer(failures int, opts ...grpc.DialOption) (*testserver.Server, *grpc.ClientConn, func()) {
+	srv := testserver.New()
+	srv.FailNext(failures, testserver.Fault{Message: "warming up"})
+	if err := srv.ListenBufconn(); err != nil {
+		panic(err)
 	}
-	return &testingv1.EchoResponse{Message: req.GetMessage()}, nil
-}
-
-// serve starts srv on an in-memory listener and returns a client
-// connection dialled with opts, and a function that stops both.
-func serve(srv testingv1.EchoServiceServer, opts ...grpc.DialOption) (*grpc.ClientConn, func()) {
-	lis := bufconn.Listen(1 << 16)
-	s := grpc.NewServer()
-	testingv1.RegisterEchoServiceServer(s, srv)
-	go func() { _ = s.Serve(lis) }()
-	opts = append(opts,
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	conn, err := grpc.NewClient("passthrough:///bufnet", opts...)
+	conn, err := srv.NewClient(opts...)
 	if err != nil {
 		panic(err)
 	}
-	return conn, func() { conn.Close(); s.Stop() }
+	return srv, conn, func() { conn.Close(); srv.Close() }
 }
 
 func ExampleMiddleware_DialOptions() {
@@ -60,8 +41,7 @@ func ExampleMiddleware_DialOptions() {
 	if err != nil {
 		panic(err)
 	}
-	server := &flakyServer{failures: 2}
-	conn, stop := serve(server, m.DialOptions()...)
+	_, conn, stop := flakyServer(2, m.DialOptions()...)
 	defer stop()
 
 	var attempts int
@@ -73,7 +53,7 @@ func ExampleMiddleware_DialOptions() {
 
 func ExampleCallNoRetry() {
 	m := interceptors.MustNew()
-	conn, stop := serve(&flakyServer{failures: 1}, m.DialOptions()...)
+	_, conn, stop := flakyServer(1, m.DialOptions()...)
 	defer stop()
 
 	// A non-idempotent call: one attempt only.
@@ -85,7 +65,7 @@ func ExampleCallNoRetry() {
 
 func ExampleError() {
 	m := interceptors.MustNew(interceptors.WithBackoff(backoff.Constant(0)))
-	conn, stop := serve(&flakyServer{failures: 100}, m.DialOptions()...)
+	_, conn, stop := flakyServer(100, m.DialOptions()...)
 	defer stop()
 
 	_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
@@ -107,12 +87,11 @@ func ExampleWithMethodPolicy() {
 			interceptors.MatchMethods("/resilience.testing.v1.EchoService/Echo"),
 			interceptors.CallNoRetry()),
 	)
-	server := &flakyServer{failures: 1}
-	conn, stop := serve(server, m.DialOptions()...)
+	server, conn, stop := flakyServer(1, m.DialOptions()...)
 	defer stop()
 
 	_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
-	fmt.Println(status.Code(err), server.calls.Load())
+	fmt.Println(status.Code(err), server.Attempts())
 	// Output: Unavailable 1
 }
 

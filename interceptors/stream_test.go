@@ -96,7 +96,9 @@ func TestServerStreamFailureAfterCommitReachesCaller(t *testing.T) {
 
 func TestClientStreamReplaysMessagesInOrder(t *testing.T) {
 	h := newHarness(t, WithBackoff(backoff.Constant(0)))
-	h.failNext(1, codes.Unavailable)
+	// Fail only once everything was received, so that the retry has to
+	// replay every message.
+	h.failNextAfterReceived(1, 3, codes.Unavailable)
 	stream, err := h.client.ClientStream(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +129,9 @@ func TestClientStreamReplaysMessagesInOrder(t *testing.T) {
 
 func TestBidiStreamRetriedBeforeCommitAndNotAfter(t *testing.T) {
 	h := newHarness(t, WithBackoff(backoff.Constant(0)))
-	h.failNext(1, codes.Unavailable)
+	// Fail before answering, but after the first message arrived, so that
+	// the message has to be replayed.
+	h.failNextAfterReceived(1, 1, codes.Unavailable)
 	stream, err := h.client.BidiStream(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +183,9 @@ func TestBidiStreamRetriedBeforeCommitAndNotAfter(t *testing.T) {
 
 func TestReplayBufferOverflowCommits(t *testing.T) {
 	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithStreamReplayBuffer(8))
-	h.failNext(1, codes.Unavailable)
+	// The failure comes once all three messages arrived: after the second
+	// one overflowed the buffer.
+	h.failNextAfterReceived(1, 3, codes.Unavailable)
 	stream, err := h.client.ClientStream(context.Background())
 	if err != nil {
 		t.Fatal(err)

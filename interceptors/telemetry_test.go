@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -27,15 +26,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
+	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -486,36 +484,19 @@ app INTERNAL {}
 // attempt sees a connection that is still coming up.
 func newTelemetryHarness(t *testing.T, e *telemetryEnv, dialOpts ...grpc.DialOption) *harness {
 	t.Helper()
-	h := &harness{released: make(chan struct{})}
-	lis := bufconn.Listen(1 << 20)
-	var sopts []grpc.ServerOption
+	var opts []testserver.Option
 	if e != nil {
-		sopts = append(sopts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+		opts = append(opts, testserver.WithServerOptions(grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(e.tp),
 			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
 			otelgrpc.WithPropagators(propagation.TraceContext{}),
-		)))
+		))))
 	}
-	srv := grpc.NewServer(sopts...)
-	testingv1.RegisterEchoServiceServer(srv, echoServer{h: h})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	all := append([]grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	}, dialOpts...)
-	conn, err := grpc.NewClient("passthrough:///bufnet", all...)
-	if err != nil {
+	h := newServer(t, opts...)
+	if err := h.srv.ListenBufconn(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	conn := h.dial(t, dialOpts...)
 	ctx, cancel := context.WithTimeout(context.Background(), guard)
 	defer cancel()
 	conn.Connect()
@@ -524,7 +505,6 @@ func newTelemetryHarness(t *testing.T, e *telemetryEnv, dialOpts ...grpc.DialOpt
 			t.Fatalf("connection not ready: %v", conn.GetState())
 		}
 	}
-	h.client = testingv1.NewEchoServiceClient(conn)
 	return h
 }
 

@@ -63,7 +63,10 @@ func (f Fault) err(ctx context.Context) error {
 // fullMethod its full method name and attempt its 1-based position among all
 // attempts since the Server was created or last Reset. A non-nil error ends
 // the attempt with that error (use status.Error to choose the code; other
-// errors become codes.Unknown). A hook may block, for instance to let a test
+// errors become codes.Unknown). ctx is the RPC's server context, and the
+// hook runs before anything is sent, so it can set response headers and
+// trailers with grpc.SetHeader and grpc.SetTrailer, on success and failure
+// alike. A hook may block, for instance to let a test
 // see that an attempt arrived, but must return once ctx is done. Stop,
 // Restart and Close wait for running handlers, so a hook that wants to stop
 // the server mid-call runs them on another goroutine and then waits for ctx:

@@ -573,6 +573,60 @@ func TestHook(t *testing.T) {
 	mu.Unlock()
 }
 
+func TestHookSetsHeaderAndTrailer(t *testing.T) {
+	f := start(t, false)
+	ctx := ctxT(t)
+	f.srv.SetHook(func(ctx context.Context, _ string, attempt int64) error {
+		n := fmt.Sprint(attempt)
+		if err := grpc.SetHeader(ctx, metadata.Pairs("x-hook", n)); err != nil {
+			return err
+		}
+		return grpc.SetTrailer(ctx, metadata.Pairs("x-hook", n))
+	})
+	check := func(what string, header, trailer metadata.MD, want string) {
+		t.Helper()
+		if got := header.Get("x-hook"); !slices.Equal(got, []string{want}) {
+			t.Errorf("%s: header x-hook %q, want [%q]", what, got, want)
+		}
+		if got := trailer.Get("x-hook"); !slices.Equal(got, []string{want}) {
+			t.Errorf("%s: trailer x-hook %q, want [%q]", what, got, want)
+		}
+	}
+
+	var header, trailer metadata.MD
+	if _, err := echo(ctx, f, "a", grpc.Header(&header), grpc.Trailer(&trailer)); err != nil {
+		t.Fatalf("Echo: %v", err)
+	}
+	check("Echo", header, trailer, "1")
+
+	// A fault after the hook keeps what the hook set, next to its pushback.
+	f.srv.FailNext(1, testserver.Fault{Pushback: "5"})
+	header, trailer = nil, nil
+	_, err := echo(ctx, f, "a", grpc.Header(&header), grpc.Trailer(&trailer))
+	wantStatus(t, "Echo with a fault", err, codes.Unavailable, "")
+	check("Echo with a fault", header, trailer, "2")
+	if got := trailer.Get(testserver.PushbackTrailer); !slices.Equal(got, []string{"5"}) {
+		t.Errorf("pushback trailer next to the hook's: %q, want [5]", got)
+	}
+
+	stream, err := f.client.ServerStream(ctx, &testingv1.ServerStreamRequest{Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := stream.Recv(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("ServerStream: %v", err)
+		}
+	}
+	header, err = stream.Header()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("ServerStream", header, stream.Trailer(), "3")
+}
+
 func TestHookStopsServerMidCall(t *testing.T) {
 	f := start(t, true)
 	ctx := ctxT(t)
