@@ -14,38 +14,54 @@
 //	conn, err := grpc.NewClient(target, append(m.DialOptions(),
 //		grpc.WithTransportCredentials(creds))...)
 //
-// UnaryClientInterceptor, StreamClientInterceptor and DialOptions are
-// shortcuts that panic on invalid options.
+// New and DialOptions is the one way to wire the interceptors: the unary
+// and stream interceptors of one Middleware share its breakers and budgets.
 //
 // # The attempt loop
 //
-// For each call:
+// One decision, taken in one place, governs unary calls, streams before
+// they commit and hedged calls alike. For each call:
 //
 //  1. The call deadline is the caller's; if the caller's context has none,
 //     the default call timeout (WithCallTimeout) is applied.
-//  2. Before attempt n: for n > 1 the target's retry budget must allow a
-//     retry; if the connection is down, the call waits for it (ready
-//     wait); the target's circuit breaker must admit the attempt — an
-//     open breaker fails the call at once with Unavailable matching
-//     breaker.ErrOpen, without touching the network.
-//  3. Attempt n (1..max attempts) runs with a context bounded by the
-//     per-attempt timeout, if any, and by the call deadline. From the
-//     second attempt on, the attempt number travels to the server in the
-//     outgoing metadata under AttemptMetadataKey; the caller's metadata is
-//     never modified.
-//  4. The call ends on success, on a non-retryable code, after the last
-//     attempt, or once the caller's context is done. DeadlineExceeded is
-//     retried only while the caller's context is alive (a per-attempt
-//     timeout fired, or the server sent the code).
-//  5. Otherwise the backoff delay for attempt n is computed (or the
-//     server's pushback replaces it). If the next
-//     attempt could not start before the call deadline, the call ends at
-//     once with the last attempt's error instead of sleeping. Otherwise it
-//     waits; a caller that cancels during the wait gets its answer at once,
-//     with the context's code (Canceled or DeadlineExceeded).
+//  2. Before attempt n: if the connection is down, the call waits for it
+//     (ready wait, WithReadyWait); the target's circuit breaker must admit
+//     the attempt — an open breaker fails the call at once with
+//     Unavailable matching breaker.ErrOpen, without touching the network,
+//     and a half-open breaker whose probes are all out makes the attempt
+//     wait (within the ready wait) for a probe to end.
+//  3. Attempt n runs with a context bounded by the per-attempt timeout, if
+//     any, and by the call deadline. From the second attempt on, the
+//     attempt number travels to the server in the outgoing metadata under
+//     AttemptMetadataKey; the caller's metadata is never modified.
+//  4. The outcome goes to the breaker, the budget and telemetry, and the
+//     decision follows, in this order: a success ends the call; so does
+//     the caller's context ending, a non-retryable code, or a breaker
+//     error. A negative pushback, the last attempt, or a retry budget
+//     that refuses stop retrying: the call ends with the last error.
+//  5. Otherwise the next attempt goes after the server's pushback delay if
+//     it sent one, at once if the connection was down (the attempt waits
+//     for it instead), or after the backoff delay. If that delay would not
+//     end before the call deadline, the call ends at once with the last
+//     attempt's error instead of sleeping into the deadline.
+//
+// Every wait (backoff, ready wait, breaker wait) runs on the Middleware's
+// clock and ends at once when the caller's context ends — with the
+// context's code — or when the connection is closed, with Canceled.
+// DeadlineExceeded is retried only while the caller's context is alive (a
+// per-attempt timeout fired, or the server sent the code).
 //
 // A failed call returns an *Error that keeps the last attempt's status
-// (status.Code(err) is that attempt's code) and the number of attempts.
+// (status.Code(err) is that attempt's code), the number of attempts and,
+// when a policy stopped retrying early, why (Reason).
+//
+// # Call options that act once per call
+//
+// The caller's grpc.CallOptions go to every attempt, except those with a
+// per-call meaning: grpc.OnFinish runs once, when the call ends, with the
+// error the caller gets; grpc.Header, grpc.Trailer and grpc.Peer hold the
+// last attempt's values (for hedged calls, the winner's). The
+// interceptors' own CallOptions never reach the transport.
 //
 // # Defaults
 //
@@ -80,7 +96,7 @@
 // WithRetryBudget): retries pass only while recent attempts to the target
 // mostly succeed, so an outage does not multiply the load on the target. A
 // server's grpc-retry-pushback-ms trailer replaces the next delay (>= 0) or
-// stops retrying (negative or malformed). When an attempt fails because the
+// stops retrying (negative or malformed), for retries and hedges alike. When an attempt fails because the
 // connection is down, the next attempt first waits for the connection, up
 // to WithReadyWait and within the call deadline, while the connection's
 // reconnect backoff is reset every WithReconnectProbe interval. Methods
@@ -178,7 +194,9 @@
 //
 // A Middleware and its interceptors are safe for concurrent use. The
 // attempt loop runs on the caller's goroutine; no goroutine is started on
-// the happy path. Goroutines exist only for hedged attempts (one per
-// attempt, all ended before the call returns) and, while calls wait for a
-// down connection, one reconnect probe per connection.
+// the happy path, hedged calls included until a hedge actually fires.
+// Goroutines exist only for hedges that fired (one per hedge, all ended
+// before the call returns) and, while calls wait on a connection, one
+// watcher per connection (it ends the waits when the connection closes and
+// probes reconnection during ready waits).
 package interceptors

@@ -15,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -384,6 +385,15 @@ func TestCloseEndsEveryWait(t *testing.T) {
 		fc := clock.NewFake(time.Now())
 		m := MustNew(withClock(fc), WithReadyWait(time.Hour), WithReconnectProbe(0))
 		conn := closedConn(t, m)
+		// Down before the call starts: the call waits for it at once.
+		conn.Connect()
+		ctx, cancel := context.WithTimeout(context.Background(), guard)
+		defer cancel()
+		for s := conn.GetState(); s != connectivity.TransientFailure; s = conn.GetState() {
+			if !conn.WaitForStateChange(ctx, s) {
+				t.Fatal("connection never failed")
+			}
+		}
 		res := make(chan error, 1)
 		go func() {
 			_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})

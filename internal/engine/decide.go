@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
@@ -51,6 +52,7 @@ type situation struct {
 	hasDeadline bool
 	remaining   time.Duration // until the call deadline
 	lastErr     error         // the latest attempt's error (for refusals)
+	callerErr   error         // the caller's context's status, once it is done
 }
 
 // outcome is the event decide reacts to: an attempt's end, a breaker's
@@ -106,9 +108,14 @@ func decide(p *Policy, s situation, o outcome) decision {
 	case o.err == nil:
 		return decision{op: opStop}
 	case s.callerDone:
-		// The caller is gone: nothing new starts. Attempts in flight end
-		// with its context; the last one to end gives the call's error.
-		return noMore(o.err, nil)
+		// The caller is gone: nothing new starts, and attempts in flight
+		// end with its context. A hedged call ends with the caller's
+		// status even when a hedge's failure is the last to arrive.
+		err := o.err
+		if s.hedged && s.callerErr != nil && o.code != status.Code(s.callerErr) {
+			err = status.Errorf(status.Code(s.callerErr), "%s; last attempt: %v", status.Convert(s.callerErr).Message(), o.err)
+		}
+		return noMore(err, nil)
 	case !p.RetryCodes.Has(o.code) || errors.Is(o.err, breaker.ErrOpen):
 		return decision{op: opStop, err: o.err}
 	case o.hasPushback && o.pushback < 0, s.pushStopped:

@@ -78,3 +78,16 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestDecideCallerDoneHedgedKeepsTheCallersStatus(t *testing.T) {
+	p := &Policy{MaxAttempts: 3, RetryCodes: NewCodeSet(codes.Unavailable)}
+	s := situation{attempts: 2, callerDone: true, hedged: true, callerErr: status.Error(codes.Canceled, "context canceled")}
+	d := decide(p, s, outcome{err: status.Error(codes.Unavailable, "down"), code: codes.Unavailable})
+	if d.op != opStop || status.Code(d.err) != codes.Canceled {
+		t.Fatalf("decide = op %d err %v, want stop with Canceled", d.op, d.err)
+	}
+	s.hedged = false
+	if d := decide(p, s, outcome{err: status.Error(codes.Unavailable, "down"), code: codes.Unavailable}); status.Code(d.err) != codes.Unavailable {
+		t.Fatalf("unhedged: err %v, want the attempt's own Unavailable", d.err)
+	}
+}

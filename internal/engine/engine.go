@@ -463,6 +463,9 @@ func (c *call) situation(err error, inFlight int, hedged bool) situation {
 	if dl, ok := c.ctx.Deadline(); ok {
 		s.hasDeadline, s.remaining = true, dl.Sub(c.e.cfg.Clock.Now())
 	}
+	if err := c.ctx.Err(); err != nil {
+		s.callerErr = status.FromContextError(err).Err()
+	}
 	return s
 }
 
