@@ -28,8 +28,8 @@ type CallOption struct {
 func callOption(f func(*policy)) CallOption { return CallOption{apply: f} }
 
 func callInvalid(p *policy, option, format string, args ...any) {
-	if p.err == nil {
-		p.err = fmt.Errorf("%s: %s", option, fmt.Sprintf(format, args...))
+	if p.Err == nil {
+		p.Err = fmt.Errorf("%s: %s", option, fmt.Sprintf(format, args...))
 	}
 }
 
@@ -105,7 +105,7 @@ func CallAttempts(n *int) CallOption {
 			callInvalid(p, "CallAttempts", "pointer is nil")
 			return
 		}
-		p.attemptsOut = n
+		p.AttemptsOut = n
 	})
 }
 

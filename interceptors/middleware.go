@@ -5,8 +5,6 @@ import (
 	"errors"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/internal/engine"
@@ -158,30 +156,18 @@ func (m *Middleware) StreamClientInterceptor() grpc.StreamClientInterceptor {
 }
 
 func (m *Middleware) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	var p policy
-	opts, onFinish := m.resolve(&p, method, opts)
-	if p.err != nil {
-		return invalidCall(p.err, onFinish)
-	}
-	return m.eng.Unary(ctx, &p.Policy, p.attemptsOut, onFinish, method, req, reply, cc, invoker, opts)
+	return m.eng.Unary(ctx, resolver{m}, method, req, reply, cc, invoker, opts)
 }
 
 func (m *Middleware) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	var p policy
-	opts, onFinish := m.resolve(&p, method, opts)
-	if p.err != nil {
-		return nil, invalidCall(p.err, onFinish)
-	}
-	return m.eng.Stream(ctx, &p.Policy, p.attemptsOut, onFinish, desc, cc, method, streamer, opts)
+	return m.eng.Stream(ctx, resolver{m}, desc, cc, method, streamer, opts)
 }
 
-// invalidCall is the error of a call with an invalid CallOption.
-func invalidCall(err error, onFinish []func(error)) error {
-	err = status.Error(codes.InvalidArgument, "interceptors: invalid call option: "+err.Error())
-	for _, f := range onFinish {
-		f(err)
-	}
-	return err
+// resolver hands the engine m's policy resolution.
+type resolver struct{ m *Middleware }
+
+func (r resolver) Resolve(p *engine.Policy, method string, opts []grpc.CallOption) ([]grpc.CallOption, []func(error)) {
+	return r.m.resolve(p, method, opts)
 }
 
 // resolve computes the policy for one call into p and removes from opts

@@ -82,12 +82,9 @@ type config struct {
 }
 
 // policy is what governs one call; it is resolved per call from the
-// Middleware defaults, the matching method policies and the call options.
-type policy struct {
-	engine.Policy
-	attemptsOut *int
-	err         error // a bad CallOption, reported when the call is made
-}
+// Middleware defaults, the matching method policies and the call options,
+// in place in the engine's call state.
+type policy = engine.Policy
 
 type methodPolicy struct {
 	match func(fullMethod string) bool
@@ -96,12 +93,12 @@ type methodPolicy struct {
 
 func defaultConfig() config {
 	return config{
-		policy: policy{Policy: engine.Policy{
+		policy: policy{
 			MaxAttempts: DefaultMaxAttempts,
 			RetryCodes:  engine.NewCodeSet(DefaultRetryCodes...),
 			Backoff:     backoff.MustExponential(backoff.DefaultConfig),
 			CallTimeout: DefaultCallTimeout,
-		}},
+		},
 		connectParams: grpc.ConnectParams{
 			Backoff:           DefaultConnectBackoff,
 			MinConnectTimeout: DefaultMinConnectTimeout,
@@ -211,10 +208,10 @@ func WithMethodPolicy(match func(fullMethod string) bool, opts ...CallOption) Op
 				return invalid("WithMethodPolicy", "zero CallOption")
 			}
 			o.apply(&probe)
-			if probe.err != nil {
-				return invalid("WithMethodPolicy", "%v", probe.err)
+			if probe.Err != nil {
+				return invalid("WithMethodPolicy", "%v", probe.Err)
 			}
-			if probe.attemptsOut != nil {
+			if probe.AttemptsOut != nil {
 				return invalid("WithMethodPolicy", "CallAttempts is per call only")
 			}
 		}

@@ -143,7 +143,6 @@ func loadOrCreate[V any](mu *sync.RWMutex, mp *map[string]*V, key string, create
 type call struct {
 	e        *Engine
 	p        Policy
-	out      *int // the caller's attempt counter, if any
 	onFinish []func(error)
 	ctx      context.Context // the caller's context, with the call deadline
 	cc       *grpc.ClientConn
@@ -180,10 +179,24 @@ type attempt struct {
 	tel       telemetry.Attempt
 }
 
-// init prepares c for a call: the call deadline and the call span. The
-// returned cancel is never nil.
-func (e *Engine) init(c *call, ctx context.Context, p *Policy, out *int, onFinish []func(error), method string, cc *grpc.ClientConn) context.CancelFunc {
-	c.e, c.p, c.out, c.onFinish, c.method, c.cc = e, *p, out, onFinish, method, cc
+// errInvalidCall is the status of a call with an invalid call option.
+func errInvalidCall(err error) error {
+	return status.Error(codes.InvalidArgument, "interceptors: invalid call option: "+err.Error())
+}
+
+// init prepares c for a call: the policy, resolved in place by r, the call
+// deadline and the call span. The returned cancel is never nil; on error
+// (an invalid call option) the call has ended.
+func (e *Engine) init(c *call, r Resolver, ctx context.Context, method string, cc *grpc.ClientConn, opts []grpc.CallOption) ([]grpc.CallOption, context.CancelFunc, error) {
+	c.e, c.method, c.cc = e, method, cc
+	opts, c.onFinish = r.Resolve(&c.p, method, opts)
+	if c.p.Err != nil {
+		err := errInvalidCall(c.p.Err)
+		for _, f := range c.onFinish {
+			f(err)
+		}
+		return nil, nil, err
+	}
 	if cc != nil {
 		c.target = cc.Target()
 		c.t = e.target(c.target)
@@ -195,7 +208,7 @@ func (e *Engine) init(c *call, ctx context.Context, p *Policy, out *int, onFinis
 		}
 	}
 	c.ctx, c.tel = e.cfg.Telemetry.StartCall(ctx, method, c.target)
-	return cancel
+	return opts, cancel, nil
 }
 
 func noop() {}
@@ -278,8 +291,10 @@ func (c *call) startAttempt(ctx context.Context, n int, waitReady bool, lastErr 
 // connection ended the wait.
 func (c *call) allow(ctx context.Context, set *breaker.Set, key string) (done func(error), err, end error) {
 	done, err = set.Allow(key)
-	var oe *breaker.OpenError
-	if c.e.cfg.ReadyWait <= 0 || err == nil || !errors.As(err, &oe) || oe.State != breaker.StateHalfOpen {
+	if err == nil || c.e.cfg.ReadyWait <= 0 {
+		return done, err, nil
+	}
+	if oe, ok := err.(*breaker.OpenError); !ok || oe.State != breaker.StateHalfOpen {
 		return done, err, nil
 	}
 	end = c.wait(ctx, c.e.cfg.ReadyWait, false, func(wctx context.Context) {
@@ -472,6 +487,11 @@ func (c *call) situation(err error, inFlight int, hedged bool) situation {
 // decide runs the engine's decision for c and keeps what it says for the
 // call: the reason attempts stopped, a pushback stop, telemetry.
 func (c *call) decide(o outcome, inFlight int, hedged bool) decision {
+	if o.err == nil && !o.refused && !o.hedgeTimer {
+		// A success ends the call whatever the situation: skip reading
+		// the clock and the budget on the happy path.
+		return decision{op: opStop}
+	}
 	d := decide(&c.p, c.situation(o.err, inFlight, hedged), o)
 	if d.reason != nil {
 		if d.reason == ErrBudgetExhausted && c.reason != ErrBudgetExhausted {
@@ -509,8 +529,8 @@ func (c *call) callerDeadline(err error) bool {
 // finish ends the call with err (nil: success) and returns what the caller
 // gets: nil, or the error built by Config.NewError.
 func (c *call) finish(err error) error {
-	if c.out != nil {
-		*c.out = c.attempts
+	if c.p.AttemptsOut != nil {
+		*c.p.AttemptsOut = c.attempts
 	}
 	if err != nil {
 		err = c.e.cfg.NewError(c.attempts, err, c.reason)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-resilience/resilience/backoff"
@@ -30,6 +31,20 @@ type Policy struct {
 	Hedge *Hedge
 	// NoBreaker lets the call bypass the circuit breaker.
 	NoBreaker bool
+	// AttemptsOut, if set, receives the number of attempts the call made.
+	AttemptsOut *int
+	// Err is a bad per-call setting: the call fails with InvalidArgument
+	// before any attempt.
+	Err error
+}
+
+// Resolver resolves the policy of one call.
+type Resolver interface {
+	// Resolve fills p, the zero Policy of a new call, for a call of method
+	// with the caller's opts. It returns opts without the options the
+	// interceptors handle themselves and without grpc.OnFinish, whose
+	// functions it returns: they run once, when the call ends.
+	Resolve(p *Policy, method string, opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []func(error))
 }
 
 // Hedge is a hedging policy: after Delay (or the method's Percentile

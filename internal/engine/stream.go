@@ -16,8 +16,7 @@ import (
 	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
-// Stream runs a streaming call under policy p; see Unary for opts,
-// onFinish and out.
+// Stream runs a streaming call whose policy r resolves.
 //
 // A stream is retried only before it is committed: until the first response
 // header or message arrives, the caller reads the headers, or the messages
@@ -27,16 +26,18 @@ import (
 // duplicated or lost message. Attempts are counted per stream, never per
 // message. The per-attempt timeout bounds the time to commit, not the life
 // of a committed stream.
-func (e *Engine) Stream(ctx context.Context, p *Policy, out *int, onFinish []func(error), desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts []grpc.CallOption) (grpc.ClientStream, error) {
+func (e *Engine) Stream(ctx context.Context, r Resolver, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts []grpc.CallOption) (grpc.ClientStream, error) {
 	s := &retryStream{
 		desc:     desc,
 		cc:       cc,
 		streamer: streamer,
 		maxBuf:   e.cfg.ReplayBuffer,
-		opts:     opts,
 	}
 	s.c.streaming = true
-	s.cancel = e.init(&s.c, ctx, p, out, onFinish, method, cc)
+	var err error
+	if s.opts, s.cancel, err = e.init(&s.c, r, ctx, method, cc, opts); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {

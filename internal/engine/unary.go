@@ -17,13 +17,13 @@ type unaryCall struct {
 	optsBuf    [8]grpc.CallOption
 }
 
-// Unary runs a unary call under policy p. opts are the caller's call
-// options without the interceptors' own and without grpc.OnFinish, whose
-// functions are in onFinish (they run once, when the call ends). out, if
-// not nil, receives the number of attempts made.
-func (e *Engine) Unary(ctx context.Context, p *Policy, out *int, onFinish []func(error), method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+// Unary runs a unary call whose policy r resolves.
+func (e *Engine) Unary(ctx context.Context, r Resolver, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
 	u := &unaryCall{}
-	cancel := e.init(&u.call, ctx, p, out, onFinish, method, cc)
+	opts, cancel, err := e.init(&u.call, r, ctx, method, cc, opts)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	if u.p.Hedge != nil {
 		return u.hedged(req, reply, invoker, opts)
