@@ -43,7 +43,7 @@ func TestRetriesRideThroughTransientFailures(t *testing.T) {
 	server := listen(t)
 	server.FailNext(2, testserver.Fault{Code: codes.Unavailable})
 	addr := server.Addr()
-	m, err := interceptors.New(interceptors.WithBackoff(fastBackoff()))
+	m, err := interceptors.New(interceptors.Backoff(fastBackoff()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestRetriesRideThroughTransientFailures(t *testing.T) {
 	}
 	defer conn.Close()
 	var attempts int
-	resp, err := testingv1.NewEchoServiceClient(conn).Echo(ctx, &testingv1.EchoRequest{Message: "x"}, interceptors.CallAttempts(&attempts))
+	resp, err := testingv1.NewEchoServiceClient(conn).Echo(ctx, &testingv1.EchoRequest{Message: "x"}, interceptors.Attempts(&attempts))
 	if err != nil {
 		t.Fatalf("Echo: %v", err)
 	}
@@ -77,7 +77,7 @@ func closedPort(t *testing.T) string {
 
 func TestDownstreamGoneWaitsForConnectionWithinDeadline(t *testing.T) {
 	addr := closedPort(t)
-	m := interceptors.MustNew(interceptors.WithBackoff(fastBackoff()))
+	m := interceptors.MustNew(interceptors.Backoff(fastBackoff()))
 	conn, err := grpc.NewClient(addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestDownstreamGoneWaitsForConnectionWithinDeadline(t *testing.T) {
 
 func TestDownstreamGoneFailsFastWithoutReadyWait(t *testing.T) {
 	addr := closedPort(t)
-	m := interceptors.MustNew(interceptors.WithBackoff(fastBackoff()), interceptors.WithMaxAttempts(3), interceptors.WithReadyWait(0))
+	m := interceptors.MustNew(interceptors.Backoff(fastBackoff()), interceptors.MaxAttempts(3), interceptors.WithReadyWait(0))
 	conn, err := grpc.NewClient(addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)

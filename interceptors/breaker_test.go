@@ -32,7 +32,7 @@ func tripFast(onChange func(key string, from, to breaker.State)) breaker.Config 
 func TestBreakerOpensAndFailsFastWithoutTouchingTheServer(t *testing.T) {
 	var mu sync.Mutex
 	var transitions []string
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithoutRetryBudget(), WithMaxAttempts(3),
+	h := newHarness(t, Backoff(backoff.Constant(0)), WithoutRetryBudget(), MaxAttempts(3),
 		WithBreaker(tripFast(func(key string, from, to breaker.State) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -69,7 +69,7 @@ func TestBreakerOpensAndFailsFastWithoutTouchingTheServer(t *testing.T) {
 }
 
 func TestBreakerIgnoresClientErrorsAndCallerCancels(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithBreaker(tripFast(nil)))
+	h := newHarness(t, Backoff(backoff.Constant(0)), WithBreaker(tripFast(nil)))
 	h.failNext(10, codes.NotFound)
 	for range 10 {
 		_ = echo(context.Background(), t, h.client)
@@ -88,15 +88,15 @@ func TestBreakerIgnoresClientErrorsAndCallerCancels(t *testing.T) {
 }
 
 func TestBreakerPerCallAndPerMethodOptOut(t *testing.T) {
-	m := MustNew(WithBackoff(backoff.Constant(0)), WithBreaker(tripFast(nil)),
-		WithMethodPolicy(MatchMethods("/resilience.testing.v1.EchoService/ServerStream"), CallNoBreaker()))
+	m := MustNew(Backoff(backoff.Constant(0)), WithBreaker(tripFast(nil)),
+		WithMethodPolicy(MatchMethods("/resilience.testing.v1.EchoService/ServerStream"), NoBreaker()))
 	h := newHarnessDial(t, m.DialOptions()...)
 	h.failNext(3, codes.Unavailable)
-	_ = echo(context.Background(), t, h.client, CallMaxAttempts(3))
+	_ = echo(context.Background(), t, h.client, MaxAttempts(3))
 	if err := echo(context.Background(), t, h.client); !errors.Is(err, breaker.ErrOpen) {
 		t.Fatalf("err %v, want the breaker open", err)
 	}
-	if err := echo(context.Background(), t, h.client, CallNoBreaker()); err != nil {
+	if err := echo(context.Background(), t, h.client, NoBreaker()); err != nil {
 		t.Errorf("CallNoBreaker: %v, want the call to reach the server", err)
 	}
 	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 2})
@@ -112,7 +112,7 @@ func TestBreakerPerCallAndPerMethodOptOut(t *testing.T) {
 }
 
 func TestBreakerOpenAtStreamCreation(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithBreaker(tripFast(nil)))
+	h := newHarness(t, Backoff(backoff.Constant(0)), WithBreaker(tripFast(nil)))
 	h.failNext(3, codes.Unavailable)
 	_ = echo(context.Background(), t, h.client)
 	for _, open := range []func() error{
@@ -133,7 +133,7 @@ func TestBreakerOpenAtStreamCreation(t *testing.T) {
 }
 
 func TestBreakerPerMethodKeys(t *testing.T) {
-	m := MustNew(WithBackoff(backoff.Constant(0)), WithBreaker(tripFast(nil)), WithBreakerPerMethod())
+	m := MustNew(Backoff(backoff.Constant(0)), WithBreaker(tripFast(nil)), WithBreakerPerMethod())
 	h := newHarnessDial(t, m.DialOptions()...)
 	h.failNext(3, codes.Unavailable)
 	_ = echo(context.Background(), t, h.client)
@@ -161,13 +161,13 @@ func TestHalfOpenWaitersWaitForTheProbeInsteadOfFailing(t *testing.T) {
 	c.ConsecutiveFailures = 3
 	c.OpenTimeout = time.Nanosecond // half-open at the next call
 	c.HalfOpenProbes = 1
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithoutRetryBudget(), WithBreaker(c))
+	h := newHarness(t, Backoff(backoff.Constant(0)), WithoutRetryBudget(), WithBreaker(c))
 	h.failNext(3, codes.Unavailable)
 	_ = echo(context.Background(), t, h.client) // trips the breaker
 	h.reset()
 	h.blockFirst(1) // the probe hangs at the server until released below
 	probe := make(chan error, 1)
-	go func() { probe <- echo(context.Background(), t, h.client, CallNoRetry()) }()
+	go func() { probe <- echo(context.Background(), t, h.client, MaxAttempts(1)) }()
 	<-h.arrivals
 	const waiters = 5
 	results := make(chan error, waiters)
@@ -210,7 +210,7 @@ func TestConnectionFailuresCountOnlyAfterAWholeReadyWait(t *testing.T) {
 		{"gone", 5 * time.Millisecond, 5 * time.Second, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := MustNew(WithBackoff(backoff.Constant(0)), WithoutRetryBudget(), WithBreaker(tripFast(nil)),
+			m := MustNew(Backoff(backoff.Constant(0)), WithoutRetryBudget(), WithBreaker(tripFast(nil)),
 				WithReadyWait(tc.readyWait), WithReconnectProbe(0))
 			conn, err := grpc.NewClient(addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 			if err != nil {

@@ -58,7 +58,7 @@ func TestDialOptionsDisableGRPCRetries(t *testing.T) {
 	const sc = `{"methodConfig":[{"name":[{"service":"resilience.testing.v1.EchoService"}],
 	  "retryPolicy":{"maxAttempts":4,"initialBackoff":"0.001s","maxBackoff":"0.001s",
 	  "backoffMultiplier":1,"retryableStatusCodes":["UNAVAILABLE"]}}]}`
-	m := MustNew(WithBackoff(backoff.Constant(0)), WithMaxAttempts(3))
+	m := MustNew(Backoff(backoff.Constant(0)), MaxAttempts(3))
 	h := newHarnessDial(t, append(m.DialOptions(), grpc.WithDefaultServiceConfig(sc))...)
 	h.failNext(100, codes.Unavailable)
 	err := echo(context.Background(), t, h.client)

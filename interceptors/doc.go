@@ -9,7 +9,7 @@
 //
 // # Use
 //
-//	m, err := interceptors.New(interceptors.WithMaxAttempts(4))
+//	m, err := interceptors.New(interceptors.MaxAttempts(4))
 //	if err != nil { ... }
 //	conn, err := grpc.NewClient(target, append(m.DialOptions(),
 //		grpc.WithTransportCredentials(creds))...)
@@ -23,7 +23,7 @@
 // they commit and hedged calls alike. For each call:
 //
 //  1. The call deadline is the caller's; if the caller's context has none,
-//     the default call timeout (WithCallTimeout) is applied.
+//     the default call timeout (Timeout) is applied.
 //  2. Before attempt n: if the connection is down, the call waits for it
 //     (ready wait, WithReadyWait); the target's circuit breaker must admit
 //     the attempt — an open breaker fails the call at once with
@@ -104,11 +104,50 @@
 //
 // # Per-method and per-call policy
 //
-// WithMethodPolicy applies CallOptions to the methods a matcher selects
-// (MatchMethods, MatchService, MatchMethodPrefix, or any func). CallOptions
-// passed with a call override both; they are removed before the call
+// Each setting of the call policy is a PolicyOption with one name
+// (MaxAttempts, RetryCodes, Backoff, PerAttemptTimeout, Timeout, Hedging,
+// NoBreaker), given in any of three places: to New (the default of every
+// call), to WithMethodPolicy (the methods a matcher selects: MatchMethods,
+// MatchService, MatchMethodPrefix, or any func), or with a call. A service
+// config (WithServiceConfig) sets the same policy from gRFC A6 JSON. The
+// layers apply in order — defaults, New's PolicyOptions, the service
+// config, method policies, the call's own — and all but the last are
+// resolved once per method (and per service config version), not on every
+// call. PolicyOptions passed with a call are removed before the call
 // reaches the transport. Alternatively, scope a whole Middleware to some
 // methods with go-grpc-middleware's selector package.
+//
+// # Service config
+//
+// WithServiceConfig takes the JSON grpc.WithDefaultServiceConfig takes
+// (gRFC A6) and gives it the same meaning:
+//
+//	methodConfig[].name            [{"service": "pkg.Svc", "method": "M"}]: exact method > service > {} (default)
+//	methodConfig[].timeout         "1.5s": the deadline of a call that has none
+//	methodConfig[].retryPolicy     maxAttempts (>= 2), initialBackoff, maxBackoff, backoffMultiplier,
+//	                               retryableStatusCodes (names such as "UNAVAILABLE", or numbers)
+//	methodConfig[].hedgingPolicy   maxAttempts (>= 2), hedgingDelay, nonFatalStatusCodes
+//	retryThrottling                maxTokens (0, 1000], tokenRatio > 0: the retry budget per target
+//
+// The backoff of a retryPolicy is grpc-go v1.85's: before retry n (counted
+// since the last server pushback), min(initialBackoff × backoffMultiplier^(n−1),
+// maxBackoff) times a random factor in [0.8, 1.2). A hedgingPolicy's
+// maxAttempts attempts may all be in flight; without nonFatalStatusCodes
+// every failure is fatal, as in A6.
+//
+// What A6 lacks lives under the "resilience" key (ExtensionKey), which
+// grpc-go's parser ignores, so one JSON can serve both:
+//
+//	methodConfig[].resilience.perAttemptTimeout   "0.5s"
+//	methodConfig[].resilience.hedgingPercentile   0.95: hedge at the method's observed p95 (with a hedgingPolicy)
+//	methodConfig[].resilience.breaker             false: the methods bypass the breaker
+//	resilience.readyWait                          "2s": WithReadyWait (read by New only)
+//	resilience.breaker                            window, openTimeout, minRequests, failureRatio,
+//	                                              consecutiveFailures, halfOpenProbes (read by New only)
+//
+// Errors name the JSON path and the value. SetServiceConfig swaps the JSON
+// of a running Middleware atomically; MethodPolicy tells what a method
+// resolved to.
 //
 // # Telemetry
 //

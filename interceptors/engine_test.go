@@ -145,7 +145,7 @@ func result(t *testing.T, ch <-chan error) error {
 }
 
 func hedging(d time.Duration, inFlight int) Option {
-	return WithMethodPolicy(MatchMethods(echoMethod), CallHedging(HedgePolicy{Delay: d, MaxAttempts: inFlight}))
+	return WithMethodPolicy(MatchMethods(echoMethod), Hedging(HedgePolicy{Delay: d, MaxAttempts: inFlight}))
 }
 
 // tripped returns breaker settings that open at the first failure and let
@@ -161,7 +161,7 @@ func tripped() breaker.Config {
 func (r *rig) openThenHalfOpen(t *testing.T) {
 	t.Helper()
 	r.srv.FailNext(1, testserver.Fault{})
-	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}, CallNoRetry()); status.Code(err) != codes.Unavailable {
+	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}, MaxAttempts(1)); status.Code(err) != codes.Unavailable {
 		t.Fatalf("tripping call: %v", err)
 	}
 	if st := r.m.Breakers().State(r.conn.Target()); st != breaker.StateOpen {
@@ -173,7 +173,7 @@ func (r *rig) openThenHalfOpen(t *testing.T) {
 func TestBreakerRunsOnTheMiddlewareClock(t *testing.T) {
 	r := newRig(t, WithBreaker(tripped()))
 	r.srv.FailNext(1, testserver.Fault{})
-	_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{}, CallNoRetry())
+	_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{}, MaxAttempts(1))
 	r.fc.Advance(time.Second - time.Nanosecond)
 	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); !errors.Is(err, breaker.ErrOpen) {
 		t.Fatalf("call within the open period: %v, want ErrOpen", err)
@@ -244,7 +244,7 @@ func TestHedgedNegativePushbackStopsHedges(t *testing.T) {
 	r := newRig(t, hedging(10*time.Millisecond, 3))
 	r.behave(func(ctx context.Context, n int64) error { return failWith(ctx, codes.Unavailable, "-1") })
 	var attempts int
-	err := result(t, r.call(context.Background(), CallAttempts(&attempts)))
+	err := result(t, r.call(context.Background(), Attempts(&attempts)))
 	if status.Code(err) != codes.Unavailable || !errors.Is(err, ErrPushback) || attempts != 1 {
 		t.Fatalf("err %v after %d attempts, want Unavailable with ErrPushback after 1", err, attempts)
 	}
@@ -290,7 +290,7 @@ func TestHedgeFailureStartsTheNextAtOnceWhilePrimaryRuns(t *testing.T) {
 		return nil
 	})
 	var attempts int
-	res := r.call(context.Background(), CallAttempts(&attempts))
+	res := r.call(context.Background(), Attempts(&attempts))
 	r.await(t, 1)
 	r.fc.Advance(50 * time.Millisecond)
 	r.await(t, 2)
@@ -323,7 +323,7 @@ func TestCancelledHedgedCallReturnsCanceled(t *testing.T) {
 
 func TestHedgingWithHugeMaxAttempts(t *testing.T) {
 	for _, n := range []int{1 << 18, math.MaxInt} {
-		r := newRig(t, WithMaxAttempts(n), hedging(time.Hour, n))
+		r := newRig(t, MaxAttempts(n), hedging(time.Hour, n))
 		if err := result(t, r.call(context.Background())); err != nil {
 			t.Fatalf("MaxAttempts %d: %v", n, err)
 		}
@@ -347,7 +347,7 @@ func TestUnneededHedgeStartsNoGoroutine(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		opts []grpc.CallOption
-	}{{"plain", []grpc.CallOption{CallNoRetry()}}, {"hedged", nil}} {
+	}{{"plain", []grpc.CallOption{MaxAttempts(1)}}, {"hedged", nil}} {
 		before := runtime.NumGoroutine()
 		during := -1
 		invoker := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
@@ -406,7 +406,7 @@ func TestCloseEndsEveryWait(t *testing.T) {
 		}
 	})
 	t.Run("backoff", func(t *testing.T) {
-		r := newRig(t, WithBackoff(backoff.Constant(5*time.Second)))
+		r := newRig(t, Backoff(backoff.Constant(5*time.Second)))
 		r.srv.FailNext(1, testserver.Fault{})
 		res := r.call(context.Background())
 		r.waitTimer(t, 5*time.Second)
@@ -433,7 +433,7 @@ func TestCloseEndsEveryWait(t *testing.T) {
 }
 
 func TestOnFinishRunsOncePerCall(t *testing.T) {
-	r := newRig(t, WithBackoff(backoff.Constant(0)), WithoutRetryBudget())
+	r := newRig(t, Backoff(backoff.Constant(0)), WithoutRetryBudget())
 	var calls atomic.Int32
 	var got error
 	onFinish := grpc.OnFinish(func(err error) { calls.Add(1); got = err })
@@ -445,7 +445,7 @@ func TestOnFinishRunsOncePerCall(t *testing.T) {
 	}
 
 	calls.Store(0)
-	hedged := CallHedging(HedgePolicy{Delay: 10 * time.Millisecond, MaxAttempts: 2})
+	hedged := Hedging(HedgePolicy{Delay: 10 * time.Millisecond, MaxAttempts: 2})
 	r.behave(func(ctx context.Context, n int64) error {
 		if n == 4 {
 			return hang(ctx)
@@ -476,8 +476,8 @@ func TestOnFinishRunsOncePerCall(t *testing.T) {
 
 func TestTypedNilsAreRejected(t *testing.T) {
 	var exp *backoff.Exponential // what NewExponential returns with its error
-	if _, err := New(WithBackoff(exp)); !errors.Is(err, ErrInvalidOption) {
-		t.Errorf("WithBackoff(typed nil): %v, want ErrInvalidOption", err)
+	if _, err := New(Backoff(exp)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("Backoff(typed nil): %v, want ErrInvalidOption", err)
 	}
 	var tp *sdktrace.TracerProvider
 	if _, err := New(WithTracerProvider(tp)); !errors.Is(err, ErrInvalidOption) {
@@ -489,17 +489,17 @@ func TestTypedNilsAreRejected(t *testing.T) {
 	}
 	r := newRig(t)
 	r.srv.FailNext(1, testserver.Fault{})
-	if err := result(t, r.call(context.Background(), CallBackoff(exp))); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("CallBackoff(typed nil): %v, want InvalidArgument before any attempt", err)
+	if err := result(t, r.call(context.Background(), Backoff(exp))); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Backoff(typed nil): %v, want InvalidArgument before any attempt", err)
 	}
-	if _, err := New(WithStreamReplayBuffer(math.MaxInt), WithMaxAttempts(math.MaxInt),
-		WithReadyWait(math.MaxInt64), WithCallTimeout(math.MaxInt64)); err != nil {
+	if _, err := New(WithStreamReplayBuffer(math.MaxInt), MaxAttempts(math.MaxInt),
+		WithReadyWait(math.MaxInt64), Timeout(math.MaxInt64)); err != nil {
 		t.Errorf("huge values: %v, want accepted", err)
 	}
 }
 
 func TestHugeReplayBufferStillReplays(t *testing.T) {
-	r := newRig(t, WithStreamReplayBuffer(math.MaxInt), WithBackoff(backoff.Constant(0)))
+	r := newRig(t, WithStreamReplayBuffer(math.MaxInt), Backoff(backoff.Constant(0)))
 	r.srv.FailNextAfterReceived(1, 2, testserver.Fault{})
 	stream, err := r.client.ClientStream(context.Background())
 	if err != nil {

@@ -33,8 +33,8 @@ func flakyServer(failures int, opts ...grpc.DialOption) (*testserver.Server, *gr
 
 func ExampleMiddleware_DialOptions() {
 	m, err := interceptors.New(
-		interceptors.WithMaxAttempts(4),
-		interceptors.WithBackoff(backoff.MustExponential(backoff.Config{
+		interceptors.MaxAttempts(4),
+		interceptors.Backoff(backoff.MustExponential(backoff.Config{
 			BaseDelay: time.Millisecond, Multiplier: 2, MaxDelay: 10 * time.Millisecond, Jitter: 0.2,
 		})),
 	)
@@ -46,25 +46,25 @@ func ExampleMiddleware_DialOptions() {
 
 	var attempts int
 	resp, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(),
-		&testingv1.EchoRequest{Message: "hello"}, interceptors.CallAttempts(&attempts))
+		&testingv1.EchoRequest{Message: "hello"}, interceptors.Attempts(&attempts))
 	fmt.Println(resp.GetMessage(), err, attempts)
 	// Output: hello <nil> 3
 }
 
-func ExampleCallNoRetry() {
+func ExampleMaxAttempts() {
 	m := interceptors.MustNew()
 	_, conn, stop := flakyServer(1, m.DialOptions()...)
 	defer stop()
 
 	// A non-idempotent call: one attempt only.
 	_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(),
-		&testingv1.EchoRequest{Message: "charge"}, interceptors.CallNoRetry())
+		&testingv1.EchoRequest{Message: "charge"}, interceptors.MaxAttempts(1))
 	fmt.Println(status.Code(err))
 	// Output: Unavailable
 }
 
 func ExampleError() {
-	m := interceptors.MustNew(interceptors.WithBackoff(backoff.Constant(0)))
+	m := interceptors.MustNew(interceptors.Backoff(backoff.Constant(0)))
 	_, conn, stop := flakyServer(100, m.DialOptions()...)
 	defer stop()
 
@@ -81,11 +81,11 @@ func ExampleError() {
 
 func ExampleWithMethodPolicy() {
 	m := interceptors.MustNew(
-		interceptors.WithBackoff(backoff.Constant(0)),
+		interceptors.Backoff(backoff.Constant(0)),
 		// Echo is not safe to repeat in this example: never retry it.
 		interceptors.WithMethodPolicy(
 			interceptors.MatchMethods("/resilience.testing.v1.EchoService/Echo"),
-			interceptors.CallNoRetry()),
+			interceptors.MaxAttempts(1)),
 	)
 	server, conn, stop := flakyServer(1, m.DialOptions()...)
 	defer stop()
@@ -96,10 +96,10 @@ func ExampleWithMethodPolicy() {
 }
 
 func ExampleNew_invalid() {
-	_, err := interceptors.New(interceptors.WithMaxAttempts(0))
+	_, err := interceptors.New(interceptors.MaxAttempts(0))
 	fmt.Println(err)
 	fmt.Println(errors.Is(err, interceptors.ErrInvalidOption))
 	// Output:
-	// interceptors: invalid option: WithMaxAttempts: must be >= 1, got 0
+	// interceptors: invalid option: MaxAttempts: must be >= 1, got 0
 	// true
 }

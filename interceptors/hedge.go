@@ -55,13 +55,16 @@ func (h HedgePolicy) validate() error {
 	return nil
 }
 
-// CallHedging hedges the call (or, with WithMethodPolicy, the matching
-// methods) according to p. The call's MaxAttempts is raised to
-// p.MaxAttempts if it is lower.
-func CallHedging(p HedgePolicy) CallOption {
-	if err := p.validate(); err != nil {
-		return callOption(func(pol *policy) { callInvalid(pol, "CallHedging", "%v", err) })
-	}
+// Hedging hedges calls according to p (see PolicyOption for where it may
+// be given). Their MaxAttempts is raised to p.MaxAttempts if it is lower.
+func Hedging(p HedgePolicy) PolicyOption {
+	err := p.validate()
 	h := &engine.Hedge{Delay: p.Delay, Percentile: p.Percentile, MaxInFlight: p.MaxAttempts}
-	return callOption(func(pol *policy) { pol.Hedge = h })
+	return policyOption("Hedging", func(pol *policy) error {
+		if err != nil {
+			return err
+		}
+		pol.Hedge = h
+		return nil
+	})
 }

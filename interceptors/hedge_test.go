@@ -20,7 +20,7 @@ import (
 )
 
 func hedgeAll(p HedgePolicy) Option {
-	return WithMethodPolicy(MatchMethods(echoMethod), CallHedging(p))
+	return WithMethodPolicy(MatchMethods(echoMethod), Hedging(p))
 }
 
 func TestHedgeWinsOverSlowFirstAttempt(t *testing.T) {
@@ -35,7 +35,7 @@ func TestHedgeWinsOverSlowFirstAttempt(t *testing.T) {
 	go func() {
 		var err error
 		resp, err = h.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "hedge"},
-			grpc.Header(&header), grpc.Trailer(&trailer), grpc.Peer(&p), CallAttempts(&attempts))
+			grpc.Header(&header), grpc.Trailer(&trailer), grpc.Peer(&p), Attempts(&attempts))
 		done <- err
 	}()
 	got, ok := fc.WaitForTimers(done2(t, done), 1)
@@ -86,11 +86,11 @@ func TestHedgeNotSentWhenFirstAnswersInTime(t *testing.T) {
 
 func TestHedgeRetryableFailureStartsNextAtOnce(t *testing.T) {
 	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(time.Hour)),
+	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(time.Hour)),
 		hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
 	h.failNext(2, codes.Unavailable)
 	var attempts int
-	if err := echo(context.Background(), t, h.client, CallAttempts(&attempts)); err != nil {
+	if err := echo(context.Background(), t, h.client, Attempts(&attempts)); err != nil {
 		t.Fatalf("err %v, want success on the third attempt without waiting", err)
 	}
 	if attempts != 3 {
@@ -138,14 +138,14 @@ func TestHedgedCallsNeverShareReplies(t *testing.T) {
 	wg.Wait()
 }
 
-func TestCallHedgingValidation(t *testing.T) {
+func TestHedgingValidation(t *testing.T) {
 	for _, p := range []HedgePolicy{
 		{Delay: 0, MaxAttempts: 2},
 		{Delay: time.Millisecond, MaxAttempts: 1},
 		{Delay: time.Millisecond, MaxAttempts: 2, Percentile: 1},
 	} {
 		if _, err := New(hedgeAll(p)); err == nil {
-			t.Errorf("New with CallHedging(%+v) succeeded, want an error", p)
+			t.Errorf("New with Hedging(%+v) succeeded, want an error", p)
 		}
 	}
 }

@@ -3,6 +3,8 @@ package interceptors
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 
@@ -53,6 +55,8 @@ type Middleware struct {
 	tel      telemetry.Recorder
 	eng      *engine.Engine
 	breakers *breaker.Set // nil when breakers are off
+	pol      atomic.Pointer[policies]
+	mu       sync.Mutex // serializes SetServiceConfig
 }
 
 // New returns a Middleware configured by opts, or an error that wraps
@@ -65,7 +69,7 @@ func New(opts ...Option) (*Middleware, error) {
 			errs = append(errs, invalid("Option", "nil option"))
 			continue
 		}
-		if err := o.apply(&cfg); err != nil {
+		if err := o.applyOption(&cfg); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -98,12 +102,13 @@ func New(opts ...Option) (*Middleware, error) {
 		ReadyWait:        cfg.readyWait,
 		ProbeInterval:    cfg.probeInterval,
 		ReplayBuffer:     cfg.replayBuffer,
-		Budget:           cfg.budget,
+		Budget:           effectiveBudget(&cfg, cfg.serviceConfig),
 		Breakers:         m.breakers,
 		BreakerPerMethod: cfg.breakerMethod,
 		Telemetry:        m.tel,
 		NewError:         newError,
 	})
+	m.pol.Store(newPolicies(&m.cfg, cfg.serviceConfig))
 	return m, nil
 }
 
@@ -175,26 +180,14 @@ func (r resolver) Resolve(p *engine.Policy, method string, opts []grpc.CallOptio
 // returns: they are per call, while opts go to every attempt. It allocates
 // only when opts holds some.
 func (m *Middleware) resolve(p *policy, method string, opts []grpc.CallOption) ([]grpc.CallOption, []func(error)) {
-	*p = m.cfg.policy
-	for i := range m.cfg.methodPolicies {
-		mp := &m.cfg.methodPolicies[i]
-		if mp.match(method) {
-			for _, o := range mp.opts {
-				o.apply(p)
-			}
-		}
-	}
+	*p = *m.pol.Load().forMethod(method)
 	removed := 0
 	var onFinish []func(error)
 	for _, o := range opts {
 		switch co := o.(type) {
-		case CallOption:
+		case PolicyOption:
 			removed++
-			if co.apply == nil {
-				callInvalid(p, "CallOption", "zero value")
-				continue
-			}
-			co.apply(p)
+			co.applyCall(p)
 		case grpc.OnFinishCallOption:
 			removed++
 			onFinish = append(onFinish, co.OnFinish)
@@ -209,7 +202,7 @@ func (m *Middleware) resolve(p *policy, method string, opts []grpc.CallOption) (
 	rest := make([]grpc.CallOption, 0, len(opts)-removed)
 	for _, o := range opts {
 		switch o.(type) {
-		case CallOption, grpc.OnFinishCallOption, *grpc.OnFinishCallOption:
+		case PolicyOption, grpc.OnFinishCallOption, *grpc.OnFinishCallOption:
 		default:
 			rest = append(rest, o)
 		}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -56,19 +55,21 @@ var DefaultConnectBackoff = grpcbackoff.Config{
 // ErrInvalidOption is wrapped by every error New returns for a bad option.
 var ErrInvalidOption = errors.New("interceptors: invalid option")
 
-// Option configures a Middleware. Options are applied in order; a later
-// option overrides an earlier one of the same kind.
+// Option configures a Middleware: its default call policy (every
+// PolicyOption is an Option) and the settings that are the Middleware's
+// alone (breakers, budget, ready wait, telemetry, ...). Options are applied
+// in order; a later option overrides an earlier one of the same kind.
 type Option interface {
-	apply(*config) error
+	applyOption(*config) error
 }
 
 type optionFunc func(*config) error
 
-func (f optionFunc) apply(c *config) error { return f(c) }
+func (f optionFunc) applyOption(c *config) error { return f(c) }
 
 // config is the immutable configuration of a Middleware.
 type config struct {
-	policy         policy
+	defaults       []PolicyOption // New's default policy, over defaultPolicy
 	methodPolicies []methodPolicy
 	connectParams  grpc.ConnectParams
 	clock          clock.Clock
@@ -79,6 +80,7 @@ type config struct {
 	probeInterval  time.Duration
 	breaker        *breaker.Config // nil: no breakers
 	breakerMethod  bool            // key breakers by target and method
+	serviceConfig  *serviceConfig  // the one given to New; nil: none
 }
 
 // policy is what governs one call; it is resolved per call from the
@@ -86,19 +88,18 @@ type config struct {
 // in place in the engine's call state.
 type policy = engine.Policy
 
-type methodPolicy struct {
-	match func(fullMethod string) bool
-	opts  []CallOption
+// defaultPolicy is the policy of a call that nothing else configures.
+func defaultPolicy() policy {
+	return policy{
+		MaxAttempts: DefaultMaxAttempts,
+		RetryCodes:  engine.NewCodeSet(DefaultRetryCodes...),
+		Backoff:     backoff.MustExponential(backoff.DefaultConfig),
+		CallTimeout: DefaultCallTimeout,
+	}
 }
 
 func defaultConfig() config {
 	return config{
-		policy: policy{
-			MaxAttempts: DefaultMaxAttempts,
-			RetryCodes:  engine.NewCodeSet(DefaultRetryCodes...),
-			Backoff:     backoff.MustExponential(backoff.DefaultConfig),
-			CallTimeout: DefaultCallTimeout,
-		},
 		connectParams: grpc.ConnectParams{
 			Backoff:           DefaultConnectBackoff,
 			MinConnectTimeout: DefaultMinConnectTimeout,
@@ -130,123 +131,6 @@ func isNil(v any) bool {
 
 func invalid(option, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidOption, option, fmt.Sprintf(format, args...))
-}
-
-// WithMaxAttempts sets how many attempts a call may make, counting the first
-// one: 1 disables retries. n must be at least 1. Default DefaultMaxAttempts.
-func WithMaxAttempts(n int) Option {
-	return optionFunc(func(c *config) error {
-		if n < 1 {
-			return invalid("WithMaxAttempts", "must be >= 1, got %d", n)
-		}
-		c.policy.MaxAttempts = n
-		return nil
-	})
-}
-
-// WithRetryCodes sets the status codes that are retried, replacing the
-// default (Unavailable, DeadlineExceeded). DeadlineExceeded is only ever
-// retried while the caller's context is alive. OK is rejected; so is an
-// empty list (use WithMaxAttempts(1) to disable retries).
-func WithRetryCodes(cs ...codes.Code) Option {
-	return optionFunc(func(c *config) error {
-		set, err := engine.RetryCodeSet(cs)
-		if err != nil {
-			return invalid("WithRetryCodes", "%v", err)
-		}
-		c.policy.RetryCodes = set
-		return nil
-	})
-}
-
-// WithBackoff sets the delay policy between attempts. Default: an
-// exponential backoff with backoff.DefaultConfig. Use
-// backoff.NewExponential to build one from a backoff.Config.
-func WithBackoff(p backoff.Policy) Option {
-	return optionFunc(func(c *config) error {
-		if isNil(p) {
-			return invalid("WithBackoff", "policy is nil")
-		}
-		c.policy.Backoff = p
-		return nil
-	})
-}
-
-// WithPerAttemptTimeout bounds each attempt. An attempt that times out
-// fails with DeadlineExceeded and is retried while the call deadline allows.
-// 0 means no per-attempt bound (the default): each attempt may use the whole
-// remaining call time. Negative values are rejected.
-func WithPerAttemptTimeout(d time.Duration) Option {
-	return durationOption("WithPerAttemptTimeout", d, func(c *config) *time.Duration { return &c.policy.PerAttemptTimeout })
-}
-
-// WithCallTimeout sets the deadline given to a call whose context has none.
-// A caller's own deadline is never changed. 0 disables the default deadline;
-// negative values are rejected. Default DefaultCallTimeout.
-func WithCallTimeout(d time.Duration) Option {
-	return durationOption("WithCallTimeout", d, func(c *config) *time.Duration { return &c.policy.CallTimeout })
-}
-
-// WithMethodPolicy applies opts to every call whose full method name
-// ("/package.Service/Method") satisfies match, for example to turn retries
-// off for non-idempotent methods:
-//
-//	interceptors.WithMethodPolicy(interceptors.MatchMethodPrefix("Create"),
-//		interceptors.CallMaxAttempts(1))
-//
-// Policies apply in the order given, after the Middleware defaults and
-// before the call's own CallOptions. An attempt counter (CallAttempts)
-// cannot be used here.
-func WithMethodPolicy(match func(fullMethod string) bool, opts ...CallOption) Option {
-	return optionFunc(func(c *config) error {
-		if match == nil {
-			return invalid("WithMethodPolicy", "match is nil")
-		}
-		var probe policy
-		for _, o := range opts {
-			if o.apply == nil {
-				return invalid("WithMethodPolicy", "zero CallOption")
-			}
-			o.apply(&probe)
-			if probe.Err != nil {
-				return invalid("WithMethodPolicy", "%v", probe.Err)
-			}
-			if probe.AttemptsOut != nil {
-				return invalid("WithMethodPolicy", "CallAttempts is per call only")
-			}
-		}
-		c.methodPolicies = append(c.methodPolicies, methodPolicy{match: match, opts: append([]CallOption(nil), opts...)})
-		return nil
-	})
-}
-
-// MatchMethods matches the given full method names
-// ("/package.Service/Method") exactly.
-func MatchMethods(fullMethods ...string) func(fullMethod string) bool {
-	set := make(map[string]struct{}, len(fullMethods))
-	for _, m := range fullMethods {
-		set[m] = struct{}{}
-	}
-	return func(fullMethod string) bool {
-		_, ok := set[fullMethod]
-		return ok
-	}
-}
-
-// MatchService matches every method of a service given by its full name
-// ("package.Service").
-func MatchService(service string) func(fullMethod string) bool {
-	prefix := "/" + service + "/"
-	return func(fullMethod string) bool { return strings.HasPrefix(fullMethod, prefix) }
-}
-
-// MatchMethodPrefix matches methods whose short name (the part after the
-// last "/") starts with prefix, e.g. "Create" matches
-// "/pkg.Service/CreateUser".
-func MatchMethodPrefix(prefix string) func(fullMethod string) bool {
-	return func(fullMethod string) bool {
-		return strings.HasPrefix(fullMethod[strings.LastIndexByte(fullMethod, '/')+1:], prefix)
-	}
 }
 
 // WithConnectParams sets the connect parameters DialOptions hands out.

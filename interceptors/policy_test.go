@@ -20,7 +20,7 @@ import (
 
 func TestPushbackReplacesBackoffDelay(t *testing.T) {
 	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(time.Second)))
+	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(time.Second)))
 	h.markTroubled(t)
 	h.pushback = "250"
 	h.failNext(1, codes.Unavailable)
@@ -44,7 +44,7 @@ func TestPushbackReplacesBackoffDelay(t *testing.T) {
 func TestPushbackNegativeOrMalformedStopsRetries(t *testing.T) {
 	for _, v := range []string{"-1", "soon", "1.5"} {
 		t.Run(v, func(t *testing.T) {
-			h := newHarness(t, WithBackoff(backoff.Constant(0)))
+			h := newHarness(t, Backoff(backoff.Constant(0)))
 			h.markTroubled(t)
 			h.pushback = v
 			h.failNext(5, codes.Unavailable)
@@ -61,7 +61,7 @@ func TestPushbackNegativeOrMalformedStopsRetries(t *testing.T) {
 
 func TestPushbackBeyondDeadlineReturnsAtOnce(t *testing.T) {
 	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(0)))
 	h.markTroubled(t)
 	h.pushback = "3600000" // one hour
 	h.failNext(1, codes.Unavailable)
@@ -79,7 +79,7 @@ func TestPushbackOfAHealthyTargetIsReadFromRetries(t *testing.T) {
 	// A target that has not failed lately skips reading trailers on first
 	// attempts (grpc-go copies every trailer asked for); its retries still
 	// read them, so a "stop" reaches the client at the second attempt.
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	h.pushback = "-1"
 	h.failNext(5, codes.Unavailable)
 	err := echo(context.Background(), t, h.client)
@@ -96,7 +96,7 @@ func TestPushbackOfAHealthyTargetIsReadFromRetries(t *testing.T) {
 }
 
 func TestRetryBudgetStopsRetriesUnderOutage(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithMaxAttempts(3),
+	h := newHarness(t, Backoff(backoff.Constant(0)), MaxAttempts(3),
 		WithRetryBudget(budget.Config{MaxTokens: 4, TokenRatio: 1}))
 	h.failNext(100, codes.Unavailable)
 	// 4 tokens: the first call's two failures leave 2 = MaxTokens/2, so
@@ -131,7 +131,7 @@ func TestRetryBudgetStopsRetriesUnderOutage(t *testing.T) {
 }
 
 func TestWithoutRetryBudgetRetriesEveryCall(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithoutRetryBudget(), WithoutBreaker())
+	h := newHarness(t, Backoff(backoff.Constant(0)), WithoutRetryBudget(), WithoutBreaker())
 	h.failNext(1000, codes.Unavailable)
 	for range 100 {
 		_ = echo(context.Background(), t, h.client)
@@ -142,7 +142,7 @@ func TestWithoutRetryBudgetRetriesEveryCall(t *testing.T) {
 }
 
 func TestCallsRideThroughServerRestart(t *testing.T) {
-	if failed := restartScenario(t, MustNew(WithBackoff(backoff.Constant(0)))); failed != 0 {
+	if failed := restartScenario(t, MustNew(Backoff(backoff.Constant(0)))); failed != 0 {
 		t.Errorf("%d calls failed across the restart, want 0", failed)
 	}
 }
@@ -150,7 +150,7 @@ func TestCallsRideThroughServerRestart(t *testing.T) {
 func TestCallsFailAcrossRestartWithoutReadyWait(t *testing.T) {
 	// The control for the test above: the same scenario without the ready
 	// wait loses calls, so the test above checks the feature.
-	if failed := restartScenario(t, MustNew(WithBackoff(backoff.Constant(0)), WithReadyWait(0))); failed == 0 {
+	if failed := restartScenario(t, MustNew(Backoff(backoff.Constant(0)), WithReadyWait(0))); failed == 0 {
 		t.Errorf("no call failed across the restart without the ready wait; the scenario does not exercise it")
 	}
 }
@@ -181,7 +181,7 @@ func restartScenario(t *testing.T, m *Middleware) int {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, err := client.Echo(ctx, &testingv1.EchoRequest{}, CallAttempts(&attempts[i]))
+			_, err := client.Echo(ctx, &testingv1.EchoRequest{}, Attempts(&attempts[i]))
 			errs <- err
 		}()
 	}

@@ -55,10 +55,10 @@ func equalInts(a, b []int32) bool {
 }
 
 func TestServerStreamRetriedBeforeCommit(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	h.failNext(2, codes.Unavailable)
 	var attempts int
-	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 5}, CallAttempts(&attempts))
+	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 5}, Attempts(&attempts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,15 +70,15 @@ func TestServerStreamRetriedBeforeCommit(t *testing.T) {
 		t.Errorf("received %v, want %v", got, seq(5))
 	}
 	if n := h.attempts(); n != 3 || attempts != 3 {
-		t.Errorf("server saw %d attempts, CallAttempts %d; want 3 and 3", n, attempts)
+		t.Errorf("server saw %d attempts, Attempts %d; want 3 and 3", n, attempts)
 	}
 }
 
 func TestServerStreamFailureAfterCommitReachesCaller(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithMaxAttempts(5))
+	h := newHarness(t, Backoff(backoff.Constant(0)), MaxAttempts(5))
 	h.failStreamAfter(3, codes.Unavailable)
 	var attempts int
-	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 10}, CallAttempts(&attempts))
+	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 10}, Attempts(&attempts))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,12 +90,12 @@ func TestServerStreamFailureAfterCommitReachesCaller(t *testing.T) {
 		t.Errorf("received %v, want exactly %v: no replay after commit", got, seq(3))
 	}
 	if n := h.attempts(); n != 1 || attempts != 1 {
-		t.Errorf("server saw %d attempts, CallAttempts %d; want 1 and 1", n, attempts)
+		t.Errorf("server saw %d attempts, Attempts %d; want 1 and 1", n, attempts)
 	}
 }
 
 func TestClientStreamReplaysMessagesInOrder(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	// Fail only once everything was received, so that the retry has to
 	// replay every message.
 	h.failNextAfterReceived(1, 3, codes.Unavailable)
@@ -128,7 +128,7 @@ func TestClientStreamReplaysMessagesInOrder(t *testing.T) {
 }
 
 func TestBidiStreamRetriedBeforeCommitAndNotAfter(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	// Fail before answering, but after the first message arrived, so that
 	// the message has to be replayed.
 	h.failNextAfterReceived(1, 1, codes.Unavailable)
@@ -182,7 +182,7 @@ func TestBidiStreamRetriedBeforeCommitAndNotAfter(t *testing.T) {
 }
 
 func TestReplayBufferOverflowCommits(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithStreamReplayBuffer(8))
+	h := newHarness(t, Backoff(backoff.Constant(0)), WithStreamReplayBuffer(8))
 	// The failure comes once all three messages arrived: after the second
 	// one overflowed the buffer.
 	h.failNextAfterReceived(1, 3, codes.Unavailable)
@@ -206,7 +206,7 @@ func TestReplayBufferOverflowCommits(t *testing.T) {
 
 func TestStreamPerAttemptTimeoutBoundsOnlyTheTimeToCommit(t *testing.T) {
 	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(0)), WithPerAttemptTimeout(50*time.Millisecond))
+	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(0)), PerAttemptTimeout(50*time.Millisecond))
 	h.blockFirst(1)
 	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 3})
 	if err != nil {
@@ -242,7 +242,7 @@ func TestStreamPerAttemptTimeoutBoundsOnlyTheTimeToCommit(t *testing.T) {
 }
 
 func TestStreamCancelMidStream(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := h.client.BidiStream(ctx)
 	if err != nil {
@@ -267,7 +267,7 @@ func TestStreamCancelMidStream(t *testing.T) {
 }
 
 func TestStreamCancelledBeforeCommitIsNotRetried(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	release := h.blockCalls()
 	defer release()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -286,7 +286,7 @@ func TestStreamCancelledBeforeCommitIsNotRetried(t *testing.T) {
 
 func TestAbandonedStreamsLeakNothing(t *testing.T) {
 	// goleak in TestMain checks that nothing outlives the test.
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	for range 10 {
 		ctx, cancel := context.WithCancel(context.Background())
 		stream, err := h.client.ServerStream(ctx, &testingv1.ServerStreamRequest{Count: 100})
@@ -301,7 +301,7 @@ func TestAbandonedStreamsLeakNothing(t *testing.T) {
 }
 
 func TestStreamSoakNoDuplicatesNoLosses(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithMaxAttempts(4))
+	h := newHarness(t, Backoff(backoff.Constant(0)), MaxAttempts(4))
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(1, 2))
 	h.streamFault = func() (bool, int) {

@@ -82,7 +82,7 @@ func (e *telemetryEnv) options(more ...Option) []Option {
 		WithTracerProvider(e.tp),
 		WithMeterProvider(e.mp),
 		WithPropagators(propagation.TraceContext{}),
-		WithBackoff(backoff.Constant(time.Millisecond)),
+		Backoff(backoff.Constant(time.Millisecond)),
 	}, more...)
 }
 
@@ -317,7 +317,7 @@ app INTERNAL {}
 
 func TestTelemetryExhaustedRetries(t *testing.T) {
 	e := newTelemetryEnv(t)
-	h := newTelemetryClient(t, e.options(WithMaxAttempts(3))...)
+	h := newTelemetryClient(t, e.options(MaxAttempts(3))...)
 	h.failNext(3, codes.Unavailable)
 	got := e.appCall(t, 5, func(ctx context.Context) {
 		if err := echo(ctx, t, h.client); status.Code(err) != codes.Unavailable {
@@ -372,7 +372,7 @@ app INTERNAL {}
 func TestTelemetryHedgedCall(t *testing.T) {
 	e := newTelemetryEnv(t)
 	h := newTelemetryClient(t, e.options(WithMethodPolicy(MatchMethods(echoMethod),
-		CallHedging(HedgePolicy{Delay: time.Millisecond, MaxAttempts: 2})))...)
+		Hedging(HedgePolicy{Delay: time.Millisecond, MaxAttempts: 2})))...)
 	h.mu.Lock()
 	h.blockAttemptOne = true // attempt 1 hangs until cancelled
 	h.mu.Unlock()
@@ -394,7 +394,7 @@ app INTERNAL {}
 // that the breaker's state and rejections are measured.
 func TestTelemetryBreakerRejection(t *testing.T) {
 	e := newTelemetryEnv(t)
-	h := newTelemetryClient(t, e.options(WithMaxAttempts(2),
+	h := newTelemetryClient(t, e.options(MaxAttempts(2),
 		WithBreaker(breaker.Config{ConsecutiveFailures: 2, OpenTimeout: time.Hour}))...)
 	h.failNext(2, codes.Unavailable)
 	got := e.appCall(t, 5, func(ctx context.Context) {

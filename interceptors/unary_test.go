@@ -33,14 +33,14 @@ func echo(ctx context.Context, t *testing.T, c testingv1.EchoServiceClient, opts
 }
 
 func TestRetryThenSucceed(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	h.failNext(2, codes.Unavailable)
 	var attempts int
-	if err := echo(context.Background(), t, h.client, CallAttempts(&attempts)); err != nil {
+	if err := echo(context.Background(), t, h.client, Attempts(&attempts)); err != nil {
 		t.Fatalf("Echo: %v, want success on the third attempt", err)
 	}
 	if attempts != 3 {
-		t.Errorf("CallAttempts = %d, want 3", attempts)
+		t.Errorf("Attempts = %d, want 3", attempts)
 	}
 	calls := h.calls()
 	if len(calls) != 3 {
@@ -61,7 +61,7 @@ func TestRetryThenSucceed(t *testing.T) {
 }
 
 func TestExhaustedRetriesReturnLastError(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithMaxAttempts(4))
+	h := newHarness(t, Backoff(backoff.Constant(0)), MaxAttempts(4))
 	h.failNext(10, codes.Unavailable)
 	err := echo(context.Background(), t, h.client)
 	if got := status.Code(err); got != codes.Unavailable {
@@ -88,7 +88,7 @@ func TestExhaustedRetriesReturnLastError(t *testing.T) {
 func TestNonRetryableCodeIsNotRetried(t *testing.T) {
 	for _, code := range []codes.Code{codes.NotFound, codes.InvalidArgument, codes.PermissionDenied, codes.Internal, codes.ResourceExhausted} {
 		t.Run(code.String(), func(t *testing.T) {
-			h := newHarness(t, WithBackoff(backoff.Constant(0)))
+			h := newHarness(t, Backoff(backoff.Constant(0)))
 			h.failNext(1, code)
 			err := echo(context.Background(), t, h.client)
 			if got := status.Code(err); got != code {
@@ -102,7 +102,7 @@ func TestNonRetryableCodeIsNotRetried(t *testing.T) {
 }
 
 func TestRetryCodesOption(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithRetryCodes(codes.ResourceExhausted))
+	h := newHarness(t, Backoff(backoff.Constant(0)), RetryCodes(codes.ResourceExhausted))
 	h.failNext(1, codes.ResourceExhausted)
 	if err := echo(context.Background(), t, h.client); err != nil {
 		t.Fatalf("Echo: %v, want success after retrying ResourceExhausted", err)
@@ -110,7 +110,7 @@ func TestRetryCodesOption(t *testing.T) {
 	h.reset()
 	h.failNext(1, codes.Unavailable)
 	if got := status.Code(echo(context.Background(), t, h.client)); got != codes.Unavailable {
-		t.Errorf("Unavailable with WithRetryCodes(ResourceExhausted): code %v, want Unavailable after 1 attempt", got)
+		t.Errorf("Unavailable with RetryCodes(ResourceExhausted): code %v, want Unavailable after 1 attempt", got)
 	}
 	if got := h.attempts(); got != 1 {
 		t.Errorf("server saw %d attempts, want 1", got)
@@ -120,7 +120,7 @@ func TestRetryCodesOption(t *testing.T) {
 func TestBackoffDelaysAreUsedBetweenAttempts(t *testing.T) {
 	fc := clock.NewFake(time.Now())
 	b := backoff.MustExponential(backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 3, MaxDelay: time.Second})
-	h := newHarness(t, withClock(fc), WithBackoff(b), WithMaxAttempts(3))
+	h := newHarness(t, withClock(fc), Backoff(b), MaxAttempts(3))
 	h.failNext(2, codes.Unavailable)
 	done := make(chan error, 1)
 	go func() { done <- echo(context.Background(), t, h.client) }()
@@ -167,7 +167,7 @@ func done2(t *testing.T, results chan error) <-chan struct{} {
 
 func TestCallerCancelDuringBackoffReturnsAtOnce(t *testing.T) {
 	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(time.Hour)), WithCallTimeout(0))
+	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(time.Hour)), Timeout(0))
 	h.failNext(1, codes.Unavailable)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -198,7 +198,7 @@ func TestCallerCancelDuringBackoffReturnsAtOnce(t *testing.T) {
 
 func TestDeadlineShorterThanBackoffReturnsLastErrorWithoutWaiting(t *testing.T) {
 	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), WithBackoff(backoff.Constant(time.Hour)))
+	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(time.Hour)))
 	h.failNext(1, codes.Unavailable)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -218,7 +218,7 @@ func TestDeadlineShorterThanBackoffReturnsLastErrorWithoutWaiting(t *testing.T) 
 }
 
 func TestDeadlineExceededRetriedOnlyWhileCallerAlive(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	// Sent by the server while the caller's context is alive: retried.
 	h.failNext(1, codes.DeadlineExceeded)
 	if err := echo(context.Background(), t, h.client); err != nil {
@@ -244,10 +244,10 @@ func TestDeadlineExceededRetriedOnlyWhileCallerAlive(t *testing.T) {
 }
 
 func TestPerAttemptTimeoutTriggersRetry(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithPerAttemptTimeout(50*time.Millisecond))
+	h := newHarness(t, Backoff(backoff.Constant(0)), PerAttemptTimeout(50*time.Millisecond))
 	h.blockFirst(1) // the first attempt hangs until its context ends
 	var attempts int
-	if err := echo(context.Background(), t, h.client, CallAttempts(&attempts)); err != nil {
+	if err := echo(context.Background(), t, h.client, Attempts(&attempts)); err != nil {
 		t.Fatalf("Echo: %v, want success on the second attempt", err)
 	}
 	if attempts != 2 {
@@ -265,7 +265,7 @@ func TestPerAttemptTimeoutTriggersRetry(t *testing.T) {
 }
 
 func TestDefaultCallTimeoutOnlyWhenCallerHasNone(t *testing.T) {
-	h := newHarness(t, WithCallTimeout(7*time.Second))
+	h := newHarness(t, Timeout(7*time.Second))
 	if err := echo(context.Background(), t, h.client); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestDefaultCallTimeoutOnlyWhenCallerHasNone(t *testing.T) {
 	if err := echo(ctx, t, h.client); err != nil {
 		t.Fatal(err)
 	}
-	if err := echo(context.Background(), t, h.client, CallTimeout(0)); err != nil {
+	if err := echo(context.Background(), t, h.client, Timeout(0)); err != nil {
 		t.Fatal(err)
 	}
 	dl := h.deadlines()
@@ -288,53 +288,53 @@ func TestDefaultCallTimeoutOnlyWhenCallerHasNone(t *testing.T) {
 		t.Errorf("call with a 1h deadline reached the server with %v left, want its own deadline kept", dl[1])
 	}
 	if dl[2] != noDeadline {
-		t.Errorf("call with CallTimeout(0) reached the server with %v left, want no deadline", dl[2])
+		t.Errorf("call with Timeout(0) reached the server with %v left, want no deadline", dl[2])
 	}
 }
 
 func TestPerCallOverrides(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)), WithMaxAttempts(5))
+	h := newHarness(t, Backoff(backoff.Constant(0)), MaxAttempts(5))
 	h.failNext(10, codes.Unavailable)
-	if got := status.Code(echo(context.Background(), t, h.client, CallNoRetry())); got != codes.Unavailable {
+	if got := status.Code(echo(context.Background(), t, h.client, MaxAttempts(1))); got != codes.Unavailable {
 		t.Errorf("code = %v, want Unavailable", got)
 	}
 	if got := h.attempts(); got != 1 {
-		t.Errorf("CallNoRetry: server saw %d attempts, want 1", got)
+		t.Errorf("MaxAttempts(1): server saw %d attempts, want 1", got)
 	}
 	h.reset()
 	h.failNext(10, codes.Unavailable)
-	_ = echo(context.Background(), t, h.client, CallMaxAttempts(2))
+	_ = echo(context.Background(), t, h.client, MaxAttempts(2))
 	if got := h.attempts(); got != 2 {
-		t.Errorf("CallMaxAttempts(2): server saw %d attempts, want 2", got)
+		t.Errorf("MaxAttempts(2): server saw %d attempts, want 2", got)
 	}
 	h.reset()
 	h.failNext(1, codes.Aborted)
-	if err := echo(context.Background(), t, h.client, CallRetryCodes(codes.Aborted)); err != nil {
-		t.Errorf("CallRetryCodes(Aborted): %v, want success after a retry", err)
+	if err := echo(context.Background(), t, h.client, RetryCodes(codes.Aborted)); err != nil {
+		t.Errorf("RetryCodes(Aborted): %v, want success after a retry", err)
 	}
 	h.reset()
 	h.blockFirst(1)
-	if err := echo(context.Background(), t, h.client, CallPerAttemptTimeout(20*time.Millisecond)); err != nil {
-		t.Errorf("CallPerAttemptTimeout: %v, want success after the first attempt timed out", err)
+	if err := echo(context.Background(), t, h.client, PerAttemptTimeout(20*time.Millisecond)); err != nil {
+		t.Errorf("PerAttemptTimeout: %v, want success after the first attempt timed out", err)
 	}
 	if got := h.attempts(); got != 2 {
-		t.Errorf("CallPerAttemptTimeout: server saw %d attempts, want 2", got)
+		t.Errorf("PerAttemptTimeout: server saw %d attempts, want 2", got)
 	}
 }
 
 func TestMethodPolicy(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)),
-		WithMethodPolicy(MatchMethods("/resilience.testing.v1.EchoService/Other"), CallMaxAttempts(5)),
-		WithMethodPolicy(MatchMethodPrefix("Ech"), CallNoRetry()),
+	h := newHarness(t, Backoff(backoff.Constant(0)),
+		WithMethodPolicy(MatchMethods("/resilience.testing.v1.EchoService/Other"), MaxAttempts(5)),
+		WithMethodPolicy(MatchMethodPrefix("Ech"), MaxAttempts(1)),
 	)
 	h.failNext(10, codes.Unavailable)
 	_ = echo(context.Background(), t, h.client)
 	if got := h.attempts(); got != 1 {
-		t.Errorf("method policy CallNoRetry for Echo: server saw %d attempts, want 1", got)
+		t.Errorf("method policy MaxAttempts(1) for Echo: server saw %d attempts, want 1", got)
 	}
 	h.reset()
 	h.failNext(10, codes.Unavailable)
-	_ = echo(context.Background(), t, h.client, CallMaxAttempts(3))
+	_ = echo(context.Background(), t, h.client, MaxAttempts(3))
 	if got := h.attempts(); got != 3 {
 		t.Errorf("call option over method policy: server saw %d attempts, want 3", got)
 	}
@@ -361,7 +361,7 @@ func TestMatchers(t *testing.T) {
 }
 
 func TestCallerMetadataIsNotModified(t *testing.T) {
-	h := newHarness(t, WithBackoff(backoff.Constant(0)))
+	h := newHarness(t, Backoff(backoff.Constant(0)))
 	h.failNext(2, codes.Unavailable)
 	md := metadata.Pairs("tenant", "a")
 	ctx := metadata.NewOutgoingContext(context.Background(), md)
@@ -390,17 +390,17 @@ func TestInvalidOptionsAreRejectedByName(t *testing.T) {
 		opt  Option
 		name string
 	}{
-		{WithMaxAttempts(0), "WithMaxAttempts"},
-		{WithRetryCodes(), "WithRetryCodes"},
-		{WithRetryCodes(codes.OK), "WithRetryCodes"},
-		{WithRetryCodes(codes.Code(99)), "WithRetryCodes"},
-		{WithBackoff(nil), "WithBackoff"},
-		{WithPerAttemptTimeout(-time.Second), "WithPerAttemptTimeout"},
-		{WithCallTimeout(-time.Second), "WithCallTimeout"},
+		{MaxAttempts(0), "MaxAttempts"},
+		{RetryCodes(), "RetryCodes"},
+		{RetryCodes(codes.OK), "RetryCodes"},
+		{RetryCodes(codes.Code(99)), "RetryCodes"},
+		{Backoff(nil), "Backoff"},
+		{PerAttemptTimeout(-time.Second), "PerAttemptTimeout"},
+		{Timeout(-time.Second), "Timeout"},
 		{WithMethodPolicy(nil), "WithMethodPolicy"},
-		{WithMethodPolicy(MatchMethods(echoMethod), CallMaxAttempts(0)), "CallMaxAttempts"},
-		{WithMethodPolicy(MatchMethods(echoMethod), CallAttempts(new(int))), "CallAttempts"},
-		{WithMethodPolicy(MatchMethods(echoMethod), CallOption{}), "zero CallOption"},
+		{WithMethodPolicy(MatchMethods(echoMethod), MaxAttempts(0)), "WithMethodPolicy: MaxAttempts"},
+		{WithMethodPolicy(MatchMethods(echoMethod), Attempts(new(int))), "WithMethodPolicy: Attempts: is per call only"},
+		{WithMethodPolicy(MatchMethods(echoMethod), PolicyOption{}), "WithMethodPolicy: PolicyOption: zero value"},
 		{WithConnectParams(grpc.ConnectParams{}), "MinConnectTimeout"},
 		{nil, "nil option"},
 	} {
@@ -413,25 +413,25 @@ func TestInvalidOptionsAreRejectedByName(t *testing.T) {
 			t.Errorf("New(bad %s) = %q, want ErrInvalidOption naming %s", tc.name, err, tc.name)
 		}
 	}
-	_, err := New(WithMaxAttempts(0), WithCallTimeout(-1))
-	if !strings.Contains(err.Error(), "WithMaxAttempts") || !strings.Contains(err.Error(), "WithCallTimeout") {
+	_, err := New(MaxAttempts(0), Timeout(-1))
+	if !strings.Contains(err.Error(), "MaxAttempts") || !strings.Contains(err.Error(), "Timeout") {
 		t.Errorf("two bad options: %q, want both named", err)
 	}
 }
 
-func TestInvalidCallOptionFailsCallByName(t *testing.T) {
+func TestInvalidPolicyOptionFailsCallByName(t *testing.T) {
 	h := newHarness(t)
 	for _, tc := range []struct {
-		opt  CallOption
+		opt  PolicyOption
 		name string
 	}{
-		{CallMaxAttempts(0), "CallMaxAttempts"},
-		{CallPerAttemptTimeout(-1), "CallPerAttemptTimeout"},
-		{CallTimeout(-1), "CallTimeout"},
-		{CallRetryCodes(), "CallRetryCodes"},
-		{CallBackoff(nil), "CallBackoff"},
-		{CallAttempts(nil), "CallAttempts"},
-		{CallOption{}, "CallOption"},
+		{MaxAttempts(0), "MaxAttempts"},
+		{PerAttemptTimeout(-1), "PerAttemptTimeout"},
+		{Timeout(-1), "Timeout"},
+		{RetryCodes(), "RetryCodes"},
+		{Backoff(nil), "Backoff"},
+		{Attempts(nil), "Attempts"},
+		{PolicyOption{}, "PolicyOption"},
 	} {
 		err := echo(context.Background(), t, h.client, tc.opt)
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.name) {

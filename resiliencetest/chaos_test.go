@@ -182,13 +182,13 @@ func TestChaosPerAttempt(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	defer tp.Shutdown(context.Background())
 	s := serve(t, nil, nil)
-	m, err := interceptors.New(interceptors.WithMaxAttempts(3), interceptors.WithTracerProvider(tp))
+	m, err := interceptors.New(interceptors.MaxAttempts(3), interceptors.WithTracerProvider(tp))
 	must(t, err)
 	chaos := mustNewChaos(t, alwaysFail)
 	chaos.SetEnabled(true)
 	c := s.client(t, append(m.DialOptions(), chaos.DialOptions()...)...)
 	var attempts int
-	if code := echoCode(callCtx(t), c, interceptors.CallAttempts(&attempts)); code != codes.Unavailable || attempts != 3 {
+	if code := echoCode(callCtx(t), c, interceptors.Attempts(&attempts)); code != codes.Unavailable || attempts != 3 {
 		t.Errorf("%v after %d attempts, want Unavailable after 3", code, attempts)
 	}
 	if n := s.faults.Attempts(echo); n != 0 {

@@ -38,7 +38,7 @@ func ExampleFaults() {
 		log.Fatal(err)
 	}
 
-	m, err := interceptors.New(interceptors.WithMaxAttempts(3))
+	m, err := interceptors.New(interceptors.MaxAttempts(3))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func ExampleFaults() {
 	defer conn.Close()
 	var attempts int
 	_, err = testingv1.NewEchoServiceClient(conn).Echo(context.Background(),
-		&testingv1.EchoRequest{Message: "hi"}, interceptors.CallAttempts(&attempts))
+		&testingv1.EchoRequest{Message: "hi"}, interceptors.Attempts(&attempts))
 	fmt.Printf("%v after %d attempts\n", status.Code(err), attempts)
 	fmt.Println("attempts at the server by number:", faults.AttemptNumbers(echo))
 	// Output:

@@ -231,8 +231,8 @@ func TestPushbackTrailer(t *testing.T) {
 func fastClient(t *testing.T, s *server, opts ...interceptors.Option) testingv1.EchoServiceClient {
 	t.Helper()
 	m, err := interceptors.New(append([]interceptors.Option{
-		interceptors.WithMaxAttempts(3),
-		interceptors.WithBackoff(backoff.Constant(time.Millisecond)),
+		interceptors.MaxAttempts(3),
+		interceptors.Backoff(backoff.Constant(time.Millisecond)),
 	}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -247,13 +247,13 @@ func TestPushbackStopsTheResilienceClient(t *testing.T) {
 	// Without pushback the client makes its 3 attempts.
 	must(t, s.faults.InjectNext(echo, 3, resiliencetest.Fail(codes.Unavailable)))
 	var attempts int
-	if code := echoCode(ctx, c, interceptors.CallAttempts(&attempts)); code != codes.Unavailable || attempts != 3 {
+	if code := echoCode(ctx, c, interceptors.Attempts(&attempts)); code != codes.Unavailable || attempts != 3 {
 		t.Errorf("%v after %d attempts, want Unavailable after 3", code, attempts)
 	}
 	// Pushback "-1" stops the retries (the client reads it on retries, and
 	// on first attempts once the target has failed lately, as here).
 	must(t, s.faults.InjectNext(echo, 3, resiliencetest.Fail(codes.Unavailable).WithPushback("-1")))
-	if code := echoCode(ctx, c, interceptors.CallAttempts(&attempts)); code != codes.Unavailable || attempts >= 3 {
+	if code := echoCode(ctx, c, interceptors.Attempts(&attempts)); code != codes.Unavailable || attempts >= 3 {
 		t.Errorf("%v after %d attempts, want Unavailable after fewer than 3: pushback -1 stops retries", code, attempts)
 	}
 	s.faults.Reset()
@@ -433,7 +433,7 @@ func TestCountsAreExactUnderConcurrency(t *testing.T) {
 		wg.Go(func() {
 			for range calls {
 				var attempts int
-				echoCode(ctx, c, interceptors.CallAttempts(&attempts), interceptors.CallNoBreaker())
+				echoCode(ctx, c, interceptors.Attempts(&attempts), interceptors.NoBreaker())
 				mu.Lock()
 				for n := 1; n <= attempts; n++ {
 					want[n]++

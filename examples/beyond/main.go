@@ -191,7 +191,7 @@ func hedging(quick bool) ([]Result, error) {
 		if client == "hedged" {
 			opts = interceptors.MustNew(interceptors.WithMethodPolicy(
 				interceptors.MatchMethods(testingv1.EchoService_Echo_FullMethodName),
-				interceptors.CallHedging(interceptors.HedgePolicy{Delay: 5 * time.Millisecond, Percentile: 0.9, MaxAttempts: 3}),
+				interceptors.Hedging(interceptors.HedgePolicy{Delay: 5 * time.Millisecond, Percentile: 0.9, MaxAttempts: 3}),
 			)).DialOptions()
 		}
 		c, closeConn, err := dial(l.addr, opts...)
@@ -329,14 +329,14 @@ func outage(quick bool) ([]Result, error) {
 		calls = 500
 	}
 	var out []Result
-	fast := interceptors.WithBackoff(backoff.MustExponential(backoff.Config{BaseDelay: time.Millisecond, Multiplier: 2, MaxDelay: 4 * time.Millisecond, Jitter: 0.2}))
+	fast := interceptors.Backoff(backoff.MustExponential(backoff.Config{BaseDelay: time.Millisecond, Multiplier: 2, MaxDelay: 4 * time.Millisecond, Jitter: 0.2}))
 	for _, client := range []string{"3 attempts, no budget", "3 attempts + budget", "defaults: budget + breaker"} {
 		srv := &server{failAll: true}
 		l := &listener{srv: srv, addr: "127.0.0.1:0"}
 		if err := l.start(); err != nil {
 			return nil, err
 		}
-		opts := []interceptors.Option{fast, interceptors.WithMaxAttempts(3)}
+		opts := []interceptors.Option{fast, interceptors.MaxAttempts(3)}
 		switch client {
 		case "3 attempts, no budget":
 			opts = append(opts, interceptors.WithoutRetryBudget(), interceptors.WithoutBreaker())

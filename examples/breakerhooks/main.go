@@ -75,7 +75,7 @@ func run(w io.Writer) error {
 		defer cancel()
 		var attempts int
 		before := faults.Attempts(resiliencetest.AllMethods)
-		_, err := client.Echo(ctx, &testingv1.EchoRequest{Message: "hi"}, interceptors.CallAttempts(&attempts))
+		_, err := client.Echo(ctx, &testingv1.EchoRequest{Message: "hi"}, interceptors.Attempts(&attempts))
 		fmt.Fprintf(w, "call %d: %v after %d attempt(s), %d reached the server", i, status.Code(err), attempts, faults.Attempts(resiliencetest.AllMethods)-before)
 		if errors.Is(err, breaker.ErrOpen) {
 			var oe *breaker.OpenError

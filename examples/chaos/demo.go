@@ -200,7 +200,7 @@ func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Optio
 	if d.cfg.Hedge > 0 {
 		opts = append(opts, interceptors.WithMethodPolicy(
 			interceptors.MatchMethods(testingv1.EchoService_Echo_FullMethodName),
-			interceptors.CallHedging(interceptors.HedgePolicy{Delay: d.cfg.Hedge, MaxAttempts: 2})))
+			interceptors.Hedging(interceptors.HedgePolicy{Delay: d.cfg.Hedge, MaxAttempts: 2})))
 	}
 	return append(opts, tel.interceptorOptions()...)
 }

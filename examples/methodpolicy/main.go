@@ -52,12 +52,12 @@ func run(w io.Writer) error {
 		// Reads: up to 5 attempts, none longer than 200 ms.
 		interceptors.WithMethodPolicy(
 			interceptors.MatchMethods(testingv1.EchoService_Echo_FullMethodName),
-			interceptors.CallMaxAttempts(5),
-			interceptors.CallPerAttemptTimeout(200*time.Millisecond)),
+			interceptors.MaxAttempts(5),
+			interceptors.PerAttemptTimeout(200*time.Millisecond)),
 		// Uploads create things: a retry could create them twice.
 		interceptors.WithMethodPolicy(
 			interceptors.MatchMethods(testingv1.EchoService_ClientStream_FullMethodName),
-			interceptors.CallNoRetry()),
+			interceptors.MaxAttempts(1)),
 		// Policies can also match a whole service
 		// (interceptors.MatchService("resilience.testing.v1.EchoService")),
 		// a name prefix (interceptors.MatchMethodPrefix("Create")) or any

@@ -1,4 +1,4 @@
-// Percall: override the Middleware's policy for one call with CallOptions
+// Percall: override the Middleware's policy for one call with PolicyOptions
 // passed beside the call's other grpc.CallOptions, and learn how many
 // attempts a call took.
 //
@@ -47,7 +47,7 @@ func run(w io.Writer) error {
 	defer srv.Stop()
 
 	// Defaults (3 attempts, ...) except for a breaker that opens after 7
-	// failed attempts in a row (default 25), to show CallNoBreaker below.
+	// failed attempts in a row (default 25), to show NoBreaker below.
 	m, err := interceptors.New(interceptors.WithBreaker(breaker.Config{ConsecutiveFailures: 7}))
 	if err != nil {
 		return err
@@ -62,12 +62,12 @@ func run(w io.Writer) error {
 	req := &testingv1.EchoRequest{Message: "hi"}
 
 	// call makes one Echo call with opts and prints its outcome: the code,
-	// the attempts (CallAttempts) and, on failure, what the *Error says.
+	// the attempts (Attempts) and, on failure, what the *Error says.
 	call := func(what string, opts ...grpc.CallOption) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		var attempts int
-		_, err := client.Echo(ctx, req, append(opts, interceptors.CallAttempts(&attempts))...)
+		_, err := client.Echo(ctx, req, append(opts, interceptors.Attempts(&attempts))...)
 		fmt.Fprintf(w, "%-47s %-16s attempts %d", what, status.Code(err), attempts)
 		var ie *interceptors.Error
 		if errors.As(err, &ie) && ie.Reason != nil {
@@ -91,20 +91,20 @@ func run(w io.Writer) error {
 	inject(3, unavailable)
 	call("server fails 3x, default (3 attempts)")
 	inject(3, unavailable)
-	call("server fails 3x, CallMaxAttempts(5)", interceptors.CallMaxAttempts(5))
+	call("server fails 3x, MaxAttempts(5)", interceptors.MaxAttempts(5))
 
 	// 2. No retry for a call that must not be repeated.
 	inject(1, unavailable)
-	call("server fails 1x, CallNoRetry()", interceptors.CallNoRetry())
+	call("server fails 1x, MaxAttempts(1)", interceptors.MaxAttempts(1))
 
 	// 3. Bound each attempt: the first one hangs, the second answers.
 	inject(1, resiliencetest.Hang())
-	call("1st attempt hangs, CallPerAttemptTimeout(50ms)", interceptors.CallPerAttemptTimeout(50*time.Millisecond))
+	call("1st attempt hangs, PerAttemptTimeout(50ms)", interceptors.PerAttemptTimeout(50*time.Millisecond))
 
 	// 4. Or race a second attempt against a slow first one.
 	inject(1, resiliencetest.Hang())
 	start := time.Now()
-	call("1st attempt hangs, CallHedging(20ms)", interceptors.CallHedging(interceptors.HedgePolicy{
+	call("1st attempt hangs, Hedging(20ms)", interceptors.Hedging(interceptors.HedgePolicy{
 		Delay: 20 * time.Millisecond, MaxAttempts: 2,
 	}))
 	if time.Since(start) > time.Second {
@@ -112,11 +112,11 @@ func run(w io.Writer) error {
 	}
 
 	// 5. A breaker opened by failures refuses calls at once; a call that
-	// must go through anyway (a health check, say) passes CallNoBreaker.
+	// must go through anyway (a health check, say) passes NoBreaker.
 	inject(7, unavailable)
-	call("server fails 7x, 7 attempts 10ms apart", interceptors.CallMaxAttempts(7),
-		interceptors.CallBackoff(backoff.Constant(10*time.Millisecond)))
+	call("server fails 7x, 7 attempts 10ms apart", interceptors.MaxAttempts(7),
+		interceptors.Backoff(backoff.Constant(10*time.Millisecond)))
 	call("next call: the breaker is open")
-	call("next call, CallNoBreaker()", interceptors.CallNoBreaker())
+	call("next call, NoBreaker()", interceptors.NoBreaker())
 	return err // from inject
 }

@@ -56,7 +56,7 @@ func run() error {
 	// The resilient client: 3 attempts per call, 50 ms × 2^n backoff with
 	// jitter, a 10 s deadline for calls that set none, grpc-go's own
 	// retries off.
-	m, err := interceptors.New(interceptors.WithMaxAttempts(3))
+	m, err := interceptors.New(interceptors.MaxAttempts(3))
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func run() error {
 		var attempts int
 		start := time.Now()
 		resp, err := client.Echo(context.Background(), &testingv1.EchoRequest{Message: fmt.Sprintf("hello %d", i)},
-			interceptors.CallAttempts(&attempts))
+			interceptors.Attempts(&attempts))
 		if err != nil {
 			return fmt.Errorf("call %d: %w", i, err)
 		}
@@ -82,8 +82,8 @@ func run() error {
 	}
 
 	// Without retries the same server fails most calls.
-	_, err = client.Echo(context.Background(), &testingv1.EchoRequest{Message: "once"}, interceptors.CallNoRetry())
-	fmt.Printf("a call with CallNoRetry: code %v\n", status.Code(err))
+	_, err = client.Echo(context.Background(), &testingv1.EchoRequest{Message: "once"}, interceptors.MaxAttempts(1))
+	fmt.Printf("a call with MaxAttempts(1): code %v\n", status.Code(err))
 	fmt.Printf("the server saw %d attempts for 6 calls\n", server.calls.Load())
 	return nil
 }

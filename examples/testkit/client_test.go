@@ -32,7 +32,7 @@ func TestClientRidesOutFaults(t *testing.T) {
 	t.Cleanup(srv.Stop)
 
 	// The client: your settings.
-	m, err := interceptors.New(interceptors.WithMaxAttempts(3))
+	m, err := interceptors.New(interceptors.MaxAttempts(3))
 	if err != nil {
 		t.Fatal(err)
 	}

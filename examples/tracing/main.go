@@ -213,7 +213,7 @@ func run(ctx context.Context, w io.Writer, clientExp, serverExp sdktrace.SpanExp
 	defer srv.Stop()
 
 	m, err := interceptors.New(
-		interceptors.WithMaxAttempts(failures+1),
+		interceptors.MaxAttempts(failures+1),
 		interceptors.WithTracerProvider(clientTP),
 		interceptors.WithPropagators(prop),
 	)
@@ -233,7 +233,7 @@ func run(ctx context.Context, w io.Writer, clientExp, serverExp sdktrace.SpanExp
 	id = span.SpanContext().TraceID()
 	var attempts int
 	resp, err := testingv1.NewEchoServiceClient(conn).Echo(ctx,
-		&testingv1.EchoRequest{Message: "hello"}, interceptors.CallAttempts(&attempts))
+		&testingv1.EchoRequest{Message: "hello"}, interceptors.Attempts(&attempts))
 	span.End()
 	if err != nil {
 		return id, fmt.Errorf("call: %w", err)

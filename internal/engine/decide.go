@@ -44,6 +44,7 @@ type decision struct {
 // situation is what decide knows of the call besides its policy.
 type situation struct {
 	attempts    int  // attempts made so far, the one that just ended included
+	retries     int  // of them, retries since the last pushback delay: the backoff's exponent
 	inFlight    int  // other attempts still running or starting (hedged calls)
 	hedged      bool // the call is hedged: retryable failures go again at once
 	callerDone  bool // the caller's context is done, or the outcome is its deadline
@@ -131,7 +132,7 @@ func decide(p *Policy, s situation, o outcome) decision {
 		delay = o.pushback
 	case o.noConn, s.hedged:
 	default:
-		delay = p.Backoff.Delay(s.attempts)
+		delay = p.Backoff.Delay(s.retries)
 	}
 	if s.hasDeadline && delay > 0 && delay >= s.remaining {
 		// The next attempt could not start before the deadline: give up

@@ -22,7 +22,7 @@ func TestDecide(t *testing.T) {
 	unavailable := status.Error(codes.Unavailable, "down")
 	failed := outcome{err: unavailable, code: codes.Unavailable}
 	open := breaker.ErrOpen
-	base := situation{attempts: 1, budgetOK: true}
+	base := situation{attempts: 1, retries: 1, budgetOK: true}
 	with := func(f func(*situation)) situation { s := base; f(&s); return s }
 	for _, tc := range []struct {
 		name   string

@@ -50,8 +50,9 @@ type Config struct {
 // connection watchers). It is safe for concurrent use and holds no
 // goroutine of its own.
 type Engine struct {
-	cfg   Config
-	conns conns
+	cfg    Config
+	conns  conns
+	budget atomic.Pointer[budget.Config] // nil: budgets off
 
 	mu        sync.RWMutex
 	targets   map[string]*target
@@ -65,12 +66,40 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{cfg: cfg}
 	e.conns = conns{interval: cfg.ProbeInterval, clock: cfg.Clock}
+	e.budget.Store(cfg.Budget)
 	return e
+}
+
+// Budget returns the retry budget configuration in force; nil: off.
+func (e *Engine) Budget() *budget.Config { return e.budget.Load() }
+
+// SetBudget changes the retry budget of every target to c (nil: off).
+// Targets whose budget had another size get a new, full budget of the new
+// size; calls in flight keep using the budget they started with.
+func (e *Engine) SetBudget(c *budget.Config) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.budget.Load()
+	if (old == nil && c == nil) || (old != nil && c != nil && *old == *c) {
+		return
+	}
+	e.budget.Store(c)
+	for _, t := range e.targets {
+		t.budget.Store(newBudget(c))
+	}
+}
+
+func newBudget(c *budget.Config) *budget.Budget {
+	if c == nil {
+		return nil
+	}
+	b, _ := budget.New(*c) // validated by the interceptors
+	return b
 }
 
 // target is what an Engine keeps per target.
 type target struct {
-	budget *budget.Budget // nil when budgets are off
+	budget atomic.Pointer[budget.Budget] // nil when budgets are off
 	// troubled counts down the successful attempts since the target last
 	// failed: while it is above zero, first attempts ask for the trailer
 	// to read server pushback from. A healthy target's calls skip it,
@@ -100,9 +129,7 @@ func (t *target) wantsTrailer(n int) bool {
 func (e *Engine) target(name string) *target {
 	return loadOrCreate(&e.mu, &e.targets, name, func() *target {
 		t := &target{}
-		if e.cfg.Budget != nil {
-			t.budget, _ = budget.New(*e.cfg.Budget) // validated by the interceptors
-		}
+		t.budget.Store(newBudget(e.budget.Load()))
 		if e.cfg.Breakers != nil && !e.cfg.BreakerPerMethod {
 			// Give the breaker state gauge its first point: closed.
 			e.cfg.Telemetry.BreakerState(name, telemetry.BreakerClosed)
@@ -149,6 +176,7 @@ type call struct {
 	method   string
 	target   string
 	t        *target
+	budget   *budget.Budget // the target's, when the call started; nil: none
 	// attempts counts the attempts made (refused ones are taken back).
 	attempts int
 	// streaming calls bound only the time to commit by the per-attempt
@@ -159,6 +187,9 @@ type call struct {
 	notReady bool
 	// pushStopped is set once a server asked the call not to retry.
 	pushStopped bool
+	// pushedAt is the attempt after which a server's pushback delay was
+	// last used: the backoff counts retries from there (as grpc-go does).
+	pushedAt int
 	// reason explains why attempts stopped early, if they did.
 	reason error
 	// lastErr is the latest attempt's error.
@@ -200,6 +231,7 @@ func (e *Engine) init(c *call, r Resolver, ctx context.Context, method string, c
 	if cc != nil {
 		c.target = cc.Target()
 		c.t = e.target(c.target)
+		c.budget = c.t.budget.Load()
 	}
 	cancel := context.CancelFunc(noop)
 	if c.p.CallTimeout > 0 {
@@ -436,8 +468,8 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) outcome {
 	if err == nil {
 		if c.t != nil {
 			c.t.succeeded()
-			if c.t.budget != nil {
-				c.t.budget.Success()
+			if c.budget != nil {
+				c.budget.Success()
 			}
 		}
 		return o
@@ -457,8 +489,8 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) outcome {
 	}
 	// The budget guards servers against retry load: an attempt that
 	// reached none is not counted.
-	if !o.noConn && c.t != nil && c.t.budget != nil && (o.hasPushback || c.p.RetryCodes.Has(o.code)) {
-		c.t.budget.Failure()
+	if !o.noConn && c.budget != nil && (o.hasPushback || c.p.RetryCodes.Has(o.code)) {
+		c.budget.Failure()
 	}
 	return o
 }
@@ -468,10 +500,11 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) outcome {
 func (c *call) situation(err error, inFlight int, hedged bool) situation {
 	s := situation{
 		attempts:    c.attempts,
+		retries:     c.attempts - c.pushedAt,
 		inFlight:    inFlight,
 		hedged:      hedged,
 		callerDone:  c.ctx.Err() != nil || (err != nil && c.callerDeadline(err)),
-		budgetOK:    c.t == nil || c.t.budget == nil || c.t.budget.AllowRetry(),
+		budgetOK:    c.budget == nil || c.budget.AllowRetry(),
 		pushStopped: c.pushStopped,
 		lastErr:     c.lastErr,
 	}
@@ -503,6 +536,9 @@ func (c *call) decide(o outcome, inFlight int, hedged bool) decision {
 		c.reason = d.reason
 	}
 	if d.op == opAttempt && !o.hedgeTimer {
+		if o.hasPushback {
+			c.pushedAt = c.attempts
+		}
 		c.tel.RetryScheduled(c.attempts+1, d.delay, o.code)
 	}
 	return d

@@ -90,7 +90,9 @@ var errHedgeLost = status.Error(codes.Canceled, "interceptors: another attempt a
 func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
 	hp := u.p.Hedge
 	u.p.MaxAttempts = max(u.p.MaxAttempts, hp.MaxInFlight)
-	h := &hedger{u: u, req: req, reply: reply, invoker: invoker, opts: opts, delay: hp.Delay}
+	// A zero delay (a service config's hedgingDelay "0s") sends the hedges
+	// at once, one timer tick apart.
+	h := &hedger{u: u, req: req, reply: reply, invoker: invoker, opts: opts, delay: max(hp.Delay, time.Nanosecond)}
 	if msg, ok := reply.(proto.Message); ok {
 		// Taken before any attempt runs: the caller's goroutine's attempt
 		// writes into the reply while hedges are launched.

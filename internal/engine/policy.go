@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"time"
 
 	"google.golang.org/grpc"
@@ -86,4 +88,23 @@ func RetryCodeSet(cs []codes.Code) (CodeSet, error) {
 		}
 	}
 	return NewCodeSet(cs...), nil
+}
+
+// GRPCBackoff is the backoff grpc-go v1.85 applies to a service config's
+// retryPolicy, so that the same JSON waits the same: before retry n (since
+// the last server pushback), min(Initial × Multiplier^(n−1), Max),
+// multiplied by a random factor in [0.8, 1.2).
+type GRPCBackoff struct {
+	Initial, Max time.Duration
+	Multiplier   float64
+}
+
+// Delay returns the delay before the given retry.
+func (b *GRPCBackoff) Delay(retry int) time.Duration {
+	cur := min(float64(b.Initial)*math.Pow(b.Multiplier, float64(max(retry, 1)-1)), float64(b.Max))
+	cur *= 0.8 + 0.4*rand.Float64()
+	if cur >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(cur)
 }

@@ -333,15 +333,15 @@ func describeFailsafe(p Policy) string {
 // place to extend when the interceptors gain an option (the breaker).
 func OursOptions(p Policy) []interceptors.Option {
 	return []interceptors.Option{
-		interceptors.WithMaxAttempts(p.MaxAttempts),
-		interceptors.WithBackoff(backoff.MustExponential(backoff.Config{
+		interceptors.MaxAttempts(p.MaxAttempts),
+		interceptors.Backoff(backoff.MustExponential(backoff.Config{
 			BaseDelay:  p.BaseDelay,
 			Multiplier: p.Multiplier,
 			MaxDelay:   p.MaxDelay,
 			Jitter:     p.Jitter,
 		})),
-		interceptors.WithPerAttemptTimeout(p.PerAttemptTimeout),
-		interceptors.WithRetryCodes(p.RetryCodes...),
+		interceptors.PerAttemptTimeout(p.PerAttemptTimeout),
+		interceptors.RetryCodes(p.RetryCodes...),
 		interceptors.WithRetryBudget(p.Budget),
 		interceptors.WithBreaker(breaker.Config{
 			Window:              p.BreakerWindow,
@@ -378,7 +378,7 @@ func buildOurs(otel bool) func(p Policy) ([]grpc.DialOption, func(), error) {
 
 func describeOurs(otel bool) func(p Policy) string {
 	return func(p Policy) string {
-		s := fmt.Sprintf("interceptors.New(WithMaxAttempts(%d), WithBackoff(%v × %g^(n-1), cap %v, jitter %g: shortens only), WithPerAttemptTimeout(%v), WithRetryCodes%v, WithRetryBudget(%g/%g), WithBreaker(ratio %g of ≥ %d in %v, consecutive rule off, open %v, %d probes), WithConnectParams(shared)); other options at their defaults (ready wait, reconnect probe); Middleware.DialOptions()",
+		s := fmt.Sprintf("interceptors.New(MaxAttempts(%d), Backoff(%v × %g^(n-1), cap %v, jitter %g: shortens only), PerAttemptTimeout(%v), RetryCodes%v, WithRetryBudget(%g/%g), WithBreaker(ratio %g of ≥ %d in %v, consecutive rule off, open %v, %d probes), WithConnectParams(shared)); other options at their defaults (ready wait, reconnect probe); Middleware.DialOptions()",
 			p.MaxAttempts, p.BaseDelay, p.Multiplier, p.MaxDelay, p.Jitter, p.PerAttemptTimeout, p.RetryCodes, p.Budget.MaxTokens, p.Budget.TokenRatio,
 			p.BreakerFailureRatio, p.BreakerMinRequests, p.BreakerWindow, p.BreakerOpenTimeout, p.BreakerProbes)
 		if otel {

@@ -1,0 +1,235 @@
+package interceptors
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/internal/engine"
+)
+
+// PolicyOption is one setting of the call policy, with one name wherever it
+// is used. The same value is
+//
+//   - an Option of New, setting the default policy of every call:
+//     New(MaxAttempts(4));
+//   - an option of WithMethodPolicy, for the methods it matches:
+//     WithMethodPolicy(MatchMethodPrefix("Create"), MaxAttempts(1));
+//   - a grpc.CallOption of one call, passed with its other options:
+//     client.Charge(ctx, req, MaxAttempts(1)).
+//
+// Layers apply in that order, each over the one before: the defaults, the
+// PolicyOptions given to New, the service config (WithServiceConfig), the
+// method policies in the order given, the call's own PolicyOptions. The
+// interceptors remove their own options before invoking, so the transport
+// never sees them.
+//
+// An invalid PolicyOption is reported by New (naming it) when given to New
+// or WithMethodPolicy; passed with a call, it fails the call at once with
+// InvalidArgument and a message naming it. The zero PolicyOption is
+// invalid.
+type PolicyOption struct {
+	grpc.EmptyCallOption
+	name    string
+	apply   func(*policy) error
+	perCall bool // an output of one call: invalid in New and WithMethodPolicy
+}
+
+func (o PolicyOption) applyOption(c *config) error {
+	if err := o.check(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidOption, err)
+	}
+	c.defaults = append(c.defaults, o)
+	return nil
+}
+
+// check reports whether o may set a policy for more than one call.
+func (o PolicyOption) check() error {
+	switch {
+	case o.apply == nil:
+		return errors.New("PolicyOption: zero value")
+	case o.perCall:
+		return fmt.Errorf("%s: is per call only", o.name)
+	}
+	var probe policy
+	if err := o.apply(&probe); err != nil {
+		return fmt.Errorf("%s: %v", o.name, err)
+	}
+	return nil
+}
+
+// applyCall applies o, passed with a call, to p.
+func (o PolicyOption) applyCall(p *policy) {
+	if p.Err != nil {
+		return
+	}
+	if o.apply == nil {
+		p.Err = errors.New("PolicyOption: zero value")
+		return
+	}
+	if err := o.apply(p); err != nil {
+		p.Err = fmt.Errorf("%s: %w", o.name, err)
+	}
+}
+
+func policyOption(name string, f func(*policy) error) PolicyOption {
+	return PolicyOption{name: name, apply: f}
+}
+
+// MaxAttempts sets how many attempts a call may make, counting the first
+// one: 1 disables retries (for a non-idempotent method, say). n must be at
+// least 1. Default DefaultMaxAttempts. Hedged calls may make up to the
+// larger of n and their HedgePolicy.MaxAttempts.
+func MaxAttempts(n int) PolicyOption {
+	return policyOption("MaxAttempts", func(p *policy) error {
+		if n < 1 {
+			return fmt.Errorf("must be >= 1, got %d", n)
+		}
+		p.MaxAttempts = n
+		return nil
+	})
+}
+
+// RetryCodes sets the status codes that are retried, replacing the default
+// (Unavailable, DeadlineExceeded). DeadlineExceeded is only ever retried
+// while the caller's context is alive. OK is rejected; so is an empty list
+// (use MaxAttempts(1) to disable retries).
+func RetryCodes(cs ...codes.Code) PolicyOption {
+	set, err := engine.RetryCodeSet(cs)
+	return policyOption("RetryCodes", func(p *policy) error {
+		if err != nil {
+			return err
+		}
+		p.RetryCodes = set
+		return nil
+	})
+}
+
+// Backoff sets the delay policy between attempts. Default: an exponential
+// backoff with backoff.DefaultConfig(). Use backoff.NewExponential to build
+// one from a backoff.Config. nil, and a nil pointer in the interface, are
+// rejected.
+func Backoff(b backoff.Policy) PolicyOption {
+	return policyOption("Backoff", func(p *policy) error {
+		if isNil(b) {
+			return errors.New("policy is nil")
+		}
+		p.Backoff = b
+		return nil
+	})
+}
+
+// PerAttemptTimeout bounds each attempt (for streams, the time until they
+// commit). An attempt that times out fails with DeadlineExceeded and is
+// retried while the call deadline allows. 0 means no per-attempt bound (the
+// default): each attempt may use the whole remaining call time. Negative
+// values are rejected.
+func PerAttemptTimeout(d time.Duration) PolicyOption {
+	return policyOption("PerAttemptTimeout", func(p *policy) error {
+		if d < 0 {
+			return fmt.Errorf("must be >= 0, got %v", d)
+		}
+		p.PerAttemptTimeout = d
+		return nil
+	})
+}
+
+// Timeout sets the deadline given to a call whose context has none. A
+// caller's own deadline is never changed. 0 means none; negative values are
+// rejected. Default DefaultCallTimeout.
+func Timeout(d time.Duration) PolicyOption {
+	return policyOption("Timeout", func(p *policy) error {
+		if d < 0 {
+			return fmt.Errorf("must be >= 0, got %v", d)
+		}
+		p.CallTimeout = d
+		return nil
+	})
+}
+
+// NoBreaker lets calls bypass the circuit breaker: their attempts are
+// neither refused nor counted.
+func NoBreaker() PolicyOption {
+	return policyOption("NoBreaker", func(p *policy) error { p.NoBreaker = true; return nil })
+}
+
+// Attempts stores in *n the number of attempts the call made (attempts that
+// reached the transport; attempts refused by a breaker are not counted),
+// whether it succeeded or failed. The value is written before the
+// interceptor returns. It is an output of one call: New and
+// WithMethodPolicy reject it. n must not be nil.
+func Attempts(n *int) PolicyOption {
+	o := policyOption("Attempts", func(p *policy) error {
+		if n == nil {
+			return errors.New("pointer is nil")
+		}
+		p.AttemptsOut = n
+		return nil
+	})
+	o.perCall = true
+	return o
+}
+
+// WithMethodPolicy applies opts to every call whose full method name
+// ("/package.Service/Method") satisfies match, for example to turn retries
+// off for non-idempotent methods:
+//
+//	interceptors.WithMethodPolicy(interceptors.MatchMethodPrefix("Create"),
+//		interceptors.MaxAttempts(1))
+//
+// Method policies apply in the order given, over the defaults and the
+// service config and under the call's own PolicyOptions. The policy of a
+// method is resolved once (per service config version), not on every call.
+func WithMethodPolicy(match func(fullMethod string) bool, opts ...PolicyOption) Option {
+	return optionFunc(func(c *config) error {
+		if match == nil {
+			return invalid("WithMethodPolicy", "match is nil")
+		}
+		for _, o := range opts {
+			if err := o.check(); err != nil {
+				return invalid("WithMethodPolicy", "%v", err)
+			}
+		}
+		c.methodPolicies = append(c.methodPolicies, methodPolicy{match: match, opts: append([]PolicyOption(nil), opts...)})
+		return nil
+	})
+}
+
+type methodPolicy struct {
+	match func(fullMethod string) bool
+	opts  []PolicyOption
+}
+
+// MatchMethods matches the given full method names
+// ("/package.Service/Method") exactly.
+func MatchMethods(fullMethods ...string) func(fullMethod string) bool {
+	set := make(map[string]struct{}, len(fullMethods))
+	for _, m := range fullMethods {
+		set[m] = struct{}{}
+	}
+	return func(fullMethod string) bool {
+		_, ok := set[fullMethod]
+		return ok
+	}
+}
+
+// MatchService matches every method of a service given by its full name
+// ("package.Service").
+func MatchService(service string) func(fullMethod string) bool {
+	prefix := "/" + service + "/"
+	return func(fullMethod string) bool { return strings.HasPrefix(fullMethod, prefix) }
+}
+
+// MatchMethodPrefix matches methods whose short name (the part after the
+// last "/") starts with prefix, e.g. "Create" matches
+// "/pkg.Service/CreateUser".
+func MatchMethodPrefix(prefix string) func(fullMethod string) bool {
+	return func(fullMethod string) bool {
+		return strings.HasPrefix(fullMethod[strings.LastIndexByte(fullMethod, '/')+1:], prefix)
+	}
+}
