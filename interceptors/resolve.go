@@ -24,7 +24,7 @@ type policies struct {
 	sc      *serviceConfig
 	methods []methodPolicy
 
-	mu    sync.Mutex                        // serializes writers of cache
+	mu    sync.Mutex                         // serializes writers of cache
 	cache atomic.Pointer[map[string]*policy] // copy on write
 }
 
