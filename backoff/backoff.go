@@ -20,7 +20,7 @@ type Policy interface {
 
 // Config describes a capped exponential backoff with jitter. See the
 // package documentation for the exact formula. The zero Config is not
-// valid (its Multiplier is 0); start from [DefaultConfig] and override
+// valid (its Multiplier is 0); start from [DefaultConfig]() and override
 // fields as needed.
 type Config struct {
 	// BaseDelay is the delay before the first retry, before jitter.
@@ -39,14 +39,16 @@ type Config struct {
 	Jitter float64
 }
 
-// DefaultConfig is the recommended backoff configuration: 50ms before the
-// first retry, doubling per retry, capped at 2s, with each delay randomly
-// shortened by up to 20%.
-var DefaultConfig = Config{
-	BaseDelay:  50 * time.Millisecond,
-	Multiplier: 2,
-	MaxDelay:   2 * time.Second,
-	Jitter:     0.2,
+// DefaultConfig returns the recommended backoff configuration, as a fresh
+// value: 50ms before the first retry, doubling per retry, capped at 2s, with
+// each delay randomly shortened by up to 20%.
+func DefaultConfig() Config {
+	return Config{
+		BaseDelay:  50 * time.Millisecond,
+		Multiplier: 2,
+		MaxDelay:   2 * time.Second,
+		Jitter:     0.2,
+	}
 }
 
 // ErrInvalidConfig is wrapped by every error reporting an invalid [Config]

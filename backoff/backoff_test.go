@@ -40,13 +40,13 @@ func TestExponentialSequence(t *testing.T) {
 	}{
 		{
 			name: "default config r=0 no reduction",
-			cfg:  backoff.DefaultConfig,
+			cfg:  backoff.DefaultConfig(),
 			r:    0,
 			want: []time.Duration{50 * ms, 100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 2000 * ms, 2000 * ms},
 		},
 		{
 			name: "default config r=0.5 reduces by 10%",
-			cfg:  backoff.DefaultConfig,
+			cfg:  backoff.DefaultConfig(),
 			r:    0.5,
 			want: []time.Duration{45 * ms, 90 * ms, 180 * ms, 360 * ms, 720 * ms, 1440 * ms, 1800 * ms, 1800 * ms},
 		},
@@ -110,8 +110,8 @@ func TestExponentialHugeRetries(t *testing.T) {
 		r    float64
 		want time.Duration
 	}{
-		{"default", backoff.DefaultConfig, 0, 2 * time.Second},
-		{"default r=0.5", backoff.DefaultConfig, 0.5, 1800 * time.Millisecond},
+		{"default", backoff.DefaultConfig(), 0, 2 * time.Second},
+		{"default r=0.5", backoff.DefaultConfig(), 0.5, 1800 * time.Millisecond},
 		{"max duration cap", backoff.Config{BaseDelay: 1, Multiplier: 2, MaxDelay: math.MaxInt64}, 0, math.MaxInt64},
 		{"max duration cap tiny jitter", backoff.Config{BaseDelay: 1, Multiplier: 2, MaxDelay: math.MaxInt64, Jitter: 1}, 1e-18, math.MaxInt64},
 		{"huge multiplier", backoff.Config{BaseDelay: time.Hour, Multiplier: math.MaxFloat64, MaxDelay: math.MaxInt64}, 0, math.MaxInt64},
@@ -159,7 +159,7 @@ func TestExponentialNeverExceedsCap(t *testing.T) {
 }
 
 func TestExponentialRetryBelowOne(t *testing.T) {
-	e := mustNew(t, backoff.DefaultConfig, fixed(0))
+	e := mustNew(t, backoff.DefaultConfig(), fixed(0))
 	want := e.Delay(1)
 	for _, retry := range []int{0, -1, math.MinInt} {
 		if got := e.Delay(retry); got != want {
@@ -190,10 +190,10 @@ func TestExponentialRandomOutOfRange(t *testing.T) {
 }
 
 func TestExponentialDefaultRandomWithinBounds(t *testing.T) {
-	e := mustNew(t, backoff.DefaultConfig)
+	e := mustNew(t, backoff.DefaultConfig())
 	for retry := 1; retry <= 10; retry++ {
-		d := min(backoff.DefaultConfig.MaxDelay, backoff.DefaultConfig.BaseDelay<<(retry-1))
-		lo := time.Duration(float64(d) * (1 - backoff.DefaultConfig.Jitter))
+		d := min(backoff.DefaultConfig().MaxDelay, backoff.DefaultConfig().BaseDelay<<(retry-1))
+		lo := time.Duration(float64(d) * (1 - backoff.DefaultConfig().Jitter))
 		for range 200 {
 			if got := e.Delay(retry); got <= lo || got > d {
 				t.Fatalf("Delay(%d) = %v, want in (%v, %v]", retry, got, lo, d)
@@ -214,7 +214,7 @@ func TestRandomNotCalledWithoutJitter(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	valid := backoff.DefaultConfig
+	valid := backoff.DefaultConfig()
 	tests := []struct {
 		name   string
 		mutate func(*backoff.Config)
@@ -267,7 +267,7 @@ func TestValidConfigs(t *testing.T) {
 		name string
 		cfg  backoff.Config
 	}{
-		{"DefaultConfig", backoff.DefaultConfig},
+		{"DefaultConfig", backoff.DefaultConfig()},
 		{"all zero delays", backoff.Config{Multiplier: 1}},
 		{"full jitter", backoff.Config{BaseDelay: time.Millisecond, Multiplier: 2, MaxDelay: time.Second, Jitter: 1}},
 		{"max duration", backoff.Config{BaseDelay: math.MaxInt64, Multiplier: math.MaxFloat64, MaxDelay: math.MaxInt64}},
@@ -281,7 +281,7 @@ func TestValidConfigs(t *testing.T) {
 
 func TestDefaultConfigValues(t *testing.T) {
 	want := backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 2, MaxDelay: 2 * time.Second, Jitter: 0.2}
-	if got := backoff.DefaultConfig; got != want {
+	if got := backoff.DefaultConfig(); got != want {
 		t.Errorf("DefaultConfig = %+v, want %+v", got, want)
 	}
 }
@@ -297,7 +297,7 @@ func TestNewExponentialOptionErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := backoff.NewExponential(backoff.DefaultConfig, tt.opts...)
+			e, err := backoff.NewExponential(backoff.DefaultConfig(), tt.opts...)
 			if err == nil {
 				t.Fatalf("NewExponential() = %v, nil; want error", e)
 			}
@@ -323,7 +323,7 @@ func TestLastWithRandomWins(t *testing.T) {
 }
 
 func TestMustExponential(t *testing.T) {
-	if e := backoff.MustExponential(backoff.DefaultConfig); e == nil {
+	if e := backoff.MustExponential(backoff.DefaultConfig()); e == nil {
 		t.Fatal("MustExponential(DefaultConfig) = nil, want policy")
 	}
 	defer func() {
@@ -374,8 +374,8 @@ func TestConstant(t *testing.T) {
 
 func TestConcurrentUse(t *testing.T) {
 	policies := map[string]backoff.Policy{
-		"default random": mustNew(t, backoff.DefaultConfig),
-		"fixed random":   mustNew(t, backoff.DefaultConfig, fixed(0.5)),
+		"default random": mustNew(t, backoff.DefaultConfig()),
+		"fixed random":   mustNew(t, backoff.DefaultConfig(), fixed(0.5)),
 		"constant":       backoff.Constant(time.Second),
 	}
 	for name, p := range policies {
@@ -386,7 +386,7 @@ func TestConcurrentUse(t *testing.T) {
 				wg.Go(func() {
 					for i := range 1000 {
 						retry := g*1000 + i
-						if d := p.Delay(retry); d < 0 || d > backoff.DefaultConfig.MaxDelay {
+						if d := p.Delay(retry); d < 0 || d > backoff.DefaultConfig().MaxDelay {
 							select {
 							case errs <- "out of range":
 							default:
@@ -407,8 +407,8 @@ func TestConcurrentUse(t *testing.T) {
 
 func TestDelayDoesNotAllocate(t *testing.T) {
 	policies := map[string]backoff.Policy{
-		"exponential default random": mustNew(t, backoff.DefaultConfig),
-		"exponential fixed random":   mustNew(t, backoff.DefaultConfig, fixed(0.3)),
+		"exponential default random": mustNew(t, backoff.DefaultConfig()),
+		"exponential fixed random":   mustNew(t, backoff.DefaultConfig(), fixed(0.3)),
 		"constant":                   backoff.Constant(time.Second),
 	}
 	for name, p := range policies {
@@ -427,7 +427,7 @@ func BenchmarkDelay(b *testing.B) {
 		name string
 		p    backoff.Policy
 	}{
-		{"Exponential/default", backoff.MustExponential(backoff.DefaultConfig)},
+		{"Exponential/default", backoff.MustExponential(backoff.DefaultConfig())},
 		{"Exponential/nojitter", backoff.MustExponential(backoff.Config{BaseDelay: time.Millisecond, Multiplier: 2, MaxDelay: time.Second})},
 		{"Constant", backoff.Constant(time.Second)},
 	}

@@ -24,7 +24,7 @@
 //
 // # Defaults
 //
-// [DefaultConfig] holds the recommended values: BaseDelay 50ms, Multiplier 2,
+// [DefaultConfig] returns the recommended values: BaseDelay 50ms, Multiplier 2,
 // MaxDelay 2s and Jitter 0.2, giving roughly 50ms, 100ms, 200ms, 400ms,
 // 800ms, 1.6s, 2s, 2s, ... (each reduced by up to 20% at random). There are
 // no silent defaults for the fields of a Config passed to [NewExponential]:

@@ -12,7 +12,7 @@ import (
 // A fixed random source makes the jittered delays deterministic; real code
 // leaves the default source in place.
 func ExampleNewExponential() {
-	p, err := backoff.NewExponential(backoff.DefaultConfig,
+	p, err := backoff.NewExponential(backoff.DefaultConfig(),
 		backoff.WithRandom(func() float64 { return 0.5 }))
 	if err != nil {
 		panic(err)
@@ -55,7 +55,7 @@ func ExampleExponential_Delay() {
 }
 
 func ExampleConfig_Validate() {
-	cfg := backoff.DefaultConfig
+	cfg := backoff.DefaultConfig()
 	cfg.Multiplier = 0
 	cfg.Jitter = 1.5
 	err := cfg.Validate()

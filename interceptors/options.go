@@ -96,7 +96,7 @@ func defaultConfig() config {
 		policy: policy{
 			MaxAttempts: DefaultMaxAttempts,
 			RetryCodes:  engine.NewCodeSet(DefaultRetryCodes...),
-			Backoff:     backoff.MustExponential(backoff.DefaultConfig),
+			Backoff:     backoff.MustExponential(backoff.DefaultConfig()),
 			CallTimeout: DefaultCallTimeout,
 		},
 		connectParams: grpc.ConnectParams{
@@ -160,7 +160,7 @@ func WithRetryCodes(cs ...codes.Code) Option {
 }
 
 // WithBackoff sets the delay policy between attempts. Default: an
-// exponential backoff with backoff.DefaultConfig. Use
+// exponential backoff with backoff.DefaultConfig(). Use
 // backoff.NewExponential to build one from a backoff.Config.
 func WithBackoff(p backoff.Policy) Option {
 	return optionFunc(func(c *config) error {
