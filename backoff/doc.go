@@ -22,16 +22,53 @@
 // Multiplier^(n−1) that overflows to +Inf still yield MaxDelay rather than
 // an overflowed or negative duration. Retry numbers below 1 are treated as 1.
 //
+// # Configuration convention
+//
+// The configuration structs of this module (backoff.Config, budget.Config,
+// breaker.Config) share one convention:
+//
+//   - a zero field means the documented default, so Config{} is the default
+//     backoff and a Config names only what it changes;
+//   - a negative, NaN, ±Inf or out-of-range value is an error naming the
+//     field and the value, never silently replaced;
+//   - [Config.Validate] reports every such error at once, joined with
+//     errors.Join, each wrapping [ErrInvalidConfig];
+//   - [DefaultConfig] returns, as a fresh value, the configuration a zero
+//     Config stands for; it is the one place the defaults live.
+//
+// [NewExponential] applies the same rule: zero fields take their defaults,
+// and [Exponential.Config] reports the values in use.
+//
 // # Defaults
 //
-// [DefaultConfig] holds the recommended values: BaseDelay 50ms, Multiplier 2,
-// MaxDelay 2s and Jitter 0.2, giving roughly 50ms, 100ms, 200ms, 400ms,
-// 800ms, 1.6s, 2s, 2s, ... (each reduced by up to 20% at random). There are
-// no silent defaults for the fields of a Config passed to [NewExponential]:
-// every field is used as given and invalid values are rejected by
-// [Config.Validate] with an error wrapping [ErrInvalidConfig] that names the
-// field and the offending value. The default random source is
-// math/rand/v2's top-level Float64.
+// BaseDelay 50ms, Multiplier 2, MaxDelay 2s and Jitter 0.2, giving roughly
+// 50ms, 100ms, 200ms, 400ms, 800ms, 1.6s, 2s, 2s, ... (each reduced by up to
+// 20% at random). The default random source is math/rand/v2's top-level
+// Float64.
+//
+// Because zero means the default, two settings whose natural spelling
+// would be a zero have their own: [NoJitter] turns jitter off (a valid
+// Jitter so small that the formula leaves every delay unchanged, not a
+// negative sentinel, which would be an invalid value), and retrying with no
+// delay at all is the policy [Constant](0), since an Exponential whose
+// BaseDelay or MaxDelay is 0 would only ever return 0.
+//
+// # Not grpc-go's backoff.Config
+//
+// [Config] has the field names of google.golang.org/grpc/backoff.Config,
+// the reconnect backoff grpc.WithConnectParams takes, but not its jitter
+// model, so values copied from one to the other do not behave the same:
+//
+//   - here Jitter only shortens a delay, to within (d×(1−Jitter), d], and no
+//     delay exceeds MaxDelay; Jitter 0.2 gives delays averaging 0.9·d;
+//   - grpc-go multiplies the capped delay by a factor uniform in
+//     [1−Jitter, 1+Jitter], so Jitter 0.2 spreads it ±20% around d and a
+//     delay may reach 1.2×MaxDelay;
+//   - grpc-go's zero Jitter is no jitter; here a zero Jitter is the default
+//     (0.2) and no jitter is [NoJitter];
+//   - grpc-go's first reconnect waits BaseDelay unjittered and its n-th
+//     BaseDelay×Multiplier^n; here retry n waits BaseDelay×Multiplier^(n−1),
+//     jittered from the first.
 //
 // # Concurrency
 //

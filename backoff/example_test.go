@@ -12,7 +12,8 @@ import (
 // A fixed random source makes the jittered delays deterministic; real code
 // leaves the default source in place.
 func ExampleNewExponential() {
-	p, err := backoff.NewExponential(backoff.DefaultConfig,
+	// Config{} is the default backoff (see DefaultConfig).
+	p, err := backoff.NewExponential(backoff.Config{},
 		backoff.WithRandom(func() float64 { return 0.5 }))
 	if err != nil {
 		panic(err)
@@ -54,17 +55,42 @@ func ExampleExponential_Delay() {
 	// retry 4: 750ms
 }
 
-func ExampleConfig_Validate() {
-	cfg := backoff.DefaultConfig
-	cfg.Multiplier = 0
-	cfg.Jitter = 1.5
-	err := cfg.Validate()
-	fmt.Println(errors.Is(err, backoff.ErrInvalidConfig))
-	fmt.Println(err)
+// A zero field means the default, so Config{} is the default backoff and a
+// Config names only what it changes. Jitter 0 is the default 0.2, so no
+// jitter is spelled NoJitter.
+func ExampleConfig() {
+	fmt.Println(backoff.MustExponential(backoff.Config{}).Config() == backoff.DefaultConfig())
+
+	p := backoff.MustExponential(backoff.Config{MaxDelay: 300 * time.Millisecond, Jitter: backoff.NoJitter})
+	for retry := 1; retry <= 5; retry++ {
+		fmt.Printf("retry %d: %v\n", retry, p.Delay(retry))
+	}
 	// Output:
 	// true
-	// backoff: invalid config: Multiplier must be >= 1, got 0
-	// backoff: invalid config: Jitter must be in [0, 1], got 1.5
+	// retry 1: 50ms
+	// retry 2: 100ms
+	// retry 3: 200ms
+	// retry 4: 300ms
+	// retry 5: 300ms
+}
+
+// Validate reports every bad field at once, each naming the field and the
+// value; zero fields are not errors.
+func ExampleConfig_Validate() {
+	err := backoff.Config{
+		BaseDelay:  -time.Second,
+		Multiplier: 0.5,
+		Jitter:     math.NaN(),
+	}.Validate()
+	fmt.Println(errors.Is(err, backoff.ErrInvalidConfig))
+	fmt.Println(err)
+	fmt.Println(backoff.Config{}.Validate())
+	// Output:
+	// true
+	// backoff: invalid config: BaseDelay must be >= 0 (0 means default), got -1s
+	// backoff: invalid config: Multiplier must be a finite number >= 1 (0 means default), got 0.5
+	// backoff: invalid config: Jitter must be in [0, 1] (0 means default, NoJitter none), got NaN
+	// <nil>
 }
 
 func ExampleConstant() {

@@ -143,16 +143,18 @@ func TestConfigValidate(t *testing.T) {
 		c    Config
 		want string
 	}{
-		{"ratio", Config{FailureRatio: 1.5}, "breaker: invalid config: FailureRatio must be in (0,1], got 1.5"},
-		{"ratio negative", Config{FailureRatio: -0.1}, "FailureRatio"},
-		{"ratio NaN", Config{FailureRatio: math.NaN()}, "FailureRatio"},
-		{"window", Config{Window: -time.Second}, "Window must be >= 0"},
-		{"buckets", Config{Buckets: -1}, "Buckets"},
-		{"buckets big", Config{Buckets: 1001}, "Buckets"},
+		{"ratio", Config{FailureRatio: 1.5}, "breaker: invalid config: FailureRatio must be in (0,1] (0 means default), got 1.5"},
+		{"ratio negative", Config{FailureRatio: -0.1}, "FailureRatio must be in (0,1] (0 means default), got -0.1"},
+		{"ratio NaN", Config{FailureRatio: math.NaN()}, "FailureRatio must be in (0,1] (0 means default), got NaN"},
+		{"ratio +Inf", Config{FailureRatio: math.Inf(1)}, "FailureRatio must be in (0,1] (0 means default), got +Inf"},
+		{"ratio -Inf", Config{FailureRatio: math.Inf(-1)}, "FailureRatio must be in (0,1] (0 means default), got -Inf"},
+		{"window", Config{Window: -time.Second}, "Window must be >= 0 (0 means default), got -1s"},
+		{"buckets", Config{Buckets: -1}, "Buckets must be in [0,1000] (0 means default), got -1"},
+		{"buckets big", Config{Buckets: 1001}, "Buckets must be in [0,1000] (0 means default), got 1001"},
 		{"bucket period", Config{Window: 5, Buckets: 10}, "Window (5ns) must be at least Buckets (10)"},
-		{"open timeout", Config{OpenTimeout: -1}, "OpenTimeout"},
-		{"max keys", Config{MaxKeys: -1}, "MaxKeys"},
-		{"idle", Config{IdleTimeout: -time.Minute}, "IdleTimeout"},
+		{"open timeout", Config{OpenTimeout: -1}, "OpenTimeout must be >= 0 (0 means default), got -1ns"},
+		{"max keys", Config{MaxKeys: -1}, "MaxKeys must be >= 0 (0 means default), got -1"},
+		{"idle", Config{IdleTimeout: -time.Minute}, "IdleTimeout must be >= 0 (0 means default), got -1m0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.c.Validate()
@@ -164,6 +166,76 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("NewSet() = %v, %v; want nil, %v", s, err2, err)
 			}
 		})
+	}
+}
+
+// Validate reports every bad field at once, each wrapping ErrInvalidConfig
+// on its own, in field order.
+func TestConfigValidateReportsEveryError(t *testing.T) {
+	c := Config{
+		Window:       -time.Second,
+		Buckets:      maxBuckets + 1,
+		FailureRatio: math.NaN(),
+		OpenTimeout:  -1,
+		MaxKeys:      -1,
+		IdleTimeout:  -1,
+	}
+	err := c.Validate()
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("Validate() = %v (%T), want an errors.Join of one error per field", err, err)
+	}
+	errs := joined.Unwrap()
+	fields := []string{"Window", "Buckets", "FailureRatio", "OpenTimeout", "MaxKeys", "IdleTimeout"}
+	if len(errs) != len(fields) {
+		t.Fatalf("Validate() reported %d errors, want %d:\n%v", len(errs), len(fields), err)
+	}
+	for i, e := range errs {
+		if !errors.Is(e, ErrInvalidConfig) || !strings.HasPrefix(e.Error(), "breaker: invalid config: "+fields[i]+" ") {
+			t.Errorf("error %d = %q, want one wrapping ErrInvalidConfig naming %s", i, e, fields[i])
+		}
+	}
+	// A field that is fine alone but not with another is reported along with
+	// the fields that are bad alone.
+	err = Config{Window: 5, Buckets: 10, MaxKeys: -1}.Validate()
+	if got := len(err.(interface{ Unwrap() []error }).Unwrap()); got != 2 {
+		t.Errorf("Validate() = %v: %d errors, want 2 (Window/Buckets and MaxKeys)", err, got)
+	}
+}
+
+// A Set built from Config{} behaves as one built from DefaultConfig(): it
+// opens after the same number of failures and stays open as long.
+func TestZeroConfigBehavesAsDefaultConfig(t *testing.T) {
+	type trace struct {
+		failures int
+		openFor  time.Duration
+	}
+	run := func(c Config) trace {
+		s, clk := newTestSet(t, c)
+		var tr trace
+		for s.State("k") == StateClosed {
+			done, err := s.Allow("k")
+			if err != nil {
+				t.Fatalf("Allow while closed: %v", err)
+			}
+			done(errors.New("down"))
+			tr.failures++
+			if tr.failures > 1000 {
+				t.Fatal("breaker never opened")
+			}
+		}
+		for s.State("k") == StateOpen {
+			clk.Advance(100 * time.Millisecond)
+			tr.openFor += 100 * time.Millisecond
+		}
+		return tr
+	}
+	zero, def := run(Config{}), run(DefaultConfig())
+	if zero != def {
+		t.Errorf("Config{}: opened after %d failures, open for %v; DefaultConfig(): %d, %v", zero.failures, zero.openFor, def.failures, def.openFor)
+	}
+	if want := (trace{25, 5 * time.Second}); zero != want {
+		t.Errorf("Config{}: %+v, want %+v (the documented defaults)", zero, want)
 	}
 }
 

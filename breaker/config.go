@@ -2,8 +2,8 @@ package breaker
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
-	"math"
 	"time"
 )
 
@@ -11,8 +11,10 @@ import (
 const maxBuckets = 1000
 
 // Config configures a [Set]. The zero value of every field means "use the
-// default" listed in [DefaultConfig]; negative or out-of-range values are
-// rejected by [Config.Validate] (and so by [NewSet]), never silently replaced.
+// default" listed in [DefaultConfig], so Config{} is the default breaker;
+// negative, NaN or out-of-range values are rejected by [Config.Validate]
+// (and so by [NewSet]) with an error naming the field and the value, never
+// silently replaced.
 //
 // A closed breaker opens when either rule below holds after a failure:
 //
@@ -112,31 +114,41 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid field, as an error wrapping
-// [ErrInvalidConfig] that names it, e.g.
+// Validate reports every invalid field, joined with errors.Join; each error
+// wraps [ErrInvalidConfig] and names the field and the value, e.g.
 //
-//	breaker: invalid config: FailureRatio must be in (0,1], got 1.5
+//	breaker: invalid config: FailureRatio must be in (0,1] (0 means default), got 1.5
 //
 // Zero values are valid (they mean the default).
 func (c Config) Validate() error {
-	switch {
-	case c.Window < 0:
-		return invalid("Window must be >= 0 (0 means default), got %v", c.Window)
-	case c.Buckets < 0 || c.Buckets > maxBuckets:
-		return invalid("Buckets must be in [0,%d] (0 means default), got %d", maxBuckets, c.Buckets)
-	case math.IsNaN(c.FailureRatio) || c.FailureRatio < 0 || c.FailureRatio > 1:
-		return invalid("FailureRatio must be in (0,1], got %v", c.FailureRatio)
-	case c.OpenTimeout < 0:
-		return invalid("OpenTimeout must be >= 0 (0 means default), got %v", c.OpenTimeout)
-	case c.MaxKeys < 0:
-		return invalid("MaxKeys must be >= 0 (0 means default), got %d", c.MaxKeys)
-	case c.IdleTimeout < 0:
-		return invalid("IdleTimeout must be >= 0 (0 means default), got %v", c.IdleTimeout)
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, invalid(format, args...)) }
+	windowOK := c.Window >= 0
+	if !windowOK {
+		bad("Window must be >= 0 (0 means default), got %v", c.Window)
 	}
-	if d := c.withDefaults(); d.Window/time.Duration(d.Buckets) <= 0 {
-		return invalid("Window (%v) must be at least Buckets (%d) nanoseconds", d.Window, d.Buckets)
+	bucketsOK := c.Buckets >= 0 && c.Buckets <= maxBuckets
+	if !bucketsOK {
+		bad("Buckets must be in [0,%d] (0 means default), got %d", maxBuckets, c.Buckets)
 	}
-	return nil
+	if windowOK && bucketsOK {
+		if d := c.withDefaults(); d.Window/time.Duration(d.Buckets) <= 0 {
+			bad("Window (%v) must be at least Buckets (%d) nanoseconds", d.Window, d.Buckets)
+		}
+	}
+	if !(c.FailureRatio >= 0 && c.FailureRatio <= 1) { // also NaN
+		bad("FailureRatio must be in (0,1] (0 means default), got %v", c.FailureRatio)
+	}
+	if c.OpenTimeout < 0 {
+		bad("OpenTimeout must be >= 0 (0 means default), got %v", c.OpenTimeout)
+	}
+	if c.MaxKeys < 0 {
+		bad("MaxKeys must be >= 0 (0 means default), got %d", c.MaxKeys)
+	}
+	if c.IdleTimeout < 0 {
+		bad("IdleTimeout must be >= 0 (0 means default), got %v", c.IdleTimeout)
+	}
+	return errors.Join(errs...)
 }
 
 func invalid(format string, args ...any) error {

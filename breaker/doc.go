@@ -84,6 +84,27 @@
 // Set MinRequests or ConsecutiveFailures to math.MaxUint32 to switch a rule
 // off.
 //
+// # Configuration convention
+//
+// The configuration structs of this module (backoff.Config, budget.Config,
+// breaker.Config) share one convention:
+//
+//   - a zero field means the documented default, so Config{} is the default
+//     breaker and a Config names only what it changes (a nil func field
+//     means the default func: DefaultIsFailure, DefaultIsExcluded, time.Now,
+//     no hook);
+//   - a negative, NaN, ±Inf or out-of-range value is an error naming the
+//     field and the value, never silently replaced;
+//   - [Config.Validate] reports every such error at once, joined with
+//     errors.Join, each wrapping [ErrInvalidConfig];
+//   - [DefaultConfig] returns, as a fresh value, the configuration a zero
+//     Config stands for; it is the one place the defaults live.
+//
+// [NewSet] applies the same rule: zero fields take their defaults. No field
+// loses a setting to it: a zero Window, OpenTimeout or probe count would
+// make no working breaker, and "never" is math.MaxUint32 (for the counts)
+// rather than 0.
+//
 // # Eviction
 //
 // A Set holds at most MaxKeys (10,000) breakers, about 0.7 KB each. When a new

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -91,11 +92,16 @@ func ExampleDefaultIsFailure() {
 	// context.DeadlineExceeded failure=false excluded=true
 }
 
+// Zero fields mean the default, so Config{} is valid; Validate reports every
+// bad field at once, naming each.
 func ExampleConfig_Validate() {
-	err := breaker.Config{FailureRatio: 1.5}.Validate()
+	fmt.Println(breaker.Config{}.Validate())
+	err := breaker.Config{FailureRatio: 1.5, OpenTimeout: -time.Second}.Validate()
 	fmt.Println(err)
 	fmt.Println(errors.Is(err, breaker.ErrInvalidConfig))
 	// Output:
-	// breaker: invalid config: FailureRatio must be in (0,1], got 1.5
+	// <nil>
+	// breaker: invalid config: FailureRatio must be in (0,1] (0 means default), got 1.5
+	// breaker: invalid config: OpenTimeout must be >= 0 (0 means default), got -1s
 	// true
 }

@@ -1,43 +1,85 @@
 package budget
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
 )
 
-// ErrInvalidConfig is wrapped by every error Config.Validate returns.
+// ErrInvalidConfig is wrapped by every error [Config.Validate] and [New]
+// return.
 var ErrInvalidConfig = errors.New("budget: invalid config")
 
 // ErrExhausted reports that a retry was refused because the budget was
 // exhausted.
 var ErrExhausted = errors.New("budget: retry budget exhausted")
 
-// Config sets the size and refill rate of a Budget. Both fields are
-// required; see DefaultConfig.
+// maxTokens bounds Config.MaxTokens, as gRFC A6 bounds maxTokens.
+const maxTokens = 1000
+
+// Config sets the size and refill rate of a [Budget]. A zero field means the
+// default listed in [DefaultConfig], so Config{} is the default budget
+// (MaxTokens 100, TokenRatio 1); a negative, NaN, ±Inf or out-of-range value
+// is rejected by [Config.Validate] (and so by [New]), never silently
+// replaced.
 type Config struct {
 	// MaxTokens is the bucket size, in (0, 1000] as in gRFC A6. Retries
-	// are allowed while more than MaxTokens/2 tokens are left.
+	// are allowed while more than MaxTokens/2 tokens are left. Zero means
+	// 100.
 	MaxTokens float64
 	// TokenRatio is the number of tokens a successful attempt adds, in
-	// (0, MaxTokens]. Precision beyond 0.001 is ignored, as in gRFC A6.
+	// [0.001, MaxTokens] once zero fields have taken their defaults.
+	// Precision beyond 0.001 is ignored, as in gRFC A6. Zero means 1.
 	TokenRatio float64
 }
 
-// DefaultConfig returns MaxTokens 100 and TokenRatio 1 (see the package
-// documentation for why).
+// DefaultConfig returns the configuration a zero Config stands for, as a
+// fresh value: MaxTokens 100 and TokenRatio 1 (see the package documentation
+// for why). It is the one place the defaults live.
 func DefaultConfig() Config { return Config{MaxTokens: 100, TokenRatio: 1} }
 
-// Validate reports the first invalid field, naming it.
+// withDefaults returns c with every zero field replaced by its default.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	c.MaxTokens = cmp.Or(c.MaxTokens, d.MaxTokens)
+	c.TokenRatio = cmp.Or(c.TokenRatio, d.TokenRatio)
+	return c
+}
+
+// Validate reports every invalid field, joined with errors.Join; each error
+// wraps [ErrInvalidConfig] and names the field and the value, e.g.
+//
+//	budget: invalid config: MaxTokens must be in (0, 1000] (0 means default), got NaN
+//
+// Zero values are valid (they mean the default).
 func (c Config) Validate() error {
-	switch {
-	case !(c.MaxTokens > 0 && c.MaxTokens <= 1000):
-		return fmt.Errorf("%w: MaxTokens must be in (0, 1000], got %v", ErrInvalidConfig, c.MaxTokens)
-	case !(c.TokenRatio >= 0.001 && c.TokenRatio <= c.MaxTokens):
-		return fmt.Errorf("%w: TokenRatio must be in [0.001, MaxTokens], got %v", ErrInvalidConfig, c.TokenRatio)
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
-	return nil
+	maxOK := c.MaxTokens >= 0 && c.MaxTokens <= maxTokens // also rejects NaN
+	if !maxOK {
+		bad("MaxTokens must be in (0, %d] (0 means default), got %v", maxTokens, c.MaxTokens)
+	}
+	d := c.withDefaults()
+	switch {
+	case !(c.TokenRatio == 0 || c.TokenRatio >= 0.001 && c.TokenRatio <= maxTokens): // also NaN
+		bad("TokenRatio must be in [0.001, MaxTokens] (0 means default), got %v", c.TokenRatio)
+	case maxOK && d.TokenRatio > d.MaxTokens:
+		bad("TokenRatio (%v%s) must be <= MaxTokens (%v%s)",
+			d.TokenRatio, defaulted(c.TokenRatio), d.MaxTokens, defaulted(c.MaxTokens))
+	}
+	return errors.Join(errs...)
+}
+
+// defaulted marks, in an error message, a value that came from a zero field.
+func defaulted(v float64) string {
+	if v == 0 {
+		return ", the default"
+	}
+	return ""
 }
 
 // milli is the fixed-point scale of the token count.
@@ -52,11 +94,14 @@ type Budget struct {
 	threshold int64
 }
 
-// New returns a full Budget.
+// New returns a full Budget configured by c, with every zero field of c
+// taking its default (so New(Config{}) is the default budget). It returns an
+// error wrapping [ErrInvalidConfig] if c fails [Config.Validate].
 func New(c Config) (*Budget, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	c = c.withDefaults()
 	b := &Budget{
 		max:   int64(math.Round(c.MaxTokens * milli)),
 		ratio: int64(math.Round(c.TokenRatio * milli)),

@@ -2,6 +2,7 @@ package budget
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -115,22 +116,100 @@ func TestConcurrentUse(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	nan, inf := math.NaN(), math.Inf(1)
 	for _, tc := range []struct {
-		c     Config
-		field string
+		c    Config
+		want string
 	}{
-		{Config{MaxTokens: 0, TokenRatio: 1}, "MaxTokens"},
-		{Config{MaxTokens: 1001, TokenRatio: 1}, "MaxTokens"},
-		{Config{MaxTokens: 10, TokenRatio: 0}, "TokenRatio"},
-		{Config{MaxTokens: 10, TokenRatio: 11}, "TokenRatio"},
+		{Config{MaxTokens: -1}, "MaxTokens must be in (0, 1000] (0 means default), got -1"},
+		{Config{MaxTokens: 1001}, "MaxTokens must be in (0, 1000] (0 means default), got 1001"},
+		{Config{MaxTokens: nan}, "MaxTokens must be in (0, 1000] (0 means default), got NaN"},
+		{Config{MaxTokens: inf}, "MaxTokens must be in (0, 1000] (0 means default), got +Inf"},
+		{Config{MaxTokens: -inf}, "MaxTokens must be in (0, 1000] (0 means default), got -Inf"},
+		{Config{TokenRatio: -1}, "TokenRatio must be in [0.001, MaxTokens] (0 means default), got -1"},
+		{Config{TokenRatio: 0.0001}, "TokenRatio must be in [0.001, MaxTokens] (0 means default), got 0.0001"},
+		{Config{TokenRatio: nan}, "TokenRatio must be in [0.001, MaxTokens] (0 means default), got NaN"},
+		{Config{TokenRatio: inf}, "TokenRatio must be in [0.001, MaxTokens] (0 means default), got +Inf"},
+		{Config{MaxTokens: 10, TokenRatio: 11}, "TokenRatio (11) must be <= MaxTokens (10)"},
+		{Config{TokenRatio: 101}, "TokenRatio (101) must be <= MaxTokens (100, the default)"},
+		{Config{MaxTokens: 0.5}, "TokenRatio (1, the default) must be <= MaxTokens (0.5)"},
 	} {
-		_, err := New(tc.c)
-		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
-			t.Errorf("New(%+v) = %v, want ErrInvalidConfig naming %s", tc.c, err, tc.field)
+		err := tc.c.Validate()
+		if !errors.Is(err, ErrInvalidConfig) || err.Error() != "budget: invalid config: "+tc.want {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalidConfig: %s", tc.c, err, tc.want)
+		}
+		if b, newErr := New(tc.c); b != nil || newErr == nil || newErr.Error() != err.Error() {
+			t.Errorf("New(%+v) = %v, %v; want nil, %v", tc.c, b, newErr, err)
 		}
 	}
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Errorf("DefaultConfig invalid: %v", err)
+	for _, c := range []Config{{}, DefaultConfig(), {MaxTokens: 1000}, {TokenRatio: 0.001}, {MaxTokens: 2, TokenRatio: 2}} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v, want nil", c, err)
+		}
+	}
+}
+
+// Validate reports every bad field at once, each wrapping ErrInvalidConfig
+// on its own.
+func TestValidateReportsEveryError(t *testing.T) {
+	err := Config{MaxTokens: math.NaN(), TokenRatio: math.Inf(-1)}.Validate()
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("Validate() = %v (%T), want an errors.Join of one error per field", err, err)
+	}
+	errs := joined.Unwrap()
+	fields := []string{"MaxTokens", "TokenRatio"}
+	if len(errs) != len(fields) {
+		t.Fatalf("Validate() reported %d errors, want %d:\n%v", len(errs), len(fields), err)
+	}
+	for i, e := range errs {
+		if !errors.Is(e, ErrInvalidConfig) || !strings.Contains(e.Error(), fields[i]+" ") {
+			t.Errorf("error %d = %q, want one wrapping ErrInvalidConfig naming %s", i, e, fields[i])
+		}
+	}
+}
+
+// Without the zero-means-default rule, New(Config{}) fails and a Config
+// naming one field is rejected for the other.
+func TestZeroConfigIsDefaultConfig(t *testing.T) {
+	if got, want := (Config{}).withDefaults(), DefaultConfig(); got != want {
+		t.Errorf("Config{} with defaults = %+v, want DefaultConfig() %+v", got, want)
+	}
+	zero, err := New(Config{})
+	if err != nil {
+		t.Fatalf("New(Config{}) = %v, want the default budget", err)
+	}
+	def, _ := New(DefaultConfig())
+	rz, rd := rand.New(rand.NewPCG(7, 7)), rand.New(rand.NewPCG(7, 7))
+	for range 50 {
+		az, ad := simulate(zero, rz, 0.8, 20), simulate(def, rd, 0.8, 20)
+		if az != ad || zero.Tokens() != def.Tokens() || zero.AllowRetry() != def.AllowRetry() {
+			t.Fatalf("Config{} budget: %v attempts/call, %v tokens; DefaultConfig(): %v, %v", az, zero.Tokens(), ad, def.Tokens())
+		}
+	}
+	if got, want := (Config{MaxTokens: 10}).withDefaults(), (Config{MaxTokens: 10, TokenRatio: 1}); got != want {
+		t.Errorf("Config{MaxTokens: 10} with defaults = %+v, want %+v", got, want)
+	}
+	if got, want := (Config{TokenRatio: 0.5}).withDefaults(), (Config{MaxTokens: 100, TokenRatio: 0.5}); got != want {
+		t.Errorf("Config{TokenRatio: 0.5} with defaults = %+v, want %+v", got, want)
+	}
+	b, err := New(Config{MaxTokens: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Failure()
+	b.Failure()
+	b.Success() // the default TokenRatio: one token back
+	if got := b.Tokens(); got != 3 {
+		t.Errorf("Config{MaxTokens: 4}: tokens = %v after 2 failures and 1 success, want 3", got)
+	}
+}
+
+func TestDefaultConfigIsFresh(t *testing.T) {
+	c := DefaultConfig()
+	c.MaxTokens = 1
+	if got := DefaultConfig(); got.MaxTokens != 100 || got.TokenRatio != 1 {
+		t.Errorf("DefaultConfig() = %+v after a caller changed its copy", got)
 	}
 }
 

@@ -12,9 +12,29 @@
 // stays within [0, MaxTokens]. A retry is allowed only while the count is
 // above MaxTokens/2. First attempts are never throttled.
 //
+// # Configuration convention
+//
+// The configuration structs of this module (backoff.Config, budget.Config,
+// breaker.Config) share one convention:
+//
+//   - a zero field means the documented default, so Config{} is the default
+//     budget and a Config names only what it changes;
+//   - a negative, NaN, ±Inf or out-of-range value is an error naming the
+//     field and the value, never silently replaced;
+//   - [Config.Validate] reports every such error at once, joined with
+//     errors.Join, each wrapping [ErrInvalidConfig];
+//   - [DefaultConfig] returns, as a fresh value, the configuration a zero
+//     Config stands for; it is the one place the defaults live.
+//
+// [New] applies the same rule: zero fields take their defaults. Neither
+// field has a meaningful zero of its own (an empty bucket or a ratio of 0
+// would stop retries for good), so the rule costs no setting. A Config that
+// mirrors gRFC A6's retryThrottling always sets both fields, as A6 requires.
+//
 // # Defaults and why
 //
-// DefaultConfig is MaxTokens 100, TokenRatio 1: each retry must be paid for
+// The default (a zero Config, or [DefaultConfig]) is MaxTokens 100,
+// TokenRatio 1: each retry must be paid for
 // by a success. Under independent 30 % failures with 3 attempts, a call
 // fails about 0.42 attempts and succeeds 0.97 times on average, so the
 // bucket stays near full: over 20 seeds × 20,000 simulated calls it never

@@ -1,13 +1,16 @@
 package budget_test
 
 import (
+	"errors"
 	"fmt"
+	"math"
 
 	"github.com/grpc-resilience/resilience/budget"
 )
 
 func Example() {
-	b, err := budget.New(budget.Config{MaxTokens: 4, TokenRatio: 1})
+	// TokenRatio is left zero: the default, 1 token per success.
+	b, err := budget.New(budget.Config{MaxTokens: 4})
 	if err != nil {
 		panic(err)
 	}
@@ -19,4 +22,22 @@ func Example() {
 	// Output:
 	// false 2
 	// true 3
+}
+
+// A zero field means the default, so Config{} is the default budget.
+// Validate reports every bad field at once, naming each.
+func ExampleConfig_Validate() {
+	fmt.Println(budget.Config{}.Validate())
+	b, _ := budget.New(budget.Config{})
+	fmt.Println(b.Tokens())
+
+	err := budget.Config{MaxTokens: -1, TokenRatio: math.NaN()}.Validate()
+	fmt.Println(errors.Is(err, budget.ErrInvalidConfig))
+	fmt.Println(err)
+	// Output:
+	// <nil>
+	// 100
+	// true
+	// budget: invalid config: MaxTokens must be in (0, 1000] (0 means default), got -1
+	// budget: invalid config: TokenRatio must be in [0.001, MaxTokens] (0 means default), got NaN
 }

@@ -67,7 +67,7 @@
 //
 //	max attempts          3 (DefaultMaxAttempts), counting the first
 //	retryable codes       Unavailable, DeadlineExceeded
-//	backoff               backoff.DefaultConfig: 50 ms × 2^(n-1), cap 2 s, jitter 0.2
+//	backoff               backoff.DefaultConfig(): 50 ms × 2^(n-1), cap 2 s, jitter 0.2
 //	per-attempt timeout   none
 //	call timeout          10 s (DefaultCallTimeout), only when the caller set no deadline
 //	connect (DialOptions) MinConnectTimeout 3 s; reconnect backoff 100 ms × 1.6^n, cap 3 s, jitter 0.2

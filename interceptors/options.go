@@ -93,7 +93,7 @@ func defaultPolicy() policy {
 	return policy{
 		MaxAttempts: DefaultMaxAttempts,
 		RetryCodes:  engine.NewCodeSet(DefaultRetryCodes...),
-		Backoff:     backoff.MustExponential(backoff.DefaultConfig),
+		Backoff:     backoff.MustExponential(backoff.DefaultConfig()),
 		CallTimeout: DefaultCallTimeout,
 	}
 }

@@ -119,7 +119,7 @@ func TestRetryCodesOption(t *testing.T) {
 
 func TestBackoffDelaysAreUsedBetweenAttempts(t *testing.T) {
 	fc := clock.NewFake(time.Now())
-	b := backoff.MustExponential(backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 3, MaxDelay: time.Second})
+	b := backoff.MustExponential(backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 3, MaxDelay: time.Second, Jitter: backoff.NoJitter})
 	h := newHarness(t, withClock(fc), Backoff(b), MaxAttempts(3))
 	h.failNext(2, codes.Unavailable)
 	done := make(chan error, 1)

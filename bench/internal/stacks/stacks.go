@@ -329,6 +329,16 @@ func describeFailsafe(p Policy) string {
 		p.BreakerFailureRatio, p.BreakerMinRequests, p.BreakerWindow, p.BreakerOpenTimeout, p.BreakerProbes, p.PerAttemptTimeout)
 }
 
+// oursJitter maps the Policy's Jitter onto backoff.Config's: a Policy
+// Jitter of 0 means no jitter, as in the other stacks, while a zero
+// backoff.Config.Jitter means its default (0.2), so 0 becomes NoJitter.
+func oursJitter(j float64) float64 {
+	if j == 0 {
+		return backoff.NoJitter
+	}
+	return j
+}
+
 // OursOptions maps the Policy onto our interceptors' options. It is the one
 // place to extend when the interceptors gain an option (the breaker).
 func OursOptions(p Policy) []interceptors.Option {
@@ -338,7 +348,7 @@ func OursOptions(p Policy) []interceptors.Option {
 			BaseDelay:  p.BaseDelay,
 			Multiplier: p.Multiplier,
 			MaxDelay:   p.MaxDelay,
-			Jitter:     p.Jitter,
+			Jitter:     oursJitter(p.Jitter),
 		})),
 		interceptors.PerAttemptTimeout(p.PerAttemptTimeout),
 		interceptors.RetryCodes(p.RetryCodes...),
