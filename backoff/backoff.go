@@ -236,6 +236,15 @@ func MustExponential(c Config, opts ...Option) *Exponential {
 // replaced by the defaults they stood for: the values Delay uses.
 func (e *Exponential) Config() Config { return e.cfg }
 
+// String describes e, e.g. "exponential(50ms × 2^(n-1), max 2s, shortened by up to 20%)".
+func (e *Exponential) String() string {
+	c := e.cfg
+	if c.Jitter == NoJitter {
+		return fmt.Sprintf("exponential(%v × %g^(n-1), max %v, no jitter)", c.BaseDelay, c.Multiplier, c.MaxDelay)
+	}
+	return fmt.Sprintf("exponential(%v × %g^(n-1), max %v, shortened by up to %g%%)", c.BaseDelay, c.Multiplier, c.MaxDelay, c.Jitter*100)
+}
+
 // Delay returns the delay before the given retry:
 //
 //	d(n)  = min(MaxDelay, BaseDelay × Multiplier^(n−1))
@@ -284,6 +293,9 @@ func (e *Exponential) Delay(retry int) time.Duration {
 // for example backoff.Constant(100 * time.Millisecond). A negative Constant
 // behaves as 0: its Delay returns 0. It is safe for concurrent use.
 type Constant time.Duration
+
+// String describes c, e.g. "constant(100ms)".
+func (c Constant) String() string { return "constant(" + time.Duration(c).String() + ")" }
 
 // Delay returns c for every retry, or 0 if c is negative.
 func (c Constant) Delay(int) time.Duration {

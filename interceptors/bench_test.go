@@ -2,7 +2,9 @@ package interceptors
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -61,6 +63,40 @@ func BenchmarkUnaryInterceptorOverhead(b *testing.B) {
 			if name != "defaults" {
 				opts = append(opts, WithoutBreaker(), WithoutRetryBudget())
 			}
+			ui := MustNew(opts...).UnaryClientInterceptor()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := ui(ctx, echoMethod, nil, nil, conn, invoker); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMethodPolicies measures a call's policy resolution with 0 and
+// with 50 method policies (none of which match): the policy of a method is
+// resolved once, so the two should be within noise of each other.
+//
+//	go test -run '^$' -bench BenchmarkMethodPolicies -benchmem -cpu 1 -count 10 ./interceptors/ | tee mp.txt
+//	benchstat -col /policies mp.txt
+func BenchmarkMethodPolicies(b *testing.B) {
+	conn, err := grpc.NewClient("passthrough:///overhead", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 1<<40)
+	defer cancel()
+	for _, n := range []int{0, 50} {
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			opts := []Option{WithoutBreaker(), WithoutRetryBudget()}
+			for i := range n {
+				opts = append(opts, WithMethodPolicy(MatchMethods(fmt.Sprintf("/pkg.Svc/M%d", i)), MaxAttempts(2)),
+					WithMethodPolicy(MatchMethodPrefix(fmt.Sprintf("Get%d", i)), PerAttemptTimeout(time.Second)))
+			}
+			opts = opts[:2+n] // n policies in all
 			ui := MustNew(opts...).UnaryClientInterceptor()
 			b.ReportAllocs()
 			for b.Loop() {

@@ -49,6 +49,8 @@ func TestConformanceWithGRPCRetry(t *testing.T) {
 		{"pushback stop", def, []step{notFound, {echoMethod, 3, testserver.Fault{Pushback: "-1"}}}},
 		{"pushback delay", def, []step{notFound, {echoMethod, 2, testserver.Fault{Pushback: "5"}}}},
 		{"malformed pushback", def, []step{notFound, {echoMethod, 3, testserver.Fault{Pushback: "soon"}}}},
+		{"entry without a retry policy", `{"methodConfig": [{"name": [{"service": "` + svc + `"}], "timeout": "5s"}]}`,
+			[]step{{echoMethod, 3, unavailable}}},
 		{"per-method entry", perMethod, []step{{echoMethod, 10, unavailable}}},
 		{"per-service entry", perMethod, []step{{streamMethod, 10, unavailable}}},
 		{"throttling", throttled, []step{

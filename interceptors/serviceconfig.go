@@ -74,6 +74,7 @@ func (mc *methodConfig) apply(p *policy) {
 	}
 	if mc.maxAttempts > 0 {
 		p.MaxAttempts = mc.maxAttempts
+		p.Hedge = nil // the entry's hedgingPolicy, if any, is set below
 	}
 	if mc.backoff != nil {
 		p.Backoff = mc.backoff
@@ -204,6 +205,12 @@ func (p *scParser) methodConfig(sc *serviceConfig, path string, v any) {
 	}
 	if hasHedge {
 		p.hedgingPolicy(mc, path+".hedgingPolicy", hp)
+	}
+	if !hasRetry && !hasHedge {
+		// As in gRFC A6, an entry is the whole retry policy of the methods
+		// it names: without a retryPolicy or hedgingPolicy they are not
+		// retried.
+		mc.maxAttempts = 1
 	}
 	if ext, ok := obj[ExtensionKey]; ok && ext != nil {
 		p.object(path+"."+ExtensionKey, ext, map[string]func(string, any){

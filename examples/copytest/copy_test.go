@@ -95,13 +95,19 @@ func isMainPackage(t *testing.T, dir string) bool {
 	return bytes.Contains(b, []byte("\npackage main\n"))
 }
 
-// copyMainFiles copies the non-test Go files of src into dst.
+// copyMainFiles copies the non-test Go files of src into dst, and the
+// JSON files they may embed.
 func copyMainFiles(t *testing.T, src, dst string) {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(src, "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	data, err := filepath.Glob(filepath.Join(src, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, data...)
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -99,6 +99,11 @@ type GRPCBackoff struct {
 	Multiplier   float64
 }
 
+// String describes b, e.g. "grpc(50ms × 2^(n-1), max 2s, ×[0.8, 1.2))".
+func (b *GRPCBackoff) String() string {
+	return fmt.Sprintf("grpc(%v × %g^(n-1), max %v, ×[0.8, 1.2))", b.Initial, b.Multiplier, b.Max)
+}
+
 // Delay returns the delay before the given retry.
 func (b *GRPCBackoff) Delay(retry int) time.Duration {
 	cur := min(float64(b.Initial)*math.Pow(b.Multiplier, float64(max(retry, 1)-1)), float64(b.Max))
