@@ -102,3 +102,35 @@ func wrap(orig, why error) error {
 	}
 	return fmt.Errorf("%w (%w)", orig, why)
 }
+
+// Handler is a method's fallback as the interceptors take it
+// (interceptors.Fallback): the Func that answers, the SaveFunc that keeps
+// successful replies, and how early before the deadline to answer.
+type Handler struct {
+	// Answer answers a failed call; it is required.
+	Answer Func
+	// Save, if set, is told about the reply of every successful call.
+	Save SaveFunc
+	// Margin is how long before the call's deadline the fallback answers
+	// a call that is still waiting for the downstream (a hung or slow
+	// server), cancelling its attempt, so that the caller gets its answer
+	// in time. Zero means 10 % of the time the call had left when it
+	// started; negative values are invalid.
+	Margin time.Duration
+}
+
+// Validate reports what is wrong with h, naming the field.
+func (h Handler) Validate() error {
+	var errs []error
+	if h.Answer == nil {
+		errs = append(errs, fmt.Errorf("%w: Answer is nil", ErrInvalidArgument))
+	}
+	if h.Margin < 0 {
+		errs = append(errs, fmt.Errorf("%w: Margin must be >= 0 (0 means 10 %% of the time left), got %v", ErrInvalidArgument, h.Margin))
+	}
+	return errors.Join(errs...)
+}
+
+// Handler returns the Handler that answers from s and saves every
+// successful reply into it.
+func (s *Store) Handler() Handler { return Handler{Answer: s.Fallback(), Save: s.Saver()} }

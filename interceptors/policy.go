@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/fallback"
 	"github.com/grpc-resilience/resilience/internal/engine"
 )
 
@@ -232,4 +233,49 @@ func MatchMethodPrefix(prefix string) func(fullMethod string) bool {
 	return func(fullMethod string) bool {
 		return strings.HasPrefix(fullMethod[strings.LastIndexByte(fullMethod, '/')+1:], prefix)
 	}
+}
+
+// Fallback gives unary calls a fallback (see package fallback): when a call
+// fails in a way the downstream is to blame for — Unavailable, an attempt's
+// DeadlineExceeded, an open breaker, an exhausted retry budget, a server's
+// pushback stop — h.Answer may answer instead; its error, if it does not,
+// is what the caller gets, wrapping the original. A call still waiting for
+// the downstream h.Margin before its deadline is cancelled and answered by
+// the fallback, so that a hung or slow downstream never makes the caller
+// miss its deadline. The caller's own cancel and deadline, and errors that
+// describe the request (InvalidArgument, NotFound, PermissionDenied, ...),
+// never trigger it. h.Save, if set, is told about every successful reply.
+// Off by default; give it to read methods only, never to methods that
+// write: an answer from a stale copy says nothing about a write. Streams
+// never use it. A fallback answer is never silent: FallbackInfo tells the
+// caller, and the call span and the resilience.client.fallbacks counter
+// record it.
+//
+//	store, _ := fallback.NewStore(fallback.Config{MaxBytes: 64 << 20, MaxAge: 5 * time.Minute})
+//	interceptors.WithMethodPolicy(interceptors.MatchMethods("/catalog.v1.Catalog/GetItem"),
+//		interceptors.Fallback(store.Handler()))
+func Fallback(h fallback.Handler) PolicyOption {
+	err := h.Validate()
+	return policyOption("Fallback", func(p *policy) error {
+		if err != nil {
+			return err
+		}
+		p.Fallback = &h
+		return nil
+	})
+}
+
+// FallbackInfo stores in *info whether a fallback answered the call (and,
+// for a stale copy, its age). It is an output of one call, like Attempts.
+// info must not be nil.
+func FallbackInfo(info *fallback.Info) PolicyOption {
+	o := policyOption("FallbackInfo", func(p *policy) error {
+		if info == nil {
+			return errors.New("pointer is nil")
+		}
+		p.FallbackOut = info
+		return nil
+	})
+	o.perCall = true
+	return o
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/fallback"
 	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/latency"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
@@ -195,6 +196,18 @@ type call struct {
 	// lastErr is the latest attempt's error.
 	lastErr error
 	tel     telemetry.Call
+	fb      *fallbackState // unary calls with a fallback only
+}
+
+// fallbackState is what a call with a fallback keeps.
+type fallbackState struct {
+	h         *fallback.Handler
+	req       any
+	reply     any
+	callerCtx context.Context // the call's context before the margin
+	margin    clock.Timer     // nil: no deadline, or too short for a margin
+	cancel    context.CancelFunc
+	hit       atomic.Bool // the margin timer fired
 }
 
 // attempt is one try of a call.
@@ -237,6 +250,13 @@ func (e *Engine) init(c *call, r Resolver, ctx context.Context, method string, c
 	if c.p.CallTimeout > 0 {
 		if _, ok := ctx.Deadline(); !ok {
 			ctx, cancel = context.WithTimeout(ctx, c.p.CallTimeout)
+		}
+	}
+	if c.fb != nil {
+		if c.p.Fallback == nil || c.streaming {
+			c.fb = nil
+		} else {
+			ctx = c.armFallback(ctx)
 		}
 	}
 	c.ctx, c.tel = e.cfg.Telemetry.StartCall(ctx, method, c.target)
@@ -565,6 +585,9 @@ func (c *call) callerDeadline(err error) bool {
 // finish ends the call with err (nil: success) and returns what the caller
 // gets: nil, or the error built by Config.NewError.
 func (c *call) finish(err error) error {
+	if c.fb != nil {
+		err = c.fallback(err)
+	}
 	if c.p.AttemptsOut != nil {
 		*c.p.AttemptsOut = c.attempts
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/fallback"
 )
 
 // Policy governs one call. The interceptors resolve it per call from the
@@ -33,8 +34,12 @@ type Policy struct {
 	Hedge *Hedge
 	// NoBreaker lets the call bypass the circuit breaker.
 	NoBreaker bool
+	// Fallback, if set, answers unary calls the downstream failed.
+	Fallback *fallback.Handler
 	// AttemptsOut, if set, receives the number of attempts the call made.
 	AttemptsOut *int
+	// FallbackOut, if set, receives whether a fallback answered the call.
+	FallbackOut *fallback.Info
 	// Err is a bad per-call setting: the call fails with InvalidArgument
 	// before any attempt.
 	Err error

@@ -12,6 +12,7 @@ import (
 // options, so that neither costs an allocation of its own.
 type unaryCall struct {
 	call
+	fbState    fallbackState
 	trailer    metadata.MD
 	trailerOpt grpc.TrailerCallOption
 	optsBuf    [8]grpc.CallOption
@@ -20,6 +21,10 @@ type unaryCall struct {
 // Unary runs a unary call whose policy r resolves.
 func (e *Engine) Unary(ctx context.Context, r Resolver, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
 	u := &unaryCall{}
+	// Made only if the resolved policy has a fallback (init drops it
+	// otherwise); costs nothing on the happy path of other methods.
+	u.fb = &u.fbState
+	u.fbState.req, u.fbState.reply = req, reply
 	opts, cancel, err := e.init(&u.call, r, ctx, method, cc, opts)
 	if err != nil {
 		return err

@@ -57,6 +57,12 @@ const (
 	attrRetryDelay = attribute.Key("resilience.retry.delay")
 	// attrPushbackDelay is the delay a server asked for, in seconds.
 	attrPushbackDelay = attribute.Key("resilience.pushback.delay")
+	// attrFallbackResult is "served" or "missed" (the fallback had no answer).
+	attrFallbackResult = attribute.Key("resilience.fallback.result")
+	// attrFallbackKind is "stale" (a stored copy) or "answer" (any other).
+	attrFallbackKind = attribute.Key("resilience.fallback.kind")
+	// attrFallbackAge is the age of a stale copy, in seconds.
+	attrFallbackAge = attribute.Key("resilience.fallback.age")
 	// attrPushbackStop is true when a server asked not to retry.
 	attrPushbackStop = attribute.Key("resilience.pushback.stop")
 )
@@ -67,6 +73,7 @@ const (
 	eventBreakerRejected = "resilience.breaker.rejected"
 	eventBudgetExhausted = "resilience.budget.exhausted"
 	eventPushback        = "resilience.pushback"
+	eventFallback        = "resilience.fallback"
 	// eventAttempt replaces the attempt span when attempt spans are off.
 	eventAttempt = "resilience.attempt"
 )
@@ -80,6 +87,7 @@ const (
 	MetricBreakerState      = "resilience.client.breaker.state"
 	MetricBreakerRejections = "resilience.client.breaker.rejections"
 	MetricBudgetThrottled   = "resilience.client.budget.throttled"
+	MetricFallbacks         = "resilience.client.fallbacks"
 )
 
 // Breaker states as recorded by the breaker state gauge and attempt spans.
@@ -272,6 +280,7 @@ type instruments struct {
 	breakerState      metric.Int64Gauge
 	breakerRejections metric.Int64Counter
 	budgetThrottled   metric.Int64Counter
+	fallbacks         metric.Int64Counter
 }
 
 func newInstruments(mp metric.MeterProvider, global bool) *instruments {
@@ -314,6 +323,9 @@ func newInstruments(mp metric.MeterProvider, global bool) *instruments {
 	handle(e)
 	in.budgetThrottled, e = m.Int64Counter(MetricBudgetThrottled, metric.WithUnit("{retry}"),
 		metric.WithDescription("Retries refused by the retry budget."))
+	handle(e)
+	in.fallbacks, e = m.Int64Counter(MetricFallbacks, metric.WithUnit("{call}"),
+		metric.WithDescription("Failed calls a fallback was asked to answer, by resilience.fallback.result (served, missed)."))
 	handle(e)
 	if err != nil {
 		// The instruments are still usable (the SDK returns working
@@ -604,7 +616,7 @@ func (s *state) attrsFor(method, target string) *callAttrs {
 	return ca
 }
 
-// startCall starts the telemetry of a logical call: the call span, child of
+// StartCall starts the telemetry of a logical call: the call span, child of
 // ctx's span. The returned context carries the call span; when no attempt
 // spans will be made, it also carries the injected trace context.
 func (t *Recorder) StartCall(ctx context.Context, method, target string) (context.Context, Call) {
@@ -687,7 +699,7 @@ type attemptState struct {
 	start time.Time
 }
 
-// startAttempt starts attempt n: its CLIENT span, child of the call span,
+// StartAttempt starts attempt n: its CLIENT span, child of the call span,
 // with the trace context injected into a copy of ctx's outgoing metadata.
 func (ct *Call) StartAttempt(ctx context.Context, n int) (context.Context, Attempt) {
 	c := ct.c
@@ -716,7 +728,7 @@ func (ct *Call) StartAttempt(ctx context.Context, n int) (context.Context, Attem
 	return ctx, Attempt{a}
 }
 
-// breakerState records the state of the breaker the attempt was let
+// BreakerState records the state of the breaker the attempt was let
 // through by (BreakerClosed, BreakerHalfOpen, BreakerOpen).
 func (at *Attempt) BreakerState(state int) {
 	a := at.a
@@ -729,7 +741,7 @@ func (at *Attempt) BreakerState(state int) {
 	}
 }
 
-// end ends the attempt with its outcome: err is the invoker's error.
+// End ends the attempt with its outcome: err is the invoker's error.
 func (at *Attempt) End(err error) {
 	a := at.a
 	if a == nil {
@@ -759,7 +771,7 @@ func (at *Attempt) End(err error) {
 	}
 }
 
-// retryScheduled records that attempt next will run after delay because
+// RetryScheduled records that attempt next will run after delay because
 // the previous attempt failed with code.
 func (ct *Call) RetryScheduled(next int, delay time.Duration, code codes.Code) {
 	c := ct.c
@@ -778,7 +790,7 @@ func (ct *Call) RetryScheduled(next int, delay time.Duration, code codes.Code) {
 	}
 }
 
-// breakerRejected records that a breaker refused an attempt with err; the
+// BreakerRejected records that a breaker refused an attempt with err; the
 // call usually ends with err.
 func (ct *Call) BreakerRejected(err error) {
 	c := ct.c
@@ -796,7 +808,7 @@ func (ct *Call) BreakerRejected(err error) {
 	}
 }
 
-// budgetExhausted records that the retry budget refused a retry.
+// BudgetExhausted records that the retry budget refused a retry.
 func (ct *Call) BudgetExhausted() {
 	c := ct.c
 	if c == nil {
@@ -811,7 +823,35 @@ func (ct *Call) BudgetExhausted() {
 	}
 }
 
-// pushback records a server's retry pushback: the delay it asked for, or,
+// Fallback records that a fallback was asked to answer the failed call:
+// served or not, and for a stale copy its age.
+func (ct *Call) Fallback(served, stale bool, age time.Duration) {
+	c := ct.c
+	if c == nil {
+		return
+	}
+	result := attrFallbackResult.String("missed")
+	if served {
+		result = attrFallbackResult.String("served")
+	}
+	if c.span != nil {
+		kvs := []attribute.KeyValue{result}
+		if served {
+			kind := attrFallbackKind.String("answer")
+			if stale {
+				kind = attrFallbackKind.String("stale")
+				kvs = append(kvs, attrFallbackAge.Float64(age.Seconds()))
+			}
+			kvs = append(kvs, kind)
+		}
+		c.span.AddEvent(eventFallback, trace.WithAttributes(kvs...))
+	}
+	if c.in != nil {
+		c.in.fallbacks.Add(c.ctx, 1, metric.WithAttributes(append(append([]attribute.KeyValue(nil), c.attrs.base...), result)...))
+	}
+}
+
+// Pushback records a server's retry pushback: the delay it asked for, or,
 // when d is negative, that it asked not to retry.
 func (ct *Call) Pushback(d time.Duration) {
 	c := ct.c
@@ -825,7 +865,7 @@ func (ct *Call) Pushback(d time.Duration) {
 	c.span.AddEvent(eventPushback, trace.WithAttributes(attrPushbackDelay.Float64(d.Seconds())))
 }
 
-// end ends the call with the error it returns to the caller (nil on
+// End ends the call with the error it returns to the caller (nil on
 // success).
 func (ct *Call) End(err error) {
 	c := ct.c
@@ -848,7 +888,7 @@ func (ct *Call) End(err error) {
 	}
 }
 
-// breakerState records the state of the breaker identified by key
+// BreakerState records the state of the breaker identified by key
 // (BreakerClosed, BreakerHalfOpen, BreakerOpen) on the breaker state gauge.
 // The breaker wiring calls it on every state change (so a breaker that
 // never left closed has no point yet). It never calls back into a breaker,
