@@ -101,8 +101,9 @@ type Shared struct {
 	cfg     breaker.Config
 	roundNo uint64
 
-	received atomic.Int64 // pub/sub messages applied (tests)
-	okRounds atomic.Int64 // rounds that succeeded (tests)
+	received  atomic.Int64 // pub/sub messages applied (tests)
+	okRounds  atomic.Int64 // rounds that succeeded (tests)
+	listening atomic.Bool  // the pub/sub subscription is confirmed and its connection up
 
 	met metrics
 }
@@ -298,7 +299,17 @@ func (s *Shared) syncLoop() {
 	full := true // the first round reads the fleet at once
 	for {
 		err := s.round(full)
-		if err != nil {
+		switch {
+		case err == nil && !s.listening.Load():
+			// Redis answers; the subscription is on its way and wakes
+			// this loop once confirmed. Before the first subscription
+			// that is just starting up, not worth a report.
+			if s.okRounds.Load() == 0 {
+				s.member.SetDegraded(true)
+			} else {
+				s.setDegraded(true, errNotListening)
+			}
+		case err != nil:
 			fails++
 			s.met.syncErrors.Add(context.Background(), 1, s.met.attrs)
 			s.setDegraded(true, err)
@@ -307,11 +318,12 @@ func (s *Shared) syncLoop() {
 			}
 			full = true
 			continue
-		}
-		s.okRounds.Add(1)
-		if fails > 0 || full {
-			fails = 0
-			s.setDegraded(false, nil)
+		default:
+			s.okRounds.Add(1)
+			if fails > 0 || full {
+				fails = 0
+				s.setDegraded(false, nil)
+			}
 		}
 		select {
 		case <-s.stop:
@@ -319,10 +331,14 @@ func (s *Shared) syncLoop() {
 		case <-tick.C:
 			full = true
 		case <-s.wake:
-			full = false
+			full = s.member != nil && s.degraded.Load() || s.okRounds.Load() == 0
 		}
 	}
 }
+
+// errNotListening makes a member degraded while its pub/sub subscription is
+// down, even if its rounds succeed: it would miss the fleet's openings.
+var errNotListening = errors.New("redisbreaker: pub/sub subscription not up")
 
 // subscribeLoop applies the other members' opens and closes as they are
 // published. go-redis resubscribes on reconnect; this loop paces its retries
@@ -359,6 +375,7 @@ func (s *Shared) subscribeLoop() {
 				_ = s.ps.Ping(ctx) // the next Receive reads the pong, or fails
 				continue
 			}
+			s.listening.Store(false) // go-redis resubscribes on the next Receive
 			fails++
 			if !s.sleep(s.backoff(fails)) {
 				return
@@ -366,7 +383,15 @@ func (s *Shared) subscribeLoop() {
 			continue
 		}
 		fails = 0
-		if m, ok := msg.(*redis.Message); ok {
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && !s.listening.Swap(true) {
+				select { // a round now, to leave degraded mode
+				case s.wake <- struct{}{}:
+				default:
+				}
+			}
+		case *redis.Message:
 			s.apply(m.Payload)
 		}
 	}
