@@ -59,6 +59,20 @@ func sharedRedis(t *testing.T) *redisServer {
 	return pkgRedis
 }
 
+func benchRedis(b *testing.B) *redisServer {
+	b.Helper()
+	pkgRedisMu.Lock()
+	defer pkgRedisMu.Unlock()
+	if pkgRedis == nil {
+		dir, err := os.MkdirTemp("", "redisbreaker-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		pkgRedis = startRedisIn(b, dir)
+	}
+	return pkgRedis
+}
+
 // startRedis starts a private redis-server that the test stops at its end.
 func startRedis(t *testing.T) *redisServer {
 	t.Helper()
