@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -61,6 +62,10 @@ type Set struct {
 	now   func() time.Time // injectable clock
 	epoch time.Time        // clock reading that nanos() counts from
 
+	cfg    Config      // as configured, defaults filled in (Member.Config)
+	shared Shared      // nil: every breaker is local
+	fleet  atomic.Bool // shared is attached and not degraded
+
 	mu        sync.RWMutex
 	m         map[string]*entry // guarded by mu
 	lastSweep int64             // guarded by mu
@@ -115,6 +120,17 @@ type entry struct {
 	changed   chan struct{} // closed at the next transition or freed probe slot; nil until awaited
 	openErr   *OpenError    // cached rejections, built on first use
 	probeErr  *OpenError
+
+	// Fleet sharing (Config.Shared). The counts are kept whether or not a
+	// Shared is attached: two increments cost less than a branch would save.
+	nsucc, nfail uint64 // outcomes counted while closed, since creation
+	frun         uint32 // failures since the last success known here or in the fleet
+	rsucc, rfail uint32 // the fleet's other members' window (Member.SetFleet)
+	rrun         uint32 // the fleet's other members' failure run
+	leased       bool   // half-open and holding the fleet's probe lease
+	force        bool   // readyToTrip says yes: forceFailure is opening the breaker
+	fromFleet    bool   // the transition in progress is the fleet's (Transition.Fleet)
+	forceFor     int64  // open period forceFailure asks for (ns); 0: OpenTimeout
 }
 
 // Outcomes as handed to gobreaker, after classification.
@@ -154,9 +170,15 @@ func NewSet(c Config) (*Set, error) {
 		now:         c.Now,
 		epoch:       c.Now(),
 		m:           make(map[string]*entry),
+		cfg:         c,
 	}
 	if defaultClassification {
 		s.isFailure, s.isExcluded = nil, nil // classify takes the fast path
+	}
+	if c.Shared != nil {
+		if err := s.attach(c.Shared); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -202,6 +224,19 @@ func (s *Set) Allow(key string) (done func(err error), err error) {
 				return nil, err
 			}
 			e.now = now
+			if e.state != StateClosed && !e.leased && s.fleet.Load() {
+				// The fleet leases its probes: without the lease a breaker
+				// past its open period turns half-open (telling the Shared,
+				// which asks the fleet for the lease) but admits nothing.
+				if e.state == StateOpen {
+					e.cb.State()
+				}
+				if e.state != StateClosed {
+					err := e.rejection(StateHalfOpen)
+					s.unlockAndDispatch(e)
+					return nil, err
+				}
+			}
 			gbDone, gbErr := e.cb.Allow() // may turn an open breaker half-open
 			if gbErr != nil {
 				st := StateOpen
@@ -335,7 +370,15 @@ func (e *entry) done(gen uint64, err error) {
 	}
 	if gen == e.gen && !e.evicted {
 		if e.state == StateClosed && outcome != errExcluded {
-			e.win.add(now, s.period, outcome == errFailure)
+			failed := outcome == errFailure
+			e.win.add(now, s.period, failed)
+			if failed {
+				e.nfail++
+				e.frun++
+			} else {
+				e.nsucc++
+				e.frun = 0
+			}
 		}
 		e.now = now
 		e.gbDone(outcome)
@@ -370,11 +413,13 @@ func (s *Set) classify(err error) error {
 // after the failure was added to the window.
 func (e *entry) readyToTrip(c gobreaker.Counts) bool {
 	s := e.s
-	if c.ConsecutiveFailures >= s.consecutive {
+	if e.force || c.ConsecutiveFailures >= s.consecutive {
 		return true
 	}
-	total := e.win.succ + e.win.fail
-	return total >= s.minRequests && float64(e.win.fail)/float64(total) >= s.ratio
+	if s.fleet.Load() {
+		return e.fleetRuleHolds()
+	}
+	return e.windowRuleHolds(0, 0)
 }
 
 // onStateChange is gobreaker's OnStateChange. It runs under gobreaker's lock,
@@ -385,17 +430,30 @@ func (e *entry) onStateChange(_ string, from, to gobreaker.State) {
 	e.gen++
 	e.notifyLocked()
 	e.gbDone, e.doneFn = nil, nil
+	e.leased = false
+	openFor := e.s.openTimeout
 	switch e.state {
 	case StateOpen:
-		e.openUntil = e.now + e.s.openTimeout
+		if e.forceFor > 0 {
+			openFor = e.forceFor
+		}
+		e.openUntil = e.now + openFor
 		if e.openUntil < e.now { // overflow: open "forever"
 			e.openUntil = math.MaxInt64
 		}
 	case StateClosed:
 		e.win.reset(e.now, e.s.period)
+		e.frun, e.rsucc, e.rfail, e.rrun = 0, 0, 0, 0
 	}
 	if !e.evicted {
 		e.queue(State(from), State(to))
+		if sh := e.s.shared; sh != nil {
+			t := Transition{Key: e.key, From: State(from), To: State(to), Fleet: e.fromFleet}
+			if t.To == StateOpen {
+				t.OpenFor = time.Duration(openFor)
+			}
+			sh.Transition(t)
+		}
 	}
 }
 

@@ -73,6 +73,10 @@ type Config struct {
 	// read from it. nil means time.Now. The interceptors give their Set the
 	// clock they run on, so one injected clock drives both.
 	Now func() time.Time
+	// Shared, if not nil, shares the Set's breakers with other Sets (a
+	// fleet of processes) through a store such as Redis; NewSet attaches it.
+	// nil keeps every breaker local. See [Shared].
+	Shared Shared
 }
 
 // DefaultConfig returns the configuration a zero Config stands for. It is the

@@ -150,6 +150,19 @@
 // timeout, and is not consulted while the Set's clock says the breaker is
 // open.
 //
+// # Sharing breakers across a fleet
+//
+// [Config.Shared] connects the Set to a [Shared], which shares its breakers
+// with other processes' Sets (module
+// github.com/grpc-resilience/resilience/redisbreaker does it on Redis). The
+// call path stays local: Allow and done never call the Shared; it reads the
+// Set's counts and hands back the fleet's from its own goroutines, through a
+// [Member]. While fleet counts are at hand, the trip rule adds them to the
+// local window and failure run, a half-open breaker probes only while it
+// holds the fleet's lease, and the Shared can open or close a breaker on
+// another member's word. A degraded Shared (its store unreachable) leaves
+// every breaker purely local, as without one.
+//
 // # Concurrency and cost
 //
 // A Set is safe for concurrent use. Each key has its own lock; the key map is

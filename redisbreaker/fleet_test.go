@@ -1,0 +1,246 @@
+package redisbreaker
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/grpc-resilience/resilience/breaker"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var errDown = status.Error(codes.Unavailable, "connection refused")
+
+// fakeClock drives the breakers' logic (open periods, windows); the network
+// with real Redis runs on real time.
+type fakeClock struct {
+	base time.Time
+	off  atomic.Int64
+}
+
+func newFakeClock() *fakeClock                   { return &fakeClock{base: time.Unix(1_000_000, 0)} }
+func (c *fakeClock) Now() time.Time              { return c.base.Add(time.Duration(c.off.Load())) }
+func (c *fakeClock) Advance(d time.Duration)     { c.off.Add(int64(d)) }
+func (m *member) state(key string) breaker.State { return m.set.State(key) }
+
+// member is one instance of a fleet: its own Redis client, Shared and Set.
+type member struct {
+	set *breaker.Set
+	sh  *Shared
+
+	mu     sync.Mutex
+	opened time.Time // real time of the last transition to open
+}
+
+func newMember(t *testing.T, r *redisServer, clk *fakeClock, o Options) *member {
+	t.Helper()
+	sh, err := New(r.client(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sh.Close() })
+	m := &member{sh: sh}
+	m.set, err = breaker.NewSet(breaker.Config{
+		Now:    clk.Now,
+		Shared: sh,
+		OnStateChange: func(_ string, _, to breaker.State) {
+			if to == breaker.StateOpen {
+				m.mu.Lock()
+				m.opened = time.Now()
+				m.mu.Unlock()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func newFleet(t *testing.T, r *redisServer, n int, clk *fakeClock, o Options) []*member {
+	t.Helper()
+	fleet := make([]*member, n)
+	for i := range fleet {
+		fleet[i] = newMember(t, r, clk, o)
+	}
+	for _, m := range fleet {
+		eventually(t, 5*time.Second, "first round with Redis", func() bool { return m.sh.okRounds.Load() > 0 })
+	}
+	return fleet
+}
+
+func allState(fleet []*member, key string, want breaker.State) bool {
+	for _, m := range fleet {
+		if m.state(key) != want {
+			return false
+		}
+	}
+	return true
+}
+
+// A fleet of 5 against a downstream that is down trips on the fleet's count
+// of failures (25 in a row), not on 25 per member, and every member opens
+// within milliseconds of the first. On recovery the fleet sends
+// HalfOpenProbes probes, not HalfOpenProbes per member.
+func TestFleetTripsAndProbesTogether(t *testing.T) {
+	r := sharedRedis(t)
+	clk := newFakeClock()
+	fleet := newFleet(t, r, 5, clk, Options{Prefix: prefix(t)})
+	const key = "dns:///orders.example:443"
+	for _, m := range fleet { // a healthy start: every member knows the key
+		done, err := m.set.Allow(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done(nil)
+	}
+
+	// 100 attempts/s across the fleet (each member 20/s), all failing.
+	failed := 0
+	pace := time.NewTicker(50 * time.Millisecond)
+	defer pace.Stop()
+	start := time.Now()
+	for !allState(fleet, key, breaker.StateOpen) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("fleet not open after %d failures", failed)
+		}
+		for _, m := range fleet {
+			if done, err := m.set.Allow(key); err == nil {
+				failed++
+				done(errDown)
+			}
+		}
+		<-pace.C // the load's rate, not a wait for behaviour
+	}
+	var first, last time.Time
+	for _, m := range fleet {
+		m.mu.Lock()
+		o := m.opened
+		m.mu.Unlock()
+		if first.IsZero() || o.Before(first) {
+			first = o
+		}
+		if o.After(last) {
+			last = o
+		}
+	}
+	spread := last.Sub(first)
+	t.Logf("fleet of %d open after %d failed attempts in total (local-only: %d); first to last opening: %v",
+		len(fleet), failed, 25*len(fleet), spread)
+	if failed > 60 {
+		t.Errorf("%d failed attempts reached the downstream before the fleet opened, want <= 60", failed)
+	}
+	if spread > 100*time.Millisecond { // one Interval
+		t.Errorf("members opened over %v, want within one Interval (100ms)", spread)
+	}
+
+	// Recovery: the open period ends on every member at once (one clock).
+	clk.Advance(5 * time.Second)
+	probes := 0
+	start = time.Now()
+	for !allState(fleet, key, breaker.StateClosed) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("fleet not closed after %d probes", probes)
+		}
+		for _, m := range fleet {
+			before := m.state(key)
+			if done, err := m.set.Allow(key); err == nil {
+				if before != breaker.StateClosed {
+					probes++
+				}
+				done(nil)
+			}
+		}
+		time.Sleep(time.Millisecond) // load pacing
+	}
+	t.Logf("fleet closed after %d half-open probes in total (local-only: %d) in %v",
+		probes, 3*len(fleet), time.Since(start))
+	if probes > 3 {
+		t.Errorf("%d probes across the fleet, want <= HalfOpenProbes (3)", probes)
+	}
+}
+
+// Pub/sub carries an opening to the other members in milliseconds.
+func TestOpenReachesFleetByPubSub(t *testing.T) {
+	r := sharedRedis(t)
+	clk := newFakeClock()
+	fleet := newFleet(t, r, 3, clk, Options{Prefix: prefix(t), Interval: time.Hour / 2, MaxBackoff: time.Hour})
+	const key = "k"
+	// With a half-hour Interval only pub/sub can carry the news.
+	for _, m := range fleet[1:] {
+		done, _ := m.set.Allow(key)
+		done(nil)
+	}
+	var lat []time.Duration
+	for i := range 5 {
+		opener := fleet[0]
+		for opener.state(key) != breaker.StateOpen {
+			if done, err := opener.set.Allow(key); err == nil {
+				done(errDown)
+			}
+		}
+		t0 := time.Now()
+		for _, m := range fleet[1:] {
+			eventually(t, 2*time.Second, "member opens", func() bool { return m.state(key) == breaker.StateOpen })
+		}
+		lat = append(lat, time.Since(t0))
+		// Let the fleet close again for the next round: the opener probes.
+		clk.Advance(5 * time.Second)
+		for _, m := range fleet[1:] {
+			m.sh.member.Close(key)
+		}
+		fleet[0].sh.member.Close(key)
+		if !allState(fleet, key, breaker.StateClosed) {
+			t.Fatalf("round %d: fleet not closed", i)
+		}
+	}
+	t.Logf("opening seen by every other member after (pub/sub): %v", lat)
+	for _, d := range lat {
+		if d > 100*time.Millisecond {
+			t.Errorf("pub/sub latency %v, want well under 100ms", d)
+		}
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	r := sharedRedis(t)
+	c := r.client(t)
+	_, err := New(nil, Options{Prefix: "{x}", Interval: -1, MaxBackoff: time.Millisecond, Timeout: -time.Second})
+	for _, want := range []string{
+		"redisbreaker: invalid options: nil redis client",
+		"Prefix must not contain '{' or '}'",
+		"Interval must be >= 0",
+		"Timeout must be >= 0",
+	} {
+		if err == nil || !containsLine(err.Error(), want) {
+			t.Errorf("New error = %v, want it to say %q", err, want)
+		}
+	}
+	if !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("error does not match ErrInvalidOptions: %v", err)
+	}
+	if _, err := New(c, Options{}); err == nil || !containsLine(err.Error(), "Prefix is required") {
+		t.Errorf("New without Prefix: %v", err)
+	}
+	if _, err := New(c, Options{Prefix: "p", Interval: time.Second, MaxBackoff: time.Millisecond}); err == nil ||
+		!containsLine(err.Error(), "MaxBackoff (1ms) must be at least Interval (1s)") {
+		t.Errorf("New with MaxBackoff < Interval: %v", err)
+	}
+	sh, err := New(c, Options{Prefix: prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Close()
+	if _, err := breaker.NewSet(breaker.Config{Shared: sh}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := breaker.NewSet(breaker.Config{Shared: sh}); err == nil || !containsLine(err.Error(), "already attached") {
+		t.Errorf("second NewSet on one Shared: %v", err)
+	}
+}
+
+func containsLine(s, sub string) bool { return strings.Contains(s, sub) }
