@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	_ "google.golang.org/grpc" // registers the dns, passthrough and unix resolvers, as in every client
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -174,5 +175,31 @@ func TestCanonicalTarget(t *testing.T) {
 		if got := canonicalTarget(tc.in); got != tc.want {
 			t.Errorf("canonicalTarget(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// BenchmarkMetricNames measures the hooks of a successful one-attempt call
+// with an SDK MeterProvider (no tracing), under each naming, in one run:
+//
+//	go test -run '^$' -bench BenchmarkMetricNames -count 6 ./internal/telemetry/ | tee names.txt
+//	benchstat -col /names names.txt
+func BenchmarkMetricNames(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		names Names
+	}{{"resilience", NamesResilience}, {"grpc", NamesGRPC}} {
+		b.Run("names="+tc.name, func(b *testing.B) {
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			b.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+			r := New(Options{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: mp, MetricNames: tc.names}, nil)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				cctx, c := r.StartCall(ctx, method, "localhost:50051")
+				_, a := c.StartAttempt(cctx, 1)
+				a.End(nil)
+				c.End(nil)
+			}
+		})
 	}
 }
