@@ -100,7 +100,7 @@
 // connection is down, the next attempt first waits for the connection, up
 // to WithReadyWait and within the call deadline, while the connection's
 // reconnect backoff is reset every WithReconnectProbe interval. Methods
-// marked with CallHedging are hedged: see HedgePolicy.
+// given Hedging are hedged: see HedgePolicy.
 //
 // # Per-method and per-call policy
 //

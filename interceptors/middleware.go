@@ -82,8 +82,9 @@ func New(opts ...Option) (*Middleware, error) {
 		user := bc.OnStateChange
 		bc.OnStateChange = func(key string, from, to breaker.State) {
 			// Runs outside the breaker's lock (package breaker queues
-			// transitions), so the gauge may be set from here.
-			m.tel.BreakerState(key, int(to))
+			// transitions), so the gauge may be set and the log written
+			// from here.
+			m.tel.BreakerTransition(key, int(from), int(to))
 			if user != nil {
 				user(key, from, to)
 			}

@@ -12,8 +12,18 @@
 // Attribute names follow the OpenTelemetry semantic conventions v1.43.0 (the
 // semconv package shipped with go.opentelemetry.io/otel v1.47.0); what they
 // do not cover lives in the resilience.* namespace. Metrics are the
-// resilience.client.* instruments named by the Metric constants. Payloads
-// and metadata values are never recorded.
+// resilience.client.* instruments named by the Metric constants, or, with
+// [NamesGRPC], gRFC A66's call and attempt instruments and gRFC A96's retry
+// instruments (the MetricGRPC constants) in place of the call, attempt and
+// retry ones. Payloads and metadata values are never recorded.
+//
+// # Logs
+//
+// With [Options.Logger] set, breaker transitions (opened at Warn, others at
+// Info), calls that failed after retries (Warn) and failed calls whose
+// retries a policy stopped (Info, with the reason) are logged; call records
+// are rate limited per target. Logging keeps its per-call state inside
+// [Call], so a successful call neither logs nor allocates for it.
 //
 // # Defaults
 //

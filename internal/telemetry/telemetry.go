@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"reflect"
 	"strconv"
@@ -34,6 +35,8 @@ type Options struct {
 	MeterProvider  metric.MeterProvider          // nil: otel.GetMeterProvider() per call
 	Propagator     propagation.TextMapPropagator // nil: otel.GetTextMapPropagator() per attempt
 	NoAttemptSpans bool                          // attempts as call span events instead of spans
+	MetricNames    Names                         // which names the call and attempt metrics take
+	Logger         *slog.Logger                  // nil: no logging
 }
 
 // InstrumentationName is the instrumentation scope of the tracer and meter:
@@ -204,6 +207,7 @@ type Recorder struct {
 type state struct {
 	opts  Options
 	clock clock.Clock
+	log   *logger // nil: no logging
 
 	// fixedTracer/fixedMetrics are set when the provider was given as an
 	// option; tracing/metrics cache the resolution of the global provider.
@@ -227,11 +231,14 @@ func New(opts Options, clk clock.Clock) Recorder {
 	if s.clock == nil {
 		s.clock = clock.Real
 	}
+	if opts.Logger != nil {
+		s.log = newLogger(opts.Logger, s.clock)
+	}
 	if tp := s.opts.TracerProvider; tp != nil {
 		s.fixedTracer = newTracing(tp, false)
 	}
 	if mp := s.opts.MeterProvider; mp != nil {
-		s.fixedMetrics = newInstruments(mp, false)
+		s.fixedMetrics = newInstruments(mp, false, s.opts.MetricNames)
 	}
 	return Recorder{s: s}
 }
@@ -281,10 +288,18 @@ type instruments struct {
 	breakerRejections metric.Int64Counter
 	budgetThrottled   metric.Int64Counter
 	fallbacks         metric.Int64Counter
+
+	// gRFC A66/A96 names (Names == NamesGRPC); attempts and retries are
+	// then nil.
+	grpc           bool
+	attemptStarted metric.Int64Counter
+	callRetries    metric.Int64Histogram
+	callHedges     metric.Int64Histogram
+	retryDelay     metric.Float64Histogram
 }
 
-func newInstruments(mp metric.MeterProvider, global bool) *instruments {
-	in := &instruments{mp: mp, comparable: isComparable(mp)}
+func newInstruments(mp metric.MeterProvider, global bool, names Names) *instruments {
+	in := &instruments{mp: mp, comparable: isComparable(mp), grpc: names == NamesGRPC}
 	if _, ok := mp.(metricnoop.MeterProvider); ok || (global && isUnsetGlobal(mp)) {
 		in.off = true
 		return in
@@ -301,20 +316,46 @@ func newInstruments(mp metric.MeterProvider, global bool) *instruments {
 		}
 	}
 	var e error
-	in.attempts, e = m.Int64Counter(MetricAttempts, metric.WithUnit("{attempt}"),
-		metric.WithDescription("Attempts that reached the transport, by outcome."))
-	handle(e)
-	in.retries, e = m.Int64Counter(MetricRetries, metric.WithUnit("{retry}"),
-		metric.WithDescription("Retries scheduled, by the status code of the attempt that is retried."))
-	handle(e)
-	in.callDuration, e = m.Float64Histogram(MetricCallDuration, metric.WithUnit("s"),
-		metric.WithDescription("Duration of logical calls, including every attempt and backoff wait."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...))
-	handle(e)
-	in.attemptDuration, e = m.Float64Histogram(MetricAttemptDuration, metric.WithUnit("s"),
-		metric.WithDescription("Duration of single attempts."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...))
-	handle(e)
+	if in.grpc {
+		in.attemptStarted, e = m.Int64Counter(MetricGRPCAttemptStarted, metric.WithUnit("{attempt}"),
+			metric.WithDescription("Number of client call attempts started."))
+		handle(e)
+		in.attemptDuration, e = m.Float64Histogram(MetricGRPCAttemptDuration, metric.WithUnit("s"),
+			metric.WithDescription("End-to-end time taken to complete a client call attempt."),
+			metric.WithExplicitBucketBoundaries(A66LatencyBuckets...))
+		handle(e)
+		in.callDuration, e = m.Float64Histogram(MetricGRPCCallDuration, metric.WithUnit("s"),
+			metric.WithDescription("Time taken by gRPC to complete an RPC from application's perspective."),
+			metric.WithExplicitBucketBoundaries(A66LatencyBuckets...))
+		handle(e)
+		in.callRetries, e = m.Int64Histogram(MetricGRPCCallRetries, metric.WithUnit("{retry}"),
+			metric.WithDescription("Number of retries during the client call. If there were no retries, 0 is not reported."),
+			metric.WithExplicitBucketBoundaries(A96CountBuckets...))
+		handle(e)
+		in.callHedges, e = m.Int64Histogram(MetricGRPCCallHedges, metric.WithUnit("{hedge}"),
+			metric.WithDescription("Number of hedges during the client call. If there were no hedges, 0 is not reported."),
+			metric.WithExplicitBucketBoundaries(A96CountBuckets...))
+		handle(e)
+		in.retryDelay, e = m.Float64Histogram(MetricGRPCCallRetryDelay, metric.WithUnit("s"),
+			metric.WithDescription("Total time of delay while there is no active attempt during the client call."),
+			metric.WithExplicitBucketBoundaries(A66LatencyBuckets...))
+		handle(e)
+	} else {
+		in.attempts, e = m.Int64Counter(MetricAttempts, metric.WithUnit("{attempt}"),
+			metric.WithDescription("Attempts that reached the transport, by outcome."))
+		handle(e)
+		in.retries, e = m.Int64Counter(MetricRetries, metric.WithUnit("{retry}"),
+			metric.WithDescription("Retries scheduled, by the status code of the attempt that is retried."))
+		handle(e)
+		in.callDuration, e = m.Float64Histogram(MetricCallDuration, metric.WithUnit("s"),
+			metric.WithDescription("Duration of logical calls, including every attempt and backoff wait."),
+			metric.WithExplicitBucketBoundaries(durationBuckets...))
+		handle(e)
+		in.attemptDuration, e = m.Float64Histogram(MetricAttemptDuration, metric.WithUnit("s"),
+			metric.WithDescription("Duration of single attempts."),
+			metric.WithExplicitBucketBoundaries(durationBuckets...))
+		handle(e)
+	}
 	in.breakerState, e = m.Int64Gauge(MetricBreakerState, metric.WithUnit("{state}"),
 		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."))
 	handle(e)
@@ -343,7 +384,7 @@ func (s *state) instruments() *instruments {
 		mp := otel.GetMeterProvider()
 		in = s.metrics.Load()
 		if in == nil || !in.comparable || in.mp != mp {
-			in = newInstruments(mp, true)
+			in = newInstruments(mp, true, s.opts.MetricNames)
 			s.metrics.Store(in)
 		}
 	}
@@ -454,6 +495,9 @@ type callAttrs struct {
 	base         []attribute.KeyValue
 	callStart    []trace.SpanStartOption
 	attemptStart [preAttempts][]trace.SpanStartOption
+	// grpcNames: the metrics take gRFC A66's attributes, of grpcBase.
+	grpcNames bool
+	grpcBase  []attribute.KeyValue
 
 	metricsOnce sync.Once
 	metrics     *metricAttrs
@@ -461,12 +505,13 @@ type callAttrs struct {
 
 // metricAttrs are prebuilt metric options.
 type metricAttrs struct {
-	base  []metric.AddOption              // no status code
-	count [numCodes][]metric.AddOption    // + rpc.response.status_code
-	dur   [numCodes][]metric.RecordOption // + rpc.response.status_code, error.type unless OK
+	base    []metric.AddOption              // no status code
+	baseRec []metric.RecordOption           // base, for histograms
+	count   [numCodes][]metric.AddOption    // + rpc.response.status_code
+	dur     [numCodes][]metric.RecordOption // + rpc.response.status_code, error.type unless OK; or + grpc.status
 }
 
-func newCallAttrs(method, target string) *callAttrs {
+func newCallAttrs(method, target string, grpcNames bool) *callAttrs {
 	name := method
 	if len(name) > 1 && name[0] == '/' {
 		name = name[1:]
@@ -484,6 +529,10 @@ func newCallAttrs(method, target string) *callAttrs {
 	}
 	for i := range ca.attemptStart {
 		ca.attemptStart[i] = attemptStartOptions(base, i+1)
+	}
+	if grpcNames {
+		ca.grpcNames = true
+		ca.grpcBase = []attribute.KeyValue{attrGRPCMethod.String(name), attrGRPCTarget.String(canonicalTarget(target))}
 	}
 	return ca
 }
@@ -503,7 +552,12 @@ func (ca *callAttrs) attemptStartOptions(n int) []trace.SpanStartOption {
 
 func (ca *callAttrs) metricAttrs() *metricAttrs {
 	ca.metricsOnce.Do(func() {
-		m := &metricAttrs{base: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(ca.base...))}}
+		if ca.grpcNames {
+			ca.metrics = ca.grpcMetricAttrs()
+			return
+		}
+		baseSet := metric.WithAttributeSet(attribute.NewSet(ca.base...))
+		m := &metricAttrs{base: []metric.AddOption{baseSet}, baseRec: []metric.RecordOption{baseSet}}
 		kvs := make([]attribute.KeyValue, 0, len(ca.base)+2)
 		for c := range numCodes {
 			kvs = append(append(kvs[:0], ca.base...), statusCodeAttrs[c])
@@ -520,6 +574,20 @@ func (ca *callAttrs) metricAttrs() *metricAttrs {
 	return ca.metrics
 }
 
+// grpcMetricAttrs are the metric options with gRFC A66's attributes:
+// grpc.method and grpc.target, and grpc.status on the durations.
+func (ca *callAttrs) grpcMetricAttrs() *metricAttrs {
+	baseSet := metric.WithAttributeSet(attribute.NewSet(ca.grpcBase...))
+	m := &metricAttrs{base: []metric.AddOption{baseSet}, baseRec: []metric.RecordOption{baseSet}}
+	kvs := make([]attribute.KeyValue, 0, len(ca.grpcBase)+1)
+	for c := range numCodes {
+		m.count[c] = m.base
+		kvs = append(append(kvs[:0], ca.grpcBase...), attrGRPCStatus.String(codeString(codes.Code(c))))
+		m.dur[c] = []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kvs...))}
+	}
+	return m
+}
+
 func (ca *callAttrs) countOptions(c codes.Code) []metric.AddOption {
 	if int(c) < numCodes {
 		return ca.metricAttrs().count[c]
@@ -531,6 +599,10 @@ func (ca *callAttrs) countOptions(c codes.Code) []metric.AddOption {
 func (ca *callAttrs) durationOptions(c codes.Code) []metric.RecordOption {
 	if int(c) < numCodes {
 		return ca.metricAttrs().dur[c]
+	}
+	if ca.grpcNames {
+		kvs := append(append([]attribute.KeyValue(nil), ca.grpcBase...), attrGRPCStatus.String(codeString(c)))
+		return []metric.RecordOption{metric.WithAttributes(kvs...)}
 	}
 	kvs := append(append([]attribute.KeyValue(nil), ca.base...), endAttrs(c)...)
 	return []metric.RecordOption{metric.WithAttributes(kvs...)}
@@ -594,7 +666,7 @@ func (s *state) attrsFor(method, target string) *callAttrs {
 			return ca
 		}
 	}
-	ca := newCallAttrs(method, target)
+	ca := newCallAttrs(method, target, s.opts.MetricNames == NamesGRPC)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var old map[attrKey]*callAttrs
@@ -624,10 +696,15 @@ func (t *Recorder) StartCall(ctx context.Context, method, target string) (contex
 	if s == nil {
 		return ctx, Call{}
 	}
+	var l callLog
+	if s.log != nil {
+		l = callLog{lg: s.log, method: method, target: target}
+	}
 	tr := s.tracer()
 	in := s.instruments()
 	if tr == nil && in == nil {
-		return ctx, Call{}
+		l.ctx = ctx
+		return ctx, Call{l: l}
 	}
 	ca := s.attrsFor(method, target)
 	c := &callState{s: s, attrs: ca, in: in}
@@ -650,7 +727,8 @@ func (t *Recorder) StartCall(ctx context.Context, method, target string) (contex
 		c.ctx = ctx
 		c.start = s.clock.Now()
 	}
-	return ctx, Call{c}
+	l.ctx = ctx
+	return ctx, Call{c: c, l: l}
 }
 
 // Call records one logical call. The zero value records nothing,
@@ -659,10 +737,11 @@ func (t *Recorder) StartCall(ctx context.Context, method, target string) (contex
 // called once, after every attempt has ended.
 type Call struct {
 	c *callState
+	l callLog // what logging needs; lives in the caller's call state, so it costs no allocation
 }
 
-// Enabled reports whether the call is recorded at all, so that callers can
-// skip work done only for telemetry.
+// Enabled reports whether the call is traced or measured, so that callers
+// can skip work done only for spans and metrics.
 func (ct *Call) Enabled() bool { return ct.c != nil }
 
 // callState is the state of a recorded call.
@@ -682,6 +761,17 @@ type callState struct {
 
 	attempts atomic.Int32 // attempts started
 	first    attemptState // attempt 1's state, to save an allocation
+
+	// gRFC A96 (in.grpc): retries scheduled and not started yet, retries
+	// and hedges started, attempts in flight, when the last attempt in
+	// flight ended (Unix ns; 0: never) and the time spent with none in
+	// flight since (ns).
+	pendingRetries atomic.Int32
+	retries        atomic.Int32
+	hedges         atomic.Int32
+	active         atomic.Int32
+	idleSince      atomic.Int64
+	retryDelay     atomic.Int64
 }
 
 // Attempt records one attempt. The zero value records nothing.
@@ -702,6 +792,7 @@ type attemptState struct {
 // StartAttempt starts attempt n: its CLIENT span, child of the call span,
 // with the trace context injected into a copy of ctx's outgoing metadata.
 func (ct *Call) StartAttempt(ctx context.Context, n int) (context.Context, Attempt) {
+	ct.l.attempt(n)
 	c := ct.c
 	if c == nil {
 		return ctx, Attempt{}
@@ -724,8 +815,38 @@ func (ct *Call) StartAttempt(ctx context.Context, n int) (context.Context, Attem
 	if c.in != nil {
 		a.ctx = ctx
 		a.start = c.s.clock.Now()
+		if c.in.grpc {
+			c.in.attemptStarted.Add(ctx, 1, c.attrs.metricAttrs().base...)
+			c.a96Started(n, a.start)
+		}
 	}
 	return ctx, Attempt{a}
+}
+
+// a96Started notes that attempt n starts at now: a retry when one was
+// scheduled (RetryScheduled) and not started yet, else, after the first,
+// a hedge; and the delay since the last attempt in flight ended, if none
+// is in flight.
+func (c *callState) a96Started(n int, now time.Time) {
+	if c.active.Add(1) == 1 && n > 1 {
+		if since := c.idleSince.Load(); since != 0 {
+			c.retryDelay.Add(now.UnixNano() - since)
+		}
+	}
+	if n == 1 {
+		return
+	}
+	for {
+		p := c.pendingRetries.Load()
+		if p <= 0 {
+			c.hedges.Add(1)
+			return
+		}
+		if c.pendingRetries.CompareAndSwap(p, p-1) {
+			c.retries.Add(1)
+			return
+		}
+	}
 }
 
 // BreakerState records the state of the breaker the attempt was let
@@ -766,8 +887,16 @@ func (at *Attempt) End(err error) {
 		c.span.AddEvent(eventAttempt, trace.WithAttributes(kvs...))
 	}
 	if c.in != nil {
-		c.in.attempts.Add(a.ctx, 1, c.attrs.countOptions(code)...)
-		c.in.attemptDuration.Record(a.ctx, c.s.clock.Now().Sub(a.start).Seconds(), c.attrs.durationOptions(code)...)
+		now := c.s.clock.Now()
+		if c.in.grpc {
+			if c.active.Add(-1) == 0 && err != nil {
+				// No attempt in flight, and another may follow.
+				c.idleSince.Store(now.UnixNano())
+			}
+		} else {
+			c.in.attempts.Add(a.ctx, 1, c.attrs.countOptions(code)...)
+		}
+		c.in.attemptDuration.Record(a.ctx, now.Sub(a.start).Seconds(), c.attrs.durationOptions(code)...)
 	}
 }
 
@@ -786,13 +915,18 @@ func (ct *Call) RetryScheduled(next int, delay time.Duration, code codes.Code) {
 		))
 	}
 	if c.in != nil {
-		c.in.retries.Add(c.ctx, 1, c.attrs.countOptions(code)...)
+		if c.in.grpc {
+			c.pendingRetries.Add(1)
+		} else {
+			c.in.retries.Add(c.ctx, 1, c.attrs.countOptions(code)...)
+		}
 	}
 }
 
 // BreakerRejected records that a breaker refused an attempt with err; the
 // call usually ends with err.
 func (ct *Call) BreakerRejected(err error) {
+	ct.l.stopped(reasonBreaker)
 	c := ct.c
 	if c == nil {
 		return
@@ -810,6 +944,7 @@ func (ct *Call) BreakerRejected(err error) {
 
 // BudgetExhausted records that the retry budget refused a retry.
 func (ct *Call) BudgetExhausted() {
+	ct.l.stopped(reasonBudget)
 	c := ct.c
 	if c == nil {
 		return
@@ -854,6 +989,9 @@ func (ct *Call) Fallback(served, stale bool, age time.Duration) {
 // Pushback records a server's retry pushback: the delay it asked for, or,
 // when d is negative, that it asked not to retry.
 func (ct *Call) Pushback(d time.Duration) {
+	if d < 0 {
+		ct.l.stopped(reasonPushback)
+	}
 	c := ct.c
 	if c == nil || c.span == nil {
 		return
@@ -868,6 +1006,9 @@ func (ct *Call) Pushback(d time.Duration) {
 // End ends the call with the error it returns to the caller (nil on
 // success).
 func (ct *Call) End(err error) {
+	if err != nil && ct.l.lg != nil {
+		ct.l.end(err)
+	}
 	c := ct.c
 	if c == nil {
 		return
@@ -885,19 +1026,52 @@ func (ct *Call) End(err error) {
 	}
 	if c.in != nil {
 		c.in.callDuration.Record(c.ctx, c.s.clock.Now().Sub(c.start).Seconds(), c.attrs.durationOptions(code)...)
+		if c.in.grpc {
+			c.a96End()
+		}
 	}
 }
 
+// a96End records gRFC A96's per-call instruments. Like A96 says of the
+// retries and hedges, a call that made one attempt reports none of them,
+// retry_delay (which is then 0) included: the happy path stays at the
+// three A66 measurements.
+func (c *callState) a96End() {
+	retries, hedges := c.retries.Load(), c.hedges.Load()
+	if retries == 0 && hedges == 0 {
+		return
+	}
+	m := c.attrs.metricAttrs()
+	if retries > 0 {
+		c.in.callRetries.Record(c.ctx, int64(retries), m.baseRec...)
+	}
+	if hedges > 0 {
+		c.in.callHedges.Record(c.ctx, int64(hedges), m.baseRec...)
+	}
+	c.in.retryDelay.Record(c.ctx, time.Duration(c.retryDelay.Load()).Seconds(), m.baseRec...)
+}
+
 // BreakerState records the state of the breaker identified by key
-// (BreakerClosed, BreakerHalfOpen, BreakerOpen) on the breaker state gauge.
-// The breaker wiring calls it on every state change (so a breaker that
-// never left closed has no point yet). It never calls back into a breaker,
-// so it may also run under a breaker's lock.
+// (BreakerClosed, BreakerHalfOpen, BreakerOpen) on the breaker state gauge,
+// without logging: the engine gives a new breaker its first point with it.
+// It never calls back into a breaker, so it may also run under a
+// breaker's lock.
 func (t *Recorder) BreakerState(key string, state int) {
 	if t.s == nil {
 		return
 	}
 	if in := t.s.instruments(); in != nil {
 		in.breakerState.Record(context.Background(), int64(state), metric.WithAttributes(attrBreakerKey.String(key)))
+	}
+}
+
+// BreakerTransition records that the breaker identified by key went from
+// one state to another: on the breaker state gauge, and in the log (Warn
+// when it opens, Info otherwise). The breaker wiring calls it on every
+// transition, outside the breaker's lock.
+func (t *Recorder) BreakerTransition(key string, from, to int) {
+	t.BreakerState(key, to)
+	if t.s != nil && t.s.log != nil {
+		t.s.log.breakerTransition(key, from, to)
 	}
 }

@@ -1,0 +1,62 @@
+package interceptors
+
+import (
+	"log/slog"
+
+	"github.com/grpc-resilience/resilience/internal/telemetry"
+)
+
+// Log messages written by the Middleware (see WithLogger).
+const (
+	LogBreakerOpened   = telemetry.MsgBreakerOpened   // Warn
+	LogBreakerHalfOpen = telemetry.MsgBreakerHalfOpen // Info
+	LogBreakerClosed   = telemetry.MsgBreakerClosed   // Info
+	LogCallGaveUp      = telemetry.MsgGaveUp          // Warn
+	LogCallStopped     = telemetry.MsgStopped         // Info
+)
+
+// Log attribute keys (see WithLogger).
+const (
+	LogKeyMethod     = telemetry.LogMethod
+	LogKeyTarget     = telemetry.LogTarget
+	LogKeyAttempts   = telemetry.LogAttempts
+	LogKeyCode       = telemetry.LogCode
+	LogKeyReason     = telemetry.LogReason
+	LogKeySuppressed = telemetry.LogSuppressed
+	LogKeyBreaker    = telemetry.LogBreaker
+	LogKeyFrom       = telemetry.LogFrom
+)
+
+// WithLogger sets the logger the Middleware reports to; nil (the default)
+// turns logging off. A zero slog.Logger, which has no handler, is
+// rejected.
+//
+// What is logged (messages Log…, attribute keys LogKey…):
+//   - a circuit breaker's transitions: opened at Warn (breaker, from), to
+//     half-open and closed at Info;
+//   - a call that failed after retries, at Warn (method, target,
+//     attempts, code): every attempt it was allowed failed, and the
+//     caller gets the error;
+//   - a failed call whose retries a policy stopped, at Info (the same,
+//     and reason: the retry budget, a breaker's refusal of a retry, or
+//     the server's pushback): the library shedding load as designed,
+//     whose cause is logged (a breaker opening) or alerted on (the budget
+//     throttling metric) on its own.
+//
+// Nothing is logged for calls that succeed, for a failure that was not
+// retried (a code that is not retried, MaxAttempts(1)), for calls
+// refused by an open breaker before any attempt, or for calls the caller
+// cancelled; and nothing is allocated for logging on the happy path. Call
+// records are rate limited per target, at most 5 every 10 s; the first
+// record after drops reports their number (suppressed). Payloads,
+// metadata values and status messages are never logged: a record holds
+// the method, the target, counts and the status code.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) error {
+		if l != nil && l.Handler() == nil {
+			return invalid("WithLogger", "logger has no handler (a zero slog.Logger)")
+		}
+		c.telemetry.Logger = l
+		return nil
+	})
+}
