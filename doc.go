@@ -9,6 +9,12 @@
 //   - breaker: per-target circuit breakers on sony/gobreaker v2.
 //   - budget: the per-target retry budget (gRFC A6 token bucket).
 //   - backoff: delay policies (exponential with jitter, constant).
+//   - fallback: the stale-answer store and the fallback hook a method can
+//     be given (interceptors.Fallback).
+//   - monitoring: Prometheus recording and alerting rules and a Grafana
+//     dashboard for the interceptors' metrics.
+//   - redisbreaker (a module of its own): breakers shared by a fleet
+//     through Redis.
 //   - endpoint: the resilience_endpoint load-balancing policy: ejects a
 //     failing endpoint, sends retries and hedges to untried endpoints.
 //   - resiliencetest: a kit for users' tests and game days: fault and

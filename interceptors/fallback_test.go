@@ -229,3 +229,44 @@ func TestFallbackValidation(t *testing.T) {
 		t.Errorf("FallbackInfo in New: %v", err)
 	}
 }
+
+// BenchmarkFallbackHappyPath measures what a stale-answer fallback costs a
+// call that succeeds (the copy of its reply into the store), against the
+// same call without one, over bufconn, in one run:
+//
+//	go test -run '^$' -bench BenchmarkFallbackHappyPath -benchmem -count 10 ./interceptors/ | tee fb.txt
+//	benchstat -col /fallback fb.txt
+func BenchmarkFallbackHappyPath(b *testing.B) {
+	for _, on := range []string{"off", "store"} {
+		b.Run("fallback="+on, func(b *testing.B) {
+			srv := testserver.New()
+			if err := srv.ListenBufconn(); err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			var opts []Option
+			if on == "store" {
+				store, err := fallback.NewStore(fallback.Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts = append(opts, WithMethodPolicy(MatchMethods(echoMethod), Fallback(store.Handler())))
+			}
+			conn, err := srv.NewClient(MustNew(opts...).DialOptions()...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			client := testingv1.NewEchoServiceClient(conn)
+			ctx, cancel := context.WithTimeout(context.Background(), 1<<40)
+			defer cancel()
+			req := &testingv1.EchoRequest{Message: strings.Repeat("x", 256)}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.Echo(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

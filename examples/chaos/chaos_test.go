@@ -72,12 +72,27 @@ func TestShortRun(t *testing.T) {
 		t.Errorf("outage: no call was refused by the breaker")
 	}
 
+	// Echo's stale-answer fallback answers the calls the downstream cannot,
+	// for requests answered before; each such answer is counted. (The
+	// default 40 s timeline answers all of them; the margin is for busy CI
+	// machines.)
+	for _, p := range []string{"outage", "restart"} {
+		plain, resilient := get(p, "plain"), get(p, "resilient")
+		if float64(resilient.OK) < 0.95*float64(resilient.Calls) || resilient.Stale == 0 || resilient.Stale > resilient.OK {
+			t.Errorf("%s: resilient client %d ok of %d, %d from stale copies; want >= 95 %% answered, stale ones counted",
+				p, resilient.OK, resilient.Calls, resilient.Stale)
+		}
+		if plain.Stale != 0 {
+			t.Errorf("%s: the plain client has no fallback but shows %d stale answers", p, plain.Stale)
+		}
+	}
+
 	// The table renders every phase and both clients from the same figures.
 	var table bytes.Buffer
 	if err := writeTable(&table, &res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"noise    plain", "restart  plain", "resilient", "breaker rejections", "p99"} {
+	for _, want := range []string{"noise    plain", "restart  plain", "resilient", "answered (stale)", "breaker rejections", "p99"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/breaker"
+	"github.com/grpc-resilience/resilience/fallback"
 	"github.com/grpc-resilience/resilience/interceptors"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 	"github.com/grpc-resilience/resilience/resiliencetest"
@@ -33,6 +34,7 @@ const numPhases = len(phaseNames)
 // phaseStats are one client's figures for one phase.
 type phaseStats struct {
 	calls, ok, rejected, attempts atomic.Int64
+	stale                         atomic.Int64 // of ok: answered from a stale copy
 
 	mu        sync.Mutex
 	latencies []time.Duration
@@ -185,8 +187,9 @@ func (d *demo) newClient(ctx context.Context, name string, tel *telemetry) (_ *c
 }
 
 // resilienceOptions are the resilient client's options: the library's
-// defaults except for the breaker's OpenTimeout and, unless -hedge=0,
-// hedging of Echo. printHeader says so.
+// defaults except for the breaker's OpenTimeout, unless -hedge=0 hedging of
+// Echo, and unless -stale=false a stale-answer fallback for Echo.
+// printHeader says so.
 func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Option {
 	opts := []interceptors.Option{
 		interceptors.WithBreaker(breaker.Config{
@@ -201,6 +204,16 @@ func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Optio
 		opts = append(opts, interceptors.WithMethodPolicy(
 			interceptors.MatchMethods(testingv1.EchoService_Echo_FullMethodName),
 			interceptors.Hedging(interceptors.HedgePolicy{Delay: d.cfg.Hedge, MaxAttempts: 2})))
+	}
+	if d.cfg.Stale {
+		// Echo is a read: it may be answered from the newest copy of its
+		// reply, at most 5 minutes old, when the server cannot answer.
+		store, err := fallback.NewStore(fallback.Config{MaxBytes: 16 << 20, MaxAge: 5 * time.Minute})
+		if err == nil {
+			opts = append(opts, interceptors.WithMethodPolicy(
+				interceptors.MatchMethods(testingv1.EchoService_Echo_FullMethodName),
+				interceptors.Fallback(store.Handler())))
+		}
 	}
 	return append(opts, tel.interceptorOptions()...)
 }
@@ -224,9 +237,15 @@ func (c *client) call(d *demo, i int, at time.Time, p int) {
 			attribute.Int("chaos.call", i)))
 	}
 	var err error
+	var info fallback.Info
+	attempts := -1
 	select {
 	case c.slots <- struct{}{}:
-		_, err = c.stub.Echo(ctx, &testingv1.EchoRequest{Message: "call " + strconv.Itoa(i)})
+		// FallbackInfo says whether the answer was a stale copy, Attempts
+		// how many attempts the call made (none: the breaker refused it);
+		// a plain client ignores both.
+		_, err = c.stub.Echo(ctx, &testingv1.EchoRequest{Message: "item " + strconv.Itoa(i%d.cfg.Keys)},
+			interceptors.FallbackInfo(&info), interceptors.Attempts(&attempts))
 		<-c.slots
 	case <-ctx.Done():
 		err = status.Errorf(codes.DeadlineExceeded, "chaos: all %d slots busy until the deadline", d.cfg.Concurrency)
@@ -244,7 +263,13 @@ func (c *client) call(d *demo, i int, at time.Time, p int) {
 	if err == nil {
 		ps.ok.Add(1)
 		c.ok.Add(1)
-	} else if errors.Is(err, breaker.ErrOpen) {
+		if info.Used {
+			ps.stale.Add(1)
+		}
+	}
+	if errors.Is(err, breaker.ErrOpen) || (attempts == 0 && info.Used) {
+		// Refused by the open breaker without touching the network (and
+		// answered from a stale copy, if one was there).
 		ps.rejected.Add(1)
 		c.rejected.Add(1)
 	}
@@ -432,6 +457,10 @@ func (d *demo) printHeader(tel *telemetry) {
 	} else {
 		w.printf("             (no hedging, the default)\n")
 	}
+	if c.Stale {
+		w.printf("             Echo answered from a stale copy (<= 5m old) when the server cannot  -stale=false to turn off\n")
+	}
+	w.printf("requests:  %d distinct (item 0..%d), so a stale copy exists once an item was answered  -keys\n", c.Keys, c.Keys-1)
 	if tel != nil {
 		w.printf("telemetry: OTLP traces and metrics to %s\n", tel.endpoint)
 	} else {

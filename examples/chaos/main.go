@@ -93,6 +93,8 @@ type config struct {
 	Down         time.Duration
 	OpenTimeout  time.Duration
 	Hedge        time.Duration
+	Keys         int
+	Stale        bool
 	Seed         uint64
 	JSON         bool
 	otlpEndpoint string
@@ -112,6 +114,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.Down, "down", 0, "how long the server is stopped in the restart phase (0: a fifth of the phase)")
 	fs.DurationVar(&c.OpenTimeout, "open-timeout", time.Second, "breaker OpenTimeout of the resilient client (library default 5s)")
 	fs.DurationVar(&c.Hedge, "hedge", 25*time.Millisecond, "hedge Echo after this delay in the resilient client (0: no hedging, the library default)")
+	fs.IntVar(&c.Keys, "keys", 50, "distinct requests the clients make (call i asks for item i mod keys)")
+	fs.BoolVar(&c.Stale, "stale", true, "the resilient client answers Echo from a stale copy when the server cannot (fallback)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the servers' fault draws")
 	fs.BoolVar(&c.JSON, "json", false, "print the results as JSON on stdout (progress goes to stderr)")
 	if err := fs.Parse(args); err != nil {
@@ -165,6 +169,9 @@ func (c config) validate() error {
 	}
 	if c.Hedge < 0 {
 		bad("hedge", "must be >= 0, got %v", c.Hedge)
+	}
+	if c.Keys < 1 {
+		bad("keys", "must be at least 1, got %d", c.Keys)
 	}
 	return errors.Join(errs...)
 }

@@ -31,6 +31,8 @@ type jsonConfig struct {
 	Down        string  `json:"down"`
 	OpenTimeout string  `json:"open_timeout"`
 	Hedge       string  `json:"hedge"`
+	Keys        int     `json:"keys"`
+	StaleCopies bool    `json:"stale_copies"`
 	Seed        uint64  `json:"seed"`
 }
 
@@ -50,6 +52,8 @@ type row struct {
 	Calls int64 `json:"calls"`
 	// OK is the calls that succeeded.
 	OK int64 `json:"ok"`
+	// Stale is the calls among OK the fallback answered from a stale copy.
+	Stale int64 `json:"stale"`
 	// Attempts is the attempts that reached the server in the phase.
 	Attempts int64 `json:"attempts"`
 	// Rejected is the calls the breaker refused without touching the
@@ -67,7 +71,7 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 		Config: jsonConfig{
 			Duration: c.Duration.String(), Rate: c.Rate, Concurrency: c.Concurrency, Timeout: c.Timeout.String(),
 			Noise: c.Noise, Tail: c.Tail, TailLatency: c.TailLatency.String(), Down: c.Down.String(),
-			OpenTimeout: c.OpenTimeout.String(), Hedge: c.Hedge.String(), Seed: c.Seed,
+			OpenTimeout: c.OpenTimeout.String(), Hedge: c.Hedge.String(), Keys: c.Keys, StaleCopies: c.Stale, Seed: c.Seed,
 		},
 		Interrupted: interrupted,
 	}
@@ -87,7 +91,7 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 			ps.mu.Unlock()
 			x := row{
 				Phase: phaseNames[p], Client: cl.name,
-				Calls: ps.calls.Load(), OK: ps.ok.Load(), Attempts: ps.attempts.Load(), Rejected: ps.rejected.Load(),
+				Calls: ps.calls.Load(), OK: ps.ok.Load(), Stale: ps.stale.Load(), Attempts: ps.attempts.Load(), Rejected: ps.rejected.Load(),
 			}
 			if x.Calls == 0 && x.Attempts == 0 {
 				continue // not reached (interrupted)
@@ -96,6 +100,7 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 			r.Rows = append(r.Rows, x)
 			all[i].Calls += x.Calls
 			all[i].OK += x.OK
+			all[i].Stale += x.Stale
 			all[i].Attempts += x.Attempts
 			all[i].Rejected += x.Rejected
 			allLat[i] = append(allLat[i], lat...)
@@ -132,8 +137,8 @@ func writeTable(w io.Writer, r *results) error {
 		fmt.Fprintln(w, "(interrupted: the last phase is partial)")
 	}
 	t := table{
-		right: []bool{false, false, true, true, true, true, true, true, true, true},
-		rows:  [][]string{{"phase", "client", "calls", "ok", "ok %", "attempts", "attempts/call", "breaker rejections", "p50", "p99"}},
+		right: []bool{false, false, true, true, true, true, true, true, true, true, true},
+		rows:  [][]string{{"phase", "client", "calls", "ok", "ok %", "answered (stale)", "attempts", "attempts/call", "breaker rejections", "p50", "p99"}},
 	}
 	prev := ""
 	for _, x := range r.Rows {
@@ -149,12 +154,18 @@ func writeTable(w io.Writer, r *results) error {
 		if x.Client == "plain" {
 			rejected = "-" // no breaker
 		}
+		stale := strconv.FormatInt(x.Stale, 10)
+		if x.Client == "plain" {
+			stale = "-" // no fallback
+		}
 		t.rows = append(t.rows, []string{name, x.Client, strconv.FormatInt(x.Calls, 10), strconv.FormatInt(x.OK, 10),
-			ratio(x.OK, x.Calls, 100, "%.1f%%"), strconv.FormatInt(x.Attempts, 10), ratio(x.Attempts, x.Calls, 1, "%.2f"),
+			ratio(x.OK, x.Calls, 100, "%.1f%%"), stale, strconv.FormatInt(x.Attempts, 10), ratio(x.Attempts, x.Calls, 1, "%.2f"),
 			rejected, formatMS(x.P50MS), formatMS(x.P99MS)})
 	}
 	t.write(w)
 	_, err := fmt.Fprintln(w, strings.TrimSpace(`
+ok: calls answered, by the server or (resilient client) from a stale copy; answered (stale): of ok, those
+  the fallback answered from the newest earlier reply to the same request (never silently: counted here);
 attempts: attempts that reached the server (the resilient client's retries and hedges included);
 breaker rejections: calls refused at once by the open breaker, without touching the network;
 latency: all calls, ok or not, from their scheduled time (queueing for a free slot included).`))
