@@ -21,6 +21,8 @@ var (
 	BreakerState      = promName(telemetry.MetricBreakerState, "", false)
 	BreakerRejections = promName(telemetry.MetricBreakerRejections, "", true)
 	BudgetThrottled   = promName(telemetry.MetricBudgetThrottled, "", true)
+	// Fallback answers, by LabelFallbackResult, under both settings.
+	Fallbacks = promName(telemetry.MetricFallbacks, "", true)
 	// gRPC's names (interceptors.MetricNamesGRPC).
 	GRPCAttemptStarted  = promName(telemetry.MetricGRPCAttemptStarted, "", true)
 	GRPCAttemptDuration = promName(telemetry.MetricGRPCAttemptDuration, "s", false)
@@ -36,7 +38,7 @@ var Histograms = []string{CallDuration, AttemptDuration, GRPCAttemptDuration, GR
 
 // Metrics are every metric name above, histograms without their suffixes.
 var Metrics = []string{Attempts, Retries, CallDuration, AttemptDuration, BreakerState,
-	BreakerRejections, BudgetThrottled, GRPCAttemptStarted, GRPCAttemptDuration,
+	BreakerRejections, BudgetThrottled, Fallbacks, GRPCAttemptStarted, GRPCAttemptDuration,
 	GRPCCallDuration, GRPCCallRetries, GRPCCallHedges, GRPCCallRetryDelay}
 
 // Prometheus label names of the attributes the rules and dashboard use.
@@ -47,6 +49,8 @@ const (
 	LabelBreakerKey    = "resilience_breaker_key"
 	LabelGRPCTarget    = "grpc_target"
 	LabelGRPCStatus    = "grpc_status"
+	// LabelFallbackResult is "served" or "missed".
+	LabelFallbackResult = "resilience_fallback_result"
 )
 
 func promName(otelName, unit string, counter bool) string {

@@ -77,6 +77,7 @@ const (
 	RecordRetries           = "resilience:retries:rate"
 	RecordBreakerRejections = "resilience:breaker_rejections:rate"
 	RecordBudgetThrottled   = "resilience:budget_throttled:rate"
+	RecordFallbacksServed   = "resilience:fallbacks_served:rate"
 	RecordRetryRatio        = "resilience:retry_ratio"
 	RecordUnavailableRatio  = "resilience:unavailable_ratio"
 	RecordRetryBaseline     = "resilience:retry_ratio:baseline"
@@ -89,6 +90,7 @@ const (
 	AlertUnavailable    = "ResilienceUnavailableHigh"
 	AlertBreakerOpen    = "ResilienceBreakerOpen"
 	AlertBudgetThrottle = "ResilienceRetryBudgetThrottling"
+	AlertServingStale   = "ResilienceServingFallbacks"
 )
 
 // Rule is one recording or alerting rule.
@@ -160,6 +162,9 @@ func RecordingRules(p RuleParams) []Rule {
 		{Record: RecordRetries, Expr: orZero(n.retries)},
 		{Record: RecordBreakerRejections, Expr: orZero(BreakerRejections)},
 		{Record: RecordBudgetThrottled, Expr: orZero(BudgetThrottled)},
+		// By job only: the fallback counter carries the method and target
+		// attributes of either naming.
+		{Record: RecordFallbacksServed, Expr: "sum by (job) (rate(" + Fallbacks + "{" + LabelFallbackResult + `="served"}[` + w + "]))"},
 		{Record: RecordRetryRatio, Expr: RecordRetries + " / " + RecordAttempts},
 		{Record: RecordUnavailableRatio, Expr: RecordUnavailable + " / " + RecordAttempts},
 		{Record: RecordRetryBaseline, Expr: baseline(RecordRetryRatio)},
@@ -213,6 +218,14 @@ func AlertingRules(p RuleParams) []Rule {
 				{"summary", "The retry budget is refusing retries to " + n.targetText},
 				{"description", "Job {{ $labels.job }} has been refusing retries to " + n.targetText + " for " + promDuration(p.BudgetFor) +
 					": so many of its attempts fail that retrying would multiply the load; calls fail after one attempt."},
+			},
+		},
+		{
+			Alert: AlertServingStale, Expr: RecordFallbacksServed + " > 0", For: promDuration(p.BudgetFor),
+			Labels: [][2]string{{"severity", "warning"}},
+			Annotations: [][2]string{
+				{"summary", "Job {{ $labels.job }} is answering calls from fallbacks"},
+				{"description", "For " + promDuration(p.BudgetFor) + ", job {{ $labels.job }} has answered failed calls from fallbacks (stale copies or defaults): its callers get old data while the downstream cannot answer."},
 			},
 		},
 	}
