@@ -300,16 +300,25 @@ func (p *scParser) name(path string, v any) (string, bool) {
 	return "/" + svc + "/" + m, true
 }
 
-func (p *scParser) retryPolicy(mc *methodConfig, path string, v any) {
-	obj, ok := v.(map[string]any)
-	if !ok {
+// policyObject reads the object of a retryPolicy or hedgingPolicy and its
+// maxAttempts, which A6 wants >= 2 in both.
+func (p *scParser) policyObject(path string, v any) (obj map[string]any, maxAttempts int, okN, ok bool) {
+	if obj, ok = v.(map[string]any); !ok {
 		p.fail(path, "must be an object, got %s", kind(v))
-		return
+		return nil, 0, false, false
 	}
 	n, okN := p.intField(path, obj, "maxAttempts")
 	if okN && n < 2 {
 		p.fail(path+".maxAttempts", "must be >= 2, got %d", n)
 		okN = false
+	}
+	return obj, n, okN, true
+}
+
+func (p *scParser) retryPolicy(mc *methodConfig, path string, v any) {
+	obj, n, okN, ok := p.policyObject(path, v)
+	if !ok {
+		return
 	}
 	ib, okI := p.positiveDuration(path, obj, "initialBackoff")
 	mb, okM := p.positiveDuration(path, obj, "maxBackoff")
@@ -330,15 +339,9 @@ func (p *scParser) retryPolicy(mc *methodConfig, path string, v any) {
 }
 
 func (p *scParser) hedgingPolicy(mc *methodConfig, path string, v any) {
-	obj, ok := v.(map[string]any)
+	obj, n, okN, ok := p.policyObject(path, v)
 	if !ok {
-		p.fail(path, "must be an object, got %s", kind(v))
 		return
-	}
-	n, okN := p.intField(path, obj, "maxAttempts")
-	if okN && n < 2 {
-		p.fail(path+".maxAttempts", "must be >= 2, got %d", n)
-		okN = false
 	}
 	var delay time.Duration
 	okD := true

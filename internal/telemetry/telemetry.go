@@ -128,8 +128,10 @@ func init() {
 	}
 }
 
-// codeString is the canonical name of a gRPC code, as used for
+// CodeName is the canonical name of a gRPC code, as used for
 // rpc.response.status_code and error.type ("OK", "UNAVAILABLE", ...).
+func CodeName(c codes.Code) string { return codeString(c) }
+
 func codeString(c codes.Code) string {
 	switch c {
 	case codes.OK:
