@@ -164,13 +164,13 @@ func writePlot(name string, r *results) (err error) {
 		p.Add(plotter.NewGrid())
 		return p
 	}
-	line := func(p *plot.Plot, pts plotter.XYs, c color.Color, dashed bool) *plotter.Line {
+	line := func(p *plot.Plot, pts plotter.XYs, c color.Color, width float64, dashed bool) *plotter.Line {
 		l, err := plotter.NewLine(pts)
 		if err != nil {
 			l, _ = plotter.NewLine(plotter.XYs{})
 		}
 		l.Color = c
-		l.Width = vg.Points(1.5)
+		l.Width = vg.Points(width)
 		if dashed {
 			l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
 		}
@@ -202,10 +202,19 @@ func writePlot(name string, r *results) (err error) {
 		}
 		answered.Add(labels)
 	}
-	for i, n := range names {
+	// The resilient client's lines are drawn first and wider, so that
+	// where both clients have the same value both lines show; the legends
+	// list the clients in their order.
+	type entry struct {
+		name  string
+		thumb plot.Thumbnailer
+	}
+	entries := make([][]entry, len(names))
+	for _, i := range resilientFirst(names) {
+		n := names[i]
 		ok := xy(i, share(func(t totals) int64 { return t.ok }))
 		if n != "resilient" {
-			l1.Add(n+": answered", line(answered, ok, colorOf(n), false))
+			entries[i] = append(entries[i], entry{n + ": answered", line(answered, ok, colorOf(n), lineWidth(n), false)})
 			continue
 		}
 		// The resilient client's answers: from the server, and above
@@ -217,10 +226,16 @@ func writePlot(name string, r *results) (err error) {
 			poly.LineStyle.Width = 0
 			answered.Add(poly)
 		}
-		l1.Add(n+": answered", line(answered, ok, colorOf(n), false))
-		l1.Add(n+": answered by the server", line(answered, fromServer, resilientColor, true))
+		entries[i] = append(entries[i],
+			entry{n + ": answered", line(answered, ok, colorOf(n), lineWidth(n), false)},
+			entry{n + ": answered by the server", line(answered, fromServer, resilientColor, 1.5, true)})
 		if poly != nil {
-			l1.Add(n+": answered from a stale copy", poly)
+			entries[i] = append(entries[i], entry{n + ": answered from a stale copy", poly})
+		}
+	}
+	for _, es := range entries {
+		for _, e := range es {
+			l1.Add(e.name, e.thumb)
 		}
 	}
 
@@ -241,9 +256,13 @@ func writePlot(name string, r *results) (err error) {
 	attempts := newPanel("attempts at the server (/s)", 0, 1.1*maxAttempts)
 	l2 := newLegend()
 	l2.Add(fmt.Sprintf("calls scheduled (%g/s)", r.Config.Rate),
-		line(attempts, plotter.XYs{{X: 0, Y: r.Config.Rate}, {X: end, Y: r.Config.Rate}}, scheduleColor, true))
-	for i, n := range names {
-		l2.Add(n, line(attempts, rates[i], colorOf(n), false))
+		line(attempts, plotter.XYs{{X: 0, Y: r.Config.Rate}, {X: end, Y: r.Config.Rate}}, scheduleColor, 1.5, true))
+	rateLines := make([]*plotter.Line, len(names))
+	for _, i := range resilientFirst(names) {
+		rateLines[i] = line(attempts, rates[i], colorOf(names[i]), lineWidth(names[i]), false)
+	}
+	for i, l := range rateLines {
+		l2.Add(names[i], l)
 	}
 
 	// 3. The resilient client's breaker, from its transitions.
@@ -261,7 +280,7 @@ func writePlot(name string, r *results) (err error) {
 	}
 	steps = append(steps, plotter.XY{X: end, Y: steps[len(steps)-1].Y})
 	l3 := newLegend()
-	l3.Add("resilient: breaker state", line(state, steps, resilientColor, false))
+	l3.Add("resilient: breaker state", line(state, steps, resilientColor, 2, false))
 	l3.Add("server stopped (restart phase)", band(0, 0, 0, 0, downShade))
 
 	// Three panels on the left, their legends on the right.
@@ -301,6 +320,27 @@ func writePlot(name string, r *results) (err error) {
 		return fmt.Errorf("-plot: writing %s: %w", name, err)
 	}
 	return nil
+}
+
+// resilientFirst returns the indexes of names, the resilient client's
+// first: it is drawn first, under the plain one's narrower lines.
+func resilientFirst(names []string) []int {
+	var idx []int
+	for i, n := range names {
+		if n == "resilient" {
+			idx = append([]int{i}, idx...)
+		} else {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+func lineWidth(client string) float64 {
+	if client == "resilient" {
+		return 3.5
+	}
+	return 1.5
 }
 
 func colorOf(client string) color.Color {
