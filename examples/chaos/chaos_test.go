@@ -4,7 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
+	"image/png"
+	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +30,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestShortRun(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "") // no exporter, whatever the environment
 	var stdout, stderr bytes.Buffer
-	err := run(t.Context(), []string{"-duration=12s", "-json"}, &stdout, &stderr)
+	svg := filepath.Join(t.TempDir(), "chaos.svg")
+	err := run(t.Context(), []string{"-duration=12s", "-json", "-plot", svg}, &stdout, &stderr)
 	t.Logf("progress:\n%s", stderr.String())
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +94,8 @@ func TestShortRun(t *testing.T) {
 		}
 	}
 
+	checkSVG(t, svg)
+
 	// The table renders every phase and both clients from the same figures.
 	var table bytes.Buffer
 	if err := writeTable(&table, &res); err != nil {
@@ -99,9 +108,87 @@ func TestShortRun(t *testing.T) {
 	}
 }
 
+// checkSVG parses the picture of TestShortRun as XML and checks that it
+// has every panel, series and phase, drawn with more than a few elements.
+func checkSVG(t *testing.T, name string) {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatalf("-plot wrote no file: %v", err)
+	}
+	var texts []string
+	elements, paths := 0, 0
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	inText := false
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s is not well-formed XML: %v", name, err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			elements++
+			if elements == 1 && tok.Name.Local != "svg" {
+				t.Fatalf("%s: root element <%s>, want <svg>", name, tok.Name.Local)
+			}
+			if tok.Name.Local == "path" {
+				paths++
+			}
+			inText = tok.Name.Local == "text"
+		case xml.CharData:
+			if inText {
+				texts = append(texts, string(tok))
+			}
+		case xml.EndElement:
+			inText = false
+		}
+	}
+	all := strings.Join(texts, "\n")
+	for _, want := range []string{
+		"calls answered (%)", "attempts at the server (/s)", "breaker (resilient)",
+		"plain: answered", "resilient: answered", "resilient: answered by the server",
+		"resilient: answered from a stale copy", "resilient: breaker state",
+		"noise", "slow", "outage", "restart", "open", "half-open", "closed",
+	} {
+		if !slices.Contains(texts, want) {
+			t.Errorf("%s has no text %q; texts:\n%s", name, want, all)
+		}
+	}
+	if paths < 30 || len(b) > 300<<10 {
+		t.Errorf("%s: %d elements, %d paths, %d bytes; want a real picture (>= 30 paths) of at most 300 KB",
+			name, elements, paths, len(b))
+	}
+}
+
+func TestPlotPNG(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "chaos.png")
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"-duration=1s", "-rate=20", "-json", "-plot=" + name}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatalf("-plot wrote no file: %v", err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if b := img.Bounds(); b.Dx() < 500 || b.Dy() < 300 {
+		t.Errorf("%s is %v, want at least 500x300", name, b)
+	}
+}
+
 func TestFlags(t *testing.T) {
+	dir := t.TempDir()
 	for _, args := range [][]string{
 		{"-rate=0"}, {"-noise=1.5"}, {"-duration=100ms"}, {"-concurrency=0"}, {"-down=20s"}, {"extra"},
+		{"-plot=" + filepath.Join(dir, "chaos.pdf")}, {"-plot=" + filepath.Join(dir, "chaos")},
+		{"-plot=" + filepath.Join(dir, "missing", "chaos.svg")},
 	} {
 		var stderr bytes.Buffer
 		err := run(t.Context(), args, &bytes.Buffer{}, &stderr)

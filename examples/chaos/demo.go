@@ -43,6 +43,7 @@ type phaseStats struct {
 // totals are one client's running totals, for the progress lines.
 type totals struct {
 	calls, ok, rejected, attempts int64
+	stale                         int64 // of ok
 }
 
 // client is one of the two clients, with its own server.
@@ -56,13 +57,13 @@ type client struct {
 
 	phases [numPhases]phaseStats
 	// Running totals for the progress lines.
-	calls, ok, rejected, attempts atomic.Int64
+	calls, ok, rejected, attempts, stale atomic.Int64
 	// breaker is the state of the resilient client's breaker; -1 for none.
 	breaker atomic.Int32
 }
 
 func (c *client) snapshot() totals {
-	return totals{c.calls.Load(), c.ok.Load(), c.rejected.Load(), c.attempts.Load()}
+	return totals{c.calls.Load(), c.ok.Load(), c.rejected.Load(), c.attempts.Load(), c.stale.Load()}
 }
 
 // demo is one run of the timeline.
@@ -73,6 +74,9 @@ type demo struct {
 	// start is when the traffic started, in Unix nanoseconds; the servers'
 	// hooks read it concurrently.
 	start atomic.Int64
+	// timeline is what -plot draws: the progress lines' figures and the
+	// breaker's transitions.
+	timeline timeline
 }
 
 func (d *demo) startTime() time.Time { return time.Unix(0, d.start.Load()) }
@@ -83,12 +87,17 @@ func (d *demo) phaseOf(t time.Time) int {
 	return min(max(i, 0), numPhases-1)
 }
 
+// elapsed returns the time since the start, 0 before it.
+func (d *demo) elapsed() time.Duration {
+	if s := d.start.Load(); s != 0 {
+		return time.Since(time.Unix(0, s))
+	}
+	return 0
+}
+
 // logf prints an event line with the time since the start.
 func (d *demo) logf(format string, args ...any) {
-	el := time.Duration(0)
-	if s := d.start.Load(); s != 0 {
-		el = time.Since(time.Unix(0, s))
-	}
+	el := d.elapsed()
 	d.out.printf("%6s  -- "+format+"\n", append([]any{fmt.Sprintf("%.2fs", el.Seconds())}, args...)...)
 }
 
@@ -129,6 +138,7 @@ func runDemo(ctx context.Context, cfg config, progress io.Writer) (*results, err
 	}
 	defer resilient.close()
 	clients := []*client{plain, resilient}
+	d.timeline.names = []string{plain.name, resilient.name}
 
 	d.printHeader(tel)
 	interrupted, err := d.play(ctx, clients)
@@ -196,6 +206,7 @@ func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Optio
 			OpenTimeout: d.cfg.OpenTimeout,
 			OnStateChange: func(_ string, from, to breaker.State) {
 				c.breaker.Store(int32(to))
+				d.timeline.transition(d.elapsed(), to)
 				d.logf("%s breaker %v -> %v", c.name, from, to)
 			},
 		}),
@@ -265,6 +276,7 @@ func (c *client) call(d *demo, i int, at time.Time, p int) {
 		c.ok.Add(1)
 		if info.Used {
 			ps.stale.Add(1)
+			c.stale.Add(1)
 		}
 	}
 	if errors.Is(err, breaker.ErrOpen) || (attempts == 0 && info.Used) {
@@ -476,20 +488,25 @@ func (d *demo) printHeader(tel *telemetry) {
 func (d *demo) printProgress(second int, clients []*client, last []totals) {
 	label := "end"
 	phase := phaseNames[d.phaseOf(time.Now())]
+	to := d.elapsed()
 	if second >= 0 {
 		label = fmt.Sprintf("%ds", second)
 		phase = phaseNames[d.phaseOf(d.startTime().Add(time.Duration(second)*time.Second-1))]
+		to = time.Duration(second) * time.Second
 	}
+	deltas := make([]totals, len(clients))
 	for i, c := range clients {
 		now := c.snapshot()
-		delta := totals{now.calls - last[i].calls, now.ok - last[i].ok, now.rejected - last[i].rejected, now.attempts - last[i].attempts}
-		last[i] = now
+		delta := totals{now.calls - last[i].calls, now.ok - last[i].ok, now.rejected - last[i].rejected,
+			now.attempts - last[i].attempts, now.stale - last[i].stale}
+		last[i], deltas[i] = now, delta
 		state, rejected := "-", "-" // the plain client has no breaker
 		if s := c.breaker.Load(); s >= 0 {
 			state, rejected = breaker.State(s).String(), strconv.FormatInt(delta.rejected, 10)
 		}
 		d.out.printf("%6s  %-8s  %-9s  %6d  %6d  %8d  %8s  %s\n", label, phase, c.name, delta.calls, delta.ok, delta.attempts, rejected, state)
 	}
+	d.timeline.add(to, deltas)
 }
 
 func (d *demo) progressChanged(clients []*client, last []totals) bool {

@@ -5,6 +5,7 @@
 //
 //	go -C examples run ./chaos                      # 4 phases × 10 s
 //	go -C examples run ./chaos -duration 12s -json  # shorter, JSON results
+//	go -C examples run ./chaos -plot chaos.svg      # and a picture of the run
 //
 // It needs no flags and no services. The timeline (the -duration is split
 // evenly over the four phases):
@@ -46,6 +47,17 @@
 //
 // An attempt is counted for the phase in which it reached the server, a
 // call for the phase in which it was scheduled.
+//
+// # The picture
+//
+// With -plot (a file name ending in .svg or .png, in a directory that
+// exists) the demo draws the run at the end, per second and for both
+// clients, from the figures of the progress lines: the share of the calls
+// ending in that second that were answered (the resilient client's split
+// into answers from the server and from stale copies), the attempts that
+// reached the server, and the resilient client's breaker state, from its
+// transitions; the phases are shaded and named, and the time the server was
+// stopped in the restart phase is marked.
 //
 // # Telemetry
 //
@@ -97,6 +109,7 @@ type config struct {
 	Stale        bool
 	Seed         uint64
 	JSON         bool
+	Plot         string
 	otlpEndpoint string
 }
 
@@ -118,6 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Stale, "stale", true, "the resilient client answers Echo from a stale copy when the server cannot (fallback)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the servers' fault draws")
 	fs.BoolVar(&c.JSON, "json", false, "print the results as JSON on stdout (progress goes to stderr)")
+	fs.StringVar(&c.Plot, "plot", "", "draw the run per second into this file, .svg or .png (its directory must exist)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -173,6 +187,9 @@ func (c config) validate() error {
 	if c.Keys < 1 {
 		bad("keys", "must be at least 1, got %d", c.Keys)
 	}
+	if err := validatePlot(c.Plot); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -190,6 +207,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res, err := runDemo(ctx, cfg, progress)
 	if err != nil {
 		return err
+	}
+	if cfg.Plot != "" {
+		if err := writePlot(cfg.Plot, res); err != nil {
+			return err
+		}
+		fmt.Fprintf(progress, "plot: %s\n", cfg.Plot)
 	}
 	if cfg.JSON {
 		return writeJSON(stdout, res)

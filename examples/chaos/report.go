@@ -17,6 +17,8 @@ type results struct {
 	Phases      []phase    `json:"phases"`
 	Rows        []row      `json:"results"`
 	Interrupted bool       `json:"interrupted,omitempty"`
+
+	timeline *timeline // for -plot
 }
 
 // jsonConfig is the config as -json prints it, durations as strings.
@@ -74,6 +76,7 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 			OpenTimeout: c.OpenTimeout.String(), Hedge: c.Hedge.String(), Keys: c.Keys, StaleCopies: c.Stale, Seed: c.Seed,
 		},
 		Interrupted: interrupted,
+		timeline:    &d.timeline,
 	}
 	for p := range numPhases {
 		r.Phases = append(r.Phases, phase{

@@ -1,0 +1,411 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/grpc-resilience/resilience/breaker"
+)
+
+// timeline is the run over time, as -plot draws it: each progress line's
+// figures (what ended in each second, per client) and the resilient
+// client's breaker transitions.
+type timeline struct {
+	names []string // of the clients, set before the run
+
+	mu          sync.Mutex
+	samples     []sample
+	transitions []transition
+}
+
+// sample is what the clients did from the previous sample (or the start)
+// until to, one totals per client in the clients' order.
+type sample struct {
+	to      time.Duration
+	clients []totals
+}
+
+type transition struct {
+	at time.Duration
+	to breaker.State
+}
+
+// maxTransitions bounds the memory a flapping breaker can take.
+const maxTransitions = 100_000
+
+func (t *timeline) add(to time.Duration, clients []totals) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.samples = append(t.samples, sample{to, clients})
+}
+
+func (t *timeline) transition(at time.Duration, to breaker.State) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.transitions) < maxTransitions {
+		t.transitions = append(t.transitions, transition{at, to})
+	}
+}
+
+// validatePlot checks the -plot file name: its directory must exist and
+// its extension says the format.
+func validatePlot(name string) error {
+	if name == "" {
+		return nil
+	}
+	switch ext := strings.ToLower(filepath.Ext(name)); ext {
+	case ".svg", ".png":
+	default:
+		return fmt.Errorf("-plot: %q: the file name must end in .svg or .png, got %q", name, ext)
+	}
+	dir := filepath.Dir(name)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("-plot: %q: its directory: %w", name, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("-plot: %q: %s is not a directory", name, dir)
+	}
+	return nil
+}
+
+var (
+	plainColor     = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+	resilientColor = color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
+	staleColor     = color.RGBA{R: 0xae, G: 0xc7, B: 0xe8, A: 0xff}
+	scheduleColor  = color.Gray{Y: 0x80}
+	phaseShade     = color.Gray{Y: 0xf0}
+	downShade      = color.RGBA{R: 0xfc, G: 0xdc, B: 0xd8, A: 0xff}
+)
+
+// writePlot draws the run of r into the file name, SVG or PNG by its
+// extension: three panels over the same time axis (calls answered, attempts
+// at the server, the resilient client's breaker), the phases shaded and
+// named, and a legend per panel on the right.
+func writePlot(name string, r *results) (err error) {
+	tl := r.timeline
+	if tl == nil || len(r.Phases) == 0 {
+		return errors.New("-plot: nothing recorded to draw")
+	}
+	tl.mu.Lock()
+	samples, transitions := tl.samples, tl.transitions
+	tl.mu.Unlock()
+	names := tl.names
+	end := r.Phases[len(r.Phases)-1].EndS
+	if n := len(samples); n > 0 {
+		end = max(end, samples[n-1].to.Seconds())
+	}
+	down, _ := time.ParseDuration(r.Config.Down)
+	restartAt := r.Phases[len(r.Phases)-1].StartS
+
+	// Per client and sample: the x of the sample (the middle of its
+	// interval) and its figures.
+	type point struct {
+		from, to float64
+		t        totals
+	}
+	series := make([][]point, len(names))
+	from := 0.0
+	for _, s := range samples {
+		to := s.to.Seconds()
+		for i := range names {
+			if i < len(s.clients) {
+				series[i] = append(series[i], point{from, to, s.clients[i]})
+			}
+		}
+		from = to
+	}
+	// xy is the steps of f over client i's samples: each sample's value
+	// held over its interval; samples without a value are left out.
+	xy := func(i int, f func(point) (float64, bool)) plotter.XYs {
+		var pts plotter.XYs
+		for _, p := range series[i] {
+			if y, ok := f(p); ok {
+				pts = append(pts, plotter.XY{X: p.from, Y: y}, plotter.XY{X: p.to, Y: y})
+			}
+		}
+		return pts
+	}
+	share := func(part func(totals) int64) func(point) (float64, bool) {
+		return func(p point) (float64, bool) {
+			if p.t.calls == 0 {
+				return 0, false
+			}
+			return 100 * float64(part(p.t)) / float64(p.t.calls), true
+		}
+	}
+
+	newPanel := func(ylabel string, ymin, ymax float64) *plot.Plot {
+		p := plot.New()
+		p.X.Min, p.X.Max = 0, end
+		p.Y.Min, p.Y.Max = ymin, ymax
+		p.Y.Label.Text = ylabel
+		p.X.Tick.Marker = secondsTicks{}
+		// Phases: alternate shading, and the time the server was stopped.
+		for i, ph := range r.Phases {
+			if i%2 == 1 {
+				p.Add(band(ph.StartS, ph.EndS, ymin, ymax, phaseShade))
+			}
+		}
+		if down > 0 {
+			p.Add(band(restartAt, restartAt+down.Seconds(), ymin, ymax, downShade))
+		}
+		p.Add(plotter.NewGrid())
+		return p
+	}
+	line := func(p *plot.Plot, pts plotter.XYs, c color.Color, width float64, dashed bool) *plotter.Line {
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			l, _ = plotter.NewLine(plotter.XYs{})
+		}
+		l.Color = c
+		l.Width = vg.Points(width)
+		if dashed {
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+		}
+		p.Add(l)
+		return l
+	}
+
+	var legends []plot.Legend
+	newLegend := func() *plot.Legend {
+		legends = append(legends, plot.NewLegend())
+		l := &legends[len(legends)-1]
+		l.Top, l.Left = true, true
+		return l
+	}
+
+	// 1. Calls answered, of those that ended in each second.
+	answered := newPanel("calls answered (%)", 0, 118)
+	answered.Title.Text = fmt.Sprintf("chaos demo: %d phases × %gs, %g calls/s per client, seed %d",
+		len(r.Phases), r.Phases[0].EndS-r.Phases[0].StartS, r.Config.Rate, r.Config.Seed)
+	l1 := newLegend()
+	var phaseLabels plotter.XYLabels
+	for _, ph := range r.Phases {
+		phaseLabels.XYs = append(phaseLabels.XYs, plotter.XY{X: (ph.StartS + ph.EndS) / 2, Y: 104})
+		phaseLabels.Labels = append(phaseLabels.Labels, ph.Name)
+	}
+	if labels, err := plotter.NewLabels(phaseLabels); err == nil {
+		for i := range labels.TextStyle {
+			labels.TextStyle[i].XAlign = draw.XCenter
+		}
+		answered.Add(labels)
+	}
+	// The resilient client's lines are drawn first and wider, so that
+	// where both clients have the same value both lines show; the legends
+	// list the clients in their order.
+	type entry struct {
+		name  string
+		thumb plot.Thumbnailer
+	}
+	entries := make([][]entry, len(names))
+	for _, i := range resilientFirst(names) {
+		n := names[i]
+		ok := xy(i, share(func(t totals) int64 { return t.ok }))
+		if n != "resilient" {
+			entries[i] = append(entries[i], entry{n + ": answered", line(answered, ok, colorOf(n), lineWidth(n), false)})
+			continue
+		}
+		// The resilient client's answers: from the server, and above
+		// them, up to all its answers, those from stale copies.
+		fromServer := xy(i, share(func(t totals) int64 { return t.ok - t.stale }))
+		poly := between(fromServer, ok)
+		if poly != nil {
+			poly.Color = staleColor
+			poly.LineStyle.Width = 0
+			answered.Add(poly)
+		}
+		entries[i] = append(entries[i],
+			entry{n + ": answered", line(answered, ok, colorOf(n), lineWidth(n), false)},
+			entry{n + ": answered by the server", line(answered, fromServer, resilientColor, 1.5, true)})
+		if poly != nil {
+			entries[i] = append(entries[i], entry{n + ": answered from a stale copy", poly})
+		}
+	}
+	for _, es := range entries {
+		for _, e := range es {
+			l1.Add(e.name, e.thumb)
+		}
+	}
+
+	// 2. Attempts that reached the server, per second.
+	rates := make([]plotter.XYs, len(names))
+	maxAttempts := r.Config.Rate
+	for i := range names {
+		rates[i] = xy(i, func(p point) (float64, bool) {
+			if p.to-p.from < 0.05 { // the final sliver after the schedule
+				return 0, false
+			}
+			return float64(p.t.attempts) / (p.to - p.from), true
+		})
+		for _, p := range rates[i] {
+			maxAttempts = max(maxAttempts, p.Y)
+		}
+	}
+	attempts := newPanel("attempts at the server (/s)", 0, 1.1*maxAttempts)
+	l2 := newLegend()
+	l2.Add(fmt.Sprintf("calls scheduled (%g/s)", r.Config.Rate),
+		line(attempts, plotter.XYs{{X: 0, Y: r.Config.Rate}, {X: end, Y: r.Config.Rate}}, scheduleColor, 1.5, true))
+	rateLines := make([]*plotter.Line, len(names))
+	for _, i := range resilientFirst(names) {
+		rateLines[i] = line(attempts, rates[i], colorOf(names[i]), lineWidth(names[i]), false)
+	}
+	for i, l := range rateLines {
+		l2.Add(names[i], l)
+	}
+
+	// 3. The resilient client's breaker, from its transitions.
+	state := newPanel("breaker (resilient)", -0.3, 2.3)
+	state.Y.Tick.Marker = plot.ConstantTicks{
+		{Value: float64(stateLevel(breaker.StateClosed)), Label: "closed"},
+		{Value: float64(stateLevel(breaker.StateHalfOpen)), Label: "half-open"},
+		{Value: float64(stateLevel(breaker.StateOpen)), Label: "open"},
+	}
+	state.X.Label.Text = "seconds since the start (per second: answers among the calls that ended in it, attempts that reached the server in it)"
+	steps := plotter.XYs{{X: 0, Y: float64(stateLevel(breaker.StateClosed))}}
+	for _, tr := range transitions {
+		x := tr.at.Seconds()
+		steps = append(steps, plotter.XY{X: x, Y: steps[len(steps)-1].Y}, plotter.XY{X: x, Y: float64(stateLevel(tr.to))})
+	}
+	steps = append(steps, plotter.XY{X: end, Y: steps[len(steps)-1].Y})
+	l3 := newLegend()
+	l3.Add("resilient: breaker state", line(state, steps, resilientColor, 2, false))
+	l3.Add("server stopped (restart phase)", band(0, 0, 0, 0, downShade))
+
+	// Three panels on the left, their legends on the right.
+	const width, height = 11 * vg.Inch, 8 * vg.Inch
+	c, err := draw.NewFormattedCanvas(width, height, strings.TrimPrefix(strings.ToLower(filepath.Ext(name)), "."))
+	if err != nil {
+		return fmt.Errorf("-plot: %w", err)
+	}
+	dc := draw.New(c)
+	legendWidth := 2.9 * vg.Inch
+	plots := [][]*plot.Plot{{answered}, {attempts}, {state}}
+	tiles := draw.Tiles{Rows: 3, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8),
+		PadLeft: vg.Points(8), PadRight: vg.Points(8), PadY: vg.Points(12)}
+	canvases := plot.Align(plots, tiles, draw.Crop(dc, 0, -legendWidth, 0, 0))
+	right := draw.Crop(dc, width-legendWidth, 0, 0, 0)
+	for i, row := range plots {
+		row[0].Draw(canvases[i][0])
+		lc := canvases[i][0]
+		lc.Min.X, lc.Max.X = right.Min.X+vg.Points(4), right.Max.X
+		lc.Max.Y -= vg.Points(24) // below the title line's height
+		legends[i].Draw(lc)
+	}
+
+	f, err := os.Create(name)
+	if err != nil {
+		return fmt.Errorf("-plot: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("-plot: %w", cerr)
+		}
+		if err != nil {
+			os.Remove(name)
+		}
+	}()
+	if _, err := c.WriteTo(f); err != nil {
+		return fmt.Errorf("-plot: writing %s: %w", name, err)
+	}
+	return nil
+}
+
+// resilientFirst returns the indexes of names, the resilient client's
+// first: it is drawn first, under the plain one's narrower lines.
+func resilientFirst(names []string) []int {
+	var idx []int
+	for i, n := range names {
+		if n == "resilient" {
+			idx = append([]int{i}, idx...)
+		} else {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+func lineWidth(client string) float64 {
+	if client == "resilient" {
+		return 3.5
+	}
+	return 1.5
+}
+
+func colorOf(client string) color.Color {
+	if client == "plain" {
+		return plainColor
+	}
+	return resilientColor
+}
+
+// stateLevel places a breaker state on the breaker panel's y axis.
+func stateLevel(s breaker.State) int {
+	switch s {
+	case breaker.StateOpen:
+		return 2
+	case breaker.StateHalfOpen:
+		return 1
+	default:
+		return 0
+	}
+}
+
+// band is a filled rectangle from x0 to x1, y0 to y1, without an outline.
+func band(x0, x1, y0, y1 float64, c color.Color) *plotter.Polygon {
+	p, _ := plotter.NewPolygon(plotter.XYs{{X: x0, Y: y0}, {X: x1, Y: y0}, {X: x1, Y: y1}, {X: x0, Y: y1}})
+	p.Color = c
+	p.LineStyle.Width = 0
+	return p
+}
+
+// between is the area between the lines lo and hi, which have the same x
+// values; nil when there is none.
+func between(lo, hi plotter.XYs) *plotter.Polygon {
+	if len(lo) == 0 || len(lo) != len(hi) {
+		return nil
+	}
+	ring := append(plotter.XYs{}, lo...)
+	for i := len(hi) - 1; i >= 0; i-- {
+		ring = append(ring, hi[i])
+	}
+	p, err := plotter.NewPolygon(ring)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// secondsTicks marks every 5 s (labelled every 10 s) on short runs, and
+// falls back to the default ticks on long ones.
+type secondsTicks struct{}
+
+func (secondsTicks) Ticks(lo, hi float64) []plot.Tick {
+	if hi-lo > 300 {
+		return plot.DefaultTicks{}.Ticks(lo, hi)
+	}
+	step := 5.0
+	if hi-lo <= 20 {
+		step = 1
+	}
+	var ts []plot.Tick
+	for v := 0.0; v <= hi+1e-9; v += step {
+		t := plot.Tick{Value: v}
+		if step == 1 || int(v)%10 == 0 {
+			t.Label = fmt.Sprintf("%gs", v)
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
