@@ -225,6 +225,14 @@
 //	resilience.client.breaker.state       gauge      {state}      0 closed, 1 half-open, 2 open; by resilience.breaker.key
 //	resilience.client.breaker.rejections  counter    {rejection}  attempts refused by a breaker
 //	resilience.client.budget.throttled    counter    {retry}      retries refused by the retry budget
+//	resilience.client.fallbacks           counter    {call}       fallbacks asked to answer, by resilience.fallback.result
+//
+// WithMetricNames(MetricNamesGRPC) records the call and attempt metrics
+// under gRPC's standard names instead (gRFC A66 grpc.client.attempt.started,
+// grpc.client.attempt.duration, grpc.client.call.duration and A96
+// grpc.client.call.retries, .hedges, .retry_delay); the breaker, budget and
+// fallback metrics keep their names. Package monitoring ships Prometheus
+// rules and dashboards for both namings.
 //
 // They carry rpc.system.name, rpc.method, server.address and server.port;
 // attempts, retries and the durations add rpc.response.status_code, and
@@ -239,6 +247,14 @@
 // or otel.SetMeterProvider after New take effect. While tracing and metrics
 // are off (no-op providers, or global providers never installed), the
 // telemetry of a call costs a few nanoseconds and allocates nothing.
+//
+// # Logs
+//
+// WithLogger(*slog.Logger) logs what an operator acts on: breaker
+// transitions (open at Warn), calls that gave up after retries or whose
+// retries a policy stopped (attempts, last code, reason), rate-limited per
+// target. Nothing is logged for successful calls, and never a payload or a
+// metadata value. Off by default.
 //
 // # Concurrency
 //
