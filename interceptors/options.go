@@ -13,6 +13,7 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/endpoint"
 	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/engine"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
@@ -78,9 +79,10 @@ type config struct {
 	budget         *budget.Config // nil: no retry budget
 	readyWait      time.Duration
 	probeInterval  time.Duration
-	breaker        *breaker.Config // nil: no breakers
-	breakerMethod  bool            // key breakers by target and method
-	serviceConfig  *serviceConfig  // the one given to New; nil: none
+	breaker        *breaker.Config  // nil: no breakers
+	breakerMethod  bool             // key breakers by target and method
+	serviceConfig  *serviceConfig   // the one given to New; nil: none
+	endpoint       *endpoint.Config // nil: no endpoint ejection
 }
 
 // policy is what governs one call; it is resolved per call from the

@@ -1,0 +1,227 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	grpcresolver "google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/endpoint"
+	"github.com/grpc-resilience/resilience/internal/testserver"
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+)
+
+// endpointsOff keeps every endpoint in service whatever it answers, so
+// that a test sees where attempts go, not ejections.
+var endpointsOff = endpoint.Config{MinRequests: math.MaxInt32, ConsecutiveFailures: math.MaxInt32}
+
+// fleet is n loopback servers behind a manual resolver and a client dialled
+// through a Middleware's DialOptions. The hook of every server records,
+// per "call-id" metadata value, which servers the call's attempts reached.
+type fleet struct {
+	t       testing.TB
+	servers []*testserver.Server
+	cc      *grpc.ClientConn
+	client  testingv1.EchoServiceClient
+
+	mu   sync.Mutex
+	seen map[string][]int // call id -> server index per attempt, in arrival order
+}
+
+func newFleet(t testing.TB, n int, m *Middleware, opts ...grpc.DialOption) *fleet {
+	t.Helper()
+	f := &fleet{t: t, seen: make(map[string][]int)}
+	eps := make([]grpcresolver.Endpoint, n)
+	for i := range n {
+		s := testserver.New()
+		if err := s.ListenTCP(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		s.SetHook(func(ctx context.Context, _ string, _ int64) error {
+			md, _ := metadata.FromIncomingContext(ctx)
+			if id := md.Get("call-id"); len(id) == 1 {
+				f.mu.Lock()
+				f.seen[id[0]] = append(f.seen[id[0]], i)
+				f.mu.Unlock()
+			}
+			return nil
+		})
+		f.servers = append(f.servers, s)
+		eps[i] = grpcresolver.Endpoint{Addresses: []grpcresolver.Address{{Addr: s.Addr()}}}
+	}
+	r := manual.NewBuilderWithScheme("fleet")
+	r.InitialState(grpcresolver.State{Endpoints: eps})
+	dial := append([]grpc.DialOption{grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials())}, m.DialOptions()...)
+	cc, err := grpc.NewClient(r.Scheme()+":///fleet", append(dial, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	f.cc, f.client = cc, testingv1.NewEchoServiceClient(cc)
+	f.waitAllServing()
+	return f
+}
+
+// waitAllServing makes calls, bounded, until every server has answered
+// one: the round robin includes only ready endpoints, so then all are.
+func (f *fleet) waitAllServing() {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		all := true
+		for _, s := range f.servers {
+			all = all && s.Attempts() > 0
+		}
+		if all {
+			for _, s := range f.servers {
+				s.Reset()
+			}
+			return
+		}
+		f.client.Echo(ctx, &testingv1.EchoRequest{Message: "warm-up"})
+	}
+	f.t.Fatal("not every endpoint became ready")
+}
+
+func (f *fleet) call(ctx context.Context, id string, opts ...grpc.CallOption) error {
+	ctx = metadata.AppendToOutgoingContext(ctx, "call-id", id)
+	_, err := f.client.Echo(ctx, &testingv1.EchoRequest{Message: id}, opts...)
+	return err
+}
+
+func (f *fleet) servedBy(id string) []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.seen[id]...)
+}
+
+// retryFleet runs callers x calls against 3 endpoints of which the first
+// fails every attempt, and returns the number of calls whose first attempt
+// failed, how many of those sent their retry to the failing endpoint
+// again, and how many calls failed.
+func retryFleet(t *testing.T, dial []grpc.DialOption, opts ...Option) (failedFirst, retriedOnBad, failedCalls int) {
+	opts = append([]Option{WithoutBreaker(), WithoutRetryBudget(),
+		Backoff(backoff.MustExponential(backoff.Config{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))}, opts...)
+	m := MustNew(opts...)
+	f := newFleet(t, 3, m, dial...)
+	f.servers[0].FailFraction(1, testserver.Fault{Code: codes.Unavailable})
+	const callers, calls = 4, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, callers*calls)
+	for g := range callers {
+		wg.Go(func() {
+			for i := range calls {
+				if err := f.call(t.Context(), fmt.Sprintf("%d-%d", g, i)); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		failedCalls++
+		t.Logf("call failed: %v", err)
+	}
+	for g := range callers {
+		for i := range calls {
+			got := f.servedBy(fmt.Sprintf("%d-%d", g, i))
+			if len(got) == 0 || got[0] != 0 {
+				continue
+			}
+			failedFirst++
+			if len(got) < 2 || got[1] == 0 {
+				retriedOnBad++
+			}
+		}
+	}
+	return failedFirst, retriedOnBad, failedCalls
+}
+
+// TestEndpointRetryGoesElsewhere: through the interceptors, with the
+// policy installed by WithEndpointEjection, every call whose first attempt
+// failed on the bad endpoint retries on another one, while concurrent
+// callers move the round robin about. Without the option, some retries go
+// back to the bad endpoint.
+func TestEndpointRetryGoesElsewhere(t *testing.T) {
+	failed, again, calls := retryFleet(t, nil, WithEndpointEjection(endpointsOff))
+	if calls != 0 {
+		t.Errorf("%d calls failed", calls)
+	}
+	t.Logf("with ejection: %d first attempts failed, %d retries on the same endpoint", failed, again)
+	if failed < 20 {
+		t.Fatalf("only %d of 200 first attempts went to the failing endpoint; want about a third", failed)
+	}
+	if again != 0 {
+		t.Fatalf("%d of %d retries went back to the endpoint that failed", again, failed)
+	}
+}
+
+const roundRobin = `{"loadBalancingConfig":[{"round_robin":{}}]}`
+
+func TestEndpointRetryControl(t *testing.T) {
+	failed, again, _ := retryFleet(t, []grpc.DialOption{grpc.WithDefaultServiceConfig(roundRobin)})
+	t.Logf("round_robin: %d first attempts failed, %d retries on the same endpoint", failed, again)
+	if again == 0 {
+		t.Fatalf("no retry of %d went back to the failing endpoint under round_robin: the test cannot tell", failed)
+	}
+}
+
+// TestEndpointHedgesNeverShare: two hedges of one call, both in flight,
+// never reach the same endpoint while 3 are ready.
+func TestEndpointHedgesNeverShare(t *testing.T) {
+	m := MustNew(WithoutBreaker(), WithEndpointEjection(endpointsOff),
+		Hedging(HedgePolicy{Delay: time.Millisecond, MaxAttempts: 2}))
+	f := newFleet(t, 3, m)
+	for _, s := range f.servers {
+		s.SetLatency(20 * time.Millisecond) // the hedge starts while the first attempt runs
+	}
+	const callers, calls = 3, 20
+	var wg sync.WaitGroup
+	for g := range callers {
+		wg.Go(func() {
+			for i := range calls {
+				if err := f.call(t.Context(), fmt.Sprintf("%d-%d", g, i)); err != nil {
+					t.Errorf("call: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	hedged := 0
+	for g := range callers {
+		for i := range calls {
+			got := f.servedBy(fmt.Sprintf("%d-%d", g, i))
+			if len(got) == 2 {
+				hedged++
+				if got[0] == got[1] {
+					t.Errorf("call %d-%d: both hedges on endpoint %d", g, i, got[0])
+				}
+			}
+		}
+	}
+	if hedged < callers*calls/2 {
+		t.Fatalf("only %d of %d calls hedged", hedged, callers*calls)
+	}
+}
+
+func TestWithEndpointEjectionInvalid(t *testing.T) {
+	_, err := New(WithEndpointEjection(endpoint.Config{FailureRatio: 2}))
+	if err == nil || !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "WithEndpointEjection") || !strings.Contains(err.Error(), "FailureRatio") {
+		t.Fatalf("New: %v; want an ErrInvalidOption naming WithEndpointEjection and FailureRatio", err)
+	}
+}
