@@ -225,3 +225,65 @@ func TestWithEndpointEjectionInvalid(t *testing.T) {
 		t.Fatalf("New: %v; want an ErrInvalidOption naming WithEndpointEjection and FailureRatio", err)
 	}
 }
+
+// TestEndpointEjectionTelemetry: the attempt whose failure ejected the bad
+// endpoint carries a resilience.endpoint.ejected event with its address (on
+// the call span when attempt spans are off), the ejected endpoints counter
+// of the target goes to 1, and the user's OnEject is still called.
+func TestEndpointEjectionTelemetry(t *testing.T) {
+	for _, attemptSpans := range []bool{true, false} {
+		t.Run(fmt.Sprintf("attemptSpans=%v", attemptSpans), func(t *testing.T) {
+			e := newTelemetryEnv(t)
+			var mu sync.Mutex
+			var user []string
+			cfg := endpoint.Config{MinRequests: math.MaxInt32, ConsecutiveFailures: 3, BaseEjectionTime: 5 * time.Minute,
+				OnEject: func(target, addr string, ejected bool) {
+					mu.Lock()
+					user = append(user, fmt.Sprintf("%s %s %v", target, addr, ejected))
+					mu.Unlock()
+				}}
+			m := MustNew(e.options(WithoutBreaker(), WithAttemptSpans(attemptSpans), WithEndpointEjection(cfg))...)
+			f := newFleet(t, 3, m)
+			bad := f.servers[0].Addr()
+			f.servers[0].FailFraction(1, testserver.Fault{Code: codes.Unavailable})
+			for i := range 30 {
+				if err := f.call(t.Context(), fmt.Sprint(i)); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+			var events []string
+			for _, s := range e.rec.Ended() {
+				for _, ev := range s.Events() {
+					if ev.Name == "resilience.endpoint.ejected" {
+						events = append(events, s.SpanKind().String()+" "+renderAttrs(ev.Attributes))
+					}
+				}
+			}
+			kind := "client"
+			want := fmt.Sprintf("%s {resilience.endpoint.address=%s}", kind, bad)
+			if !attemptSpans {
+				want = fmt.Sprintf("internal {resilience.attempt=1 resilience.endpoint.address=%s}", bad)
+			}
+			if len(events) != 1 || sortAttrs(events[0]) != sortAttrs(want) {
+				t.Errorf("ejection events %q, want [%q]", events, want)
+			}
+			checkMetrics(t, filterPrefix(e.collectMetrics(t), "resilience.client.endpoint"),
+				"resilience.client.endpoint.ejected {resilience.target=fleet:///fleet} 1", noBreakerPoint)
+			mu.Lock()
+			defer mu.Unlock()
+			if wantUser := "fleet:///fleet " + bad + " true"; len(user) != 1 || user[0] != wantUser {
+				t.Errorf("user OnEject saw %q, want [%q]", user, wantUser)
+			}
+		})
+	}
+}
+
+func filterPrefix(lines []string, prefix string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
