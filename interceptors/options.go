@@ -36,18 +36,24 @@ const (
 // is not ready (see WithReadyWait).
 const DefaultReadyWait = 2 * time.Second
 
-// DefaultReconnectProbe is how often a connection that calls wait for is
-// told to reconnect (see WithReconnectProbe).
-const DefaultReconnectProbe = 25 * time.Millisecond
+// DefaultReconnectProbe is the mean wait between two reconnects of a
+// connection that calls wait for (see WithReconnectProbe): at most about
+// 10 connection attempts per second and connection, a restarted server
+// found within about 100 ms.
+const DefaultReconnectProbe = 100 * time.Millisecond
 
 // DefaultRetryCodes are the status codes retried by default.
 var DefaultRetryCodes = []codes.Code{codes.Unavailable, codes.DeadlineExceeded}
 
-// DefaultConnectBackoff is the reconnect backoff DialOptions sets: shorter
-// than grpc-go's (1 s base, 120 s cap) so that a restarted downstream is
-// found again quickly.
+// DefaultConnectBackoff is the reconnect backoff DialOptions sets: grpc-go's
+// base delay (1 s) with a cap of 3 s instead of 120 s, so that a restarted
+// downstream is found again within seconds even while no call waits. While
+// calls wait for the connection, the reconnect probe (WithReconnectProbe)
+// sets the rhythm instead: it restarts this backoff at every kick, and a
+// base delay above the probe's longest wait (1.5 x its interval) keeps
+// grpc-go's own reconnects from adding to the probe's.
 var DefaultConnectBackoff = grpcbackoff.Config{
-	BaseDelay:  100 * time.Millisecond,
+	BaseDelay:  time.Second,
 	Multiplier: 1.6,
 	Jitter:     0.2,
 	MaxDelay:   3 * time.Second,
@@ -213,12 +219,16 @@ func WithReadyWait(d time.Duration) Option {
 	return durationOption("WithReadyWait", d, func(c *config) *time.Duration { return &c.readyWait })
 }
 
-// WithReconnectProbe sets how often, while calls wait for a connection,
-// the connection is told to reconnect at once (grpc's
+// WithReconnectProbe sets how often, on average, while calls wait for a
+// connection, the connection is told to reconnect at once (grpc's
 // ResetConnectBackoff), so that a restarted server is found within about
-// d instead of behind grpc-go's reconnect backoff. One goroutine per
+// d instead of behind grpc-go's reconnect backoff. Each wait is drawn
+// uniformly from [0.5, 1.5) x d, so that the clients of a fleet that lost
+// the same server do not reconnect in lockstep; a connection gets about
+// 1/d connection attempts per second while calls wait (with the default
+// connect backoff, whose base delay is above 1.5 x d). One goroutine per
 // waited-for connection does it, only while calls wait. 0 disables it.
-// Negative values are rejected. Default DefaultReconnectProbe (25 ms).
+// Negative values are rejected. Default DefaultReconnectProbe (100 ms).
 func WithReconnectProbe(d time.Duration) Option {
 	return durationOption("WithReconnectProbe", d, func(c *config) *time.Duration { return &c.probeInterval })
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,10 +34,13 @@ const PushbackMetadataKey = "grpc-retry-pushback-ms"
 
 // Config is what an Engine is made of. The interceptors validate it.
 type Config struct {
-	Clock            clock.Clock
-	ReadyWait        time.Duration // 0: attempts never wait for a connection
-	ProbeInterval    time.Duration // reconnect probe while calls wait; 0: none
-	ReplayBuffer     int           // bytes a stream keeps for replay before commit
+	Clock         clock.Clock
+	ReadyWait     time.Duration // 0: attempts never wait for a connection
+	ProbeInterval time.Duration // mean reconnect probe wait while calls wait; 0: none
+	// ProbeRand returns numbers in [0, 1) that jitter the probe's waits;
+	// nil: math/rand/v2's Float64.
+	ProbeRand        func() float64
+	ReplayBuffer     int // bytes a stream keeps for replay before commit
 	Budget           *budget.Config
 	Breakers         *breaker.Set // nil: no breakers
 	BreakerPerMethod bool
@@ -70,7 +74,10 @@ func New(cfg Config) *Engine {
 		cfg.Clock = clock.Real
 	}
 	e := &Engine{cfg: cfg}
-	e.conns = conns{interval: cfg.ProbeInterval, clock: cfg.Clock}
+	if cfg.ProbeRand == nil {
+		cfg.ProbeRand = rand.Float64
+	}
+	e.conns = conns{interval: cfg.ProbeInterval, rand: cfg.ProbeRand, clock: cfg.Clock}
 	e.budget.Store(cfg.Budget)
 	return e
 }
