@@ -110,6 +110,7 @@ func New(opts ...Option) (*Middleware, error) {
 		Clock:            cfg.clock,
 		ReadyWait:        cfg.readyWait,
 		ProbeInterval:    cfg.probeInterval,
+		ProbeRand:        cfg.probeRand,
 		ReplayBuffer:     cfg.replayBuffer,
 		Budget:           effectiveBudget(&cfg, cfg.serviceConfig),
 		Breakers:         m.breakers,

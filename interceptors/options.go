@@ -89,6 +89,7 @@ type config struct {
 	breakerMethod  bool             // key breakers by target and method
 	serviceConfig  *serviceConfig   // the one given to New; nil: none
 	endpoint       *endpoint.Config // nil: no endpoint ejection
+	probeRand      func() float64   // jitters the reconnect probe; nil: math/rand/v2
 }
 
 // policy is what governs one call; it is resolved per call from the
@@ -277,6 +278,14 @@ func durationOption(name string, d time.Duration, field func(*config) *time.Dura
 			return invalid(name, "must be >= 0, got %v", d)
 		}
 		*field(c) = d
+		return nil
+	})
+}
+
+// withProbeRand injects the reconnect probe's random source for tests.
+func withProbeRand(r func() float64) Option {
+	return optionFunc(func(c *config) error {
+		c.probeRand = r
 		return nil
 	})
 }

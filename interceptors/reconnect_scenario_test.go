@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
@@ -89,6 +90,24 @@ func TestReconnectScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("scenario: several seconds of real time")
 	}
+	// Before: the probe's former default, 25 ms without jitter, over a
+	// connect backoff of 100 ms base delay.
+	before := reconnectRun(t, "before: probe 25 ms fixed, backoff base 100 ms",
+		WithReconnectProbe(25*time.Millisecond), withProbeRand(func() float64 { return 0.5 }),
+		WithConnectParams(grpc.ConnectParams{MinConnectTimeout: DefaultMinConnectTimeout,
+			Backoff: grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}}))
+	now := reconnectRun(t, "defaults: probe 100 ms jittered, backoff base 1 s")
+	if now > 12 {
+		t.Errorf("%.1f connection attempts per client and second on average, want at most 12", now)
+	}
+	if before < 2*now {
+		t.Errorf("before: %.1f connection attempts per client and second, now %.1f: the scenario does not show the difference", before, now)
+	}
+}
+
+// reconnectRun runs the scenario with opts (WithoutBreaker added) and
+// returns the mean connection attempts per client and second.
+func reconnectRun(t *testing.T, name string, opts ...Option) float64 {
 	l, err := resiliencetest.Listen()
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +141,7 @@ func TestReconnectScenario(t *testing.T) {
 		logs[i] = &dialLog{}
 		// The breaker would fail calls at once instead of letting them
 		// wait for the connection: this scenario is about the waits.
-		m := MustNew(WithoutBreaker())
+		m := MustNew(append([]Option{WithoutBreaker()}, opts...)...)
 		cc, err := grpc.NewClient("passthrough:///"+l.Addr().String(),
 			append(m.DialOptions(), grpc.WithContextDialer(logs[i].dialer), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
@@ -189,12 +208,10 @@ func TestReconnectScenario(t *testing.T) {
 	meanCorr /= float64(len(corr))
 	slices.Sort(firstOK)
 	mean := float64(total) / float64(clients) / secs
-	t.Logf("%d clients, probe %v jittered [0.5,1.5)x, listener accepting and closing for %v:", clients, DefaultReconnectProbe, down)
+	t.Logf("%s; %d clients, listener accepting and closing for %v:", name, clients, down)
 	t.Logf("  connection attempts per client and second: mean %.1f, min %.1f, median %.1f, max %.1f", mean, rates[0], rates[len(rates)/2], rates[len(rates)-1])
 	t.Logf("  correlation of two clients' attempt times (10 ms bins, %d pairs): mean %.3f, min %.3f, max %.3f", len(corr), meanCorr, corr[0], corr[len(corr)-1])
 	t.Logf("  first success after the server serves again: median %v, p90 %v, max %v",
 		firstOK[clients/2].Round(time.Millisecond), firstOK[clients*9/10].Round(time.Millisecond), firstOK[clients-1].Round(time.Millisecond))
-	if mean > 12 {
-		t.Errorf("%.1f connection attempts per client and second on average, want at most 12", mean)
-	}
+	return mean
 }
