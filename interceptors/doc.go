@@ -104,6 +104,11 @@
 // (each wait jittered over [0.5, 1.5) x the interval). Methods
 // given Hedging are hedged: see HedgePolicy.
 //
+// Breakers are per target, for outages. For one bad endpoint among good
+// ones, WithEndpointEjection installs package endpoint's load-balancing
+// policy through DialOptions: it ejects the failing endpoint, and every
+// call's retries and hedges go to endpoints the call has not tried yet.
+//
 // # Fallback
 //
 // Fallback gives read methods a fallback (package fallback): a stale copy
