@@ -287,3 +287,42 @@ func filterPrefix(lines []string, prefix string) []string {
 	}
 	return out
 }
+
+// TestEndpointUserServiceConfig: a default service config of the user's,
+// given after DialOptions, replaces the policy (grpc-go keeps the last
+// one); listing resilience_endpoint first in it keeps the policy.
+func TestEndpointUserServiceConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, config string
+		ejects       bool
+	}{
+		{"round_robin", roundRobin, false},
+		{"resilience_endpoint first", `{"loadBalancingConfig":[{"resilience_endpoint":{"consecutiveFailures":3,"minRequests":2147483647}},{"round_robin":{}}]}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ec := &ejectClock{}
+			m := MustNew(WithoutBreaker(), WithEndpointEjection(endpoint.Config{ConsecutiveFailures: 3, OnEject: ec.onEject}))
+			f := newFleet(t, 3, m, grpc.WithDefaultServiceConfig(tc.config))
+			f.servers[0].FailFraction(1, testserver.Fault{Code: codes.Unavailable})
+			for i := range 30 {
+				if err := f.call(t.Context(), fmt.Sprint(i)); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+			// The JSON cannot carry OnEject, so the policy under the
+			// user's config reports no ejection; the bad endpoint's
+			// share of first attempts tells instead.
+			bad := f.servers[0].Attempts()
+			t.Logf("%d attempts of 30 calls reached the failing endpoint; OnEject called: %v", bad, !ec.first().IsZero())
+			if !ec.first().IsZero() {
+				t.Error("the Middleware's policy (with its OnEject) ran under the user's service config")
+			}
+			if tc.ejects && bad > 5 {
+				t.Errorf("%d attempts reached the failing endpoint: it was not ejected after 3", bad)
+			}
+			if !tc.ejects && bad < 8 {
+				t.Errorf("only %d attempts reached the failing endpoint under round_robin", bad)
+			}
+		})
+	}
+}

@@ -35,7 +35,9 @@ import (
 // {"resilience_endpoint":{}} first in its loadBalancingConfig (the JSON
 // keys are in package endpoint's documentation; endpoint.ServiceConfig
 // returns them for a Config). The call records are made either way, and
-// cost nothing to other policies beyond their allocation.
+// cost nothing to other policies beyond their allocation. A policy
+// configured from JSON cannot carry a func: its ejections reach neither
+// cfg.OnEject nor the counter (the attempt events still show them).
 //
 // Without this option calls get no record and cost no allocation for it.
 // An invalid cfg is rejected by New with an error naming this option and
