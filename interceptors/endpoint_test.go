@@ -326,3 +326,31 @@ func TestEndpointUserServiceConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestEndpointRecordCost: a successful call allocates once through the
+// interceptors without WithEndpointEjection, and once more (the call
+// record) with it.
+func TestEndpointRecordCost(t *testing.T) {
+	conn, err := grpc.NewClient("passthrough:///overhead", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	allocs := func(opts ...Option) float64 {
+		ui := MustNew(opts...).UnaryClientInterceptor()
+		return testing.AllocsPerRun(200, func() {
+			if err := ui(ctx, echoMethod, nil, nil, conn, invoker); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if got := allocs(); got != 1 {
+		t.Errorf("without the option: %v allocations per call, want 1", got)
+	}
+	if got := allocs(WithEndpointEjection(endpoint.Config{})); got != 2 {
+		t.Errorf("with the option: %v allocations per call, want 2", got)
+	}
+}
