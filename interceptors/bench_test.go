@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/grpc-resilience/resilience/endpoint"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -57,11 +58,14 @@ func BenchmarkUnaryInterceptorOverhead(b *testing.B) {
 	invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
 	ctx, cancel := context.WithTimeout(context.Background(), 1<<40)
 	defer cancel()
-	for _, name := range []string{"defaults", "no-breaker-no-budget"} {
+	for _, name := range []string{"defaults", "no-breaker-no-budget", "endpoint-ejection"} {
 		b.Run(name, func(b *testing.B) {
 			opts := []Option{}
-			if name != "defaults" {
+			switch name {
+			case "no-breaker-no-budget":
 				opts = append(opts, WithoutBreaker(), WithoutRetryBudget())
+			case "endpoint-ejection":
+				opts = append(opts, WithEndpointEjection(endpoint.Config{}))
 			}
 			ui := MustNew(opts...).UnaryClientInterceptor()
 			b.ReportAllocs()

@@ -70,10 +70,11 @@
 //	backoff               backoff.DefaultConfig(): 50 ms × 2^(n-1), cap 2 s, jitter 0.2
 //	per-attempt timeout   none
 //	call timeout          10 s (DefaultCallTimeout), only when the caller set no deadline
-//	connect (DialOptions) MinConnectTimeout 3 s; reconnect backoff 100 ms × 1.6^n, cap 3 s, jitter 0.2
+//	connect (DialOptions) MinConnectTimeout 3 s; reconnect backoff 1 s × 1.6^n, cap 3 s, jitter 0.2
 //	retry budget          100 tokens, TokenRatio 1 (budget.DefaultConfig), per target
 //	circuit breaker       per target: opens on >= 70 % failures of >= 50 in 10 s or 25 in a row; open 5 s (breaker.DefaultConfig)
-//	ready wait            2 s, reconnect probe every 25 ms
+//	ready wait            2 s, reconnect probe every 100 ms on average (each wait 50–150 ms)
+//	endpoint ejection     off (WithEndpointEjection)
 //	stream replay buffer  256 KiB
 //	hedging               off
 //
@@ -99,8 +100,14 @@
 // stops retrying (negative or malformed), for retries and hedges alike. When an attempt fails because the
 // connection is down, the next attempt first waits for the connection, up
 // to WithReadyWait and within the call deadline, while the connection's
-// reconnect backoff is reset every WithReconnectProbe interval. Methods
+// reconnect backoff is reset about every WithReconnectProbe interval
+// (each wait jittered over [0.5, 1.5) x the interval). Methods
 // given Hedging are hedged: see HedgePolicy.
+//
+// Breakers are per target, for outages. For one bad endpoint among good
+// ones, WithEndpointEjection installs package endpoint's load-balancing
+// policy through DialOptions: it ejects the failing endpoint, and every
+// call's retries and hedges go to endpoints the call has not tried yet.
 //
 // # Fallback
 //

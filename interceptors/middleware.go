@@ -56,7 +56,8 @@ type Middleware struct {
 	eng      *engine.Engine
 	breakers *breaker.Set // nil when breakers are off
 	pol      atomic.Pointer[policies]
-	mu       sync.Mutex // serializes SetServiceConfig
+	lb       grpc.DialOption // the endpoint policy; nil when off
+	mu       sync.Mutex      // serializes SetServiceConfig
 }
 
 // New returns a Middleware configured by opts, or an error that wraps
@@ -98,14 +99,23 @@ func New(opts ...Option) (*Middleware, error) {
 		}
 		m.breakers = set
 	}
+	if cfg.endpoint != nil {
+		lb, err := m.endpointDialOption(*cfg.endpoint)
+		if err != nil {
+			return nil, invalid("WithEndpointEjection", "%v", err)
+		}
+		m.lb = lb
+	}
 	m.eng = engine.New(engine.Config{
 		Clock:            cfg.clock,
 		ReadyWait:        cfg.readyWait,
 		ProbeInterval:    cfg.probeInterval,
+		ProbeRand:        cfg.probeRand,
 		ReplayBuffer:     cfg.replayBuffer,
 		Budget:           effectiveBudget(&cfg, cfg.serviceConfig),
 		Breakers:         m.breakers,
 		BreakerPerMethod: cfg.breakerMethod,
+		CallRecords:      cfg.endpoint != nil,
 		Telemetry:        m.tel,
 		NewError:         newError,
 	})
@@ -129,16 +139,22 @@ func MustNew(opts ...Option) *Middleware {
 //   - grpc.WithDisableRetry(), so grpc-go's own retries do not multiply
 //     the attempts (3 of ours × 4 of theirs would be 12 hits),
 //   - grpc.WithConnectParams with a short connect timeout and reconnect
-//     backoff (see WithConnectParams).
+//     backoff (see WithConnectParams),
+//   - with WithEndpointEjection, the endpoint policy as the default service
+//     config (see there for how a service config of one's own combines).
 //
 // Transport credentials are the caller's to add.
 func (m *Middleware) DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{
+	opts := []grpc.DialOption{
 		grpc.WithChainUnaryInterceptor(m.UnaryClientInterceptor()),
 		grpc.WithChainStreamInterceptor(m.StreamClientInterceptor()),
 		grpc.WithDisableRetry(),
 		grpc.WithConnectParams(m.cfg.connectParams),
 	}
+	if m.lb != nil {
+		opts = append(opts, m.lb)
+	}
+	return opts
 }
 
 // UnaryClientInterceptor returns m's unary interceptor. It runs the attempt

@@ -13,6 +13,7 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/endpoint"
 	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/engine"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
@@ -35,18 +36,24 @@ const (
 // is not ready (see WithReadyWait).
 const DefaultReadyWait = 2 * time.Second
 
-// DefaultReconnectProbe is how often a connection that calls wait for is
-// told to reconnect (see WithReconnectProbe).
-const DefaultReconnectProbe = 25 * time.Millisecond
+// DefaultReconnectProbe is the mean wait between two reconnects of a
+// connection that calls wait for (see WithReconnectProbe): at most about
+// 10 connection attempts per second and connection, a restarted server
+// found within about 100 ms.
+const DefaultReconnectProbe = 100 * time.Millisecond
 
 // DefaultRetryCodes are the status codes retried by default.
 var DefaultRetryCodes = []codes.Code{codes.Unavailable, codes.DeadlineExceeded}
 
-// DefaultConnectBackoff is the reconnect backoff DialOptions sets: shorter
-// than grpc-go's (1 s base, 120 s cap) so that a restarted downstream is
-// found again quickly.
+// DefaultConnectBackoff is the reconnect backoff DialOptions sets: grpc-go's
+// base delay (1 s) with a cap of 3 s instead of 120 s, so that a restarted
+// downstream is found again within seconds even while no call waits. While
+// calls wait for the connection, the reconnect probe (WithReconnectProbe)
+// sets the rhythm instead: it restarts this backoff at every kick, and a
+// base delay above the probe's longest wait (1.5 x its interval) keeps
+// grpc-go's own reconnects from adding to the probe's.
 var DefaultConnectBackoff = grpcbackoff.Config{
-	BaseDelay:  100 * time.Millisecond,
+	BaseDelay:  time.Second,
 	Multiplier: 1.6,
 	Jitter:     0.2,
 	MaxDelay:   3 * time.Second,
@@ -78,9 +85,11 @@ type config struct {
 	budget         *budget.Config // nil: no retry budget
 	readyWait      time.Duration
 	probeInterval  time.Duration
-	breaker        *breaker.Config // nil: no breakers
-	breakerMethod  bool            // key breakers by target and method
-	serviceConfig  *serviceConfig  // the one given to New; nil: none
+	breaker        *breaker.Config  // nil: no breakers
+	breakerMethod  bool             // key breakers by target and method
+	serviceConfig  *serviceConfig   // the one given to New; nil: none
+	endpoint       *endpoint.Config // nil: no endpoint ejection
+	probeRand      func() float64   // jitters the reconnect probe; nil: math/rand/v2
 }
 
 // policy is what governs one call; it is resolved per call from the
@@ -211,12 +220,16 @@ func WithReadyWait(d time.Duration) Option {
 	return durationOption("WithReadyWait", d, func(c *config) *time.Duration { return &c.readyWait })
 }
 
-// WithReconnectProbe sets how often, while calls wait for a connection,
-// the connection is told to reconnect at once (grpc's
+// WithReconnectProbe sets how often, on average, while calls wait for a
+// connection, the connection is told to reconnect at once (grpc's
 // ResetConnectBackoff), so that a restarted server is found within about
-// d instead of behind grpc-go's reconnect backoff. One goroutine per
+// d instead of behind grpc-go's reconnect backoff. Each wait is drawn
+// uniformly from [0.5, 1.5) x d, so that the clients of a fleet that lost
+// the same server do not reconnect in lockstep; a connection gets about
+// 1/d connection attempts per second while calls wait (with the default
+// connect backoff, whose base delay is above 1.5 x d). One goroutine per
 // waited-for connection does it, only while calls wait. 0 disables it.
-// Negative values are rejected. Default DefaultReconnectProbe (25 ms).
+// Negative values are rejected. Default DefaultReconnectProbe (100 ms).
 func WithReconnectProbe(d time.Duration) Option {
 	return durationOption("WithReconnectProbe", d, func(c *config) *time.Duration { return &c.probeInterval })
 }
@@ -265,6 +278,14 @@ func durationOption(name string, d time.Duration, field func(*config) *time.Dura
 			return invalid(name, "must be >= 0, got %v", d)
 		}
 		*field(c) = d
+		return nil
+	})
+}
+
+// withProbeRand injects the reconnect probe's random source for tests.
+func withProbeRand(r func() float64) Option {
+	return optionFunc(func(c *config) error {
+		c.probeRand = r
 		return nil
 	})
 }

@@ -18,12 +18,29 @@ import (
 // interval, so that a restarted server is found within about an interval
 // instead of behind a backoff of a second or more. The goroutine exits when
 // the last waiting call leaves: none runs while no call waits.
+//
+// Each wait of the probe is drawn uniformly from [0.5, 1.5) x interval, so
+// that the clients of a fleet that lost the same server do not reconnect in
+// lockstep; the mean stays the interval, which bounds the connection
+// attempts the probe makes to about 1/interval per connection.
 type conns struct {
-	interval time.Duration // reconnect probe; 0: none
+	interval time.Duration  // mean wait of the reconnect probe; 0: none
+	rand     func() float64 // in [0, 1); jitters the probe
 	clock    clock.Clock
 	mu       sync.Mutex
 	m        map[*grpc.ClientConn]*watch
+	// probed holds when the probe last ran for a connection no call waits
+	// for any more; entries older than recentProbe intervals go at the next
+	// register or release, so at most one connection is held past that.
+	probed map[*grpc.ClientConn]time.Time
 }
+
+// recentProbe is how long, in probe intervals, a connection counts as
+// probed after its last waiter left: a new waiter then leaves the next
+// kick to the jittered timer instead of kicking at once. Calls whose ready
+// waits end together (they began together, when the server went away)
+// would otherwise all kick at the same moment.
+const recentProbe = 2
 
 // watch is the state of one watched connection; guarded by conns.mu.
 type watch struct {
@@ -66,7 +83,9 @@ func (c *conns) register(cc *grpc.ClientConn, cancel context.CancelFunc, ready b
 	if ready {
 		wa.ready++
 		if wa.ready == 1 && c.interval > 0 {
-			kick(cc)
+			if !c.recentlyProbedLocked(cc) {
+				kick(cc)
+			}
 			if wa.wake != nil {
 				wa.wake() // arm the probe timer
 			}
@@ -88,6 +107,13 @@ func (c *conns) release(cc *grpc.ClientConn, w *waiter, ready bool) (closed bool
 	if last {
 		delete(c.m, cc)
 		wa.stop()
+		if ready && c.interval > 0 {
+			c.recentlyProbedLocked(cc) // prunes
+			if c.probed == nil {
+				c.probed = make(map[*grpc.ClientConn]time.Time)
+			}
+			c.probed[cc] = c.clock.Now()
+		}
 	}
 	closed = w.closed
 	c.mu.Unlock()
@@ -95,6 +121,25 @@ func (c *conns) release(cc *grpc.ClientConn, w *waiter, ready bool) (closed bool
 		<-wa.done
 	}
 	return closed
+}
+
+// recentlyProbedLocked reports whether the probe ran for cc within the
+// last recentProbe intervals, and forgets connections probed before that.
+func (c *conns) recentlyProbedLocked(cc *grpc.ClientConn) bool {
+	if len(c.probed) == 0 {
+		return false
+	}
+	now := c.clock.Now()
+	recent := false
+	for k, at := range c.probed {
+		switch {
+		case now.Sub(at) >= recentProbe*c.interval:
+			delete(c.probed, k)
+		case k == cc:
+			recent = true
+		}
+	}
+	return recent
 }
 
 func (c *conns) run(ctx context.Context, cc *grpc.ClientConn, wa *watch) {
@@ -118,7 +163,7 @@ func (c *conns) run(ctx context.Context, cc *grpc.ClientConn, wa *watch) {
 		c.mu.Unlock()
 		var t clock.Timer
 		if probing {
-			t = c.clock.AfterFunc(c.interval, wake)
+			t = c.clock.AfterFunc(c.probeWait(), wake)
 		}
 		changed := cc.WaitForStateChange(wctx, s)
 		if t != nil {
@@ -132,6 +177,12 @@ func (c *conns) run(ctx context.Context, cc *grpc.ClientConn, wa *watch) {
 			kick(cc)
 		}
 	}
+}
+
+// probeWait returns the next wait of the probe: uniform in
+// [0.5, 1.5) x interval.
+func (c *conns) probeWait() time.Duration {
+	return time.Duration((0.5 + c.rand()) * float64(c.interval))
 }
 
 // kick makes cc try to connect now if it is not connected or connecting:

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/endpoint"
 	"github.com/grpc-resilience/resilience/fallback"
 	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/latency"
@@ -32,14 +34,20 @@ const PushbackMetadataKey = "grpc-retry-pushback-ms"
 
 // Config is what an Engine is made of. The interceptors validate it.
 type Config struct {
-	Clock            clock.Clock
-	ReadyWait        time.Duration // 0: attempts never wait for a connection
-	ProbeInterval    time.Duration // reconnect probe while calls wait; 0: none
-	ReplayBuffer     int           // bytes a stream keeps for replay before commit
+	Clock         clock.Clock
+	ReadyWait     time.Duration // 0: attempts never wait for a connection
+	ProbeInterval time.Duration // mean reconnect probe wait while calls wait; 0: none
+	// ProbeRand returns numbers in [0, 1) that jitter the probe's waits;
+	// nil: math/rand/v2's Float64.
+	ProbeRand        func() float64
+	ReplayBuffer     int // bytes a stream keeps for replay before commit
 	Budget           *budget.Config
 	Breakers         *breaker.Set // nil: no breakers
 	BreakerPerMethod bool
-	Telemetry        telemetry.Recorder
+	// CallRecords gives every call a record of the endpoints its attempts
+	// went to (endpoint.NewCall), which the endpoint policy reads.
+	CallRecords bool
+	Telemetry   telemetry.Recorder
 	// NewError builds the error a failed call returns from the attempts
 	// made, the error that ended it and why it stopped early (nil if it
 	// did not).
@@ -66,7 +74,10 @@ func New(cfg Config) *Engine {
 		cfg.Clock = clock.Real
 	}
 	e := &Engine{cfg: cfg}
-	e.conns = conns{interval: cfg.ProbeInterval, clock: cfg.Clock}
+	if cfg.ProbeRand == nil {
+		cfg.ProbeRand = rand.Float64
+	}
+	e.conns = conns{interval: cfg.ProbeInterval, rand: cfg.ProbeRand, clock: cfg.Clock}
 	e.budget.Store(cfg.Budget)
 	return e
 }
@@ -197,6 +208,9 @@ type call struct {
 	lastErr error
 	tel     telemetry.Call
 	fb      *fallbackState // unary calls with a fallback only
+	// ejSeen marks the attempts (by pick order, the first 64) whose
+	// ejection of their endpoint was recorded (CallRecords only).
+	ejSeen uint64
 }
 
 // fallbackState is what a call with a fallback keeps.
@@ -258,6 +272,11 @@ func (e *Engine) init(c *call, r Resolver, ctx context.Context, method string, c
 		} else {
 			ctx = c.armFallback(ctx)
 		}
+	}
+	if e.cfg.CallRecords {
+		// After the call deadline, so that the policy sees when the
+		// call, not only an attempt, has run out of time.
+		ctx = endpoint.NewCall(ctx)
 	}
 	c.ctx, c.tel = e.cfg.Telemetry.StartCall(ctx, method, c.target)
 	return opts, cancel, nil
@@ -457,6 +476,9 @@ func notReady(s connectivity.State) bool {
 // telemetry — and returns it as decide sees it. trailer is the attempt's
 // trailer metadata, if known.
 func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) outcome {
+	if err != nil && c.e.cfg.CallRecords {
+		c.recordEjections(&a.tel)
+	}
 	a.tel.End(err)
 	if a.cancel != nil {
 		a.cancel()
@@ -513,6 +535,22 @@ func (c *call) endAttempt(a *attempt, err error, trailer metadata.MD) outcome {
 		c.budget.Failure()
 	}
 	return o
+}
+
+// recordEjections records on at every ejection in the call record that is
+// not recorded yet: the policy marks an attempt's pick as it ends, before
+// the RPC returns, so the ending attempt finds its own (a hedge ending at
+// the same moment may find another's).
+func (c *call) recordEjections(at *telemetry.Attempt) {
+	if !c.tel.Enabled() {
+		return
+	}
+	for i, p := range endpoint.Attempts(c.ctx) {
+		if i < 64 && p.Ejected && c.ejSeen&(1<<i) == 0 {
+			c.ejSeen |= 1 << i
+			at.EndpointEjected(p.Addr)
+		}
+	}
 }
 
 // situation describes c for decide; inFlight counts the other attempts

@@ -68,6 +68,12 @@ const (
 	attrFallbackAge = attribute.Key("resilience.fallback.age")
 	// attrPushbackStop is true when a server asked not to retry.
 	attrPushbackStop = attribute.Key("resilience.pushback.stop")
+	// attrEndpointAddress is the address of an endpoint an attempt's
+	// failure ejected.
+	attrEndpointAddress = attribute.Key("resilience.endpoint.address")
+	// attrTarget is the channel's canonical target on the ejected
+	// endpoints counter.
+	attrTarget = attribute.Key("resilience.target")
 )
 
 // Events on the logical call span.
@@ -79,6 +85,10 @@ const (
 	eventFallback        = "resilience.fallback"
 	// eventAttempt replaces the attempt span when attempt spans are off.
 	eventAttempt = "resilience.attempt"
+	// eventEndpointEjected is added to the attempt span (the call span
+	// when attempt spans are off) of an attempt whose failure ejected its
+	// endpoint.
+	eventEndpointEjected = "resilience.endpoint.ejected"
 )
 
 // Metric instrument names. They never collide with otelgrpc's rpc.client.*.
@@ -91,6 +101,7 @@ const (
 	MetricBreakerRejections = "resilience.client.breaker.rejections"
 	MetricBudgetThrottled   = "resilience.client.budget.throttled"
 	MetricFallbacks         = "resilience.client.fallbacks"
+	MetricEndpointEjected   = "resilience.client.endpoint.ejected"
 )
 
 // Breaker states as recorded by the breaker state gauge and attempt spans.
@@ -290,6 +301,7 @@ type instruments struct {
 	breakerRejections metric.Int64Counter
 	budgetThrottled   metric.Int64Counter
 	fallbacks         metric.Int64Counter
+	endpointEjected   metric.Int64UpDownCounter
 
 	// gRFC A66/A96 names (Names == NamesGRPC); attempts and retries are
 	// then nil.
@@ -369,6 +381,9 @@ func newInstruments(mp metric.MeterProvider, global bool, names Names) *instrume
 	handle(e)
 	in.fallbacks, e = m.Int64Counter(MetricFallbacks, metric.WithUnit("{call}"),
 		metric.WithDescription("Failed calls a fallback was asked to answer, by resilience.fallback.result (served, missed)."))
+	handle(e)
+	in.endpointEjected, e = m.Int64UpDownCounter(MetricEndpointEjected, metric.WithUnit("{endpoint}"),
+		metric.WithDescription("Endpoints currently ejected by the endpoint policy, by target."))
 	handle(e)
 	if err != nil {
 		// The instruments are still usable (the SDK returns working
@@ -864,6 +879,23 @@ func (at *Attempt) BreakerState(state int) {
 	}
 }
 
+// EndpointEjected records that the attempt's failure ejected the endpoint
+// at addr: an event on the attempt span, or on the call span when attempt
+// spans are off. Call it before End.
+func (at *Attempt) EndpointEjected(addr string) {
+	a := at.a
+	if a == nil {
+		return
+	}
+	switch {
+	case a.span != nil:
+		a.span.AddEvent(eventEndpointEjected, trace.WithAttributes(attrEndpointAddress.String(addr)))
+	case a.c.span != nil && !a.c.attemptSpans:
+		a.c.span.AddEvent(eventEndpointEjected, trace.WithAttributes(
+			attrAttempt.Int(a.n), attrEndpointAddress.String(addr)))
+	}
+}
+
 // End ends the attempt with its outcome: err is the invoker's error.
 func (at *Attempt) End(err error) {
 	a := at.a
@@ -1064,6 +1096,22 @@ func (t *Recorder) BreakerState(key string, state int) {
 	}
 	if in := t.s.instruments(); in != nil {
 		in.breakerState.Record(context.Background(), int64(state), metric.WithAttributes(attrBreakerKey.String(key)))
+	}
+}
+
+// EndpointEjection records that an endpoint of target was ejected
+// (ejected) or returned to service on the ejected endpoints counter. The
+// endpoint policy's OnEject calls it.
+func (t *Recorder) EndpointEjection(target string, ejected bool) {
+	if t.s == nil {
+		return
+	}
+	if in := t.s.instruments(); in != nil {
+		d := int64(1)
+		if !ejected {
+			d = -1
+		}
+		in.endpointEjected.Add(context.Background(), d, metric.WithAttributes(attrTarget.String(target)))
 	}
 }
 
