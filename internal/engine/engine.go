@@ -208,6 +208,7 @@ type call struct {
 	lastErr error
 	tel     telemetry.Call
 	fb      *fallbackState // unary calls with a fallback only
+	unary   *unaryCall     // set for unary calls
 	// ejSeen marks the attempts (by pick order, the first 64) whose
 	// ejection of their endpoint was recorded (CallRecords only).
 	ejSeen uint64
@@ -266,12 +267,10 @@ func (e *Engine) init(c *call, r Resolver, ctx context.Context, method string, c
 			ctx, cancel = context.WithTimeout(ctx, c.p.CallTimeout)
 		}
 	}
-	if c.fb != nil {
-		if c.p.Fallback == nil || c.streaming {
-			c.fb = nil
-		} else {
-			ctx = c.armFallback(ctx)
-		}
+	if c.p.Fallback != nil && c.unary != nil {
+		// Only calls whose policy has a fallback pay for its state.
+		c.fb = &fallbackState{req: c.unary.req, reply: c.unary.reply}
+		ctx = c.armFallback(ctx)
 	}
 	if e.cfg.CallRecords {
 		// After the call deadline, so that the policy sees when the

@@ -12,19 +12,16 @@ import (
 // options, so that neither costs an allocation of its own.
 type unaryCall struct {
 	call
-	fbState    fallbackState
+	req, reply any // for a fallback, if the policy has one
 	trailer    metadata.MD
 	trailerOpt grpc.TrailerCallOption
-	optsBuf    [8]grpc.CallOption
+	optsBuf    [4]grpc.CallOption
 }
 
 // Unary runs a unary call whose policy r resolves.
 func (e *Engine) Unary(ctx context.Context, r Resolver, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
-	u := &unaryCall{}
-	// Made only if the resolved policy has a fallback (init drops it
-	// otherwise); costs nothing on the happy path of other methods.
-	u.fb = &u.fbState
-	u.fbState.req, u.fbState.reply = req, reply
+	u := &unaryCall{req: req, reply: reply}
+	u.unary = u
 	opts, cancel, err := e.init(&u.call, r, ctx, method, cc, opts)
 	if err != nil {
 		return err
