@@ -515,3 +515,26 @@ func TestHugeReplayBufferStillReplays(t *testing.T) {
 		t.Fatalf("stream with a huge replay buffer: %v %v, want the 3 messages replayed", resp.GetMessages(), err)
 	}
 }
+
+func TestHedgingANonProtoReplyRetriesWithBackoff(t *testing.T) {
+	fc := clock.NewFake(time.Now())
+	m := MustNew(withClock(fc), hedging(time.Hour, 3), Backoff(backoff.Constant(time.Second)))
+	ui := m.UnaryClientInterceptor()
+	calls := 0
+	invoker := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+		calls++
+		if calls == 1 {
+			return status.Error(codes.Unavailable, "down")
+		}
+		return nil
+	}
+	res := make(chan error, 1)
+	go func() { res <- ui(context.Background(), echoMethod, "req", new(string), nil, invoker) }()
+	// Not hedged (the reply is no proto.Message): the retry waits for its
+	// backoff, as an unhedged call's would.
+	(&rig{fc: fc}).waitTimer(t, time.Second)
+	fc.Advance(time.Second)
+	if err := result(t, res); err != nil || calls != 2 {
+		t.Fatalf("call: %v after %d attempts, want success after 2", err, calls)
+	}
+}

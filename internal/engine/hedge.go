@@ -93,14 +93,11 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 	// A zero delay (a service config's hedgingDelay "0s") sends the hedges
 	// at once, one timer tick apart.
 	h := &hedger{u: u, req: req, reply: reply, invoker: invoker, opts: opts, delay: max(hp.Delay, time.Nanosecond)}
-	if msg, ok := reply.(proto.Message); ok {
-		// Taken before any attempt runs: the caller's goroutine's attempt
-		// writes into the reply while hedges are launched.
-		h.replyMsg, h.replyType = msg, msg.ProtoReflect().Type()
-	} else {
-		// No way to give a hedge a reply of its own: retry only.
-		u.p.Hedge = nil
-	}
+	// Taken before any attempt runs: the caller's goroutine's attempt
+	// writes into the reply while hedges are launched. Unary only calls
+	// hedged for proto.Message replies.
+	msg := reply.(proto.Message)
+	h.replyMsg, h.replyType = msg, msg.ProtoReflect().Type()
 	if hp.Percentile > 0 {
 		h.tracker = u.e.latency(u.method)
 		if d, ok := h.tracker.Percentile(hp.Percentile); ok {
@@ -124,9 +121,7 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 		h.mu.Lock()
 		h.inFlight = 1
 		h.inline = acancel
-		if u.p.Hedge != nil {
-			h.armLocked(h.delay)
-		}
+		h.armLocked(h.delay)
 		h.mu.Unlock()
 		started := clk.Now()
 		// Hedged calls always read pushback: it stops or delays hedges.

@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 )
 
 // unaryCall adds to a call what the unary driver needs per attempt: the
@@ -28,7 +29,11 @@ func (e *Engine) Unary(ctx context.Context, r Resolver, method string, req, repl
 	}
 	defer cancel()
 	if u.p.Hedge != nil {
-		return u.hedged(req, reply, invoker, opts)
+		if _, ok := reply.(proto.Message); ok {
+			return u.hedged(req, reply, invoker, opts)
+		}
+		// No way to give a hedge a reply of its own: retry only.
+		u.p.Hedge = nil
 	}
 	u.trailerOpt.TrailerAddr = &u.trailer
 	for {
