@@ -339,7 +339,10 @@ func (h *hedger) run(n int, waitReady bool, lastErr error) {
 		return
 	}
 	if h.finished {
+		// Ready to go when another attempt answered: it never reaches
+		// the transport, so it is not counted.
 		u.endAttempt(&a, errHedgeLost, nil)
+		u.attempts--
 		h.inFlight--
 		h.signalLocked()
 		h.mu.Unlock()
