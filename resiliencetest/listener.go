@@ -1,12 +1,11 @@
 package resiliencetest
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"sync"
-	"syscall"
-	"time"
+
+	"github.com/grpc-resilience/resilience/internal/listen"
 )
 
 // ListenerMode is what a Listener does with connections.
@@ -41,13 +40,6 @@ func (m ListenerMode) String() string {
 	}
 	return fmt.Sprintf("ListenerMode(%d)", int(m))
 }
-
-const (
-	// rebindTimeout bounds how long binding the port again is retried.
-	rebindTimeout = 5 * time.Second
-	// rebindInterval is the pause between two bind attempts.
-	rebindInterval = 10 * time.Millisecond
-)
 
 // Listener is a net.Listener on 127.0.0.1 for a grpc.Server (pass it to
 // Serve) that a test can stop and restart on the same port, or switch to
@@ -244,19 +236,11 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// rebind listens on addr again. The port may be released only a little
-// after the previous socket closed, so a busy port is retried for up to
-// rebindTimeout.
+// rebind listens on addr again, retrying while the port is still busy.
 func rebind(addr string) (net.Listener, error) {
-	deadline := time.Now().Add(rebindTimeout)
-	for {
-		inner, err := net.Listen("tcp", addr)
-		if err == nil {
-			return inner, nil
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
-			return nil, fmt.Errorf("resiliencetest: listen again on %s: %w", addr, err)
-		}
-		time.Sleep(rebindInterval)
+	l, err := listen.Again(addr)
+	if err != nil {
+		return nil, fmt.Errorf("resiliencetest: listen again on %s: %w", addr, err)
 	}
+	return l, nil
 }

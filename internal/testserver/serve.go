@@ -8,12 +8,12 @@ import (
 	"slices"
 	"sync"
 	"syscall"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/grpc-resilience/resilience/internal/listen"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -29,10 +29,6 @@ const (
 	bufSize = 1 << 20
 	// bufTarget is the client target for the in-memory listener.
 	bufTarget = "passthrough:///bufnet"
-	// rebindTimeout bounds how long Restart retries to bind a busy port.
-	rebindTimeout = 5 * time.Second
-	// rebindInterval is the pause between two bind attempts.
-	rebindInterval = 10 * time.Millisecond
 )
 
 type transport int
@@ -216,23 +212,15 @@ func (s *Server) stopLocked() {
 }
 
 // listenTCP listens on addr, or on 127.0.0.1 with a kernel-chosen port if addr
-// is empty. A busy addr is retried for up to rebindTimeout, since the port
+// is empty. A busy addr is retried for up to 5 s (package listen), since the port
 // may be released only a little after the previous listener closed.
 func listenTCP(addr string) (net.Listener, error) {
 	if addr == "" {
 		return net.Listen("tcp", "127.0.0.1:0")
 	}
-	deadline := time.Now().Add(rebindTimeout)
-	ticker := time.NewTicker(rebindInterval)
-	defer ticker.Stop()
-	for {
-		l, err := net.Listen("tcp", addr)
-		if err == nil {
-			return l, nil
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
-			return nil, fmt.Errorf("testserver: listen again on %s: %w", addr, err)
-		}
-		<-ticker.C
+	l, err := listen.Again(addr)
+	if err != nil {
+		return nil, fmt.Errorf("testserver: listen again on %s: %w", addr, err)
 	}
+	return l, nil
 }
