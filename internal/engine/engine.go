@@ -191,9 +191,6 @@ type call struct {
 	budget   *budget.Budget // the target's, when the call started; nil: none
 	// attempts counts the attempts made (refused ones are taken back).
 	attempts int
-	// streaming calls bound only the time to commit by the per-attempt
-	// timeout; the stream driver arms that timer itself.
-	streaming bool
 	// notReady is set when the latest attempt found no ready connection:
 	// the next one waits for it.
 	notReady bool
@@ -208,7 +205,7 @@ type call struct {
 	lastErr error
 	tel     telemetry.Call
 	fb      *fallbackState // unary calls with a fallback only
-	unary   *unaryCall     // set for unary calls
+	unary   *unaryCall     // set for unary calls; nil for streams
 	// ejSeen marks the attempts (by pick order, the first 64) whose
 	// ejection of their endpoint was recorded (CallRecords only).
 	ejSeen uint64
@@ -217,8 +214,6 @@ type call struct {
 // fallbackState is what a call with a fallback keeps.
 type fallbackState struct {
 	h         *fallback.Handler
-	req       any
-	reply     any
 	callerCtx context.Context // the call's context before the margin
 	margin    clock.Timer     // nil: no deadline, or too short for a margin
 	cancel    context.CancelFunc
@@ -269,7 +264,7 @@ func (e *Engine) init(c *call, r Resolver, ctx context.Context, method string, c
 	}
 	if c.p.Fallback != nil && c.unary != nil {
 		// Only calls whose policy has a fallback pay for its state.
-		c.fb = &fallbackState{req: c.unary.req, reply: c.unary.reply}
+		c.fb = &fallbackState{}
 		ctx = c.armFallback(ctx)
 	}
 	if e.cfg.CallRecords {
@@ -342,7 +337,9 @@ func (c *call) startAttempt(ctx context.Context, n int, waitReady bool, lastErr 
 			}
 		}
 	}
-	if c.p.PerAttemptTimeout > 0 && !c.streaming {
+	// A stream bounds only the time to commit by the per-attempt
+	// timeout; its driver arms that timer itself.
+	if c.p.PerAttemptTimeout > 0 && c.unary != nil {
 		a.ctx, a.cancel = context.WithTimeout(a.ctx, c.p.PerAttemptTimeout)
 	}
 	a.ctx, a.tel = c.tel.StartAttempt(a.ctx, a.n)

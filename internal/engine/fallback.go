@@ -55,7 +55,7 @@ func (c *call) fallback(err error) error {
 	}
 	if err == nil {
 		if fb.h.Save != nil {
-			fb.h.Save(c.method, fb.req, fb.reply)
+			fb.h.Save(c.method, c.unary.req, c.unary.reply)
 		}
 		return nil
 	}
@@ -67,7 +67,7 @@ func (c *call) fallback(err error) error {
 	} else if !c.downstreamFailed(err) {
 		return err
 	}
-	info, ferr := fb.h.Answer(fb.callerCtx, c.method, fb.req, fb.reply, err)
+	info, ferr := fb.h.Answer(fb.callerCtx, c.method, c.unary.req, c.unary.reply, err)
 	if ferr != nil {
 		c.tel.Fallback(false, false, 0)
 		return ferr

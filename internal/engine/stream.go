@@ -33,7 +33,6 @@ func (e *Engine) Stream(ctx context.Context, r Resolver, desc *grpc.StreamDesc, 
 		streamer: streamer,
 		maxBuf:   e.cfg.ReplayBuffer,
 	}
-	s.c.streaming = true
 	var err error
 	if s.opts, s.cancel, err = e.init(&s.c, r, ctx, method, cc, opts); err != nil {
 		return nil, err
