@@ -127,14 +127,14 @@ func (m *Middleware) SetServiceConfig(json string) error {
 	}
 	was := m.cfg.serviceConfig
 	var wasWait *time.Duration
-	var wasBreaker any
+	var wasBreaker *breaker.Config
 	if was != nil {
 		wasWait, wasBreaker = was.readyWait, was.breaker
 	}
 	if !reflect.DeepEqual(sc.readyWait, wasWait) {
 		return errors.New("interceptors: SetServiceConfig: resilience.readyWait: set by New only; it cannot change while running")
 	}
-	if !reflect.DeepEqual(any(sc.breaker), wasBreaker) && !(sc.breaker == nil && was == nil) {
+	if !reflect.DeepEqual(sc.breaker, wasBreaker) {
 		return errors.New("interceptors: SetServiceConfig: resilience.breaker: set by New only; it cannot change while running")
 	}
 	m.mu.Lock()

@@ -40,7 +40,7 @@ type methodConfig struct {
 	timeout           *time.Duration
 	maxAttempts       int // 0: unset
 	backoff           *engine.GRPCBackoff
-	retryCodes        engine.CodeSet
+	retryCodes        *engine.CodeSet // nil: unset
 	hedge             *engine.Hedge
 	perAttemptTimeout *time.Duration
 	noBreaker         *bool
@@ -79,8 +79,8 @@ func (mc *methodConfig) apply(p *policy) {
 	if mc.backoff != nil {
 		p.Backoff = mc.backoff
 	}
-	if mc.retryCodes != 0 {
-		p.RetryCodes = mc.retryCodes
+	if mc.retryCodes != nil {
+		p.RetryCodes = *mc.retryCodes
 	}
 	if mc.hedge != nil {
 		p.Hedge = mc.hedge
@@ -334,7 +334,7 @@ func (p *scParser) retryPolicy(mc *methodConfig, path string, v any) {
 	if okN && okI && okM && okMu && okC {
 		mc.maxAttempts = n
 		mc.backoff = &engine.GRPCBackoff{Initial: ib, Max: mb, Multiplier: m}
-		mc.retryCodes = cs
+		mc.retryCodes = &cs
 	}
 }
 
@@ -357,16 +357,9 @@ func (p *scParser) hedgingPolicy(mc *methodConfig, path string, v any) {
 		mc.hedge = &engine.Hedge{Delay: delay, MaxInFlight: n}
 		// Non-fatal codes are what a hedged call may try again on; none
 		// listed means every failure is fatal, as in gRFC A6.
-		mc.retryCodes = cs
-		if cs == 0 {
-			mc.retryCodes = noCodes
-		}
+		mc.retryCodes = &cs
 	}
 }
-
-// noCodes is a CodeSet with no gRPC code in it but not zero, so that it
-// replaces the layer below.
-const noCodes = engine.CodeSet(1 << 31)
 
 func (p *scParser) throttling(path string, v any) *budget.Config {
 	obj, ok := v.(map[string]any)

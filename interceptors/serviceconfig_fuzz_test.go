@@ -42,8 +42,8 @@ func FuzzParseServiceConfig(f *testing.F) {
 			if b := mc.backoff; b != nil && !(b.Initial > 0 && b.Max > 0 && b.Multiplier > 0) {
 				t.Fatalf("accepted backoff %+v", b)
 			}
-			if mc.backoff != nil && (mc.retryCodes == 0 || mc.retryCodes.Has(codes.OK)) {
-				t.Fatalf("accepted retry codes %b", mc.retryCodes)
+			if mc.backoff != nil && (mc.retryCodes == nil || *mc.retryCodes == 0 || mc.retryCodes.Has(codes.OK)) {
+				t.Fatalf("accepted retry codes %v", mc.retryCodes)
 			}
 			if (mc.timeout != nil && *mc.timeout < 0) || (mc.perAttemptTimeout != nil && *mc.perAttemptTimeout < 0) {
 				t.Fatal("accepted a negative duration")
