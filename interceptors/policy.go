@@ -131,24 +131,24 @@ func Backoff(b backoff.Policy) PolicyOption {
 // default): each attempt may use the whole remaining call time. Negative
 // values are rejected.
 func PerAttemptTimeout(d time.Duration) PolicyOption {
-	return policyOption("PerAttemptTimeout", func(p *policy) error {
-		if d < 0 {
-			return fmt.Errorf("must be >= 0, got %v", d)
-		}
-		p.PerAttemptTimeout = d
-		return nil
-	})
+	return durationPolicy("PerAttemptTimeout", d, func(p *policy) *time.Duration { return &p.PerAttemptTimeout })
 }
 
 // Timeout sets the deadline given to a call whose context has none. A
 // caller's own deadline is never changed. 0 means none; negative values are
 // rejected. Default DefaultCallTimeout.
 func Timeout(d time.Duration) PolicyOption {
-	return policyOption("Timeout", func(p *policy) error {
+	return durationPolicy("Timeout", d, func(p *policy) *time.Duration { return &p.CallTimeout })
+}
+
+// durationPolicy is a PolicyOption that sets a duration which must not be
+// negative (0 turns the setting off).
+func durationPolicy(name string, d time.Duration, field func(*policy) *time.Duration) PolicyOption {
+	return policyOption(name, func(p *policy) error {
 		if d < 0 {
 			return fmt.Errorf("must be >= 0, got %v", d)
 		}
-		p.CallTimeout = d
+		*field(p) = d
 		return nil
 	})
 }
