@@ -45,12 +45,18 @@ type rig struct {
 
 func newRig(t *testing.T, opts ...Option) *rig {
 	t.Helper()
+	return newRigWith(t, func(*clock.Fake) []Option { return opts })
+}
+
+// newRigWith is newRig for options that need the rig's fake clock.
+func newRigWith(t *testing.T, options func(fc *clock.Fake) []Option) *rig {
+	t.Helper()
 	r := &rig{srv: testserver.New(), fc: clock.NewFake(time.Now()), arrived: make(chan int64, 100)}
 	if err := r.srv.ListenBufconn(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.srv.Close)
-	r.m = MustNew(append([]Option{withClock(r.fc)}, opts...)...)
+	r.m = MustNew(append([]Option{withClock(r.fc)}, options(r.fc)...)...)
 	conn, err := r.srv.NewClient(r.m.DialOptions()...)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/fallback"
+	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
@@ -27,21 +28,17 @@ import (
 func fallbackRig(t *testing.T, margin time.Duration, opts ...Option) (*rig, *fallback.Store) {
 	t.Helper()
 	var store *fallback.Store
-	r := newRig(t, append([]Option{Backoff(backoff.Constant(0)), WithReadyWait(0)}, opts...)...)
-	store, err := fallback.NewStore(fallback.Config{MaxBytes: 1 << 20, MaxAge: time.Hour, Now: r.fc.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := store.Handler()
-	h.Margin = margin
-	r.m = MustNew(append([]Option{withClock(r.fc), Backoff(backoff.Constant(0)), WithReadyWait(0),
-		WithMethodPolicy(MatchMethods(echoMethod), Fallback(h))}, opts...)...)
-	conn, err := r.srv.NewClient(r.m.DialOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	r.conn, r.client = conn, testingv1.NewEchoServiceClient(conn)
+	r := newRigWith(t, func(fc *clock.Fake) []Option {
+		var err error
+		store, err = fallback.NewStore(fallback.Config{MaxBytes: 1 << 20, MaxAge: time.Hour, Now: fc.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := store.Handler()
+		h.Margin = margin
+		return append([]Option{Backoff(backoff.Constant(0)), WithReadyWait(0),
+			WithMethodPolicy(MatchMethods(echoMethod), Fallback(h))}, opts...)
+	})
 	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "hello"}); err != nil {
 		t.Fatal(err)
 	}
