@@ -152,7 +152,7 @@ func TestRedisFaultsMidRun(t *testing.T) {
 		fleet = append(fleet, newMember(t, r, clk, oi))
 	}
 	for _, m := range fleet {
-		eventually(t, 5*time.Second, "first round", func() bool { return m.sh.okRounds.Load() > 0 })
+		synced(t, m.sh)
 	}
 	ld := startLoad(t, fleet, "load")
 	admin := redis.NewClient(&redis.Options{Addr: r.addr})

@@ -68,7 +68,7 @@ func newFleet(t *testing.T, r *redisServer, n int, clk *fakeClock, o Options) []
 		fleet[i] = newMember(t, r, clk, o)
 	}
 	for _, m := range fleet {
-		eventually(t, 5*time.Second, "first round with Redis", func() bool { return m.sh.okRounds.Load() > 0 })
+		synced(t, m.sh)
 	}
 	return fleet
 }

@@ -174,6 +174,20 @@ func prefix(t *testing.T) string {
 }
 
 // eventually polls cond every few milliseconds until it holds or d passes.
+// synced waits until every member's first round with Redis succeeded.
+func synced(t testing.TB, members ...*Shared) {
+	t.Helper()
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for _, m := range members {
+		select {
+		case <-m.synced:
+		case <-timeout.C:
+			t.Fatal("no first round with Redis within 5s")
+		}
+	}
+}
+
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()

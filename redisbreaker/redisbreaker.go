@@ -101,9 +101,10 @@ type Shared struct {
 	cfg     breaker.Config
 	roundNo uint64
 
-	received  atomic.Int64 // pub/sub messages applied (tests)
-	okRounds  atomic.Int64 // rounds that succeeded (tests)
-	listening atomic.Bool  // the pub/sub subscription is confirmed and its connection up
+	received  atomic.Int64  // pub/sub messages applied (tests)
+	okRounds  atomic.Int64  // rounds that succeeded (tests)
+	synced    chan struct{} // closed after the first round that succeeded (tests)
+	listening atomic.Bool   // the pub/sub subscription is confirmed and its connection up
 
 	met metrics
 }
@@ -167,6 +168,7 @@ func New(client redis.UniversalClient, o Options) (*Shared, error) {
 		ch:       o.Prefix + ":events",
 		inst:     o.Instance,
 		attached: make(chan struct{}),
+		synced:   make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		keys:     make(map[string]*keyState),
@@ -319,7 +321,9 @@ func (s *Shared) syncLoop() {
 			full = true
 			continue
 		default:
-			s.okRounds.Add(1)
+			if s.okRounds.Add(1) == 1 {
+				close(s.synced)
+			}
 			if fails > 0 || full {
 				fails = 0
 				s.setDegraded(false, nil)
