@@ -64,6 +64,28 @@ type lbBalancer struct {
 	eps *resolver.EndpointMap[*epStats]
 
 	ready atomic.Int32 // endpoints in the last picker, for tests
+	// changed is closed and replaced whenever the balancer takes a new
+	// config or state (guarded by mu), so that tests can wait for it.
+	changed chan struct{}
+}
+
+// changedLocked wakes the waiters of changes. Caller holds b.mu.
+func (b *lbBalancer) changedLocked() {
+	if b.changed != nil {
+		close(b.changed)
+	}
+	b.changed = make(chan struct{})
+}
+
+// changes returns a channel closed at the balancer's next config or state
+// update, for tests.
+func (b *lbBalancer) changes() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.changed
 }
 
 func (b *lbBalancer) UpdateClientConnState(ccs balancer.ClientConnState) error {
@@ -144,6 +166,7 @@ func (b *lbBalancer) Close() {
 func (b *lbBalancer) UpdateState(state balancer.State) {
 	b.mu.Lock()
 	defer b.mu.Unlock() // held while sending up, so pickers arrive in order
+	defer b.changedLocked()
 	var ready []readyEndpoint
 	for _, cs := range endpointsharding.ChildStatesFromPicker(state.Picker) {
 		if cs.State.ConnectivityState != connectivity.Ready {

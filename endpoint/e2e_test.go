@@ -3,6 +3,7 @@ package endpoint
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"sync"
@@ -62,8 +63,9 @@ type fixture struct {
 	client  testingv1.EchoServiceClient
 	lb      *lbBalancer
 
-	mu     sync.Mutex
-	events []event
+	mu        sync.Mutex
+	events    []event
+	evChanged chan struct{} // closed and replaced at each event
 }
 
 func (f *fixture) startServer() *echoServer {
@@ -98,7 +100,7 @@ func endpointsOf(servers ...*echoServer) []resolver.Endpoint {
 
 func newFixture(t *testing.T, n int, cfg Config) *fixture {
 	t.Helper()
-	f := &fixture{t: t, holds: make(chan string, 16), gate: make(chan struct{}, 16)}
+	f := &fixture{t: t, holds: make(chan string, 16), gate: make(chan struct{}, 16), evChanged: make(chan struct{})}
 	for range n {
 		f.startServer()
 	}
@@ -107,6 +109,8 @@ func newFixture(t *testing.T, n int, cfg Config) *fixture {
 	cfg.OnEject = func(target, addr string, ejected bool) {
 		f.mu.Lock()
 		f.events = append(f.events, event{addr: addr, ejected: ejected})
+		close(f.evChanged)
+		f.evChanged = make(chan struct{})
 		f.mu.Unlock()
 	}
 	opt, err := DialOption(cfg)
@@ -134,17 +138,36 @@ func newFixture(t *testing.T, n int, cfg Config) *fixture {
 	return f
 }
 
-// waitReady polls, bounded, until the picker holds n ready endpoints:
-// real connections take their time.
+// waitReady waits until the picker holds n ready endpoints: real
+// connections take their time.
 func (f *fixture) waitReady(n int) {
 	f.t.Helper()
-	for range 5000 {
-		if int(f.lb.ready.Load()) == n {
+	f.waitFor(func() bool { return int(f.lb.ready.Load()) == n },
+		func() string { return fmt.Sprintf("%d endpoints ready, want %d", f.lb.ready.Load(), n) })
+}
+
+// waitFor waits, for at most 10 s, until cond holds, checking it again at
+// every change of the balancer's config or state and at every ejection
+// event; failure says why.
+func (f *fixture) waitFor(cond func() bool, failure func() string) {
+	f.t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		lbChanged := f.lb.changes()
+		f.mu.Lock()
+		evChanged := f.evChanged
+		f.mu.Unlock()
+		if cond() {
 			return
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case <-lbChanged:
+		case <-evChanged:
+		case <-timeout.C:
+			f.t.Fatal(failure())
+		}
 	}
-	f.t.Fatalf("%d endpoints ready, want %d", f.lb.ready.Load(), n)
 }
 
 func (f *fixture) echo(ctx context.Context, msg string) (string, error) {
@@ -348,12 +371,10 @@ func TestEndpointsAddedAndRemoved(t *testing.T) {
 
 	added := f.startServer()
 	f.r.UpdateState(resolver.State{Endpoints: endpointsOf(f.servers[1], f.servers[2], added)})
-	for i := 0; len(f.gotEvents()) < 2 || f.lb.detector().size() != 3; i++ {
-		if i == 5000 {
-			t.Fatalf("events %v, %d endpoints tracked after the update", f.gotEvents(), f.lb.detector().size())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	f.waitFor(func() bool { return len(f.gotEvents()) >= 2 && f.lb.detector().size() == 3 },
+		func() string {
+			return fmt.Sprintf("events %v, %d endpoints tracked after the update", f.gotEvents(), f.lb.detector().size())
+		})
 	if got := f.gotEvents()[1]; got != (event{addr: bad.addr, ejected: false}) {
 		t.Fatalf("removed endpoint: event %v, want its return", got)
 	}
