@@ -349,6 +349,22 @@ func (c *call) startAttempt(ctx context.Context, n int, waitReady bool, lastErr 
 	return a, false, nil
 }
 
+// nextAttempt starts the next attempt of a call that has none in flight.
+// An error ends the call: the caller's context or the connection ended a
+// wait, or a breaker refused the attempt (decided as such: the error keeps
+// the last attempt's, with the refusal as the reason).
+func (c *call) nextAttempt(hedged bool) (attempt, error) {
+	c.attempts++
+	a, refused, err := c.startAttempt(c.ctx, c.attempts, c.waitsReady(), c.lastErr)
+	if err != nil {
+		c.attempts--
+		if refused {
+			err = c.decide(outcome{err: err, refused: true}, 0, hedged).err
+		}
+	}
+	return a, err
+}
+
 // allow asks the breaker of key for an attempt. When a half-open breaker
 // has all its probes in flight, it waits (within the ready wait, the call
 // deadline and the connection's life) for a probe to end instead of

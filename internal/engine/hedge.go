@@ -108,14 +108,9 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 	clk := u.e.cfg.Clock
 	for {
 		// Nothing is in flight: this goroutine runs the next attempt.
-		u.attempts++
-		a, refused, err := u.startAttempt(u.ctx, u.attempts, u.waitsReady(), u.lastErr)
+		a, err := u.nextAttempt(true)
 		if err != nil {
-			u.attempts--
-			if !refused {
-				return u.finish(err)
-			}
-			return u.finish(u.decide(outcome{err: err, refused: true}, 0, true).err)
+			return u.finish(err)
 		}
 		actx, acancel := context.WithCancel(a.ctx)
 		h.mu.Lock()

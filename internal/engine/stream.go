@@ -91,14 +91,9 @@ type retryStream struct {
 // how, for decide.
 func (s *retryStream) newAttemptLocked() (o outcome, err error) {
 	c := &s.c
-	c.attempts++
-	a, refused, err := c.startAttempt(c.ctx, c.attempts, c.waitsReady(), c.lastErr)
+	a, err := c.nextAttempt(false)
 	if err != nil {
-		c.attempts--
-		if refused {
-			return outcome{err: err, refused: true}, err
-		}
-		// The caller's context or the connection ended a wait: stop.
+		// The call ends: a wait was cut short, or a breaker refused.
 		s.stopErr = err
 		return outcome{err: err, code: status.Code(err)}, err
 	}

@@ -37,15 +37,9 @@ func (e *Engine) Unary(ctx context.Context, r Resolver, method string, req, repl
 	}
 	u.trailerOpt.TrailerAddr = &u.trailer
 	for {
-		u.attempts++
-		a, refused, err := u.startAttempt(u.ctx, u.attempts, u.waitsReady(), u.lastErr)
+		a, err := u.nextAttempt(false)
 		if err != nil {
-			u.attempts--
-			if !refused {
-				return u.finish(err)
-			}
-			d := u.decide(outcome{err: err, refused: true}, 0, false)
-			return u.finish(d.err)
+			return u.finish(err)
 		}
 		err = invoker(a.ctx, method, req, reply, cc, u.attemptOpts(u.t.wantsTrailer(a.n), opts)...)
 		o := u.endAttempt(&a, err, u.trailer)
