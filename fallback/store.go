@@ -144,15 +144,15 @@ func (s *Store) Save(method string, req, reply proto.Message) error {
 		sh.bytes -= e.cost()
 		e.val, e.at = val, now
 		sh.bytes += e.cost()
-		unlinkLRU(e)
-		unlinkAge(e)
+		unlink(byUse, e)
+		unlink(byAge, e)
 	} else {
 		e = &entry{key: string(*kb), val: val, at: now}
 		sh.m[e.key] = e
 		sh.bytes += e.cost()
 	}
-	pushLRU(&sh.lru, e)
-	pushAge(&sh.age, e)
+	push(byUse, &sh.lru, e)
+	push(byAge, &sh.age, e)
 	for sh.bytes > sh.max {
 		sh.remove(sh.lru.lru.prev)
 	}
@@ -189,8 +189,8 @@ func (s *Store) Load(method string, req, reply proto.Message) (age time.Duration
 		sh.mu.Unlock()
 		return 0, false, nil
 	}
-	unlinkLRU(e)
-	pushLRU(&sh.lru, e)
+	unlink(byUse, e)
+	push(byUse, &sh.lru, e)
 	val := e.val // immutable: decoding it needs no lock
 	sh.mu.Unlock()
 
@@ -282,32 +282,30 @@ func (sh *shard) dropExpired(now, maxAge time.Duration) {
 }
 
 func (sh *shard) remove(e *entry) {
-	unlinkLRU(e)
-	unlinkAge(e)
+	unlink(byUse, e)
+	unlink(byAge, e)
 	delete(sh.m, e.key)
 	sh.bytes -= e.cost()
 }
 
-func pushLRU(head, e *entry) {
-	e.lru = link{head, head.lru.next}
-	head.lru.next.lru.prev = e
-	head.lru.next = e
+// Each entry is on two circular lists with sentinel heads: by use (lru)
+// and by age. on selects one of an entry's links.
+type on func(*entry) *link
+
+func byUse(e *entry) *link { return &e.lru }
+func byAge(e *entry) *link { return &e.age }
+
+// push puts e first on the list of head that l selects.
+func push(l on, head, e *entry) {
+	*l(e) = link{head, l(head).next}
+	l(l(head).next).prev = e
+	l(head).next = e
 }
 
-func unlinkLRU(e *entry) {
-	e.lru.prev.lru.next = e.lru.next
-	e.lru.next.lru.prev = e.lru.prev
-	e.lru = link{}
-}
-
-func pushAge(head, e *entry) {
-	e.age = link{head, head.age.next}
-	head.age.next.age.prev = e
-	head.age.next = e
-}
-
-func unlinkAge(e *entry) {
-	e.age.prev.age.next = e.age.next
-	e.age.next.age.prev = e.age.prev
-	e.age = link{}
+// unlink takes e off the list that l selects.
+func unlink(l on, e *entry) {
+	el := l(e)
+	l(el.prev).next = el.next
+	l(el.next).prev = el.prev
+	*el = link{}
 }
