@@ -142,9 +142,6 @@ func (r *redisServer) kill() {
 	r.cmd = nil
 }
 
-// restart starts a fresh, empty redis-server on the same port.
-func (r *redisServer) restart() { r.kill(); r.start() }
-
 func (r *redisServer) signal(sig syscall.Signal) {
 	if err := r.cmd.Process.Signal(sig); err != nil {
 		r.t.Fatal(err)

@@ -287,13 +287,13 @@ func memoryTrace(t *testing.T) (trace.TraceID, []span) {
 				Attrs: make(map[string]string),
 			}
 			if v, ok := s.Resource.Set().Value(semconv.ServiceNameKey); ok {
-				sp.Service = v.Emit()
+				sp.Service = v.String()
 			}
 			if s.Parent.IsValid() {
 				sp.Parent = s.Parent.SpanID().String()
 			}
 			for _, kv := range s.Attributes {
-				sp.Attrs[string(kv.Key)] = kv.Value.Emit()
+				sp.Attrs[string(kv.Key)] = kv.Value.String()
 			}
 			for _, e := range s.Events {
 				sp.Events = append(sp.Events, e.Name)

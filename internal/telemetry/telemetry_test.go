@@ -82,7 +82,7 @@ func BenchmarkHooks(b *testing.B) {
 func renderAttrs(kvs []attribute.KeyValue) string {
 	parts := make([]string, 0, len(kvs))
 	for _, kv := range kvs {
-		parts = append(parts, string(kv.Key)+"="+kv.Value.Emit())
+		parts = append(parts, string(kv.Key)+"="+kv.Value.String())
 	}
 	sort.Strings(parts)
 	return "{" + strings.Join(parts, " ") + "}"
