@@ -24,10 +24,6 @@ type Config struct {
 	// older than MaxAge is never served, and is dropped when it is looked
 	// up or when a later save finds it. Zero means 5 minutes.
 	MaxAge time.Duration
-	// Now is the Store's clock: the age of every copy is read from it. nil
-	// means time.Now. Give the Store the clock the interceptors run on, so
-	// one injected clock drives both.
-	Now func() time.Time
 }
 
 // DefaultConfig returns the configuration a zero Config stands for. It is the
@@ -36,7 +32,6 @@ func DefaultConfig() Config {
 	return Config{
 		MaxBytes: 64 << 20,
 		MaxAge:   5 * time.Minute,
-		// Now stays nil: time.Now.
 	}
 }
 
@@ -45,9 +40,6 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	c.MaxBytes = cmp.Or(c.MaxBytes, d.MaxBytes)
 	c.MaxAge = cmp.Or(c.MaxAge, d.MaxAge)
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	return c
 }
 

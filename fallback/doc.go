@@ -20,8 +20,7 @@
 // copy of its own into it, so neither the caller who saved a reply nor the
 // one who loaded it can change what the Store keeps by changing theirs.
 //
-// A copy is served while its age, the time since it was saved read from
-// Config.Now, is at most MaxAge. An older copy is never served; it is dropped
+// A copy is served while its age, the time since it was saved, is at most MaxAge. An older copy is never served; it is dropped
 // when a load finds it, or when a later save into the same shard does (saves
 // drop every expired copy of their shard, oldest first). Until then it still
 // counts toward MaxBytes, so expired copies never make the Store grow.

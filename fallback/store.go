@@ -47,7 +47,6 @@ type Store struct {
 	mask   uint64
 	seed   maphash.Seed
 	maxAge time.Duration
-	now    func() time.Time
 	epoch  time.Time
 	bufs   sync.Pool // *[]byte, for building keys
 }
@@ -92,9 +91,8 @@ func NewStore(c Config) (*Store, error) {
 		mask:   uint64(n - 1),
 		seed:   maphash.MakeSeed(),
 		maxAge: c.MaxAge,
-		now:    c.Now,
 	}
-	s.epoch = s.now()
+	s.epoch = time.Now()
 	s.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -131,7 +129,7 @@ func (s *Store) Save(method string, req, reply proto.Message) error {
 	sh := s.shard(*kb)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	now := s.now().Sub(s.epoch)
+	now := time.Now().Sub(s.epoch)
 	sh.dropExpired(now, s.maxAge)
 	e := sh.m[string(*kb)]
 	if int64(len(*kb)+cap(val))+entryOverhead > sh.max {
@@ -183,7 +181,7 @@ func (s *Store) Load(method string, req, reply proto.Message) (age time.Duration
 		sh.mu.Unlock()
 		return 0, false, nil
 	}
-	age = max(s.now().Sub(s.epoch)-e.at, 0)
+	age = max(time.Now().Sub(s.epoch)-e.at, 0)
 	if age > s.maxAge {
 		sh.remove(e)
 		sh.mu.Unlock()

@@ -8,13 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/grpc-resilience/resilience/fallback"
-	"github.com/grpc-resilience/resilience/internal/clock"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -157,53 +157,55 @@ func TestLRUOrderDeterministic(t *testing.T) {
 }
 
 func TestMaxAge(t *testing.T) {
-	clk := clock.NewFake(time.Unix(1e9, 0))
-	s := newStore(t, fallback.Config{MaxAge: time.Minute, Now: clk.Now})
-	save(t, s, "k", "v")
-	clk.Advance(20 * time.Second)
-	r := new(testingv1.EchoResponse)
-	if age, ok, _ := s.Load(method, req("k"), r); !ok || age != 20*time.Second {
-		t.Errorf("Load after 20s = age %v, %v; want 20s, true", age, ok)
-	}
-	clk.Advance(40 * time.Second)
-	if age, ok, _ := s.Load(method, req("k"), r); !ok || age != time.Minute {
-		t.Errorf("Load at exactly MaxAge = age %v, %v; want 1m, true", age, ok)
-	}
-	clk.Advance(time.Nanosecond)
-	r.Message = "mine"
-	if _, ok, _ := s.Load(method, req("k"), r); ok || r.Message != "mine" {
-		t.Errorf("Load past MaxAge = %v, reply %q; want a miss, reply untouched", ok, r.Message)
-	}
-	if s.Len() != 0 || s.Bytes() != 0 {
-		t.Errorf("Len, Bytes = %d, %d after an expired load; want the copy dropped", s.Len(), s.Bytes())
-	}
-	// A newer save restarts the age.
-	save(t, s, "k", "v2")
-	clk.Advance(30 * time.Second)
-	if age, ok, _ := s.Load(method, req("k"), r); !ok || age != 30*time.Second || r.Message != "v2" {
-		t.Errorf("Load of a resaved copy = %q, age %v, %v; want v2, 30s, true", r.Message, age, ok)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newStore(t, fallback.Config{MaxAge: time.Minute})
+		save(t, s, "k", "v")
+		time.Sleep(20 * time.Second)
+		r := new(testingv1.EchoResponse)
+		if age, ok, _ := s.Load(method, req("k"), r); !ok || age != 20*time.Second {
+			t.Errorf("Load after 20s = age %v, %v; want 20s, true", age, ok)
+		}
+		time.Sleep(40 * time.Second)
+		if age, ok, _ := s.Load(method, req("k"), r); !ok || age != time.Minute {
+			t.Errorf("Load at exactly MaxAge = age %v, %v; want 1m, true", age, ok)
+		}
+		time.Sleep(time.Nanosecond)
+		r.Message = "mine"
+		if _, ok, _ := s.Load(method, req("k"), r); ok || r.Message != "mine" {
+			t.Errorf("Load past MaxAge = %v, reply %q; want a miss, reply untouched", ok, r.Message)
+		}
+		if s.Len() != 0 || s.Bytes() != 0 {
+			t.Errorf("Len, Bytes = %d, %d after an expired load; want the copy dropped", s.Len(), s.Bytes())
+		}
+		// A newer save restarts the age.
+		save(t, s, "k", "v2")
+		time.Sleep(30 * time.Second)
+		if age, ok, _ := s.Load(method, req("k"), r); !ok || age != 30*time.Second || r.Message != "v2" {
+			t.Errorf("Load of a resaved copy = %q, age %v, %v; want v2, 30s, true", r.Message, age, ok)
+		}
+	})
 }
 
 func TestExpiredDroppedAtSave(t *testing.T) {
-	clk := clock.NewFake(time.Unix(1e9, 0))
-	// Below 2 MiB a Store has one shard, so every save sees every copy.
-	s := newStore(t, fallback.Config{MaxBytes: 1 << 20, MaxAge: time.Minute, Now: clk.Now})
-	save(t, s, "old1", "v")
-	save(t, s, "old2", "v")
-	clk.Advance(45 * time.Second)
-	save(t, s, "young", "v")
-	load(t, s, "old1") // recently used, but still the oldest save
-	clk.Advance(30 * time.Second)
-	save(t, s, "new", "v")
-	if s.Len() != 2 {
-		t.Errorf("Len = %d after a save past old1's and old2's MaxAge, want 2 (young, new)", s.Len())
-	}
-	for k, want := range map[string]bool{"old1": false, "old2": false, "young": true, "new": true} {
-		if _, ok := load(t, s, k); ok != want {
-			t.Errorf("%s served = %v, want %v", k, ok, want)
+	synctest.Test(t, func(t *testing.T) {
+		// Below 2 MiB a Store has one shard, so every save sees every copy.
+		s := newStore(t, fallback.Config{MaxBytes: 1 << 20, MaxAge: time.Minute})
+		save(t, s, "old1", "v")
+		save(t, s, "old2", "v")
+		time.Sleep(45 * time.Second)
+		save(t, s, "young", "v")
+		load(t, s, "old1") // recently used, but still the oldest save
+		time.Sleep(30 * time.Second)
+		save(t, s, "new", "v")
+		if s.Len() != 2 {
+			t.Errorf("Len = %d after a save past old1's and old2's MaxAge, want 2 (young, new)", s.Len())
 		}
-	}
+		for k, want := range map[string]bool{"old1": false, "old2": false, "young": true, "new": true} {
+			if _, ok := load(t, s, k); ok != want {
+				t.Errorf("%s served = %v, want %v", k, ok, want)
+			}
+		}
+	})
 }
 
 func TestTooLarge(t *testing.T) {

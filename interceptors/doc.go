@@ -45,8 +45,7 @@
 //     end before the call deadline, the call ends at once with the last
 //     attempt's error instead of sleeping into the deadline.
 //
-// Every wait (backoff, ready wait, breaker wait) runs on the Middleware's
-// clock and ends at once when the caller's context ends — with the
+// Every wait (backoff, ready wait, breaker wait) ends at once when the caller's context ends — with the
 // context's code — or when the connection is closed, with Canceled.
 // DeadlineExceeded is retried only while the caller's context is alive (a
 // per-attempt timeout fired, or the server sent the code).

@@ -7,7 +7,9 @@ import (
 	"net"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -22,14 +24,15 @@ import (
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
-	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
 	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
 // These tests drive the engine through the public interceptors against
-// the shared fault server, with time on a fake clock.
+// the shared fault server over bufconn, each in a testing/synctest bubble:
+// time moves only while every goroutine of the test waits, so a wait of an
+// hour passes at once and elapsed times are exact.
 
 // rig is a testserver.Server and a client connected through a Middleware.
 type rig struct {
@@ -37,26 +40,21 @@ type rig struct {
 	conn   *grpc.ClientConn
 	client testingv1.EchoServiceClient
 	m      *Middleware
-	fc     *clock.Fake
 	// arrived receives the attempt number (1, 2, ...) of every attempt
 	// that reaches the server, in order.
 	arrived chan int64
 }
 
+// newRig returns a rig whose client goes through a Middleware of opts. Call
+// it inside the test's bubble.
 func newRig(t *testing.T, opts ...Option) *rig {
 	t.Helper()
-	return newRigWith(t, func(*clock.Fake) []Option { return opts })
-}
-
-// newRigWith is newRig for options that need the rig's fake clock.
-func newRigWith(t *testing.T, options func(fc *clock.Fake) []Option) *rig {
-	t.Helper()
-	r := &rig{srv: testserver.New(), fc: clock.NewFake(time.Now()), arrived: make(chan int64, 100)}
+	r := &rig{srv: testserver.New(), arrived: make(chan int64, 100)}
 	if err := r.srv.ListenBufconn(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.srv.Close)
-	r.m = MustNew(append([]Option{withClock(r.fc)}, options(r.fc)...)...)
+	r.m = MustNew(opts...)
 	conn, err := r.srv.NewClient(r.m.DialOptions()...)
 	if err != nil {
 		t.Fatal(err)
@@ -111,21 +109,13 @@ func (r *rig) noArrival(t *testing.T) {
 	}
 }
 
-// waitTimer waits until a timer of duration d is pending on the fake clock.
-func (r *rig) waitTimer(t *testing.T, d time.Duration) {
+// awaitAfter is await for an attempt that must arrive exactly d from now.
+func (r *rig) awaitAfter(t *testing.T, want int64, d time.Duration) {
 	t.Helper()
-	done := make(chan struct{})
-	tm := time.AfterFunc(guard, func() { close(done) })
-	defer tm.Stop()
-	if !r.fc.WaitFor(done, func(p []time.Duration) bool {
-		for _, x := range p {
-			if x == d {
-				return true
-			}
-		}
-		return false
-	}) {
-		t.Fatalf("no %v timer pending; pending %v", d, r.fc.Pending())
+	start := time.Now()
+	r.await(t, want)
+	if took := time.Since(start); took != d {
+		t.Fatalf("attempt %d arrived after %v, want %v", want, took, d)
 	}
 }
 
@@ -155,15 +145,15 @@ func hedging(d time.Duration, inFlight int) Option {
 }
 
 // tripped returns breaker settings that open at the first failure and let
-// one probe through after a second of the fake clock.
+// one probe through after a second.
 func tripped() breaker.Config {
 	c := breaker.DefaultConfig()
 	c.ConsecutiveFailures, c.OpenTimeout, c.HalfOpenProbes = 1, time.Second, 1
 	return c
 }
 
-// openThenHalfOpen trips the breaker with one failed call and moves the
-// fake clock to its half-open period.
+// openThenHalfOpen trips the breaker with one failed call and waits for
+// its half-open period.
 func (r *rig) openThenHalfOpen(t *testing.T) {
 	t.Helper()
 	r.srv.FailNext(1, testserver.Fault{})
@@ -173,212 +163,222 @@ func (r *rig) openThenHalfOpen(t *testing.T) {
 	if st := r.m.Breakers().State(r.conn.Target()); st != breaker.StateOpen {
 		t.Fatalf("breaker %v after a failure, want open", st)
 	}
-	r.fc.Advance(time.Second)
+	time.Sleep(time.Second)
 }
 
-func TestBreakerRunsOnTheMiddlewareClock(t *testing.T) {
-	r := newRig(t, WithBreaker(tripped()))
-	r.srv.FailNext(1, testserver.Fault{})
-	_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{}, MaxAttempts(1))
-	r.fc.Advance(time.Second - time.Nanosecond)
-	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); !errors.Is(err, breaker.ErrOpen) {
-		t.Fatalf("call within the open period: %v, want ErrOpen", err)
-	}
-	r.fc.Advance(time.Nanosecond)
-	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
-		t.Fatalf("call once the fake clock ends the open period: %v, want the probe to pass", err)
-	}
+func TestBreakerOpenPeriod(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, WithBreaker(tripped()))
+		r.srv.FailNext(1, testserver.Fault{})
+		_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{}, MaxAttempts(1))
+		time.Sleep(time.Second - time.Nanosecond)
+		if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); !errors.Is(err, breaker.ErrOpen) {
+			t.Fatalf("call within the open period: %v, want ErrOpen", err)
+		}
+		time.Sleep(time.Nanosecond)
+		if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+			t.Fatalf("call once the open period is over: %v, want the probe to pass", err)
+		}
+	})
 }
 
 func TestHedgeRefusedByBreakerIsNotFatal(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	r := newRig(t, WithBreaker(tripped()), WithReadyWait(0), hedging(10*time.Millisecond, 2),
-		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
-	r.openThenHalfOpen(t)
-	release := make(chan struct{})
-	r.behave(func(ctx context.Context, n int64) error {
-		<-release // the primary is the breaker's one probe
-		return nil
-	})
-	res := r.call(context.Background())
-	r.await(t, 2)
-	r.fc.Advance(10 * time.Millisecond) // the hedge is refused: the probe slot is taken
-	rejections := func() int64 {
-		var rm metricdata.ResourceMetrics
-		if err := reader.Collect(context.Background(), &rm); err != nil {
-			t.Fatal(err)
-		}
-		for _, sm := range rm.ScopeMetrics {
-			for _, mm := range sm.Metrics {
-				if s, ok := mm.Data.(metricdata.Sum[int64]); ok && mm.Name == telemetry.MetricBreakerRejections {
-					return s.DataPoints[0].Value
+	synctest.Test(t, func(t *testing.T) {
+		reader := sdkmetric.NewManualReader()
+		r := newRig(t, WithBreaker(tripped()), WithReadyWait(0), hedging(10*time.Millisecond, 2),
+			WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+		r.openThenHalfOpen(t)
+		release := make(chan struct{})
+		r.behave(func(ctx context.Context, n int64) error {
+			<-release // the primary is the breaker's one probe
+			return nil
+		})
+		res := r.call(context.Background())
+		r.await(t, 2)
+		time.Sleep(10 * time.Millisecond) // the hedge is refused: the probe slot is taken
+		synctest.Wait()
+		rejections := func() int64 {
+			var rm metricdata.ResourceMetrics
+			if err := reader.Collect(context.Background(), &rm); err != nil {
+				t.Fatal(err)
+			}
+			for _, sm := range rm.ScopeMetrics {
+				for _, mm := range sm.Metrics {
+					if s, ok := mm.Data.(metricdata.Sum[int64]); ok && mm.Name == telemetry.MetricBreakerRejections {
+						return s.DataPoints[0].Value
+					}
 				}
 			}
+			return 0
 		}
-		return 0
-	}
-	for deadline := time.Now().Add(guard); rejections() == 0; runtime.Gosched() {
-		if time.Now().After(deadline) {
-			t.Fatal("the hedge was never refused")
+		if rejections() == 0 {
+			t.Fatal("the hedge was not refused")
 		}
-	}
-	close(release)
-	if err := result(t, res); err != nil {
-		t.Fatalf("hedged call whose hedge the breaker refused: %v, want the primary's success", err)
-	}
+		close(release)
+		if err := result(t, res); err != nil {
+			t.Fatalf("hedged call whose hedge the breaker refused: %v, want the primary's success", err)
+		}
+	})
 }
 
 func TestHedgeWaitingForBreakerDoesNotDelayThePrimary(t *testing.T) {
-	r := newRig(t, WithBreaker(tripped()), WithReadyWait(time.Hour), hedging(10*time.Millisecond, 2))
-	r.openThenHalfOpen(t)
-	release := make(chan struct{})
-	r.behave(func(ctx context.Context, n int64) error {
-		<-release
-		return nil
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, WithBreaker(tripped()), WithReadyWait(time.Hour), hedging(10*time.Millisecond, 2))
+		r.openThenHalfOpen(t)
+		release := make(chan struct{})
+		r.behave(func(ctx context.Context, n int64) error {
+			<-release
+			return nil
+		})
+		res := r.call(context.Background())
+		r.await(t, 2)
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait() // the hedge waits for the probe slot
+		start := time.Now()
+		close(release) // the primary answers: the call returns now
+		if err := result(t, res); err != nil {
+			t.Fatalf("hedged call: %v", err)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Fatalf("the call returned %v after the primary answered, want at once", took)
+		}
 	})
-	res := r.call(context.Background())
-	r.await(t, 2)
-	r.fc.Advance(10 * time.Millisecond)
-	r.waitTimer(t, time.Hour) // the hedge waits for the probe slot
-	close(release)            // the primary answers: the call returns now
-	if err := result(t, res); err != nil {
-		t.Fatalf("hedged call: %v", err)
-	}
 }
 
 func TestHedgedNegativePushbackStopsHedges(t *testing.T) {
-	r := newRig(t, hedging(10*time.Millisecond, 3))
-	r.behave(func(ctx context.Context, n int64) error { return failWith(ctx, codes.Unavailable, "-1") })
-	var attempts int
-	err := result(t, r.call(context.Background(), Attempts(&attempts)))
-	if status.Code(err) != codes.Unavailable || !errors.Is(err, ErrPushback) || attempts != 1 {
-		t.Fatalf("err %v after %d attempts, want Unavailable with ErrPushback after 1", err, attempts)
-	}
-	if n := r.srv.Attempts(); n != 1 {
-		t.Errorf("server saw %d attempts, want 1", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, hedging(10*time.Millisecond, 3))
+		r.behave(func(ctx context.Context, n int64) error { return failWith(ctx, codes.Unavailable, "-1") })
+		var attempts int
+		err := result(t, r.call(context.Background(), Attempts(&attempts)))
+		if status.Code(err) != codes.Unavailable || !errors.Is(err, ErrPushback) || attempts != 1 {
+			t.Fatalf("err %v after %d attempts, want Unavailable with ErrPushback after 1", err, attempts)
+		}
+		if n := r.srv.Attempts(); n != 1 {
+			t.Errorf("server saw %d attempts, want 1", n)
+		}
+	})
 }
 
 func TestHedgedPushbackDelaysTheNextHedge(t *testing.T) {
-	r := newRig(t, hedging(50*time.Millisecond, 3))
-	r.behave(func(ctx context.Context, n int64) error {
-		switch n {
-		case 1:
-			return hang(ctx)
-		case 2:
-			return failWith(ctx, codes.Unavailable, "400")
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, hedging(50*time.Millisecond, 3))
+		r.behave(func(ctx context.Context, n int64) error {
+			switch n {
+			case 1:
+				return hang(ctx)
+			case 2:
+				return failWith(ctx, codes.Unavailable, "400")
+			}
+			return nil
+		})
+		res := r.call(context.Background())
+		r.await(t, 1)
+		r.awaitAfter(t, 2, 50*time.Millisecond)
+		r.awaitAfter(t, 3, 400*time.Millisecond) // not the 50ms hedge delay
+		if err := result(t, res); err != nil {
+			t.Fatalf("hedged call: %v", err)
 		}
-		return nil
 	})
-	res := r.call(context.Background())
-	r.await(t, 1)
-	r.fc.Advance(50 * time.Millisecond)
-	r.await(t, 2)
-	r.waitTimer(t, 400*time.Millisecond) // not the 50ms hedge delay
-	r.fc.Advance(399 * time.Millisecond)
-	r.noArrival(t)
-	r.fc.Advance(time.Millisecond)
-	r.await(t, 3)
-	if err := result(t, res); err != nil {
-		t.Fatalf("hedged call: %v", err)
-	}
 }
 
 func TestHedgeFailureStartsTheNextAtOnceWhilePrimaryRuns(t *testing.T) {
-	r := newRig(t, hedging(50*time.Millisecond, 3))
-	r.behave(func(ctx context.Context, n int64) error {
-		switch n {
-		case 1:
-			return hang(ctx)
-		case 2:
-			return failWith(ctx, codes.Unavailable, "")
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, hedging(50*time.Millisecond, 3))
+		r.behave(func(ctx context.Context, n int64) error {
+			switch n {
+			case 1:
+				return hang(ctx)
+			case 2:
+				return failWith(ctx, codes.Unavailable, "")
+			}
+			return nil
+		})
+		var attempts int
+		res := r.call(context.Background(), Attempts(&attempts))
+		r.await(t, 1)
+		r.awaitAfter(t, 2, 50*time.Millisecond)
+		r.awaitAfter(t, 3, 0) // at once
+		if err := result(t, res); err != nil || attempts != 3 {
+			t.Fatalf("hedged call: %v after %d attempts, want success after 3", err, attempts)
 		}
-		return nil
 	})
-	var attempts int
-	res := r.call(context.Background(), Attempts(&attempts))
-	r.await(t, 1)
-	r.fc.Advance(50 * time.Millisecond)
-	r.await(t, 2)
-	r.await(t, 3) // without the clock moving
-	if err := result(t, res); err != nil || attempts != 3 {
-		t.Fatalf("hedged call: %v after %d attempts, want success after 3", err, attempts)
-	}
 }
 
 func TestCancelledHedgedCallReturnsCanceled(t *testing.T) {
-	r := newRig(t, hedging(50*time.Millisecond, 2))
-	hedgeFailed := make(chan struct{})
-	r.behave(func(ctx context.Context, n int64) error {
-		if n == 1 {
-			return hang(ctx)
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, hedging(50*time.Millisecond, 2))
+		hedgeFailed := make(chan struct{})
+		r.behave(func(ctx context.Context, n int64) error {
+			if n == 1 {
+				return hang(ctx)
+			}
+			defer close(hedgeFailed)
+			return failWith(ctx, codes.Unavailable, "")
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		res := r.call(ctx)
+		r.await(t, 1)
+		<-hedgeFailed
+		cancel()
+		if err := result(t, res); status.Code(err) != codes.Canceled {
+			t.Fatalf("cancelled hedged call: %v, want Canceled", err)
 		}
-		defer close(hedgeFailed)
-		return failWith(ctx, codes.Unavailable, "")
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	res := r.call(ctx)
-	r.await(t, 1)
-	r.fc.Advance(50 * time.Millisecond)
-	<-hedgeFailed
-	cancel()
-	if err := result(t, res); status.Code(err) != codes.Canceled {
-		t.Fatalf("cancelled hedged call: %v, want Canceled", err)
-	}
 }
 
 func TestHedgingWithHugeMaxAttempts(t *testing.T) {
-	for _, n := range []int{1 << 18, math.MaxInt} {
-		r := newRig(t, MaxAttempts(n), hedging(time.Hour, n))
-		if err := result(t, r.call(context.Background())); err != nil {
-			t.Fatalf("MaxAttempts %d: %v", n, err)
-		}
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		for range 10 {
+	synctest.Test(t, func(t *testing.T) {
+		for _, n := range []int{1 << 18, math.MaxInt} {
+			r := newRig(t, MaxAttempts(n), hedging(time.Hour, n))
 			if err := result(t, r.call(context.Background())); err != nil {
-				t.Fatal(err)
+				t.Fatalf("MaxAttempts %d: %v", n, err)
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for range 10 {
+				if err := result(t, r.call(context.Background())); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runtime.ReadMemStats(&after)
+			if per := (after.TotalAlloc - before.TotalAlloc) / 10; per > 256<<10 {
+				t.Errorf("MaxAttempts %d: %d bytes allocated per call, want memory bounded by what is in flight", n, per)
 			}
 		}
-		runtime.ReadMemStats(&after)
-		if per := (after.TotalAlloc - before.TotalAlloc) / 10; per > 256<<10 {
-			t.Errorf("MaxAttempts %d: %d bytes allocated per call, want memory bounded by what is in flight", n, per)
-		}
-	}
+	})
 }
 
 func TestUnneededHedgeStartsNoGoroutine(t *testing.T) {
-	m := MustNew(withClock(clock.NewFake(time.Now())), hedging(time.Hour, 3))
-	ui := m.UnaryClientInterceptor()
-	for _, tc := range []struct {
-		name string
-		opts []grpc.CallOption
-	}{{"plain", []grpc.CallOption{MaxAttempts(1)}}, {"hedged", nil}} {
-		before := runtime.NumGoroutine()
-		during := -1
-		invoker := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
-			during = runtime.NumGoroutine()
-			return nil
+	synctest.Test(t, func(t *testing.T) {
+		m := MustNew(hedging(time.Hour, 3))
+		ui := m.UnaryClientInterceptor()
+		for _, tc := range []struct {
+			name string
+			opts []grpc.CallOption
+		}{{"plain", []grpc.CallOption{MaxAttempts(1)}}, {"hedged", nil}} {
+			before := runtime.NumGoroutine()
+			during := -1
+			invoker := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+				during = runtime.NumGoroutine()
+				return nil
+			}
+			if err := ui(context.Background(), echoMethod, &testingv1.EchoRequest{}, &testingv1.EchoResponse{}, nil, invoker, tc.opts...); err != nil {
+				t.Fatal(err)
+			}
+			if during != before {
+				t.Errorf("%s: %d goroutines while the attempt ran, %d before: the attempt must run on the caller's", tc.name, during, before)
+			}
 		}
-		if err := ui(context.Background(), echoMethod, &testingv1.EchoRequest{}, &testingv1.EchoResponse{}, nil, invoker, tc.opts...); err != nil {
-			t.Fatal(err)
-		}
-		if during != before {
-			t.Errorf("%s: %d goroutines while the attempt ran, %d before: the attempt must run on the caller's", tc.name, during, before)
-		}
-	}
+	})
 }
 
-// closedConn returns a client, through m, for an address nothing listens on.
+// closedConn returns a client, through m, whose every dial is refused.
 func closedConn(t *testing.T, m *Middleware) *grpc.ClientConn {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	conn, err := grpc.NewClient(addr, append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	refuse := func(context.Context, string) (net.Conn, error) { return nil, syscall.ECONNREFUSED }
+	conn, err := grpc.NewClient("passthrough:///nobody", append(m.DialOptions(),
+		grpc.WithContextDialer(refuse), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,96 +388,99 @@ func closedConn(t *testing.T, m *Middleware) *grpc.ClientConn {
 
 func TestCloseEndsEveryWait(t *testing.T) {
 	t.Run("ready wait", func(t *testing.T) {
-		fc := clock.NewFake(time.Now())
-		m := MustNew(withClock(fc), WithReadyWait(time.Hour), WithReconnectProbe(0))
-		conn := closedConn(t, m)
-		// Down before the call starts: the call waits for it at once.
-		conn.Connect()
-		ctx, cancel := context.WithTimeout(context.Background(), guard)
-		defer cancel()
-		for s := conn.GetState(); s != connectivity.TransientFailure; s = conn.GetState() {
-			if !conn.WaitForStateChange(ctx, s) {
-				t.Fatal("connection never failed")
+		synctest.Test(t, func(t *testing.T) {
+			m := MustNew(WithReadyWait(time.Hour), WithReconnectProbe(0))
+			conn := closedConn(t, m)
+			// Down before the call starts: the call waits for it at once.
+			conn.Connect()
+			synctest.Wait()
+			if s := conn.GetState(); s != connectivity.TransientFailure {
+				t.Fatalf("connection %v, want TRANSIENT_FAILURE", s)
 			}
-		}
-		res := make(chan error, 1)
-		go func() {
-			_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
-			res <- err
-		}()
-		(&rig{fc: fc}).waitTimer(t, time.Hour)
-		conn.Close()
-		if err := result(t, res); status.Code(err) != codes.Canceled {
-			t.Fatalf("call waiting for a closed connection: %v, want Canceled", err)
-		}
+			res := make(chan error, 1)
+			go func() {
+				_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
+				res <- err
+			}()
+			synctest.Wait() // the call waits for the connection
+			conn.Close()
+			if err := result(t, res); status.Code(err) != codes.Canceled {
+				t.Fatalf("call waiting for a closed connection: %v, want Canceled", err)
+			}
+		})
 	})
 	t.Run("backoff", func(t *testing.T) {
-		r := newRig(t, Backoff(backoff.Constant(5*time.Second)))
-		r.srv.FailNext(1, testserver.Fault{})
-		res := r.call(context.Background())
-		r.waitTimer(t, 5*time.Second)
-		r.conn.Close()
-		if err := result(t, res); status.Code(err) != codes.Canceled {
-			t.Fatalf("call in a backoff wait on a closed connection: %v, want Canceled", err)
-		}
+		synctest.Test(t, func(t *testing.T) {
+			r := newRig(t, Backoff(backoff.Constant(5*time.Second)))
+			r.srv.FailNext(1, testserver.Fault{})
+			res := r.call(context.Background())
+			synctest.Wait() // the call waits out its backoff
+			r.conn.Close()
+			if err := result(t, res); status.Code(err) != codes.Canceled {
+				t.Fatalf("call in a backoff wait on a closed connection: %v, want Canceled", err)
+			}
+		})
 	})
 	t.Run("breaker wait", func(t *testing.T) {
-		r := newRig(t, WithBreaker(tripped()), WithReadyWait(time.Hour))
-		r.openThenHalfOpen(t)
-		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
-		probe := r.call(context.Background())
-		r.await(t, 2)
-		waiter := r.call(context.Background())
-		r.waitTimer(t, time.Hour) // waits for the probe slot
-		r.conn.Close()
-		for _, res := range []<-chan error{probe, waiter} {
-			if err := result(t, res); status.Code(err) != codes.Canceled {
-				t.Fatalf("call on a closed connection: %v, want Canceled", err)
+		synctest.Test(t, func(t *testing.T) {
+			r := newRig(t, WithBreaker(tripped()), WithReadyWait(time.Hour))
+			r.openThenHalfOpen(t)
+			r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+			probe := r.call(context.Background())
+			r.await(t, 2)
+			waiter := r.call(context.Background())
+			synctest.Wait() // the second call waits for the probe slot
+			r.conn.Close()
+			for _, res := range []<-chan error{probe, waiter} {
+				if err := result(t, res); status.Code(err) != codes.Canceled {
+					t.Fatalf("call on a closed connection: %v, want Canceled", err)
+				}
 			}
-		}
+		})
 	})
 }
 
 func TestOnFinishRunsOncePerCall(t *testing.T) {
-	r := newRig(t, Backoff(backoff.Constant(0)), WithoutRetryBudget())
-	var calls atomic.Int32
-	var got error
-	onFinish := grpc.OnFinish(func(err error) { calls.Add(1); got = err })
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, Backoff(backoff.Constant(0)), WithoutRetryBudget())
+		var calls atomic.Int32
+		var got error
+		onFinish := grpc.OnFinish(func(err error) { calls.Add(1); got = err })
 
-	r.srv.FailNext(3, testserver.Fault{})
-	err := result(t, r.call(context.Background(), onFinish))
-	if n := calls.Load(); n != 1 || got != err || status.Code(err) != codes.Unavailable {
-		t.Errorf("retried call: OnFinish ran %d times with %v (call returned %v), want once with the call's error", n, got, err)
-	}
-
-	calls.Store(0)
-	hedged := Hedging(HedgePolicy{Delay: 10 * time.Millisecond, MaxAttempts: 2})
-	r.behave(func(ctx context.Context, n int64) error {
-		if n == 4 {
-			return hang(ctx)
+		r.srv.FailNext(3, testserver.Fault{})
+		err := result(t, r.call(context.Background(), onFinish))
+		if n := calls.Load(); n != 1 || got != err || status.Code(err) != codes.Unavailable {
+			t.Errorf("retried call: OnFinish ran %d times with %v (call returned %v), want once with the call's error", n, got, err)
 		}
-		return nil
-	})
-	res := r.call(context.Background(), onFinish, hedged)
-	r.await(t, 4)
-	r.fc.Advance(10 * time.Millisecond)
-	if err := result(t, res); err != nil || calls.Load() != 1 || got != nil {
-		t.Errorf("hedged call: %v; OnFinish ran %d times with %v, want once with nil", err, calls.Load(), got)
-	}
 
-	calls.Store(0)
-	r.srv.SetHook(nil)
-	r.srv.FailNext(1, testserver.Fault{})
-	stream, err := r.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 2}, onFinish)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := recvAll(stream); err != nil {
-		t.Fatal(err)
-	}
-	if n := calls.Load(); n != 1 || got != nil {
-		t.Errorf("retried stream: OnFinish ran %d times with %v, want once with nil", n, got)
-	}
+		calls.Store(0)
+		hedged := Hedging(HedgePolicy{Delay: 10 * time.Millisecond, MaxAttempts: 2})
+		r.behave(func(ctx context.Context, n int64) error {
+			if n == 4 {
+				return hang(ctx)
+			}
+			return nil
+		})
+		res := r.call(context.Background(), onFinish, hedged)
+		r.await(t, 4)
+		if err := result(t, res); err != nil || calls.Load() != 1 || got != nil {
+			t.Errorf("hedged call: %v; OnFinish ran %d times with %v, want once with nil", err, calls.Load(), got)
+		}
+
+		calls.Store(0)
+		r.srv.SetHook(nil)
+		r.srv.FailNext(1, testserver.Fault{})
+		stream, err := r.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 2}, onFinish)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := recvAll(stream); err != nil {
+			t.Fatal(err)
+		}
+		if n := calls.Load(); n != 1 || got != nil {
+			t.Errorf("retried stream: OnFinish ran %d times with %v, want once with nil", n, got)
+		}
+	})
 }
 
 func TestTypedNilsAreRejected(t *testing.T) {
@@ -505,42 +508,46 @@ func TestTypedNilsAreRejected(t *testing.T) {
 }
 
 func TestHugeReplayBufferStillReplays(t *testing.T) {
-	r := newRig(t, WithStreamReplayBuffer(math.MaxInt), Backoff(backoff.Constant(0)))
-	r.srv.FailNextAfterReceived(1, 2, testserver.Fault{})
-	stream, err := r.client.ClientStream(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range []string{"a", "b", "c"} {
-		if err := stream.Send(&testingv1.ClientStreamRequest{Message: m}); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, WithStreamReplayBuffer(math.MaxInt), Backoff(backoff.Constant(0)))
+		r.srv.FailNextAfterReceived(1, 2, testserver.Fault{})
+		stream, err := r.client.ClientStream(context.Background())
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	resp, err := stream.CloseAndRecv()
-	if err != nil || len(resp.GetMessages()) != 3 {
-		t.Fatalf("stream with a huge replay buffer: %v %v, want the 3 messages replayed", resp.GetMessages(), err)
-	}
+		for _, m := range []string{"a", "b", "c"} {
+			if err := stream.Send(&testingv1.ClientStreamRequest{Message: m}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := stream.CloseAndRecv()
+		if err != nil || len(resp.GetMessages()) != 3 {
+			t.Fatalf("stream with a huge replay buffer: %v %v, want the 3 messages replayed", resp.GetMessages(), err)
+		}
+	})
 }
 
 func TestHedgingANonProtoReplyRetriesWithBackoff(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	m := MustNew(withClock(fc), hedging(time.Hour, 3), Backoff(backoff.Constant(time.Second)))
-	ui := m.UnaryClientInterceptor()
-	calls := 0
-	invoker := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
-		calls++
-		if calls == 1 {
-			return status.Error(codes.Unavailable, "down")
+	synctest.Test(t, func(t *testing.T) {
+		m := MustNew(hedging(time.Hour, 3), Backoff(backoff.Constant(time.Second)))
+		ui := m.UnaryClientInterceptor()
+		calls := 0
+		invoker := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+			calls++
+			if calls == 1 {
+				return status.Error(codes.Unavailable, "down")
+			}
+			return nil
 		}
-		return nil
-	}
-	res := make(chan error, 1)
-	go func() { res <- ui(context.Background(), echoMethod, "req", new(string), nil, invoker) }()
-	// Not hedged (the reply is no proto.Message): the retry waits for its
-	// backoff, as an unhedged call's would.
-	(&rig{fc: fc}).waitTimer(t, time.Second)
-	fc.Advance(time.Second)
-	if err := result(t, res); err != nil || calls != 2 {
-		t.Fatalf("call: %v after %d attempts, want success after 2", err, calls)
-	}
+		// Not hedged (the reply is no proto.Message): the retry waits for its
+		// backoff, as an unhedged call's would.
+		start := time.Now()
+		err := ui(context.Background(), echoMethod, "req", new(string), nil, invoker)
+		if err != nil || calls != 2 {
+			t.Fatalf("call: %v after %d attempts, want success after 2", err, calls)
+		}
+		if took := time.Since(start); took != time.Second {
+			t.Fatalf("call took %v, want the 1s backoff", took)
+		}
+	})
 }

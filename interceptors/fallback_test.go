@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -18,27 +19,22 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/fallback"
-	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
-// fallbackRig is a rig whose Echo has a stale-answer fallback on the rig's
-// fake clock, primed with one successful reply to "hello".
+// fallbackRig is a rig whose Echo has a stale-answer fallback, primed with
+// one successful reply to "hello". Call it inside the test's bubble.
 func fallbackRig(t *testing.T, margin time.Duration, opts ...Option) (*rig, *fallback.Store) {
 	t.Helper()
-	var store *fallback.Store
-	r := newRigWith(t, func(fc *clock.Fake) []Option {
-		var err error
-		store, err = fallback.NewStore(fallback.Config{MaxBytes: 1 << 20, MaxAge: time.Hour, Now: fc.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := store.Handler()
-		h.Margin = margin
-		return append([]Option{Backoff(backoff.Constant(0)), WithReadyWait(0),
-			WithMethodPolicy(MatchMethods(echoMethod), Fallback(h))}, opts...)
-	})
+	store, err := fallback.NewStore(fallback.Config{MaxBytes: 1 << 20, MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := store.Handler()
+	h.Margin = margin
+	r := newRig(t, append([]Option{Backoff(backoff.Constant(0)), WithReadyWait(0),
+		WithMethodPolicy(MatchMethods(echoMethod), Fallback(h))}, opts...)...)
 	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "hello"}); err != nil {
 		t.Fatal(err)
 	}
@@ -72,150 +68,153 @@ func TestFallbackAnswersDownstreamFailures(t *testing.T) {
 		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, _ := fallbackRig(t, 0, tc.opts...)
-			r.fc.Advance(3 * time.Second)
-			tc.setup(r)
-			msg, info, err := r.echoFallback(context.Background(), "hello", tc.callOpts...)
-			if err != nil || msg != "hello" {
-				t.Fatalf("call: %q, %v; want the stale copy", msg, err)
-			}
-			if !info.Used || !info.Stale || info.Age != 3*time.Second {
-				t.Errorf("FallbackInfo %+v, want a stale copy 3s old", info)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				r, _ := fallbackRig(t, 0, tc.opts...)
+				time.Sleep(3 * time.Second)
+				tc.setup(r)
+				start := time.Now()
+				msg, info, err := r.echoFallback(context.Background(), "hello", tc.callOpts...)
+				if err != nil || msg != "hello" {
+					t.Fatalf("call: %q, %v; want the stale copy", msg, err)
+				}
+				if age := 3*time.Second + time.Since(start); !info.Used || !info.Stale || info.Age != age {
+					t.Errorf("FallbackInfo %+v, want a stale copy %v old", info, age)
+				}
+			})
 		})
 	}
 }
 
 func TestFallbackIsNotForClientErrorsOrTheCallersCancel(t *testing.T) {
-	r, _ := fallbackRig(t, 0)
-	r.srv.FailFraction(1, testserver.Fault{Code: codes.NotFound})
-	if _, info, err := r.echoFallback(context.Background(), "hello"); status.Code(err) != codes.NotFound || info.Used {
-		t.Errorf("NotFound: %v, %+v; want the error, no fallback", err, info)
-	}
-	r.srv.ClearFaults()
-	r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
-	ctx, cancel := context.WithCancel(context.Background())
-	res := make(chan error, 1)
-	var info fallback.Info
-	go func() {
-		_, err := r.client.Echo(ctx, &testingv1.EchoRequest{Message: "hello"}, FallbackInfo(&info))
-		res <- err
-	}()
-	<-r.arrived
-	cancel()
-	if err := result(t, res); status.Code(err) != codes.Canceled || info.Used {
-		t.Errorf("caller's cancel: %v, %+v; want Canceled, no fallback", err, info)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r, _ := fallbackRig(t, 0)
+		r.srv.FailFraction(1, testserver.Fault{Code: codes.NotFound})
+		if _, info, err := r.echoFallback(context.Background(), "hello"); status.Code(err) != codes.NotFound || info.Used {
+			t.Errorf("NotFound: %v, %+v; want the error, no fallback", err, info)
+		}
+		r.srv.ClearFaults()
+		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+		ctx, cancel := context.WithCancel(context.Background())
+		res := make(chan error, 1)
+		var info fallback.Info
+		go func() {
+			_, err := r.client.Echo(ctx, &testingv1.EchoRequest{Message: "hello"}, FallbackInfo(&info))
+			res <- err
+		}()
+		<-r.arrived
+		cancel()
+		if err := result(t, res); status.Code(err) != codes.Canceled || info.Used {
+			t.Errorf("caller's cancel: %v, %+v; want Canceled, no fallback", err, info)
+		}
+	})
 }
 
 func TestFallbackMissKeepsTheOriginalError(t *testing.T) {
-	r, _ := fallbackRig(t, 0)
-	r.srv.FailFraction(1, testserver.Fault{})
-	_, info, err := r.echoFallback(context.Background(), "never seen")
-	if status.Code(err) != codes.Unavailable || !errors.Is(err, fallback.ErrNoCopy) || info.Used {
-		t.Errorf("miss: %v, %+v; want Unavailable wrapping ErrNoCopy", err, info)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r, _ := fallbackRig(t, 0)
+		r.srv.FailFraction(1, testserver.Fault{})
+		_, info, err := r.echoFallback(context.Background(), "never seen")
+		if status.Code(err) != codes.Unavailable || !errors.Is(err, fallback.ErrNoCopy) || info.Used {
+			t.Errorf("miss: %v, %+v; want Unavailable wrapping ErrNoCopy", err, info)
+		}
+	})
 }
 
 func TestFallbackAnswersBeforeTheDeadlineOfAHungServer(t *testing.T) {
-	r, _ := fallbackRig(t, 100*time.Millisecond)
-	cancelled := make(chan struct{})
-	r.behave(func(ctx context.Context, n int64) error {
-		defer close(cancelled)
-		return hang(ctx)
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res := make(chan error, 1)
-	var info fallback.Info
-	go func() {
-		_, err := r.client.Echo(ctx, &testingv1.EchoRequest{Message: "hello"}, FallbackInfo(&info))
-		res <- err
-	}()
-	<-r.arrived
-	// The margin timer: the time left less 100ms.
-	var margin time.Duration
-	r.fc.WaitFor(nil, func(p []time.Duration) bool {
-		for _, d := range p {
-			if d > 59*time.Second && d < time.Minute {
-				margin = d
-				return true
-			}
+	synctest.Test(t, func(t *testing.T) {
+		r, _ := fallbackRig(t, 100*time.Millisecond)
+		cancelled := make(chan struct{})
+		r.behave(func(ctx context.Context, n int64) error {
+			defer close(cancelled)
+			return hang(ctx)
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res := make(chan error, 1)
+		var info fallback.Info
+		go func() {
+			_, err := r.client.Echo(ctx, &testingv1.EchoRequest{Message: "hello"}, FallbackInfo(&info))
+			res <- err
+		}()
+		<-r.arrived
+		// The answer comes at the margin: the time left less 100ms.
+		if err := result(t, res); err != nil || !info.Used {
+			t.Fatalf("hung server: %v, %+v; want the stale copy before the deadline", err, info)
 		}
-		return false
+		dl, _ := ctx.Deadline()
+		if left := time.Until(dl); left != 100*time.Millisecond {
+			t.Errorf("answered %v before the caller's deadline, want the 100ms margin", left)
+		}
+		select {
+		case <-cancelled: // the hung attempt was cancelled, not left running
+		case <-time.After(guard):
+			t.Error("the hung attempt was not cancelled")
+		}
+		if n := r.srv.Attempts(); n != 1 {
+			t.Errorf("server saw %d attempts, want the one hung attempt", n)
+		}
 	})
-	r.fc.Advance(margin)
-	if err := result(t, res); err != nil || !info.Used {
-		t.Fatalf("hung server: %v, %+v; want the stale copy before the deadline", err, info)
-	}
-	if ctx.Err() != nil {
-		t.Error("the caller's deadline passed before the answer")
-	}
-	select {
-	case <-cancelled: // the hung attempt was cancelled, not left running
-	case <-time.After(guard):
-		t.Error("the hung attempt was not cancelled")
-	}
-	if n := r.srv.Attempts(); n != 1 {
-		t.Errorf("server saw %d attempts, want the one hung attempt", n)
-	}
 }
 
 func TestFallbackTelemetry(t *testing.T) {
-	sr := tracetest.NewSpanRecorder()
-	reader := sdkmetric.NewManualReader()
-	r, _ := fallbackRig(t, 0, WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))),
-		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
-	r.srv.FailFraction(1, testserver.Fault{})
-	r.fc.Advance(2 * time.Second)
-	_, _, _ = r.echoFallback(context.Background(), "hello")
-	_, _, _ = r.echoFallback(context.Background(), "never seen")
-	var events []string
-	for _, s := range sr.Ended() {
-		for _, ev := range s.Events() {
-			if ev.Name == "resilience.fallback" {
-				events = append(events, renderAttrs(ev.Attributes))
-			}
-		}
-	}
-	want := []string{
-		"{resilience.fallback.age=2 resilience.fallback.kind=stale resilience.fallback.result=served}",
-		"{resilience.fallback.result=missed}",
-	}
-	if strings.Join(events, "\n") != strings.Join(want, "\n") {
-		t.Errorf("fallback events:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
-	}
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "resilience.client.fallbacks" {
-				for _, dp := range s.DataPoints {
-					v, _ := dp.Attributes.Value("resilience.fallback.result")
-					counts[v.AsString()] += dp.Value
+	synctest.Test(t, func(t *testing.T) {
+		sr := tracetest.NewSpanRecorder()
+		reader := sdkmetric.NewManualReader()
+		r, _ := fallbackRig(t, 0, WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))),
+			WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+		r.srv.FailFraction(1, testserver.Fault{})
+		time.Sleep(2 * time.Second)
+		_, _, _ = r.echoFallback(context.Background(), "hello")
+		_, _, _ = r.echoFallback(context.Background(), "never seen")
+		var events []string
+		for _, s := range sr.Ended() {
+			for _, ev := range s.Events() {
+				if ev.Name == "resilience.fallback" {
+					events = append(events, renderAttrs(ev.Attributes))
 				}
 			}
 		}
-	}
-	if counts["served"] != 1 || counts["missed"] != 1 {
-		t.Errorf("resilience.client.fallbacks %v, want served 1, missed 1", counts)
-	}
+		want := []string{
+			"{resilience.fallback.age=2 resilience.fallback.kind=stale resilience.fallback.result=served}",
+			"{resilience.fallback.result=missed}",
+		}
+		if strings.Join(events, "\n") != strings.Join(want, "\n") {
+			t.Errorf("fallback events:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
+		}
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		counts := map[string]int64{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "resilience.client.fallbacks" {
+					for _, dp := range s.DataPoints {
+						v, _ := dp.Attributes.Value("resilience.fallback.result")
+						counts[v.AsString()] += dp.Value
+					}
+				}
+			}
+		}
+		if counts["served"] != 1 || counts["missed"] != 1 {
+			t.Errorf("resilience.client.fallbacks %v, want served 1, missed 1", counts)
+		}
+	})
 }
 
 func TestFallbackCopiesInAndOut(t *testing.T) {
-	r, _ := fallbackRig(t, 0)
-	resp, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "mine"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Message = "mutated by the caller"
-	r.srv.FailFraction(1, testserver.Fault{})
-	if msg, _, err := r.echoFallback(context.Background(), "mine"); err != nil || msg != "mine" {
-		t.Errorf("stale answer %q, %v; want the reply as it arrived", msg, err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r, _ := fallbackRig(t, 0)
+		resp, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "mine"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Message = "mutated by the caller"
+		r.srv.FailFraction(1, testserver.Fault{})
+		if msg, _, err := r.echoFallback(context.Background(), "mine"); err != nil || msg != "mine" {
+			t.Errorf("stale answer %q, %v; want the reply as it arrived", msg, err)
+		}
+	})
 }
 
 func TestFallbackValidation(t *testing.T) {

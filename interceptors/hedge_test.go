@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/budget"
-	"github.com/grpc-resilience/resilience/internal/clock"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -24,90 +24,82 @@ func hedgeAll(p HedgePolicy) Option {
 }
 
 func TestHedgeWinsOverSlowFirstAttempt(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), hedgeAll(HedgePolicy{Delay: 10 * time.Millisecond, MaxAttempts: 2}))
-	h.blockFirst(1) // the first attempt hangs until cancelled
-	var header, trailer metadata.MD
-	var p peer.Peer
-	var attempts int
-	done := make(chan error, 1)
-	var resp *testingv1.EchoResponse
-	go func() {
-		var err error
-		resp, err = h.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "hedge"},
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, hedgeAll(HedgePolicy{Delay: 10 * time.Millisecond, MaxAttempts: 2}))
+		h.blockFirst(1) // the first attempt hangs until cancelled
+		var header, trailer metadata.MD
+		var p peer.Peer
+		var attempts int
+		start := time.Now()
+		resp, err := h.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "hedge"},
 			grpc.Header(&header), grpc.Trailer(&trailer), grpc.Peer(&p), Attempts(&attempts))
-		done <- err
-	}()
-	got, ok := fc.WaitForTimers(done2(t, done), 1)
-	if !ok || got[0] != 10*time.Millisecond {
-		t.Fatalf("hedge timer %v (ok %v), want 10ms", got, ok)
-	}
-	<-h.arrivals // the first attempt is at the server, and hangs there
-	fc.Advance(10 * time.Millisecond)
-	select {
-	case err := <-done:
 		if err != nil {
 			t.Fatalf("hedged call: %v", err)
 		}
-	case <-time.After(guard):
-		t.Fatal("hedged call did not finish")
-	}
-	if resp.GetMessage() != "hedge" || attempts != 2 {
-		t.Errorf("reply %q after %d attempts, want %q after 2", resp.GetMessage(), attempts, "hedge")
-	}
-	if got := header.Get("served-attempt"); len(got) != 1 || got[0] != "2" {
-		t.Errorf("header served-attempt = %v, want the winner's [2]", got)
-	}
-	if got := trailer.Get("served-attempt"); len(got) != 1 || got[0] != "2" {
-		t.Errorf("trailer served-attempt = %v, want the winner's [2]", got)
-	}
-	if p.Addr == nil {
-		t.Error("peer not set from the winning attempt")
-	}
-	if n := h.attempts(); n != 2 {
-		t.Errorf("server saw %d attempts, want 2", n)
-	}
+		if took := time.Since(start); took != 10*time.Millisecond {
+			t.Errorf("hedged call took %v, want the 10ms hedge delay", took)
+		}
+		if resp.GetMessage() != "hedge" || attempts != 2 {
+			t.Errorf("reply %q after %d attempts, want %q after 2", resp.GetMessage(), attempts, "hedge")
+		}
+		if got := header.Get("served-attempt"); len(got) != 1 || got[0] != "2" {
+			t.Errorf("header served-attempt = %v, want the winner's [2]", got)
+		}
+		if got := trailer.Get("served-attempt"); len(got) != 1 || got[0] != "2" {
+			t.Errorf("trailer served-attempt = %v, want the winner's [2]", got)
+		}
+		if p.Addr == nil {
+			t.Error("peer not set from the winning attempt")
+		}
+		if n := h.attempts(); n != 2 {
+			t.Errorf("server saw %d attempts, want 2", n)
+		}
+	})
 }
 
 func TestHedgeNotSentWhenFirstAnswersInTime(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
-	h.failNext(1, codes.NotFound)
-	if err := echo(context.Background(), t, h.client); status.Code(err) != codes.NotFound {
-		t.Errorf("err %v, want the first attempt's non-retryable NotFound", err)
-	}
-	if err := echo(context.Background(), t, h.client); err != nil {
-		t.Fatal(err)
-	}
-	if n := h.attempts(); n != 2 {
-		t.Errorf("server saw %d attempts for 2 calls, want 2 (no hedges)", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
+		h.failNext(1, codes.NotFound)
+		if err := echo(context.Background(), t, h.client); status.Code(err) != codes.NotFound {
+			t.Errorf("err %v, want the first attempt's non-retryable NotFound", err)
+		}
+		if err := echo(context.Background(), t, h.client); err != nil {
+			t.Fatal(err)
+		}
+		if n := h.attempts(); n != 2 {
+			t.Errorf("server saw %d attempts for 2 calls, want 2 (no hedges)", n)
+		}
+	})
 }
 
 func TestHedgeRetryableFailureStartsNextAtOnce(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(time.Hour)),
-		hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
-	h.failNext(2, codes.Unavailable)
-	var attempts int
-	if err := echo(context.Background(), t, h.client, Attempts(&attempts)); err != nil {
-		t.Fatalf("err %v, want success on the third attempt without waiting", err)
-	}
-	if attempts != 3 {
-		t.Errorf("attempts %d, want 3", attempts)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Backoff(backoff.Constant(time.Hour)),
+			hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
+		h.failNext(2, codes.Unavailable)
+		var attempts int
+		start := time.Now()
+		if err := echo(context.Background(), t, h.client, Attempts(&attempts)); err != nil || time.Since(start) != 0 {
+			t.Fatalf("err %v after %v, want success on the third attempt without waiting", err, time.Since(start))
+		}
+		if attempts != 3 {
+			t.Errorf("attempts %d, want 3", attempts)
+		}
+	})
 }
 
 func TestHedgesDrawOnTheBudget(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), WithRetryBudget(budget.Config{MaxTokens: 2, TokenRatio: 1}),
-		hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
-	h.failNext(10, codes.Unavailable)
-	// 2 tokens: one failure leaves 1 = MaxTokens/2, so no hedge follows.
-	err := echo(context.Background(), t, h.client)
-	if status.Code(err) != codes.Unavailable || h.attempts() != 1 {
-		t.Errorf("err %v after %d attempts, want Unavailable after 1", err, h.attempts())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, WithRetryBudget(budget.Config{MaxTokens: 2, TokenRatio: 1}),
+			hedgeAll(HedgePolicy{Delay: time.Hour, MaxAttempts: 3}))
+		h.failNext(10, codes.Unavailable)
+		// 2 tokens: one failure leaves 1 = MaxTokens/2, so no hedge follows.
+		err := echo(context.Background(), t, h.client)
+		if status.Code(err) != codes.Unavailable || h.attempts() != 1 {
+			t.Errorf("err %v after %d attempts, want Unavailable after 1", err, h.attempts())
+		}
+	})
 }
 
 func TestHedgedCallsNeverShareReplies(t *testing.T) {
@@ -139,13 +131,15 @@ func TestHedgedCallsNeverShareReplies(t *testing.T) {
 }
 
 func TestHedgingValidation(t *testing.T) {
-	for _, p := range []HedgePolicy{
-		{Delay: 0, MaxAttempts: 2},
-		{Delay: time.Millisecond, MaxAttempts: 1},
-		{Delay: time.Millisecond, MaxAttempts: 2, Percentile: 1},
-	} {
-		if _, err := New(hedgeAll(p)); err == nil {
-			t.Errorf("New with Hedging(%+v) succeeded, want an error", p)
+	synctest.Test(t, func(t *testing.T) {
+		for _, p := range []HedgePolicy{
+			{Delay: 0, MaxAttempts: 2},
+			{Delay: time.Millisecond, MaxAttempts: 1},
+			{Delay: time.Millisecond, MaxAttempts: 2, Percentile: 1},
+		} {
+			if _, err := New(hedgeAll(p)); err == nil {
+				t.Errorf("New with Hedging(%+v) succeeded, want an error", p)
+			}
 		}
-	}
+	})
 }

@@ -77,7 +77,7 @@ func New(opts ...Option) (*Middleware, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	m := &Middleware{cfg: cfg, tel: telemetry.New(cfg.telemetry, cfg.clock)}
+	m := &Middleware{cfg: cfg, tel: telemetry.New(cfg.telemetry)}
 	if cfg.breaker != nil {
 		bc := *cfg.breaker
 		user := bc.OnStateChange
@@ -89,9 +89,6 @@ func New(opts ...Option) (*Middleware, error) {
 			if user != nil {
 				user(key, from, to)
 			}
-		}
-		if bc.Now == nil {
-			bc.Now = cfg.clock.Now // one clock for the calls and their breakers
 		}
 		set, err := breaker.NewSet(bc)
 		if err != nil {
@@ -107,7 +104,6 @@ func New(opts ...Option) (*Middleware, error) {
 		m.lb = lb
 	}
 	m.eng = engine.New(engine.Config{
-		Clock:            cfg.clock,
 		ReadyWait:        cfg.readyWait,
 		ProbeInterval:    cfg.probeInterval,
 		ProbeRand:        cfg.probeRand,

@@ -14,7 +14,6 @@ import (
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/endpoint"
-	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/engine"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
 )
@@ -79,7 +78,6 @@ type config struct {
 	defaults       []PolicyOption // New's default policy, over defaultPolicy
 	methodPolicies []methodPolicy
 	connectParams  grpc.ConnectParams
-	clock          clock.Clock
 	telemetry      telemetry.Options
 	replayBuffer   int
 	budget         *budget.Config // nil: no retry budget
@@ -113,7 +111,6 @@ func defaultConfig() config {
 			Backoff:           DefaultConnectBackoff,
 			MinConnectTimeout: DefaultMinConnectTimeout,
 		},
-		clock:         clock.Real,
 		replayBuffer:  DefaultStreamReplayBuffer,
 		budget:        ptr(budget.DefaultConfig()),
 		readyWait:     DefaultReadyWait,
@@ -286,14 +283,6 @@ func durationOption(name string, d time.Duration, field func(*config) *time.Dura
 func withProbeRand(r func() float64) Option {
 	return optionFunc(func(c *config) error {
 		c.probeRand = r
-		return nil
-	})
-}
-
-// withClock injects time for tests.
-func withClock(cl clock.Clock) Option {
-	return optionFunc(func(c *config) error {
-		c.clock = cl
 		return nil
 	})
 }

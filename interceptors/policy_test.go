@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,32 +14,24 @@ import (
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/budget"
-	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
 func TestPushbackReplacesBackoffDelay(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(time.Second)))
-	h.markTroubled(t)
-	h.pushback = "250"
-	h.failNext(1, codes.Unavailable)
-	done := make(chan error, 1)
-	go func() { done <- echo(context.Background(), t, h.client) }()
-	got, ok := fc.WaitForTimers(done2(t, done), 1)
-	if !ok || len(got) != 1 || got[0] != 250*time.Millisecond {
-		t.Fatalf("pending delay %v (ok %v), want the server's 250ms instead of the 1s backoff", got, ok)
-	}
-	fc.Advance(250 * time.Millisecond)
-	select {
-	case err := <-done:
-		if err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Backoff(backoff.Constant(time.Second)))
+		h.markTroubled(t)
+		h.pushback = "250"
+		h.failNext(1, codes.Unavailable)
+		start := time.Now()
+		if err := echo(context.Background(), t, h.client); err != nil {
 			t.Fatalf("Echo: %v", err)
 		}
-	case <-time.After(guard):
-		t.Fatal("call did not finish")
-	}
+		if took := time.Since(start); took != 250*time.Millisecond {
+			t.Fatalf("call took %v, want the server's 250ms instead of the 1s backoff", took)
+		}
+	})
 }
 
 func TestPushbackNegativeOrMalformedStopsRetries(t *testing.T) {
@@ -60,19 +53,21 @@ func TestPushbackNegativeOrMalformedStopsRetries(t *testing.T) {
 }
 
 func TestPushbackBeyondDeadlineReturnsAtOnce(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(0)))
-	h.markTroubled(t)
-	h.pushback = "3600000" // one hour
-	h.failNext(1, codes.Unavailable)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := echo(ctx, t, h.client); status.Code(err) != codes.Unavailable {
-		t.Errorf("err = %v, want the last Unavailable at once", err)
-	}
-	if p := fc.Pending(); len(p) != 0 || h.attempts() != 1 {
-		t.Errorf("pending timers %v, attempts %d; want none and 1", p, h.attempts())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Backoff(backoff.Constant(0)))
+		h.markTroubled(t)
+		h.pushback = "3600000" // one hour
+		h.failNext(1, codes.Unavailable)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		if err := echo(ctx, t, h.client); status.Code(err) != codes.Unavailable || time.Since(start) != 0 {
+			t.Errorf("err = %v after %v, want the last Unavailable at once", err, time.Since(start))
+		}
+		if h.attempts() != 1 {
+			t.Errorf("attempts %d, want 1", h.attempts())
+		}
+	})
 }
 
 func TestPushbackOfAHealthyTargetIsReadFromRetries(t *testing.T) {

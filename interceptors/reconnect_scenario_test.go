@@ -100,7 +100,9 @@ func TestReconnectScenario(t *testing.T) {
 	if now > 12 {
 		t.Errorf("%.1f connection attempts per client and second on average, want at most 12", now)
 	}
-	if before < 2*now {
+	// The former probe aims at 40 attempts/s, the default at 10; a loaded
+	// machine slows the former more, so the bound is loose.
+	if before < 1.5*now {
 		t.Errorf("before: %.1f connection attempts per client and second, now %.1f: the scenario does not show the difference", before, now)
 	}
 }

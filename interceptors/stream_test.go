@@ -8,13 +8,13 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/backoff"
-	"github.com/grpc-resilience/resilience/internal/clock"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -205,40 +205,36 @@ func TestReplayBufferOverflowCommits(t *testing.T) {
 }
 
 func TestStreamPerAttemptTimeoutBoundsOnlyTheTimeToCommit(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(0)), PerAttemptTimeout(50*time.Millisecond))
-	h.blockFirst(1)
-	stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), guard)
-	defer cancel()
-	if got, ok := fc.WaitForTimers(ctx.Done(), 1); !ok || got[0] != 50*time.Millisecond {
-		t.Fatalf("per-attempt timer %v (ok %v), want 50ms", got, ok)
-	}
-	<-h.arrivals // the first attempt hangs at the server
-	fc.Advance(50 * time.Millisecond)
-	first, err := stream.Recv()
-	if err != nil {
-		t.Fatalf("Recv: %v, want the second attempt's first message", err)
-	}
-	if n := h.attempts(); n != 2 {
-		t.Errorf("server saw %d attempts, want 2", n)
-	}
-	// Committed: the second attempt's timer was stopped, so however much
-	// time passes the stream lives on.
-	if p := fc.Pending(); len(p) != 0 {
-		t.Errorf("timers pending after commit: %v, want none", p)
-	}
-	fc.Advance(time.Hour)
-	rest, err := recvAll(stream)
-	if err != nil {
-		t.Fatalf("committed stream ended with %v after the per-attempt timeout", err)
-	}
-	if got := append([]int32{first.GetSequence()}, rest...); !equalInts(got, seq(3)) {
-		t.Errorf("received %v, want %v", got, seq(3))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Backoff(backoff.Constant(0)), PerAttemptTimeout(50*time.Millisecond))
+		h.blockFirst(1)
+		start := time.Now()
+		stream, err := h.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-h.arrivals // the first attempt hangs at the server
+		first, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("Recv: %v, want the second attempt's first message", err)
+		}
+		if took := time.Since(start); took != 50*time.Millisecond {
+			t.Errorf("first message after %v, want after the 50ms per-attempt timeout", took)
+		}
+		if n := h.attempts(); n != 2 {
+			t.Errorf("server saw %d attempts, want 2", n)
+		}
+		// Committed: the second attempt's timer was stopped, so however much
+		// time passes the stream lives on.
+		time.Sleep(time.Hour)
+		rest, err := recvAll(stream)
+		if err != nil {
+			t.Fatalf("committed stream ended with %v after the per-attempt timeout", err)
+		}
+		if got := append([]int32{first.GetSequence()}, rest...); !equalInts(got, seq(3)) {
+			t.Errorf("received %v, want %v", got, seq(3))
+		}
+	})
 }
 
 func TestStreamCancelMidStream(t *testing.T) {

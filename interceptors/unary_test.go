@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/backoff"
-	"github.com/grpc-resilience/resilience/internal/clock"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -118,103 +118,79 @@ func TestRetryCodesOption(t *testing.T) {
 }
 
 func TestBackoffDelaysAreUsedBetweenAttempts(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	b := backoff.MustExponential(backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 3, MaxDelay: time.Second, Jitter: backoff.NoJitter})
-	h := newHarness(t, withClock(fc), Backoff(b), MaxAttempts(3))
-	h.failNext(2, codes.Unavailable)
-	done := make(chan error, 1)
-	go func() { done <- echo(context.Background(), t, h.client) }()
-	for i, want := range []time.Duration{100 * time.Millisecond, 300 * time.Millisecond} {
-		got, ok := fc.WaitForTimers(done2(t, done), 1)
-		if !ok {
-			t.Fatalf("call ended before backoff %d was armed", i+1)
+	synctest.Test(t, func(t *testing.T) {
+		b := backoff.MustExponential(backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 3, MaxDelay: time.Second, Jitter: backoff.NoJitter})
+		h := newHarness(t, Backoff(b), MaxAttempts(3))
+		h.failNext(2, codes.Unavailable)
+		done := make(chan error, 1)
+		go func() { done <- echo(context.Background(), t, h.client) }()
+		<-h.arrivals
+		last := time.Now()
+		for i, want := range []time.Duration{100 * time.Millisecond, 300 * time.Millisecond} {
+			<-h.arrivals
+			if got := time.Since(last); got != want {
+				t.Fatalf("backoff %d: attempt %d arrived %v after the one before, want %v", i+1, i+2, got, want)
+			}
+			last = time.Now()
 		}
-		if len(got) != 1 || got[0] != want {
-			t.Fatalf("backoff %d: pending timers %v, want [%v]", i+1, got, want)
-		}
-		if n := h.attempts(); n != i+1 {
-			t.Fatalf("during backoff %d the server had seen %d attempts, want %d", i+1, n, i+1)
-		}
-		fc.Advance(want)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
+		if err := <-done; err != nil {
 			t.Fatalf("Echo: %v", err)
 		}
-	case <-time.After(guard):
-		t.Fatal("call did not finish")
-	}
-}
-
-// done2 adapts a result channel to a done channel without consuming the
-// result: it closes when the call finished. Its goroutine ends by the end
-// of the test even if the test took the result first.
-func done2(t *testing.T, results chan error) <-chan struct{} {
-	ch := make(chan struct{})
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
-	go func() {
-		select {
-		case err := <-results:
-			results <- err
-			close(ch)
-		case <-stop:
-		}
-	}()
-	return ch
+	})
 }
 
 func TestCallerCancelDuringBackoffReturnsAtOnce(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(time.Hour)), Timeout(0))
-	h.failNext(1, codes.Unavailable)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- echo(ctx, t, h.client) }()
-	if got, ok := fc.WaitForTimers(done2(t, done), 1); !ok || got[0] != time.Hour {
-		t.Fatalf("pending backoff %v (ok %v), want [1h]", got, ok)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if got := status.Code(err); got != codes.Canceled {
-			t.Errorf("code = %v, want Canceled (err %v)", got, err)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Backoff(backoff.Constant(time.Hour)), Timeout(0))
+		h.failNext(1, codes.Unavailable)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- echo(ctx, t, h.client) }()
+		synctest.Wait() // in the hour's backoff
+		cancel()
+		start := time.Now()
+		select {
+		case err := <-done:
+			if took := time.Since(start); took != 0 {
+				t.Errorf("cancelled call returned %v after the cancel, want at once", took)
+			}
+			if got := status.Code(err); got != codes.Canceled {
+				t.Errorf("code = %v, want Canceled (err %v)", got, err)
+			}
+			if !strings.Contains(err.Error(), injectedMessage) {
+				t.Errorf("error %q does not mention the last attempt's error", err)
+			}
+		case <-time.After(guard):
+			t.Fatal("cancelled call still waiting for its backoff")
 		}
-		if !strings.Contains(err.Error(), injectedMessage) {
-			t.Errorf("error %q does not mention the last attempt's error", err)
+		if got := h.attempts(); got != 1 {
+			t.Errorf("server saw %d attempts, want 1", got)
 		}
-	case <-time.After(guard):
-		t.Fatal("cancelled call still waiting for its backoff")
-	}
-	if got := h.attempts(); got != 1 {
-		t.Errorf("server saw %d attempts, want 1", got)
-	}
-	if p := fc.Pending(); len(p) != 0 {
-		t.Errorf("timers still pending after cancel: %v", p)
-	}
+	})
 }
 
 func TestDeadlineShorterThanBackoffReturnsLastErrorWithoutWaiting(t *testing.T) {
-	fc := clock.NewFake(time.Now())
-	h := newHarness(t, withClock(fc), Backoff(backoff.Constant(time.Hour)))
-	h.failNext(1, codes.Unavailable)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	err := echo(ctx, t, h.client)
-	if got := status.Code(err); got != codes.Unavailable {
-		t.Errorf("code = %v, want the last attempt's Unavailable (err %v)", got, err)
-	}
-	if ctx.Err() != nil {
-		t.Errorf("call returned only after its deadline")
-	}
-	if got := h.attempts(); got != 1 {
-		t.Errorf("server saw %d attempts, want 1", got)
-	}
-	if p := fc.Pending(); len(p) != 0 {
-		t.Errorf("a backoff timer was armed (%v) although it could not fit the deadline", p)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Backoff(backoff.Constant(time.Hour)))
+		h.failNext(1, codes.Unavailable)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		err := echo(ctx, t, h.client)
+		if took := time.Since(start); took != 0 {
+			t.Errorf("call took %v, want the last error at once", took)
+		}
+		if got := status.Code(err); got != codes.Unavailable {
+			t.Errorf("code = %v, want the last attempt's Unavailable (err %v)", got, err)
+		}
+		if ctx.Err() != nil {
+			t.Errorf("call returned only after its deadline")
+		}
+		if got := h.attempts(); got != 1 {
+			t.Errorf("server saw %d attempts, want 1", got)
+		}
+	})
 }
 
 func TestDeadlineExceededRetriedOnlyWhileCallerAlive(t *testing.T) {

@@ -97,7 +97,6 @@ func (c ChaosConfig) Validate() error {
 // DialOptions), it acts on every attempt and the retries see its faults;
 // placed before them, it acts once per call.
 type Chaos struct {
-	clock   Clock
 	enabled atomic.Bool
 	cfg     atomic.Pointer[ChaosConfig] // never nil
 
@@ -105,14 +104,14 @@ type Chaos struct {
 	rng *rand.Rand
 }
 
-// NewChaos returns a Chaos with cfg, switched off. Options: WithSeed,
-// WithClock. It fails if cfg or an option is invalid.
+// NewChaos returns a Chaos with cfg, switched off. Option: WithSeed.
+// It fails if cfg or an option is invalid.
 func NewChaos(cfg ChaosConfig, opts ...Option) (*Chaos, error) {
 	c, err := newConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	ch := &Chaos{clock: c.clock, rng: c.rng()}
+	ch := &Chaos{rng: c.rng()}
 	if err := ch.SetConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -185,9 +184,9 @@ func (c *Chaos) act(ctx context.Context, method string) error {
 	if delay {
 		span.AddEvent(ChaosEvent, trace.WithAttributes(
 			ChaosActionKey.String("latency"), ChaosDelayKey.Float64(cfg.Latency.Seconds())))
-		t := c.clock.NewTimer(cfg.Latency)
+		t := time.NewTimer(cfg.Latency)
 		select {
-		case <-t.C():
+		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 			return status.FromContextError(ctx.Err()).Err()

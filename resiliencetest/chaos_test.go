@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -101,76 +102,78 @@ func TestChaosMethods(t *testing.T) {
 }
 
 func TestChaosLatency(t *testing.T) {
-	clock := resiliencetest.NewFakeClock(time.Unix(0, 0))
-	s := serve(t, nil, nil)
-	chaos := mustNewChaos(t, resiliencetest.ChaosConfig{LatencyRate: 1, Latency: 50 * time.Millisecond}, resiliencetest.WithClock(clock))
-	chaos.SetEnabled(true)
-	c := s.client(t, chaos.DialOptions()...)
-	ctx := callCtx(t)
-	done := asyncEcho(ctx, c)
-	must(t, clock.WaitForTimers(ctx, 1))
-	if n := s.faults.Attempts(echo); n != 0 {
-		t.Errorf("a delayed call reached the server (%d) before its latency passed", n)
-	}
-	clock.Advance(50 * time.Millisecond)
-	if code := <-done; code != codes.OK {
-		t.Errorf("delayed call: %v, want OK", code)
-	}
-	// A deadline shorter than the latency ends the call.
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if code := echoCode(short, c); code != codes.DeadlineExceeded {
-		t.Errorf("delayed past its deadline: %v, want DeadlineExceeded", code)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := serveMem(t, nil, nil)
+		chaos := mustNewChaos(t, resiliencetest.ChaosConfig{LatencyRate: 1, Latency: 50 * time.Millisecond})
+		chaos.SetEnabled(true)
+		c := s.client(t, chaos.DialOptions()...)
+		ctx := callCtx(t)
+		done := asyncEcho(ctx, c)
+		synctest.Wait()
+		if n := s.faults.Attempts(echo); n != 0 {
+			t.Errorf("a delayed call reached the server (%d) before its latency passed", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if code := <-done; code != codes.OK {
+			t.Errorf("delayed call: %v, want OK", code)
+		}
+		// A deadline shorter than the latency ends the call.
+		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		if code := echoCode(short, c); code != codes.DeadlineExceeded {
+			t.Errorf("delayed past its deadline: %v, want DeadlineExceeded", code)
+		}
+	})
 }
 
 func TestChaosEventsOnTheSpan(t *testing.T) {
-	clock := resiliencetest.NewFakeClock(time.Unix(0, 0))
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	defer tp.Shutdown(context.Background())
+	synctest.Test(t, func(t *testing.T) {
+		rec := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+		defer tp.Shutdown(context.Background())
 
-	s := serve(t, nil, nil)
-	chaos := mustNewChaos(t, resiliencetest.ChaosConfig{
-		FaultRate: 1, FaultCode: codes.Unavailable, LatencyRate: 1, Latency: 250 * time.Millisecond,
-	}, resiliencetest.WithClock(clock))
-	c := s.client(t, chaos.DialOptions()...)
-	ctx, span := tp.Tracer("test").Start(callCtx(t), "off")
-	echoCode(ctx, c)
-	span.End()
+		s := serveMem(t, nil, nil)
+		chaos := mustNewChaos(t, resiliencetest.ChaosConfig{
+			FaultRate: 1, FaultCode: codes.Unavailable, LatencyRate: 1, Latency: 250 * time.Millisecond,
+		})
+		c := s.client(t, chaos.DialOptions()...)
+		ctx, span := tp.Tracer("test").Start(callCtx(t), "off")
+		echoCode(ctx, c)
+		span.End()
 
-	chaos.SetEnabled(true)
-	ctx, span = tp.Tracer("test").Start(callCtx(t), "on")
-	done := asyncEcho(ctx, c)
-	must(t, clock.WaitForTimers(ctx, 1))
-	clock.Advance(250 * time.Millisecond)
-	<-done
-	span.End()
+		chaos.SetEnabled(true)
+		ctx, span = tp.Tracer("test").Start(callCtx(t), "on")
+		done := asyncEcho(ctx, c)
+		synctest.Wait()
+		time.Sleep(250 * time.Millisecond)
+		<-done
+		span.End()
 
-	spans := rec.Ended()
-	if len(spans) != 2 {
-		t.Fatalf("%d spans, want 2", len(spans))
-	}
-	if ev := spans[0].Events(); len(ev) != 0 {
-		t.Errorf("Chaos off left events %v", ev)
-	}
-	ev := spans[1].Events()
-	if len(ev) != 2 {
-		t.Fatalf("events %v, want latency then fault", ev)
-	}
-	want := [][]attribute.KeyValue{
-		{resiliencetest.ChaosActionKey.String("latency"), resiliencetest.ChaosDelayKey.Float64(0.25)},
-		{resiliencetest.ChaosActionKey.String("fault"), resiliencetest.ChaosCodeKey.String("UNAVAILABLE")},
-	}
-	for i, e := range ev {
-		if e.Name != resiliencetest.ChaosEvent {
-			t.Errorf("event %d named %q, want %q", i, e.Name, resiliencetest.ChaosEvent)
+		spans := rec.Ended()
+		if len(spans) != 2 {
+			t.Fatalf("%d spans, want 2", len(spans))
 		}
-		got := attribute.NewSet(e.Attributes...)
-		if !got.Equals(ptr(attribute.NewSet(want[i]...))) {
-			t.Errorf("event %d attributes %v, want %v", i, e.Attributes, want[i])
+		if ev := spans[0].Events(); len(ev) != 0 {
+			t.Errorf("Chaos off left events %v", ev)
 		}
-	}
+		ev := spans[1].Events()
+		if len(ev) != 2 {
+			t.Fatalf("events %v, want latency then fault", ev)
+		}
+		want := [][]attribute.KeyValue{
+			{resiliencetest.ChaosActionKey.String("latency"), resiliencetest.ChaosDelayKey.Float64(0.25)},
+			{resiliencetest.ChaosActionKey.String("fault"), resiliencetest.ChaosCodeKey.String("UNAVAILABLE")},
+		}
+		for i, e := range ev {
+			if e.Name != resiliencetest.ChaosEvent {
+				t.Errorf("event %d named %q, want %q", i, e.Name, resiliencetest.ChaosEvent)
+			}
+			got := attribute.NewSet(e.Attributes...)
+			if !got.Equals(ptr(attribute.NewSet(want[i]...))) {
+				t.Errorf("event %d attributes %v, want %v", i, e.Attributes, want[i])
+			}
+		}
+	})
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -270,7 +273,7 @@ func TestChaosConfigValidate(t *testing.T) {
 	if err := chaos.SetConfig(resiliencetest.ChaosConfig{FaultRate: -1}); err == nil {
 		t.Error("SetConfig with FaultRate -1: no error")
 	}
-	if _, err := resiliencetest.NewChaos(resiliencetest.ChaosConfig{}, resiliencetest.WithClock(nil)); err == nil {
-		t.Error("NewChaos with WithClock(nil): no error")
+	if _, err := resiliencetest.NewChaos(resiliencetest.ChaosConfig{}, nil); err == nil {
+		t.Error("NewChaos with a nil Option: no error")
 	}
 }

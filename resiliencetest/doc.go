@@ -48,9 +48,10 @@
 // anything until told to. Randomness is a math/rand/v2 PCG source seeded with
 // 0 unless WithSeed says otherwise, drawn only when a fraction is strictly
 // between 0 and 1, first for the latency, then for the fault, so a sequence
-// of calls sees the same pattern on every run. Latency waits on the real
-// clock unless WithClock injects another, such as a FakeClock that a test
-// advances itself. A Fault's status message is "resiliencetest: injected
+// of calls sees the same pattern on every run. Latency waits on timers:
+// run a test in a testing/synctest bubble (serving over
+// google.golang.org/grpc/test/bufconn, which works inside one) and the
+// latency passes without the test waiting for it. A Fault's status message is "resiliencetest: injected
 // fault" unless Fault.WithMessage says otherwise.
 //
 // # Errors
@@ -62,7 +63,7 @@
 //
 // # Concurrency
 //
-// Faults, Listener, Chaos and FakeClock are safe for concurrent use, and
+// Faults, Listener and Chaos are safe for concurrent use, and
 // can be reconfigured while calls run; a change applies to the attempts
 // that reach the changed step afterwards. Counts are exact under concurrent
 // calls.

@@ -58,10 +58,11 @@ func ExampleFaults() {
 	// attempts at the server by number: map[1:1 2:1 3:1]
 }
 
-// Latency waits on an injected clock: the test moves time, nothing sleeps.
+// Latency holds an attempt before anything else happens to it; a caller
+// whose deadline comes first gets DeadlineExceeded. In a testing/synctest
+// bubble (serving over bufconn) the latency passes without the test waiting.
 func ExampleFaults_SetLatency() {
-	clock := resiliencetest.NewFakeClock(time.Now())
-	faults, err := resiliencetest.NewFaults(resiliencetest.WithClock(clock))
+	faults, err := resiliencetest.NewFaults()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -79,24 +80,16 @@ func ExampleFaults_SetLatency() {
 	}
 	defer conn.Close()
 
-	// Every attempt on Echo takes a second longer; 0.05 would be a tail.
-	if err := faults.SetLatency(testingv1.EchoService_Echo_FullMethodName, 1, time.Second); err != nil {
+	// Every attempt on Echo takes an hour longer; 0.05 would be a tail.
+	if err := faults.SetLatency(testingv1.EchoService_Echo_FullMethodName, 1, time.Hour); err != nil {
 		log.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
-		done <- err
-	}()
-	if err := clock.WaitForTimers(context.Background(), 1); err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println("attempts waiting on the clock:", clock.Timers())
-	clock.Advance(time.Second)
-	fmt.Println("after a second:", status.Code(<-done))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = testingv1.NewEchoServiceClient(conn).Echo(ctx, &testingv1.EchoRequest{})
+	fmt.Println("with a 20ms deadline:", status.Code(err))
 	// Output:
-	// attempts waiting on the clock: 1
-	// after a second: OK
+	// with a 20ms deadline: DeadlineExceeded
 }
 
 // A server stops and comes back on the same port, as in a rolling deploy.

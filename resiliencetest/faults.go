@@ -179,22 +179,19 @@ type rules struct {
 // arrive. Create it with NewFaults; the zero value is not usable. Every
 // method is safe for concurrent use, also while the server is serving.
 type Faults struct {
-	clock Clock
-
 	mu     sync.Mutex // guards the fields below
 	rng    *rand.Rand
 	rules  map[string]*rules
 	counts map[string]map[int]int // method → attempt number → attempts
 }
 
-// NewFaults returns a Faults with no rules. Options: WithSeed, WithClock.
+// NewFaults returns a Faults with no rules. Option: WithSeed.
 func NewFaults(opts ...Option) (*Faults, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
 		return nil, err
 	}
 	return &Faults{
-		clock:  cfg.clock,
 		rng:    cfg.rng(),
 		rules:  make(map[string]*rules),
 		counts: make(map[string]map[int]int),
@@ -264,8 +261,9 @@ func (f *Faults) InjectFraction(method string, p float64, fault Fault) error {
 
 // SetLatency delays a fraction p of the attempts on method by d before
 // anything else happens to them: p == 1 is a fixed latency, p == 0.05 a slow
-// tail. d == 0 or p == 0 removes the latency. The wait uses the Clock of
-// WithClock; an attempt whose context ends first ends with
+// tail. d == 0 or p == 0 removes the latency. The wait is a timer
+// (faked inside a testing/synctest bubble, where tests move time without
+// waiting); an attempt whose context ends first ends with
 // codes.DeadlineExceeded or codes.Canceled. A later call for the same method
 // replaces an earlier one.
 func (f *Faults) SetLatency(method string, p float64, d time.Duration) error {
@@ -415,9 +413,9 @@ func (f *Faults) begin(ctx context.Context, method string, stream bool) (Fault, 
 	f.mu.Unlock()
 
 	if delay > 0 {
-		t := f.clock.NewTimer(delay)
+		t := time.NewTimer(delay)
 		select {
-		case <-t.C():
+		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 			return Fault{}, status.FromContextError(ctx.Err()).Err()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -142,61 +143,67 @@ func asyncEcho(ctx context.Context, c testingv1.EchoServiceClient) <-chan codes.
 }
 
 func TestSetLatencyWaitsOnTheClock(t *testing.T) {
-	clock := resiliencetest.NewFakeClock(time.Unix(0, 0))
-	s := serve(t, mustNewFaults(t, resiliencetest.WithClock(clock)), nil)
-	c := s.client(t)
-	ctx := callCtx(t)
-	must(t, s.faults.SetLatency(echo, 1, 100*time.Millisecond))
+	synctest.Test(t, func(t *testing.T) {
+		s := serveMem(t, mustNewFaults(t), nil)
+		c := s.client(t)
+		ctx := callCtx(t)
+		must(t, s.faults.SetLatency(echo, 1, 100*time.Millisecond))
 
-	done := asyncEcho(ctx, c)
-	must(t, clock.WaitForTimers(ctx, 1))
-	clock.Advance(99 * time.Millisecond)
-	select {
-	case code := <-done:
-		t.Fatalf("the call ended (%v) before its 100ms latency had passed", code)
-	default:
-	}
-	if n := clock.Timers(); n != 1 {
-		t.Fatalf("%d timers after 99ms, want 1", n)
-	}
-	clock.Advance(time.Millisecond)
-	if code := <-done; code != codes.OK {
-		t.Errorf("delayed call: %v, want OK", code)
-	}
+		done := asyncEcho(ctx, c)
+		synctest.Wait()
+		time.Sleep(99 * time.Millisecond)
+		synctest.Wait()
+		select {
+		case code := <-done:
+			t.Fatalf("the call ended (%v) before its 100ms latency had passed", code)
+		default:
+		}
+		time.Sleep(time.Millisecond)
+		if code := <-done; code != codes.OK {
+			t.Errorf("delayed call: %v, want OK", code)
+		}
+	})
 }
 
 func TestTailLatencyIsSeeded(t *testing.T) {
-	const seed, p, n = 5, 0.25, 40
-	clock := resiliencetest.NewFakeClock(time.Unix(0, 0))
-	s := serve(t, mustNewFaults(t, resiliencetest.WithClock(clock), resiliencetest.WithSeed(seed)), nil)
-	c := s.client(t)
-	ctx := callCtx(t)
-	must(t, s.faults.SetLatency(echo, p, time.Second))
+	synctest.Test(t, func(t *testing.T) {
+		const seed, p, n = 5, 0.25, 40
+		s := serveMem(t, mustNewFaults(t, resiliencetest.WithSeed(seed)), nil)
+		c := s.client(t)
+		ctx := callCtx(t)
+		must(t, s.faults.SetLatency(echo, p, time.Second))
 
-	for i, slow := range wantDraws(seed, p, n) {
-		done := asyncEcho(ctx, c)
-		if slow {
-			must(t, clock.WaitForTimers(ctx, 1))
-			clock.Advance(time.Second)
+		for i, slow := range wantDraws(seed, p, n) {
+			// Time in the bubble moves only while everything waits: a
+			// call drawn fast takes no time at all, a slow one exactly
+			// its latency.
+			start := time.Now()
+			if code := echoCode(ctx, c); code != codes.OK {
+				t.Fatalf("call %d: %v", i, code)
+			}
+			want := time.Duration(0)
+			if slow {
+				want = time.Second
+			}
+			if took := time.Since(start); took != want {
+				t.Fatalf("call %d took %v, want %v (drawn slow: %v)", i, took, want, slow)
+			}
 		}
-		// A call drawn fast must end without the clock moving.
-		if code := <-done; code != codes.OK {
-			t.Fatalf("call %d: %v", i, code)
-		}
-	}
+	})
 }
 
 func TestLatencyEndsWithTheCallersDeadline(t *testing.T) {
-	clock := resiliencetest.NewFakeClock(time.Unix(0, 0))
-	rec := &recorder{}
-	s := serve(t, mustNewFaults(t, resiliencetest.WithClock(clock)), rec)
-	c := s.client(t)
-	must(t, s.faults.SetLatency(echo, 1, time.Hour))
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	defer cancel()
-	if code := echoCode(ctx, c); code != codes.DeadlineExceeded {
-		t.Errorf("call into an hour of latency with a 100ms deadline: %v, want DeadlineExceeded", code)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		s := serveMem(t, mustNewFaults(t), rec)
+		c := s.client(t)
+		must(t, s.faults.SetLatency(echo, 1, time.Hour))
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		if code := echoCode(ctx, c); code != codes.DeadlineExceeded {
+			t.Errorf("call into an hour of latency with a 100ms deadline: %v, want DeadlineExceeded", code)
+		}
+	})
 }
 
 func TestPushbackTrailer(t *testing.T) {
@@ -536,7 +543,6 @@ func TestInvalidArguments(t *testing.T) {
 		{"OK in a fraction", f.InjectFraction(echo, 0.5, resiliencetest.Fail(codes.OK)), "code OK is not a fault"},
 		{"negative latency", f.SetLatency(echo, 1, -time.Millisecond), "SetLatency: d: -1ms is negative"},
 		{"latency fraction", f.SetLatency(echo, 2, time.Millisecond), "SetLatency: p: 2 is not in [0, 1]"},
-		{"nil clock", newFaultsErr(resiliencetest.WithClock(nil)), "WithClock: nil Clock"},
 		{"unknown mode", (&resiliencetest.Listener{}).SetMode(resiliencetest.ListenerMode(9)), "mode: unknown ListenerMode(9)"},
 	}
 	for _, tc := range cases {

@@ -2,6 +2,8 @@ package resiliencetest_test
 
 import (
 	"context"
+	"math"
+	"net"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 	"github.com/grpc-resilience/resilience/resiliencetest"
@@ -61,9 +64,11 @@ func (r *recorder) options() []grpc.ServerOption {
 	}
 }
 
-// server is an EchoServer behind a recorder and faults, on a Listener.
+// server is an EchoServer behind a recorder and faults, on a Listener or,
+// for tests in a testing/synctest bubble, on bufconn.
 type server struct {
 	lis    *resiliencetest.Listener
+	buf    *bufconn.Listener
 	faults *resiliencetest.Faults
 	rec    *recorder
 }
@@ -71,6 +76,20 @@ type server struct {
 // serve starts an EchoServer with faults (a fresh one if nil) on a new
 // Listener; it stops at the end of the test.
 func serve(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *server {
+	t.Helper()
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, faults, rec)
+	s.lis = lis
+	s.start(t, lis)
+	return s
+}
+
+// newServer returns a server of faults (a fresh one if nil) and rec (a
+// fresh one if nil), not yet serving.
+func newServer(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *server {
 	t.Helper()
 	if faults == nil {
 		var err error
@@ -81,11 +100,22 @@ func serve(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *server {
 	if rec == nil {
 		rec = &recorder{}
 	}
-	lis, err := resiliencetest.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(append(rec.options(), faults.ServerOptions()...)...)
+	return &server{faults: faults, rec: rec}
+}
+
+// serveMem is serve over bufconn, for tests that run in a testing/synctest
+// bubble (real sockets do not work in one).
+func serveMem(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *server {
+	t.Helper()
+	s := newServer(t, faults, rec)
+	s.buf = bufconn.Listen(1 << 20)
+	s.start(t, s.buf)
+	return s
+}
+
+// start serves s on lis until the end of the test.
+func (s *server) start(t *testing.T, lis net.Listener) {
+	gs := grpc.NewServer(append(s.rec.options(), s.faults.ServerOptions()...)...)
 	testingv1.RegisterEchoServiceServer(gs, resiliencetest.EchoServer{})
 	done := make(chan struct{})
 	go func() {
@@ -96,7 +126,6 @@ func serve(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *server {
 		gs.Stop()
 		<-done
 	})
-	return &server{lis: lis, faults: faults, rec: rec}
 }
 
 // dialInsecure are the options of a plain client: no retries.
@@ -122,6 +151,11 @@ func dial(t *testing.T, addr string, opts ...grpc.DialOption) testingv1.EchoServ
 }
 
 func (s *server) client(t *testing.T, opts ...grpc.DialOption) testingv1.EchoServiceClient {
+	if s.buf != nil {
+		return dial(t, "bufnet", append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return s.buf.DialContext(ctx)
+		}))...)
+	}
 	return dial(t, s.lis.Addr().String(), opts...)
 }
 
@@ -152,3 +186,5 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func nan() float64 { return math.NaN() }

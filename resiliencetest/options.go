@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"time"
 )
 
 // ErrInvalid is wrapped by every error about a bad argument or option. The
@@ -26,13 +25,12 @@ type optionFunc func(*config) error
 func (f optionFunc) apply(c *config) error { return f(c) }
 
 type config struct {
-	seed  uint64
-	clock Clock
+	seed uint64
 }
 
-// defaultConfig holds every default in one place: seed 0, the real clock.
+// defaultConfig holds every default in one place: seed 0.
 func defaultConfig() config {
-	return config{clock: realClock{}}
+	return config{}
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -64,40 +62,3 @@ func WithSeed(seed uint64) Option {
 		return nil
 	})
 }
-
-// WithClock makes injected latency wait on clock's timers instead of the
-// real clock's, so that a test can move time itself (see FakeClock). A nil
-// clock is an error.
-func WithClock(clock Clock) Option {
-	return optionFunc(func(c *config) error {
-		if clock == nil {
-			return invalid("WithClock: nil Clock")
-		}
-		c.clock = clock
-		return nil
-	})
-}
-
-// Clock makes the timers that injected latency waits on. Implementations
-// must be safe for concurrent use.
-type Clock interface {
-	// NewTimer returns a timer that fires once after d.
-	NewTimer(d time.Duration) Timer
-}
-
-// Timer is a timer made by a Clock, like *time.Timer.
-type Timer interface {
-	// C returns the channel on which the timer delivers its time.
-	C() <-chan time.Time
-	// Stop prevents the timer from firing; it reports whether it did.
-	Stop() bool
-}
-
-type realClock struct{}
-
-func (realClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
-
-type realTimer struct{ t *time.Timer }
-
-func (t realTimer) C() <-chan time.Time { return t.t.C }
-func (t realTimer) Stop() bool          { return t.t.Stop() }

@@ -7,8 +7,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-
-	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
 // conns watches the connections that calls wait on. For each connection
@@ -26,7 +24,6 @@ import (
 type conns struct {
 	interval time.Duration  // mean wait of the reconnect probe; 0: none
 	rand     func() float64 // in [0, 1); jitters the probe
-	clock    clock.Clock
 	mu       sync.Mutex
 	m        map[*grpc.ClientConn]*watch
 	// probed holds when the probe last ran for a connection no call waits
@@ -112,7 +109,7 @@ func (c *conns) release(cc *grpc.ClientConn, w *waiter, ready bool) (closed bool
 			if c.probed == nil {
 				c.probed = make(map[*grpc.ClientConn]time.Time)
 			}
-			c.probed[cc] = c.clock.Now()
+			c.probed[cc] = time.Now()
 		}
 	}
 	closed = w.closed
@@ -129,7 +126,7 @@ func (c *conns) recentlyProbedLocked(cc *grpc.ClientConn) bool {
 	if len(c.probed) == 0 {
 		return false
 	}
-	now := c.clock.Now()
+	now := time.Now()
 	recent := false
 	for k, at := range c.probed {
 		switch {
@@ -161,9 +158,9 @@ func (c *conns) run(ctx context.Context, cc *grpc.ClientConn, wa *watch) {
 		wa.wake = wake
 		probing := wa.ready > 0 && c.interval > 0
 		c.mu.Unlock()
-		var t clock.Timer
+		var t *time.Timer
 		if probing {
-			t = c.clock.AfterFunc(c.probeWait(), wake)
+			t = time.AfterFunc(c.probeWait(), wake)
 		}
 		changed := cc.WaitForStateChange(wctx, s)
 		if t != nil {

@@ -20,8 +20,8 @@
 //     caller's goroutine with the hedge delay armed as a timer, so that a
 //     call answered in time starts no goroutine, and whose events are
 //     handled under one mutex by the goroutine they happen on.
-//   - Every wait (backoff, ready wait, breaker wait) runs on the injected
-//     clock and ends when the caller's context ends or the connection
+//   - Every wait (backoff, ready wait, breaker wait) is a timer and ends
+//     when the caller's context ends or the connection
 //     shuts down; a watcher goroutine per connection exists only while
 //     calls wait on it, and also runs the reconnect probe.
 //   - A unary call with a fallback (package fallback) saves successful

@@ -19,7 +19,6 @@ import (
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/endpoint"
 	"github.com/grpc-resilience/resilience/fallback"
-	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/latency"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
 )
@@ -34,7 +33,6 @@ const PushbackMetadataKey = "grpc-retry-pushback-ms"
 
 // Config is what an Engine is made of. The interceptors validate it.
 type Config struct {
-	Clock         clock.Clock
 	ReadyWait     time.Duration // 0: attempts never wait for a connection
 	ProbeInterval time.Duration // mean reconnect probe wait while calls wait; 0: none
 	// ProbeRand returns numbers in [0, 1) that jitter the probe's waits;
@@ -70,14 +68,11 @@ type Engine struct {
 
 // New returns an Engine for cfg.
 func New(cfg Config) *Engine {
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Real
-	}
 	e := &Engine{cfg: cfg}
 	if cfg.ProbeRand == nil {
 		cfg.ProbeRand = rand.Float64
 	}
-	e.conns = conns{interval: cfg.ProbeInterval, rand: cfg.ProbeRand, clock: cfg.Clock}
+	e.conns = conns{interval: cfg.ProbeInterval, rand: cfg.ProbeRand}
 	e.budget.Store(cfg.Budget)
 	return e
 }
@@ -215,7 +210,7 @@ type call struct {
 type fallbackState struct {
 	h         *fallback.Handler
 	callerCtx context.Context // the call's context before the margin
-	margin    clock.Timer     // nil: no deadline, or too short for a margin
+	margin    *time.Timer     // nil: no deadline, or too short for a margin
 	cancel    context.CancelFunc
 	hit       atomic.Bool // the margin timer fired
 }
@@ -438,7 +433,7 @@ func (c *call) sleep(ctx context.Context, d time.Duration) error {
 // grpc-go's own status for calls on a closing connection.
 var errConnClosing = status.Error(codes.Canceled, "grpc: the client connection is closing")
 
-// wait runs f with a context that ends after d on the engine's clock, when
+// wait runs f with a context that ends after d when
 // ctx ends, or when the connection shuts down. ready marks waits for the
 // connection to be ready (they turn the reconnect probe on). It returns nil
 // if the wait ran its course (d elapsed, or f returned by itself), else the
@@ -446,7 +441,7 @@ var errConnClosing = status.Error(codes.Canceled, "grpc: the client connection i
 func (c *call) wait(ctx context.Context, d time.Duration, ready bool, f func(wctx context.Context)) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	t := c.e.cfg.Clock.AfterFunc(d, cancel)
+	t := time.AfterFunc(d, cancel)
 	defer t.Stop()
 	var w *waiter
 	if c.cc != nil {
@@ -579,7 +574,7 @@ func (c *call) situation(err error, inFlight int, hedged bool) situation {
 		lastErr:     c.lastErr,
 	}
 	if dl, ok := c.ctx.Deadline(); ok {
-		s.hasDeadline, s.remaining = true, dl.Sub(c.e.cfg.Clock.Now())
+		s.hasDeadline, s.remaining = true, dl.Sub(time.Now())
 	}
 	if err := c.ctx.Err(); err != nil {
 		s.callerErr = status.FromContextError(err).Err()
@@ -629,7 +624,7 @@ func (c *call) callerDeadline(err error) bool {
 		return false
 	}
 	dl, ok := c.ctx.Deadline()
-	return ok && dl.Sub(c.e.cfg.Clock.Now()) < deadlineSlack
+	return ok && dl.Sub(time.Now()) < deadlineSlack
 }
 
 // finish ends the call with err (nil: success) and returns what the caller

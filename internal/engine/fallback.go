@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -24,7 +25,7 @@ func (c *call) armFallback(ctx context.Context) context.Context {
 	if !ok {
 		return ctx
 	}
-	left := dl.Sub(c.e.cfg.Clock.Now())
+	left := dl.Sub(time.Now())
 	margin := fb.h.Margin
 	if margin == 0 {
 		margin = left / 10
@@ -33,7 +34,7 @@ func (c *call) armFallback(ctx context.Context) context.Context {
 		return ctx // no time for a margin: the call runs to its deadline
 	}
 	ctx, fb.cancel = context.WithCancel(ctx)
-	fb.margin = c.e.cfg.Clock.AfterFunc(left-margin, func() {
+	fb.margin = time.AfterFunc(left-margin, func() {
 		fb.hit.Store(true)
 		fb.cancel()
 	})

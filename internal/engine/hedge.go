@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/grpc-resilience/resilience/internal/clock"
 	"github.com/grpc-resilience/resilience/internal/latency"
 )
 
@@ -59,7 +58,7 @@ type hedger struct {
 	cancels  map[int]func()     // of the hedges running
 	hctx     context.Context    // parent of the hedges; ends with the call
 	hcancel  context.CancelFunc // nil until the first hedge
-	timer    clock.Timer
+	timer    *time.Timer
 	gen      int // of timer
 	finished bool
 	final    error
@@ -105,7 +104,6 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 		}
 	}
 	u.trailerOpt.TrailerAddr = &u.trailer
-	clk := u.e.cfg.Clock
 	for {
 		// Nothing is in flight: this goroutine runs the next attempt.
 		a, err := u.nextAttempt(true)
@@ -118,7 +116,7 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 		h.inline = acancel
 		h.armLocked(h.delay)
 		h.mu.Unlock()
-		started := clk.Now()
+		started := time.Now()
 		// Hedged calls always read pushback: it stops or delays hedges.
 		err = invoker(actx, u.method, req, reply, u.cc, u.attemptOpts(true, opts)...)
 		acancel()
@@ -218,7 +216,7 @@ func (h *hedger) signalLocked() {
 func (h *hedger) armLocked(d time.Duration) {
 	h.stopTimerLocked()
 	gen := h.gen
-	h.timer = h.u.e.cfg.Clock.AfterFunc(d, func() { h.onTimer(gen) })
+	h.timer = time.AfterFunc(d, func() { h.onTimer(gen) })
 }
 
 func (h *hedger) stopTimerLocked() {
@@ -294,7 +292,7 @@ func (h *hedger) finishLocked(err error, r *hedgeResult) {
 
 func (h *hedger) observeLocked(err error, started time.Time) {
 	if err == nil && h.tracker != nil && !started.IsZero() {
-		h.tracker.Observe(h.u.e.cfg.Clock.Now().Sub(started))
+		h.tracker.Observe(time.Now().Sub(started))
 	}
 }
 
@@ -349,7 +347,7 @@ func (h *hedger) run(n int, waitReady bool, lastErr error) {
 
 	r := &hedgeResult{reply: h.replyType.New().Interface()}
 	opts := append(h.shared[:len(h.shared):len(h.shared)], grpc.Header(&r.header), grpc.Trailer(&r.trailer), grpc.Peer(&r.peer))
-	started := u.e.cfg.Clock.Now()
+	started := time.Now()
 	err = h.invoker(actx, u.method, h.req, r.reply, u.cc, opts...)
 	cancel()
 

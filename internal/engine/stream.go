@@ -6,14 +6,13 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
 // Stream runs a streaming call whose policy r resolves.
@@ -74,7 +73,7 @@ type retryStream struct {
 	a         attempt           // the current attempt
 	acancel   context.CancelCauseFunc
 	stopAfter func() bool // stops the caller-cancel watcher of the attempt
-	timer     clock.Timer // per-attempt timeout until commit
+	timer     *time.Timer // per-attempt timeout until commit
 	buf       []any       // messages sent, replayed on a new attempt
 	bufSize   int
 	closeSent bool
@@ -106,7 +105,7 @@ func (s *retryStream) newAttemptLocked() (o outcome, err error) {
 	}
 	s.a, s.cs, s.acancel, s.attemptEnded = a, cs, acancel, false
 	if d := c.p.PerAttemptTimeout; d > 0 {
-		s.timer = c.e.cfg.Clock.AfterFunc(d, func() { acancel(errAttemptTimeout) })
+		s.timer = time.AfterFunc(d, func() { acancel(errAttemptTimeout) })
 	}
 	// If the caller abandons the stream and cancels its context (or the
 	// call deadline passes), end the call even if nobody reads the error:

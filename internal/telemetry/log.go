@@ -9,8 +9,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
 // Log messages. Every record carries the attributes named by the Log
@@ -70,8 +68,7 @@ var reasonText = [...]string{reasonBudget: ReasonBudget, reasonBreaker: ReasonBr
 
 // logger logs for one Recorder.
 type logger struct {
-	l     *slog.Logger
-	clock clock.Clock
+	l *slog.Logger
 
 	mu      sync.Mutex
 	targets map[string]*logLimit
@@ -84,14 +81,14 @@ type logLimit struct {
 	suppressed int       // records dropped since the last one logged
 }
 
-func newLogger(l *slog.Logger, clk clock.Clock) *logger {
-	return &logger{l: l, clock: clk, targets: make(map[string]*logLimit)}
+func newLogger(l *slog.Logger) *logger {
+	return &logger{l: l, targets: make(map[string]*logLimit)}
 }
 
 // allow reports whether a call record of target may be logged now, and
 // how many were dropped since the last one.
 func (g *logger) allow(target string) (ok bool, suppressed int) {
-	now := g.clock.Now()
+	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	lim := g.targets[target]

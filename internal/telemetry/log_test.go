@@ -7,14 +7,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
 // recordingHandler keeps every record it is handed, at every level.
@@ -50,14 +49,14 @@ func render(r slog.Record) string {
 	return b.String()
 }
 
-func newLogRecorder(clk clock.Clock) (Recorder, *recordingHandler) {
+func newLogRecorder() (Recorder, *recordingHandler) {
 	h := &recordingHandler{}
 	opts := Options{
 		TracerProvider: tracenoop.NewTracerProvider(),
 		MeterProvider:  metricnoop.NewMeterProvider(),
 		Logger:         slog.New(h),
 	}
-	return New(opts, clk), h
+	return New(opts), h
 }
 
 const target = "dns:///orders:443"
@@ -121,7 +120,7 @@ func TestLogCallOutcomes(t *testing.T) {
 		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, h := newLogRecorder(nil)
+			r, h := newLogRecorder()
 			tc.run(r)
 			recs := h.all()
 			switch {
@@ -142,34 +141,35 @@ func TestLogCallOutcomes(t *testing.T) {
 }
 
 func TestLogRateLimitPerTarget(t *testing.T) {
-	clk := clock.NewFake(time.Unix(1000, 0))
-	r, h := newLogRecorder(clk)
-	err := status.Error(codes.Unavailable, "down")
-	for range logBurst + 3 {
+	synctest.Test(t, func(t *testing.T) {
+		r, h := newLogRecorder()
+		err := status.Error(codes.Unavailable, "down")
+		for range logBurst + 3 {
+			failedCall(r, 2, err, nil)
+		}
+		if n := len(h.all()); n != logBurst {
+			t.Fatalf("%d records for %d failed calls in one window, want %d", n, logBurst+3, logBurst)
+		}
+		// Another target has a limit of its own.
+		_, c := r.StartCall(context.Background(), method, "dns:///billing:443")
+		c.StartAttempt(context.Background(), 1)
+		c.StartAttempt(context.Background(), 2)
+		c.End(err)
+		if n := len(h.all()); n != logBurst+1 {
+			t.Fatalf("another target's failure not logged: %d records", n)
+		}
+		time.Sleep(logWindow)
 		failedCall(r, 2, err, nil)
-	}
-	if n := len(h.all()); n != logBurst {
-		t.Fatalf("%d records for %d failed calls in one window, want %d", n, logBurst+3, logBurst)
-	}
-	// Another target has a limit of its own.
-	_, c := r.StartCall(context.Background(), method, "dns:///billing:443")
-	c.StartAttempt(context.Background(), 1)
-	c.StartAttempt(context.Background(), 2)
-	c.End(err)
-	if n := len(h.all()); n != logBurst+1 {
-		t.Fatalf("another target's failure not logged: %d records", n)
-	}
-	clk.Advance(logWindow)
-	failedCall(r, 2, err, nil)
-	recs := h.all()
-	last := render(recs[len(recs)-1])
-	if want := " suppressed=3"; !strings.HasSuffix(last, want) {
-		t.Errorf("first record of the next window = %q, want it to end with %q", last, want)
-	}
+		recs := h.all()
+		last := render(recs[len(recs)-1])
+		if want := " suppressed=3"; !strings.HasSuffix(last, want) {
+			t.Errorf("first record of the next window = %q, want it to end with %q", last, want)
+		}
+	})
 }
 
 func TestLogBreakerTransitions(t *testing.T) {
-	r, h := newLogRecorder(nil)
+	r, h := newLogRecorder()
 	r.BreakerState("dns:///orders:443", BreakerClosed) // a new breaker's first point: no transition
 	r.BreakerTransition("dns:///orders:443", BreakerClosed, BreakerOpen)
 	r.BreakerTransition("dns:///orders:443", BreakerOpen, BreakerHalfOpen)
@@ -191,7 +191,7 @@ func TestLogBreakerTransitions(t *testing.T) {
 // TestLogHappyPathCostsNothing: with a logger, a successful call (even
 // one that needed a retry) neither logs nor allocates.
 func TestLogHappyPathCostsNothing(t *testing.T) {
-	r, h := newLogRecorder(nil)
+	r, h := newLogRecorder()
 	ctx := context.Background()
 	fail := status.Error(codes.Unavailable, "down")
 	if n := testing.AllocsPerRun(100, func() { hookSequence(r, ctx, fail) }); n != 0 {
@@ -203,7 +203,7 @@ func TestLogHappyPathCostsNothing(t *testing.T) {
 }
 
 func BenchmarkHooksWithLogger(b *testing.B) {
-	r, _ := newLogRecorder(nil)
+	r, _ := newLogRecorder()
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -23,8 +23,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-
-	"github.com/grpc-resilience/resilience/internal/clock"
 )
 
 // Options says where telemetry goes. Its zero value is the default: the
@@ -218,9 +216,8 @@ type Recorder struct {
 
 // state is the shared, concurrency-safe part of a telemetry.
 type state struct {
-	opts  Options
-	clock clock.Clock
-	log   *logger // nil: no logging
+	opts Options
+	log  *logger // nil: no logging
 
 	// fixedTracer/fixedMetrics are set when the provider was given as an
 	// option; tracing/metrics cache the resolution of the global provider.
@@ -237,15 +234,11 @@ type state struct {
 // are built per call: correct, only slower.
 const maxCachedAttrs = 1024
 
-// New returns a Recorder for opts that reads time from clk (nil: the wall
-// clock).
-func New(opts Options, clk clock.Clock) Recorder {
-	s := &state{opts: opts, clock: clk}
-	if s.clock == nil {
-		s.clock = clock.Real
-	}
+// New returns a Recorder for opts.
+func New(opts Options) Recorder {
+	s := &state{opts: opts}
 	if opts.Logger != nil {
-		s.log = newLogger(opts.Logger, s.clock)
+		s.log = newLogger(opts.Logger)
 	}
 	if tp := s.opts.TracerProvider; tp != nil {
 		s.fixedTracer = newTracing(tp, false)
@@ -742,7 +735,7 @@ func (t *Recorder) StartCall(ctx context.Context, method, target string) (contex
 	}
 	if in != nil {
 		c.ctx = ctx
-		c.start = s.clock.Now()
+		c.start = time.Now()
 	}
 	l.ctx = ctx
 	return ctx, Call{c: c, l: l}
@@ -831,7 +824,7 @@ func (ct *Call) StartAttempt(ctx context.Context, n int) (context.Context, Attem
 	}
 	if c.in != nil {
 		a.ctx = ctx
-		a.start = c.s.clock.Now()
+		a.start = time.Now()
 		if c.in.grpc {
 			c.in.attemptStarted.Add(ctx, 1, c.attrs.metricAttrs().base...)
 			c.a96Started(n, a.start)
@@ -921,7 +914,7 @@ func (at *Attempt) End(err error) {
 		c.span.AddEvent(eventAttempt, trace.WithAttributes(kvs...))
 	}
 	if c.in != nil {
-		now := c.s.clock.Now()
+		now := time.Now()
 		if c.in.grpc {
 			if c.active.Add(-1) == 0 && err != nil {
 				// No attempt in flight, and another may follow.
@@ -1059,7 +1052,7 @@ func (ct *Call) End(err error) {
 		c.span.End()
 	}
 	if c.in != nil {
-		c.in.callDuration.Record(c.ctx, c.s.clock.Now().Sub(c.start).Seconds(), c.attrs.durationOptions(code)...)
+		c.in.callDuration.Record(c.ctx, time.Now().Sub(c.start).Seconds(), c.attrs.durationOptions(code)...)
 		if c.in.grpc {
 			c.a96End()
 		}

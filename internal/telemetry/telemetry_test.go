@@ -48,7 +48,7 @@ func TestOffAllocatesNothing(t *testing.T) {
 	fail := status.Error(codes.Unavailable, "down")
 	for _, tc := range offCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			r := New(tc.opts, nil)
+			r := New(tc.opts)
 			if r.s.tracer() != nil || r.s.instruments() != nil {
 				t.Fatalf("tracer %v, instruments %v; want both off", r.s.tracer(), r.s.instruments())
 			}
@@ -66,7 +66,7 @@ func TestOffAllocatesNothing(t *testing.T) {
 func BenchmarkHooks(b *testing.B) {
 	for _, tc := range offCases() {
 		b.Run(tc.name, func(b *testing.B) {
-			r := New(tc.opts, nil)
+			r := New(tc.opts)
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
