@@ -57,9 +57,11 @@
 // # When a fallback answers, and why never for writes
 //
 // The interceptors call a method's Func only when the call failed in a way
-// the downstream is to blame for: Unavailable, an attempt's DeadlineExceeded
-// (not the caller's own deadline or cancellation), a breaker that is open, a
-// retry budget that is exhausted, or server pushback that stopped retries.
+// the downstream is to blame for: a server failure (Unavailable, an
+// attempt's DeadlineExceeded — not the caller's own deadline or
+// cancellation —, ResourceExhausted, Internal, Unknown, DataLoss), a breaker
+// that is open, a retry budget that is exhausted, or server pushback that
+// stopped retries.
 // Client errors (InvalidArgument, NotFound, PermissionDenied and the other
 // codes that describe the request rather than the server) are the answer and
 // are passed on as they are. A fallback is opt-in per method and is never on

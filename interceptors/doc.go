@@ -112,8 +112,9 @@
 //
 // Fallback gives read methods a fallback (package fallback): a stale copy
 // of an earlier reply, or any answer of the handler's, for calls the
-// downstream failed — Unavailable, an attempt's DeadlineExceeded, an open
-// breaker, an exhausted budget, a pushback stop — and, Margin before the
+// downstream failed — a server failure (Unavailable, an attempt's
+// DeadlineExceeded, Internal, ...), an open breaker, an exhausted budget, a
+// pushback stop — and, Margin before the
 // deadline, for calls still waiting on a hung server. Never for client
 // errors or the caller's own cancel; never for streams. FallbackInfo, a
 // resilience.fallback span event and the resilience.client.fallbacks

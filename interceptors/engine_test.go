@@ -73,6 +73,20 @@ func (r *rig) behave(f func(ctx context.Context, n int64) error) {
 	})
 }
 
+// hangThenFail makes attempt 1 hang, attempt 2 fail with Unavailable and
+// the pushback trailer (if not empty), and later attempts succeed.
+func (r *rig) hangThenFail(pushback string) {
+	r.behave(func(ctx context.Context, n int64) error {
+		switch n {
+		case 1:
+			return hang(ctx)
+		case 2:
+			return failWith(ctx, codes.Unavailable, pushback)
+		}
+		return nil
+	})
+}
+
 // hang blocks until the attempt is cancelled.
 func hang(ctx context.Context) error {
 	<-ctx.Done()
@@ -123,7 +137,7 @@ func (r *rig) awaitAfter(t *testing.T, want int64, d time.Duration) {
 func (r *rig) call(ctx context.Context, opts ...grpc.CallOption) <-chan error {
 	out := make(chan error, 1)
 	go func() {
-		_, err := r.client.Echo(ctx, &testingv1.EchoRequest{Message: "m"}, opts...)
+		_, err := r.client.Echo(ctx, &testingv1.EchoRequest{Message: "hello"}, opts...)
 		out <- err
 	}()
 	return out
@@ -263,15 +277,7 @@ func TestHedgedNegativePushbackStopsHedges(t *testing.T) {
 func TestHedgedPushbackDelaysTheNextHedge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, hedging(50*time.Millisecond, 3))
-		r.behave(func(ctx context.Context, n int64) error {
-			switch n {
-			case 1:
-				return hang(ctx)
-			case 2:
-				return failWith(ctx, codes.Unavailable, "400")
-			}
-			return nil
-		})
+		r.hangThenFail("400")
 		res := r.call(context.Background())
 		r.await(t, 1)
 		r.awaitAfter(t, 2, 50*time.Millisecond)
@@ -285,15 +291,7 @@ func TestHedgedPushbackDelaysTheNextHedge(t *testing.T) {
 func TestHedgeFailureStartsTheNextAtOnceWhilePrimaryRuns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, hedging(50*time.Millisecond, 3))
-		r.behave(func(ctx context.Context, n int64) error {
-			switch n {
-			case 1:
-				return hang(ctx)
-			case 2:
-				return failWith(ctx, codes.Unavailable, "")
-			}
-			return nil
-		})
+		r.hangThenFail("")
 		var attempts int
 		res := r.call(context.Background(), Attempts(&attempts))
 		r.await(t, 1)

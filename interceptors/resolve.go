@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -14,73 +12,20 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/internal/engine"
 )
 
-// policies is one version of a Middleware's policies: its layers, and the
-// policy of each method resolved from them once. A new service config makes
-// a new version; calls keep the version they started with.
-type policies struct {
-	base    policy // defaults and New's PolicyOptions
-	sc      *serviceConfig
-	methods []methodPolicy
-
-	mu    sync.Mutex                         // serializes writers of cache
-	cache atomic.Pointer[map[string]*policy] // copy on write
-}
-
-// maxCachedMethods bounds the resolved-policy cache. Beyond it, a method's
-// policy is resolved on each call: correct, only slower.
-const maxCachedMethods = 1024
-
-func newPolicies(cfg *config, sc *serviceConfig) *policies {
-	ps := &policies{base: defaultPolicy(), sc: sc, methods: cfg.methodPolicies}
-	for _, o := range cfg.defaults {
-		_ = o.apply(&ps.base) // checked by New
-	}
-	return ps
-}
-
-// forMethod returns the policy of method. The caller must not modify it.
-func (ps *policies) forMethod(method string) *policy {
-	if m := ps.cache.Load(); m != nil {
-		if p, ok := (*m)[method]; ok {
-			return p
+// layers are the engine's policy layers of a Middleware configured by cfg
+// under the service config sc (nil: none).
+func layers(cfg *config, sc *serviceConfig) engine.Layers {
+	l := engine.Layers{Base: defaultPolicy(), Settings: cfg.defaults, Methods: cfg.methodPolicies}
+	if sc != nil {
+		l.Config = make(map[string]*engine.Patch, len(sc.methods))
+		for name, mc := range sc.methods {
+			l.Config[name] = mc.patch(cfg.random)
 		}
 	}
-	p := ps.resolve(method)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	var old map[string]*policy
-	if m := ps.cache.Load(); m != nil {
-		old = *m
-	}
-	if cached, ok := old[method]; ok {
-		return cached
-	}
-	if len(old) < maxCachedMethods {
-		m := make(map[string]*policy, len(old)+1)
-		for k, v := range old {
-			m[k] = v
-		}
-		m[method] = p
-		ps.cache.Store(&m)
-	}
-	return p
-}
-
-// resolve computes the policy of method from the layers.
-func (ps *policies) resolve(method string) *policy {
-	p := new(policy)
-	*p = ps.base
-	ps.sc.lookup(method).apply(p)
-	for i := range ps.methods {
-		if mp := &ps.methods[i]; mp.match(method) {
-			for _, o := range mp.opts {
-				_ = o.apply(p) // checked by New
-			}
-		}
-	}
-	return p
+	return l
 }
 
 // WithServiceConfig sets call policies from a gRPC service config (gRFC
@@ -140,7 +85,7 @@ func (m *Middleware) SetServiceConfig(json string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.eng.SetBudget(effectiveBudget(&m.cfg, sc))
-	m.pol.Store(newPolicies(&m.cfg, sc))
+	m.eng.SetLayers(layers(&m.cfg, sc))
 	return nil
 }
 
@@ -197,7 +142,7 @@ type ResolvedPolicy struct {
 // MethodPolicy returns the policy of fullMethod ("/pkg.Service/Method") in
 // the current version of m's policies.
 func (m *Middleware) MethodPolicy(fullMethod string) ResolvedPolicy {
-	p := m.pol.Load().forMethod(fullMethod)
+	p := m.eng.MethodPolicy(fullMethod)
 	r := ResolvedPolicy{
 		MaxAttempts:       p.MaxAttempts,
 		Backoff:           p.Backoff,

@@ -64,33 +64,23 @@ func (sc *serviceConfig) lookup(method string) *methodConfig {
 	return sc.methods[""]
 }
 
-// apply sets p from mc.
-func (mc *methodConfig) apply(p *policy) {
-	if mc == nil {
-		return
+// patch is mc as the engine's layer of the methods it names; random
+// jitters its backoff (nil: math/rand/v2).
+func (mc *methodConfig) patch(random func() float64) *engine.Patch {
+	pt := &engine.Patch{
+		Timeout:           mc.timeout,
+		MaxAttempts:       mc.maxAttempts,
+		RetryCodes:        mc.retryCodes,
+		Hedge:             mc.hedge,
+		PerAttemptTimeout: mc.perAttemptTimeout,
+		NoBreaker:         mc.noBreaker,
 	}
-	if mc.timeout != nil {
-		p.CallTimeout = *mc.timeout
+	if mc.backoff != nil { // never a typed nil in the interface
+		b := *mc.backoff
+		b.Random = random
+		pt.Backoff = &b
 	}
-	if mc.maxAttempts > 0 {
-		p.MaxAttempts = mc.maxAttempts
-		p.Hedge = nil // the entry's hedgingPolicy, if any, is set below
-	}
-	if mc.backoff != nil {
-		p.Backoff = mc.backoff
-	}
-	if mc.retryCodes != nil {
-		p.RetryCodes = *mc.retryCodes
-	}
-	if mc.hedge != nil {
-		p.Hedge = mc.hedge
-	}
-	if mc.perAttemptTimeout != nil {
-		p.PerAttemptTimeout = *mc.perAttemptTimeout
-	}
-	if mc.noBreaker != nil {
-		p.NoBreaker = *mc.noBreaker
-	}
+	return pt
 }
 
 // parseServiceConfig parses a gRFC A6 service config with this library's

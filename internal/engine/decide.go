@@ -2,23 +2,13 @@ package engine
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/breaker"
-	"github.com/grpc-resilience/resilience/budget"
+	oc "github.com/grpc-resilience/resilience/internal/outcome"
 )
-
-// ErrPushback is the Reason of a call the server's pushback trailer asked
-// the client not to retry.
-var ErrPushback = errors.New("interceptors: server pushback: do not retry")
-
-// ErrBudgetExhausted is the Reason of a call whose retry budget refused a
-// retry or hedge. It wraps budget.ErrExhausted.
-var ErrBudgetExhausted = fmt.Errorf("interceptors: %w", budget.ErrExhausted)
 
 // op is what a call does next.
 type op uint8
@@ -33,12 +23,14 @@ const (
 	opWait
 )
 
-// decision is what decide returns.
+// decision is what decide returns. The reason belongs to this decision
+// alone: a call that ends reports the reason of the decision that ended it.
 type decision struct {
 	op     op
 	delay  time.Duration
-	err    error // opStop: the error the call ends with
-	reason error // why attempts stopped early: ErrPushback, ErrBudgetExhausted, a breaker refusal
+	err    error   // opStop: the error the call ends with
+	reason error   // why attempts stopped early: ErrPushback, ErrBudgetExhausted, a refusal
+	kind   oc.Kind // opStop: the kind of the outcome the call ends with
 }
 
 // situation is what decide knows of the call besides its policy.
@@ -47,36 +39,33 @@ type situation struct {
 	retries     int  // of them, retries since the last pushback delay: the backoff's exponent
 	inFlight    int  // other attempts still running or starting (hedged calls)
 	hedged      bool // the call is hedged: retryable failures go again at once
-	callerDone  bool // the caller's context is done, or the outcome is its deadline
+	callerDone  bool // the caller's context is done
 	budgetOK    bool // the retry budget lets another attempt go
 	pushStopped bool // a server already asked this call not to retry
 	hasDeadline bool
 	remaining   time.Duration // until the call deadline
-	lastErr     error         // the latest attempt's error (for refusals)
+	last        outcome       // the latest attempt's outcome (for refusals)
 	callerErr   error         // the caller's context's status, once it is done
 }
 
-// outcome is the event decide reacts to: an attempt's end, a breaker's
-// refusal to let one start, or (hedged calls) the hedge delay elapsing.
-type outcome struct {
-	err         error
-	code        codes.Code
-	hasPushback bool
-	pushback    time.Duration // < 0: do not retry
-	noConn      bool          // no connection was ready: the next attempt waits for one
-	refused     bool          // err is a breaker's refusal; no attempt was made
-	hedgeTimer  bool          // the hedge delay elapsed with attempts in flight
+// event is what decide reacts to: an attempt's outcome, or (hedged calls)
+// the hedge delay elapsing with attempts in flight.
+type event struct {
+	outcome
+	hedgeTimer bool
 }
 
 // decide is the one retry decision of the engine, for unary calls, streams
 // before commit and hedged calls alike. It never waits and changes nothing:
 // the drivers act on what it returns. Rules, in order:
 //
-//   - a success ends the call; the caller's context ending stops new
-//     attempts;
-//   - a breaker's refusal, a non-retryable code or a breaker error from
-//     further down end the call (with attempts in flight, a refusal only
-//     stops new ones);
+//   - a success ends the call; the caller gone (its context done, or the
+//     outcome its deadline) stops new attempts;
+//   - an attempt refused by a gate ends the call with the latest attempt's
+//     error and the refusal as the reason (with attempts in flight, a
+//     refusal only stops new ones);
+//   - a non-retryable code, or a breaker error from further down, ends the
+//     call;
 //   - a negative pushback, MaxAttempts reached or an exhausted budget stop
 //     new attempts: the call ends with the latest error, or, hedged, waits
 //     for the attempts in flight;
@@ -84,16 +73,17 @@ type outcome struct {
 //     server sent one, at once if the connection was down (the attempt
 //     waits for it) or the call is hedged, else after the backoff delay —
 //     unless that delay would not end before the call's deadline.
-func decide(p *Policy, s situation, o outcome) decision {
+func decide(p *Policy, s situation, ev event) decision {
+	o := &ev.outcome
 	// noMore is the decision when no further attempt may start.
-	noMore := func(err, reason error) decision {
+	noMore := func(err, reason error, kind oc.Kind) decision {
 		if s.inFlight > 0 {
 			return decision{op: opWait, reason: reason}
 		}
-		return decision{op: opStop, err: err, reason: reason}
+		return decision{op: opStop, err: err, reason: reason, kind: kind}
 	}
 	switch {
-	case o.hedgeTimer:
+	case ev.hedgeTimer:
 		switch {
 		case s.callerDone, s.pushStopped, s.attempts >= p.MaxAttempts, p.Hedge == nil, s.inFlight >= p.Hedge.MaxInFlight:
 			return decision{op: opWait}
@@ -101,14 +91,9 @@ func decide(p *Policy, s situation, o outcome) decision {
 			return decision{op: opWait, reason: ErrBudgetExhausted}
 		}
 		return decision{op: opAttempt}
-	case o.refused:
-		if s.lastErr == nil {
-			return noMore(o.err, nil)
-		}
-		return noMore(s.lastErr, o.err)
-	case o.err == nil:
-		return decision{op: opStop}
-	case s.callerDone:
+	case o.kind == oc.Success:
+		return decision{op: opStop, kind: oc.Success}
+	case s.callerDone || o.kind == oc.CallerGone:
 		// The caller is gone: nothing new starts, and attempts in flight
 		// end with its context. A hedged call ends with the caller's
 		// status even when a hedge's failure is the last to arrive.
@@ -116,15 +101,20 @@ func decide(p *Policy, s situation, o outcome) decision {
 		if s.hedged && s.callerErr != nil && o.code != status.Code(s.callerErr) {
 			err = status.Errorf(status.Code(s.callerErr), "%s; last attempt: %v", status.Convert(s.callerErr).Message(), o.err)
 		}
-		return noMore(err, nil)
+		return noMore(err, nil, oc.CallerGone)
+	case o.kind == oc.Refused:
+		if s.last.err == nil {
+			return noMore(o.err, nil, oc.Refused)
+		}
+		return noMore(s.last.err, o.err, oc.Refused)
 	case !p.RetryCodes.Has(o.code) || errors.Is(o.err, breaker.ErrOpen):
-		return decision{op: opStop, err: o.err}
+		return decision{op: opStop, err: o.err, kind: o.kind}
 	case o.hasPushback && o.pushback < 0, s.pushStopped:
-		return noMore(o.err, ErrPushback)
+		return noMore(o.err, ErrPushback, o.kind)
 	case s.attempts >= p.MaxAttempts:
-		return noMore(o.err, nil)
+		return noMore(o.err, nil, o.kind)
 	case !o.noConn && !s.budgetOK:
-		return noMore(o.err, ErrBudgetExhausted)
+		return noMore(o.err, ErrBudgetExhausted, o.kind)
 	}
 	var delay time.Duration
 	switch {
@@ -137,7 +127,7 @@ func decide(p *Policy, s situation, o outcome) decision {
 	if s.hasDeadline && delay > 0 && delay >= s.remaining {
 		// The next attempt could not start before the deadline: give up
 		// now with the latest error rather than sleep into the deadline.
-		return noMore(o.err, nil)
+		return noMore(o.err, nil, o.kind)
 	}
 	return decision{op: opAttempt, delay: delay}
 }

@@ -6,10 +6,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -61,7 +59,7 @@ type hedger struct {
 	timer    *time.Timer
 	gen      int // of timer
 	finished bool
-	final    error
+	final    decision     // the decision that ended the call
 	winner   *hedgeResult // the attempt the call ended with, if a hedge
 	handoff  bool         // next is for the caller's goroutine
 	next     decision
@@ -83,9 +81,6 @@ type outputs struct {
 	peer    *peer.Peer
 }
 
-// errHedgeLost ends a hedge that was ready to start when the call ended.
-var errHedgeLost = status.Error(codes.Canceled, "interceptors: another attempt answered first")
-
 func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
 	hp := u.p.Hedge
 	u.p.MaxAttempts = max(u.p.MaxAttempts, hp.MaxInFlight)
@@ -106,9 +101,9 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 	u.trailerOpt.TrailerAddr = &u.trailer
 	for {
 		// Nothing is in flight: this goroutine runs the next attempt.
-		a, err := u.nextAttempt(true)
-		if err != nil {
-			return u.finish(err)
+		a := &u.cur
+		if stop := u.nextAttempt(a, true); stop != nil {
+			return u.finish(*stop)
 		}
 		actx, acancel := context.WithCancel(a.ctx)
 		h.mu.Lock()
@@ -118,20 +113,20 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 		h.mu.Unlock()
 		started := time.Now()
 		// Hedged calls always read pushback: it stops or delays hedges.
-		err = invoker(actx, u.method, req, reply, u.cc, u.attemptOpts(true, opts)...)
+		err := invoker(actx, u.method, req, reply, u.cc, u.attemptOpts(true, opts)...)
 		acancel()
 
 		h.mu.Lock()
 		h.inFlight--
 		h.inline = nil
-		o := u.endAttempt(&a, err, u.trailer)
+		o := u.endAttempt(a, err, u.trailer)
 		var d decision
 		if !h.finished {
-			d = u.decide(o, h.inFlight, true)
+			d = u.decide(event{outcome: o}, h.inFlight, true)
 			switch {
 			case d.op == opStop:
 				h.observeLocked(err, started)
-				h.finishLocked(d.err, nil)
+				h.finishLocked(d, nil)
 			case h.inFlight > 0:
 				h.actLocked(d)
 			default:
@@ -152,7 +147,7 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 			d = next
 		}
 		if err := u.sleep(u.ctx, d.delay); err != nil {
-			return u.finish(err)
+			return u.finish(u.waitStop(err))
 		}
 	}
 }
@@ -184,7 +179,7 @@ func (h *hedger) end() error {
 		h.hcancel()
 	}
 	if w := h.winner; w != nil {
-		if h.final == nil {
+		if h.final.err == nil {
 			proto.Reset(h.replyMsg)
 			proto.Merge(h.replyMsg, w.reply)
 		}
@@ -235,7 +230,7 @@ func (h *hedger) onTimer(gen int) {
 		return
 	}
 	h.timer = nil
-	if d := h.u.decide(outcome{hedgeTimer: true}, h.inFlight, true); d.op == opAttempt {
+	if d := h.u.decide(event{hedgeTimer: true}, h.inFlight, true); d.op == opAttempt {
 		h.launchLocked()
 		h.armLocked(h.delay)
 	}
@@ -257,11 +252,11 @@ func (h *hedger) actLocked(d decision) {
 
 // handleLocked reacts to an event of a hedge: its end or its refusal.
 func (h *hedger) handleLocked(o outcome, r *hedgeResult, started time.Time) {
-	d := h.u.decide(o, h.inFlight, true)
+	d := h.u.decide(event{outcome: o}, h.inFlight, true)
 	switch {
 	case d.op == opStop:
 		h.observeLocked(o.err, started)
-		h.finishLocked(d.err, r)
+		h.finishLocked(d, r)
 	case h.inFlight > 0:
 		h.actLocked(d)
 	default:
@@ -272,11 +267,11 @@ func (h *hedger) handleLocked(o outcome, r *hedgeResult, started time.Time) {
 	}
 }
 
-// finishLocked ends the call with err; r is the hedge it ends with (nil:
+// finishLocked ends the call as d says; r is the hedge it ends with (nil:
 // the caller's goroutine's own attempt). The attempts still in flight are
 // cancelled; the caller's goroutine returns once they have ended.
-func (h *hedger) finishLocked(err error, r *hedgeResult) {
-	h.finished, h.final, h.winner = true, err, r
+func (h *hedger) finishLocked(d decision, r *hedgeResult) {
+	h.finished, h.final, h.winner = true, d, r
 	h.stopTimerLocked()
 	if h.inline != nil {
 		h.inline()
@@ -299,7 +294,6 @@ func (h *hedger) observeLocked(err error, started time.Time) {
 // launchLocked starts a hedge on a goroutine of its own.
 func (h *hedger) launchLocked() {
 	u := h.u
-	u.attempts++
 	h.inFlight++
 	if h.hcancel == nil {
 		h.hctx, h.hcancel = context.WithCancel(u.ctx)
@@ -307,26 +301,24 @@ func (h *hedger) launchLocked() {
 		h.cancels = make(map[int]func())
 		h.ctl = make(chan struct{}, 1)
 	}
-	go h.run(u.attempts, u.waitsReady(), u.lastErr)
+	a := new(attempt)
+	u.newAttempt(a, h.hctx)
+	go h.run(a)
 }
 
 // run is the life of one hedge.
-func (h *hedger) run(n int, waitReady bool, lastErr error) {
+func (h *hedger) run(a *attempt) {
 	u := h.u
-	a, refused, err := u.startAttempt(h.hctx, n, waitReady, lastErr)
+	refused := u.startAttempt(a)
 	h.mu.Lock()
-	if err != nil {
-		u.attempts--
+	if refused != nil {
+		u.count.attempts--
 		h.inFlight--
-		switch {
-		case h.finished:
+		if h.finished {
 			h.signalLocked()
-		case refused:
-			// Refused by the breaker: the others go on.
-			h.handleLocked(outcome{err: err, refused: true}, nil, time.Time{})
-		default:
-			// The wait ended with the call's context or the connection.
-			h.handleLocked(outcome{err: err, code: status.Code(err)}, nil, time.Time{})
+		} else {
+			// Refused, or its wait cut short: the others go on.
+			h.handleLocked(*refused, nil, time.Time{})
 		}
 		h.mu.Unlock()
 		return
@@ -334,13 +326,14 @@ func (h *hedger) run(n int, waitReady bool, lastErr error) {
 	if h.finished {
 		// Ready to go when another attempt answered: it never reaches
 		// the transport, so it is not counted.
-		u.endAttempt(&a, errHedgeLost, nil)
-		u.attempts--
+		u.endAttempt(a, errHedgeLost, nil)
+		u.count.attempts--
 		h.inFlight--
 		h.signalLocked()
 		h.mu.Unlock()
 		return
 	}
+	n := a.n
 	actx, cancel := context.WithCancel(a.ctx)
 	h.cancels[n] = cancel
 	h.mu.Unlock()
@@ -348,14 +341,14 @@ func (h *hedger) run(n int, waitReady bool, lastErr error) {
 	r := &hedgeResult{reply: h.replyType.New().Interface()}
 	opts := append(h.shared[:len(h.shared):len(h.shared)], grpc.Header(&r.header), grpc.Trailer(&r.trailer), grpc.Peer(&r.peer))
 	started := time.Now()
-	err = h.invoker(actx, u.method, h.req, r.reply, u.cc, opts...)
+	err := h.invoker(actx, u.method, h.req, r.reply, u.cc, opts...)
 	cancel()
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.cancels, n)
 	h.inFlight--
-	o := u.endAttempt(&a, err, r.trailer)
+	o := u.endAttempt(a, err, r.trailer)
 	if h.finished {
 		if h.inFlight == 0 {
 			h.signalLocked()

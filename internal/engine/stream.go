@@ -2,20 +2,17 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"io"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
-// Stream runs a streaming call whose policy r resolves.
+// Stream runs a streaming call; opts are handled as Unary's.
 //
 // A stream is retried only before it is committed: until the first response
 // header or message arrives, the caller reads the headers, or the messages
@@ -25,7 +22,7 @@ import (
 // duplicated or lost message. Attempts are counted per stream, never per
 // message. The per-attempt timeout bounds the time to commit, not the life
 // of a committed stream.
-func (e *Engine) Stream(ctx context.Context, r Resolver, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts []grpc.CallOption) (grpc.ClientStream, error) {
+func (e *Engine) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts []grpc.CallOption) (grpc.ClientStream, error) {
 	s := &retryStream{
 		desc:     desc,
 		cc:       cc,
@@ -33,25 +30,21 @@ func (e *Engine) Stream(ctx context.Context, r Resolver, desc *grpc.StreamDesc, 
 		maxBuf:   e.cfg.ReplayBuffer,
 	}
 	var err error
-	if s.opts, s.cancel, err = e.init(&s.c, r, ctx, method, cc, opts); err != nil {
+	if s.opts, s.cancel, err = e.init(&s.c, ctx, method, cc, opts); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		o, err := s.newAttemptLocked()
-		if err == nil {
+		o, ok := s.newAttemptLocked()
+		if ok {
 			return s, nil
 		}
 		if stop := s.retryLocked(o); stop != nil {
-			return nil, s.finishLocked(stop)
+			return nil, s.finishLocked(*stop)
 		}
 	}
 }
-
-// errAttemptTimeout is the cause given to an attempt cancelled by the
-// per-attempt timeout before it committed.
-var errAttemptTimeout = errors.New("interceptors: per-attempt timeout before the stream committed")
 
 // retryStream is the grpc.ClientStream handed to the caller. grpc allows one
 // goroutine to send while another receives; mu guards the state they share.
@@ -81,29 +74,28 @@ type retryStream struct {
 	attemptEnded bool
 	finished     bool
 	endErr       error
-	// stopErr is set when a wait before an attempt ended the call.
-	stopErr error
+	// stop is set when no attempt could start (a gate refused it, or a
+	// wait before it ended): the decision that ends the call.
+	stop *decision
 }
 
 // newAttemptLocked starts an attempt and replays what the caller already
-// sent. On failure the attempt has ended (or was never made) and o says
-// how, for decide.
-func (s *retryStream) newAttemptLocked() (o outcome, err error) {
+// sent. If it did not start, ok is false and o says how it failed (or
+// s.stop is set: no attempt could start), for retryLocked.
+func (s *retryStream) newAttemptLocked() (o outcome, ok bool) {
 	c := &s.c
-	a, err := c.nextAttempt(false)
-	if err != nil {
-		// The call ends: a wait was cut short, or a breaker refused.
-		s.stopErr = err
-		return outcome{err: err, code: status.Code(err)}, err
+	a := &s.a
+	if stop := c.nextAttempt(a, false); stop != nil {
+		s.stop = stop
+		return outcome{}, false
 	}
 	ctx, acancel := context.WithCancelCause(a.ctx)
 	cs, err := s.streamer(ctx, s.desc, s.cc, c.method, s.opts...)
 	if err != nil {
 		acancel(nil)
-		o := c.endAttempt(&a, err, nil)
-		return o, err
+		return c.endAttempt(a, err, nil), false
 	}
-	s.a, s.cs, s.acancel, s.attemptEnded = a, cs, acancel, false
+	s.cs, s.acancel, s.attemptEnded = cs, acancel, false
 	if d := c.p.PerAttemptTimeout; d > 0 {
 		s.timer = time.AfterFunc(d, func() { acancel(errAttemptTimeout) })
 	}
@@ -114,32 +106,35 @@ func (s *retryStream) newAttemptLocked() (o outcome, err error) {
 	for _, msg := range s.buf {
 		if err := cs.SendMsg(msg); err != nil {
 			// The new attempt already failed; RecvMsg reports why.
-			return outcome{}, nil
+			return outcome{}, true
 		}
 	}
 	if s.closeSent {
 		_ = cs.CloseSend()
 	}
-	return outcome{}, nil
+	return outcome{}, true
 }
 
 // retryLocked decides, after an attempt failed as o says, whether another
 // follows; if so it waits (without the lock) for the decided delay and
-// returns nil, else the error the stream ends with.
-func (s *retryStream) retryLocked(o outcome) error {
-	if s.stopErr != nil {
-		err := s.stopErr
-		s.stopErr = nil
-		return err
+// returns nil, else the decision that ends the stream.
+func (s *retryStream) retryLocked(o outcome) *decision {
+	if d := s.stop; d != nil {
+		s.stop = nil
+		return d
 	}
-	d := s.c.decide(o, 0, false)
+	d := s.c.decide(event{outcome: o}, 0, false)
 	if d.op == opStop {
-		return d.err
+		return &d
 	}
 	s.mu.Unlock()
 	err := s.c.sleep(s.c.ctx, d.delay)
 	s.mu.Lock()
-	return err
+	if err != nil {
+		d = s.c.waitStop(err)
+		return &d
+	}
+	return nil
 }
 
 // abandoned runs when the current attempt's context ends by other means
@@ -149,7 +144,7 @@ func (s *retryStream) abandoned() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.c.ctx.Err(); err != nil {
-		s.finishLocked(status.FromContextError(err).Err())
+		s.finishLocked(stop(contextStatus(err)))
 	}
 }
 
@@ -165,19 +160,19 @@ func (s *retryStream) commitLocked() {
 	s.committed.Store(true)
 }
 
-// finishLocked ends the current attempt and the call with err (nil or
-// io.EOF for success), once; later calls return the first result.
-func (s *retryStream) finishLocked(err error) error {
+// finishLocked ends the current attempt and the call as d says (d.err nil
+// or io.EOF for success), once; later calls return the first result.
+func (s *retryStream) finishLocked(d decision) error {
 	if s.finished {
 		return s.endErr
 	}
 	s.finished = true
-	s.endAttemptLocked(err)
-	if err != nil && err != io.EOF {
-		s.endErr = s.c.finish(err)
+	s.endAttemptLocked(d.err)
+	if d.err != nil && d.err != io.EOF {
+		s.endErr = s.c.finish(d)
 	} else {
-		s.c.finish(nil)
-		s.endErr = err
+		s.c.finish(decision{op: opStop})
+		s.endErr = d.err
 	}
 	s.cancel()
 	return s.endErr
@@ -187,7 +182,7 @@ func (s *retryStream) finishLocked(err error) error {
 // returns it as decide sees it.
 func (s *retryStream) endAttemptLocked(err error) outcome {
 	if s.attemptEnded || s.cs == nil {
-		return outcome{err: err, code: status.Code(err)}
+		return s.c.classify(&s.a, err, nil)
 	}
 	s.attemptEnded = true
 	if s.timer != nil {
@@ -257,7 +252,7 @@ func (s *retryStream) RecvMsg(m any) error {
 		err := s.cs.RecvMsg(m)
 		if err != nil || !s.desc.ServerStreams {
 			s.mu.Lock()
-			s.finishLocked(err)
+			s.finishLocked(stop(err))
 			s.mu.Unlock()
 		}
 		return err
@@ -274,36 +269,36 @@ func (s *retryStream) RecvMsg(m any) error {
 			s.commitLocked()
 			if !s.desc.ServerStreams {
 				// A single response: the stream is over.
-				s.finishLocked(nil)
+				s.finishLocked(stop(nil))
 			}
 			return nil
 		case s.finished:
 			return err
 		case s.committed.Load() || err == io.EOF:
 			s.commitLocked()
-			s.finishLocked(err)
+			s.finishLocked(stop(err))
 			return err
 		}
 		if hdr, _ := cs.Header(); hdr != nil {
 			// The server answered with headers: committed.
 			s.commitLocked()
-			s.finishLocked(err)
+			s.finishLocked(stop(err))
 			return err
 		}
 		if context.Cause(cs.Context()) == errAttemptTimeout && s.c.ctx.Err() == nil {
-			err = status.Error(codes.DeadlineExceeded, errAttemptTimeout.Error())
+			err = errAttemptTimeoutStatus
 		}
 		o := s.endAttemptLocked(err)
 		for {
-			if stop := s.retryLocked(o); stop != nil {
-				return s.finishLocked(stop)
+			if d := s.retryLocked(o); d != nil {
+				return s.finishLocked(*d)
 			}
 			if s.finished {
 				// Abandoned while waiting to retry.
 				return s.endErr
 			}
-			var err error
-			if o, err = s.newAttemptLocked(); err == nil {
+			var ok bool
+			if o, ok = s.newAttemptLocked(); ok {
 				break
 			}
 		}

@@ -13,17 +13,20 @@ import (
 // options, so that neither costs an allocation of its own.
 type unaryCall struct {
 	call
-	req, reply any // for a fallback, if the policy has one
+	req, reply any
+	cur        attempt // the attempt this goroutine runs
 	trailer    metadata.MD
 	trailerOpt grpc.TrailerCallOption
 	optsBuf    [4]grpc.CallOption
 }
 
-// Unary runs a unary call whose policy r resolves.
-func (e *Engine) Unary(ctx context.Context, r Resolver, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+// Unary runs a unary call. The policy settings among opts (see Setting)
+// and grpc.OnFinish act on the call; the other options go to every
+// attempt.
+func (e *Engine) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
 	u := &unaryCall{req: req, reply: reply}
 	u.unary = u
-	opts, cancel, err := e.init(&u.call, r, ctx, method, cc, opts)
+	opts, cancel, err := e.init(&u.call, ctx, method, cc, opts)
 	if err != nil {
 		return err
 	}
@@ -37,20 +40,26 @@ func (e *Engine) Unary(ctx context.Context, r Resolver, method string, req, repl
 	}
 	u.trailerOpt.TrailerAddr = &u.trailer
 	for {
-		a, err := u.nextAttempt(false)
-		if err != nil {
-			return u.finish(err)
+		a := &u.cur
+		if stop := u.nextAttempt(a, false); stop != nil {
+			return u.finish(*stop)
 		}
-		err = invoker(a.ctx, method, req, reply, cc, u.attemptOpts(u.t.wantsTrailer(a.n), opts)...)
-		o := u.endAttempt(&a, err, u.trailer)
-		d := u.decide(o, 0, false)
+		err = invoker(a.ctx, method, req, reply, cc, u.attemptOpts(u.g.target.wantsTrailer(a.n), opts)...)
+		d := u.decide(event{outcome: u.endAttempt(a, err, u.trailer)}, 0, false)
 		if d.op == opStop {
-			return u.finish(d.err)
+			return u.finish(d)
 		}
 		if err := u.sleep(u.ctx, d.delay); err != nil {
-			return u.finish(err)
+			return u.finish(u.waitStop(err))
 		}
 	}
+}
+
+// waitStop is the decision that ends a call whose wait before its next
+// attempt the caller's context or the connection cut short.
+func (c *call) waitStop(err error) decision {
+	o := refusal(err)
+	return decision{op: opStop, err: err, kind: o.kind}
 }
 
 // attemptOpts returns the call options of an attempt: opts, and the

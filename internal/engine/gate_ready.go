@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+
+	oc "github.com/grpc-resilience/resilience/internal/outcome"
+)
+
+// readyGate waits, before an attempt, for a connection that is down (up to
+// the ready wait, while the reconnect probe cuts grpc-go's reconnect
+// backoff short), instead of letting the attempt fail fast. An attempt
+// that found no connection is not the server's failure until a whole ready
+// wait has passed: a restart is ridden out, not counted.
+type readyGate struct {
+	// notReady: the latest attempt found no ready connection.
+	notReady bool
+}
+
+func (g *readyGate) start(*call) {}
+
+// needed reports whether the next attempt should first wait for the
+// connection: it is known to be down, or the previous attempt failed with
+// Unavailable and the connection is not (or not yet again) ready. It reads
+// the call: call it with the call to oneself.
+func (g *readyGate) needed(c *call) bool {
+	if c.e.cfg.ReadyWait <= 0 || c.cc == nil {
+		return false
+	}
+	if g.notReady {
+		return true
+	}
+	s := c.cc.GetState()
+	if s == connectivity.TransientFailure || s == connectivity.Shutdown {
+		return true
+	}
+	return s != connectivity.Ready && c.last.err != nil && c.last.code == codes.Unavailable
+}
+
+func (g *readyGate) before(c *call, a *attempt) error {
+	if !a.waitReady {
+		return nil
+	}
+	ready := false
+	end := c.wait(a.ctx, c.e.cfg.ReadyWait, true, func(wctx context.Context) {
+		for s := c.cc.GetState(); ; s = c.cc.GetState() {
+			switch s {
+			case connectivity.Ready:
+				ready = true
+				return
+			case connectivity.Shutdown:
+				return
+			case connectivity.Idle:
+				c.cc.Connect()
+			}
+			if !c.cc.WaitForStateChange(wctx, s) {
+				return
+			}
+		}
+	})
+	switch {
+	case ready:
+	case end != nil:
+		return waitError(end, "waiting for a ready connection", a.lastErr)
+	default:
+		// Still down after a whole wait: the attempt fails fast, and that
+		// failure counts against the breaker.
+		a.afterWait = true
+	}
+	return nil
+}
+
+func (g *readyGate) after(_ *call, _ *attempt, o *outcome) {
+	if o.kind != oc.Refused && o.kind != oc.CallerGone {
+		g.notReady = o.noConn
+	}
+}
+
+// notReady reports whether a connection in state s has lost its
+// transport: it failed to connect, or it went idle after a connection loss.
+// CONNECTING is not counted: grpc-go can still publish it for a moment
+// after the first RPC on a new connection has completed.
+func notReady(s connectivity.State) bool {
+	return s == connectivity.TransientFailure || s == connectivity.Idle
+}
