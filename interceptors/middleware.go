@@ -104,7 +104,9 @@ func New(opts ...Option) (*Middleware, error) {
 	m.eng = engine.New(engine.Config{
 		ReadyWait:        cfg.readyWait,
 		ProbeInterval:    cfg.probeInterval,
-		ProbeRand:        cfg.random,
+		Random:           cfg.random,
+		Limiter:          cfg.limiter,
+		Throttle:         cfg.throttle,
 		ReplayBuffer:     cfg.replayBuffer,
 		Budget:           effectiveBudget(&cfg, cfg.serviceConfig),
 		Breakers:         m.breakers,

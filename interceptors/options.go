@@ -16,6 +16,8 @@ import (
 	"github.com/grpc-resilience/resilience/endpoint"
 	"github.com/grpc-resilience/resilience/internal/engine"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
+	"github.com/grpc-resilience/resilience/limiter"
+	"github.com/grpc-resilience/resilience/throttle"
 )
 
 // Defaults. They are applied in one place, defaultConfig, and documented in
@@ -85,6 +87,8 @@ type config struct {
 	probeInterval  time.Duration
 	breaker        *breaker.Config  // nil: no breakers
 	breakerMethod  bool             // key breakers by target and method
+	limiter        *limiter.Config  // nil: no concurrency limit
+	throttle       *throttle.Config // nil: no client-side throttling
 	serviceConfig  *serviceConfig   // the one given to New; nil: none
 	endpoint       *endpoint.Config // nil: no endpoint ejection
 	random         func() float64   // the Middleware's random source (jitter); nil: math/rand/v2
@@ -116,6 +120,7 @@ func defaultConfig() config {
 		readyWait:     DefaultReadyWait,
 		probeInterval: DefaultReconnectProbe,
 		breaker:       ptr(breaker.DefaultConfig()),
+		limiter:       ptr(limiter.DefaultConfig()),
 	}
 }
 

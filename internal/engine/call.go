@@ -10,6 +10,7 @@ import (
 
 	oc "github.com/grpc-resilience/resilience/internal/outcome"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
+	"github.com/grpc-resilience/resilience/limiter"
 )
 
 // call is the state of one logical call, shared by the drivers. Unary
@@ -53,8 +54,12 @@ type attempt struct {
 	afterWait bool
 	// breakerDone reports the outcome to the breaker that admitted it.
 	breakerDone  func(error)
-	breakerState int8 // the breaker's state when it admitted the attempt (for telemetry)
-	tel          telemetry.Attempt
+	breakerState int8 // the breaker's state when it admitted the attempt
+	// permit is the concurrency limiter's, if the attempt holds one.
+	permit limiter.Permit
+	// throttled: the throttle counted the attempt as a request.
+	throttled bool
+	tel       telemetry.Attempt
 }
 
 // init prepares c for a call: the policy, the call deadline, the gates'

@@ -10,6 +10,8 @@ import (
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/internal/latency"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
+	"github.com/grpc-resilience/resilience/limiter"
+	"github.com/grpc-resilience/resilience/throttle"
 )
 
 // AttemptMetadataKey is the outgoing metadata key that carries the attempt
@@ -24,12 +26,17 @@ const PushbackMetadataKey = "grpc-retry-pushback-ms"
 type Config struct {
 	ReadyWait     time.Duration // 0: attempts never wait for a connection
 	ProbeInterval time.Duration // mean reconnect probe wait while calls wait; 0: none
-	// ProbeRand returns numbers in [0, 1) that jitter the probe's waits;
-	// nil: math/rand/v2's Float64.
-	ProbeRand        func() float64
-	ReplayBuffer     int // bytes a stream keeps for replay before commit
-	Budget           *budget.Config
-	Breakers         *breaker.Set // nil: no breakers
+	// Random returns numbers in [0, 1): the engine's one random source
+	// (the probe's jitter, the throttle's draws); nil: math/rand/v2's
+	// Float64. It must be safe for concurrent use.
+	Random       func() float64
+	ReplayBuffer int // bytes a stream keeps for replay before commit
+	Budget       *budget.Config
+	Breakers     *breaker.Set // nil: no breakers
+	// Limiter configures each target's concurrency limiter; nil: none.
+	Limiter *limiter.Config
+	// Throttle configures each target's client-side throttling; nil: none.
+	Throttle         *throttle.Config
 	BreakerPerMethod bool
 	// CallRecords gives every call a record of the endpoints its attempts
 	// went to (endpoint.NewCall), which the endpoint policy reads.
@@ -56,10 +63,10 @@ type Engine struct {
 func New(cfg Config, l Layers) *Engine {
 	e := &Engine{cfg: cfg}
 	e.SetLayers(l)
-	if cfg.ProbeRand == nil {
-		cfg.ProbeRand = rand.Float64
+	if e.cfg.Random == nil {
+		e.cfg.Random = rand.Float64
 	}
-	e.conns = conns{interval: cfg.ProbeInterval, rand: cfg.ProbeRand}
+	e.conns = conns{interval: cfg.ProbeInterval, rand: e.cfg.Random}
 	e.budget.Store(cfg.Budget)
 	return e
 }
@@ -93,7 +100,9 @@ func newBudget(c *budget.Config) *budget.Budget {
 
 // target is what an Engine keeps per target.
 type target struct {
-	budget atomic.Pointer[budget.Budget] // nil when budgets are off
+	budget   atomic.Pointer[budget.Budget] // nil when budgets are off
+	limiter  *limiter.Limiter              // nil: no concurrency limit
+	throttle *throttle.Throttle            // nil: no client-side throttling
 	// troubled counts down the successful attempts since the target last
 	// failed: while it is above zero, first attempts ask for the trailer
 	// to read server pushback from. A healthy target's calls skip it,
@@ -124,6 +133,12 @@ func (e *Engine) target(name string) *target {
 	return loadOrCreate(&e.mu, &e.targets, name, func() *target {
 		t := &target{}
 		t.budget.Store(newBudget(e.budget.Load()))
+		if c := e.cfg.Limiter; c != nil {
+			t.limiter, _ = limiter.New(*c) // validated by the interceptors
+		}
+		if c := e.cfg.Throttle; c != nil {
+			t.throttle, _ = throttle.New(*c) // validated by the interceptors
+		}
 		if e.cfg.Breakers != nil && !e.cfg.BreakerPerMethod {
 			// Give the breaker state gauge its first point: closed.
 			e.cfg.Telemetry.BreakerState(name, telemetry.BreakerClosed)
@@ -131,6 +146,9 @@ func (e *Engine) target(name string) *target {
 		return t
 	})
 }
+
+// random returns a number in [0, 1) from the engine's random source.
+func (e *Engine) random() float64 { return e.cfg.Random() }
 
 func (e *Engine) latency(method string) *latency.Histogram {
 	return loadOrCreate(&e.mu, &e.latencies, method, func() *latency.Histogram { return &latency.Histogram{} })

@@ -6,6 +6,8 @@ import (
 	"github.com/grpc-resilience/resilience/breaker"
 	oc "github.com/grpc-resilience/resilience/internal/outcome"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
+	"github.com/grpc-resilience/resilience/limiter"
+	"github.com/grpc-resilience/resilience/throttle"
 )
 
 // telemetryGate records the call span, a span per attempt that every gate
@@ -41,8 +43,14 @@ func (g *telemetryGate) after(_ *call, a *attempt, o *outcome) {
 
 // refused records a gate's refusal of an attempt on the call span.
 func (g *telemetryGate) refused(_ *call, o *outcome) {
-	if o.kind == oc.Refused && errors.Is(o.err, breaker.ErrOpen) {
+	switch {
+	case o.kind != oc.Refused:
+	case errors.Is(o.err, breaker.ErrOpen):
 		g.call.BreakerRejected(o.err)
+	case errors.Is(o.err, limiter.ErrLimited):
+		g.call.Refused(telemetry.RefusalLimiter, o.err)
+	case errors.Is(o.err, throttle.ErrThrottled):
+		g.call.Refused(telemetry.RefusalThrottle, o.err)
 	}
 }
 

@@ -1,8 +1,8 @@
 package engine
 
-// A gate is one concern of every attempt of a call: the ready wait, the
-// breaker, the retry budget and target health, the fallback, telemetry,
-// the endpoint record. The engine runs them in one fixed order (order,
+// A gate is one concern of every attempt of a call: the target's retry
+// budget and health, the ready wait, the breaker, client-side throttling,
+// the concurrency limit, the fallback, telemetry, the endpoint record. The engine runs them in one fixed order (order,
 // below); adding a concern means one file for its gate, one field in
 // gates and one line in order.
 //
@@ -35,37 +35,48 @@ type gate interface {
 
 // gates is the per-call state of every gate.
 type gates struct {
+	target    targetGate
 	ready     readyGate
 	breaker   breakerGate
-	target    targetGate
+	throttle  throttleGate
+	limiter   limiterGate
 	fallback  fallbackGate
 	telemetry telemetryGate
 	endpoint  endpointGate
 }
 
 // nGates is the number of gates in order.
-const nGates = 6
+const nGates = 8
 
 // order is the fixed order of the gates, and why:
 //
-//  1. ready: a connection that is down is waited for before anything is
+//  1. target: what the engine keeps per target (the retry budget, its
+//     health, its throttle and limiter) is found first, for the gates
+//     below; the budget is consulted when a retry is decided, so a retry
+//     it refuses is never waited for;
+//  2. ready: a connection that is down is waited for before anything is
 //     asked of the breaker, so that a restart is ridden out rather than
 //     counted;
-//  2. breaker: a downstream that is gone refuses attempts before they take
-//     a place anywhere else;
-//  3. target: the retry budget (consulted when a retry is decided, so a
-//     retry it refuses is never waited for) and the target's health;
-//  4. fallback: the margin before the call deadline (start) and the answer
+//  3. breaker: a downstream that is gone refuses attempts before they take
+//     a place anywhere else; its half-open probes pass the throttle;
+//  4. throttle: a request the downstream would likely fail is refused
+//     before it waits in the limiter's queue;
+//  5. limiter: the concurrency limit, last of the gates that refuse, so
+//     that the calls released from every wait above (the connection, a
+//     probe slot) reach a recovering downstream at no more than its limit;
+//  6. fallback: the margin before the call deadline (start) and the answer
 //     (call end);
-//  5. telemetry: the attempt span starts only for an attempt every gate
+//  7. telemetry: the attempt span starts only for an attempt every gate
 //     above admitted, and ends after every gate below took its outcome;
-//  6. endpoint: marks the attempt span with the endpoints the policy
+//  8. endpoint: marks the attempt span with the endpoints the policy
 //     ejected, before telemetry ends it.
 func (g *gates) order() [nGates]gate {
 	return [nGates]gate{
+		&g.target,
 		&g.ready,
 		&g.breaker,
-		&g.target,
+		&g.throttle,
+		&g.limiter,
 		&g.fallback,
 		&g.telemetry,
 		&g.endpoint,

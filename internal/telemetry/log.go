@@ -46,6 +46,8 @@ const (
 	ReasonBudget   = "retry budget exhausted"
 	ReasonBreaker  = "circuit breaker refused a retry"
 	ReasonPushback = "server pushback"
+	ReasonLimiter  = "concurrency limit refused a retry"
+	ReasonThrottle = "client-side throttling refused a retry"
 )
 
 // Call records are rate limited per target: at most logBurst in each
@@ -62,9 +64,12 @@ const (
 	reasonBudget
 	reasonBreaker
 	reasonPushback
+	reasonLimiter
+	reasonThrottle
 )
 
-var reasonText = [...]string{reasonBudget: ReasonBudget, reasonBreaker: ReasonBreaker, reasonPushback: ReasonPushback}
+var reasonText = [...]string{reasonBudget: ReasonBudget, reasonBreaker: ReasonBreaker, reasonPushback: ReasonPushback,
+	reasonLimiter: ReasonLimiter, reasonThrottle: ReasonThrottle}
 
 // logger logs for one Recorder.
 type logger struct {

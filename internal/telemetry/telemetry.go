@@ -72,6 +72,13 @@ const (
 	// attrTarget is the channel's canonical target on the ejected
 	// endpoints counter.
 	attrTarget = attribute.Key("resilience.target")
+	// attrRefusal says which gate refused an attempt: RefusalLimiter,
+	// RefusalThrottle.
+	attrRefusal = attribute.Key("resilience.refusal")
+	// attrQueueWait is the time an attempt waited for a limiter permit (s).
+	attrQueueWait = attribute.Key("resilience.limiter.wait")
+	// attrAdmitted says whether a wait for a permit ended with one.
+	attrAdmitted = attribute.Key("resilience.limiter.admitted")
 )
 
 // Events on the logical call span.
@@ -81,6 +88,8 @@ const (
 	eventBudgetExhausted = "resilience.budget.exhausted"
 	eventPushback        = "resilience.pushback"
 	eventFallback        = "resilience.fallback"
+	eventRefused         = "resilience.refused"
+	eventLimiterQueued   = "resilience.limiter.queued"
 	// eventAttempt replaces the attempt span when attempt spans are off.
 	eventAttempt = "resilience.attempt"
 	// eventEndpointEjected is added to the attempt span (the call span
@@ -100,6 +109,8 @@ const (
 	MetricBudgetThrottled   = "resilience.client.budget.throttled"
 	MetricFallbacks         = "resilience.client.fallbacks"
 	MetricEndpointEjected   = "resilience.client.endpoint.ejected"
+	MetricRefusals          = "resilience.client.refusals"
+	MetricLimiterQueueWait  = "resilience.client.limiter.queue_wait"
 )
 
 // Breaker states as recorded by the breaker state gauge and attempt spans.
@@ -295,6 +306,8 @@ type instruments struct {
 	budgetThrottled   metric.Int64Counter
 	fallbacks         metric.Int64Counter
 	endpointEjected   metric.Int64UpDownCounter
+	refusals          metric.Int64Counter
+	queueWait         metric.Float64Histogram
 
 	// gRFC A66/A96 names (Names == NamesGRPC); attempts and retries are
 	// then nil.
@@ -377,6 +390,13 @@ func newInstruments(mp metric.MeterProvider, global bool, names Names) *instrume
 	handle(e)
 	in.endpointEjected, e = m.Int64UpDownCounter(MetricEndpointEjected, metric.WithUnit("{endpoint}"),
 		metric.WithDescription("Endpoints currently ejected by the endpoint policy, by target."))
+	handle(e)
+	in.refusals, e = m.Int64Counter(MetricRefusals, metric.WithUnit("{attempt}"),
+		metric.WithDescription("Attempts refused by the client itself before they reached a server, by resilience.refusal (limiter, throttle)."))
+	handle(e)
+	in.queueWait, e = m.Float64Histogram(MetricLimiterQueueWait, metric.WithUnit("s"),
+		metric.WithDescription("Time attempts over the concurrency limit waited for a permit, by resilience.limiter.admitted."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
 	handle(e)
 	if err != nil {
 		// The instruments are still usable (the SDK returns working
@@ -582,6 +602,16 @@ func (ca *callAttrs) metricAttrs() *metricAttrs {
 		ca.metrics = m
 	})
 	return ca.metrics
+}
+
+// metricSetWith is the call's base metric attributes (ours or gRFC A66's)
+// with kv added; it allocates, so it is for calls off the happy path.
+func (ca *callAttrs) metricSetWith(kv attribute.KeyValue) attribute.Set {
+	base := ca.base
+	if ca.grpcNames {
+		base = ca.grpcBase
+	}
+	return attribute.NewSet(append(append(make([]attribute.KeyValue, 0, len(base)+1), base...), kv)...)
 }
 
 // grpcMetricAttrs are the metric options with gRFC A66's attributes:
@@ -966,6 +996,56 @@ func (ct *Call) BreakerRejected(err error) {
 	}
 	if c.in != nil {
 		c.in.breakerRejections.Add(c.ctx, 1, c.attrs.metricAttrs().base...)
+	}
+}
+
+// Refusal reasons, the values of the resilience.refusal attribute.
+const (
+	RefusalLimiter  = "limiter"
+	RefusalThrottle = "throttle"
+)
+
+// Refused records that a gate refused an attempt (reason: RefusalLimiter,
+// RefusalThrottle) with err before it reached a server. Breaker refusals
+// have BreakerRejected.
+func (ct *Call) Refused(reason string, err error) {
+	if reason == RefusalLimiter {
+		ct.l.stopped(reasonLimiter)
+	} else {
+		ct.l.stopped(reasonThrottle)
+	}
+	c := ct.c
+	if c == nil {
+		return
+	}
+	if c.span != nil {
+		c.span.AddEvent(eventRefused, trace.WithAttributes(
+			attrAttempt.Int(int(c.attempts.Load())+1),
+			attrRefusal.String(reason),
+			semconv.ErrorTypeKey.String(codeString(status.Code(err))),
+		))
+	}
+	if c.in != nil {
+		c.in.refusals.Add(c.ctx, 1, metric.WithAttributeSet(c.attrs.metricSetWith(attrRefusal.String(reason))))
+	}
+}
+
+// LimiterWait records that an attempt over the concurrency limit waited d
+// for a permit, and whether it got one.
+func (ct *Call) LimiterWait(d time.Duration, admitted bool) {
+	c := ct.c
+	if c == nil {
+		return
+	}
+	if c.span != nil {
+		c.span.AddEvent(eventLimiterQueued, trace.WithAttributes(
+			attrAttempt.Int(int(c.attempts.Load())+1),
+			attrQueueWait.Float64(d.Seconds()),
+			attrAdmitted.Bool(admitted),
+		))
+	}
+	if c.in != nil {
+		c.in.queueWait.Record(c.ctx, d.Seconds(), metric.WithAttributeSet(c.attrs.metricSetWith(attrAdmitted.Bool(admitted))))
 	}
 }
 

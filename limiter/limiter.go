@@ -1,0 +1,398 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ErrLimited is matched (errors.Is) by every refusal of a [Limiter]: the
+// limit was reached and the call could not wait for a permit.
+var ErrLimited = errors.New("limiter: concurrency limit reached")
+
+// limitedError is a refusal: codes.Unavailable, so that a caller (and
+// grpc-go's own retry, or a caller's) treats it as "try again later".
+type limitedError struct{ st *status.Status }
+
+func (e *limitedError) Error() string              { return e.st.Message() }
+func (e *limitedError) Unwrap() error              { return ErrLimited }
+func (e *limitedError) GRPCStatus() *status.Status { return e.st }
+
+var (
+	errFull    = &limitedError{status.New(codes.Unavailable, "limiter: concurrency limit reached, queue full")}
+	errNoTime  = &limitedError{status.New(codes.Unavailable, "limiter: concurrency limit reached, no time left to wait for a permit")}
+	errTimeout = &limitedError{status.New(codes.Unavailable, "limiter: concurrency limit reached, waited as long as the deadline allows")}
+)
+
+// Outcome is how an attempt that held a permit ended, as the limiter
+// counts it.
+type Outcome uint8
+
+const (
+	// Answered: the server answered (a success, or an error about the
+	// request). Its round trip is a sample of the downstream's latency.
+	Answered Outcome = iota
+	// Overloaded: the attempt timed out, or the server said it is out of
+	// resources (ResourceExhausted): the limit goes down.
+	Overloaded
+	// Dropped: the attempt says nothing about the downstream's latency
+	// (the caller gave up, the connection was down, the server failed at
+	// once): the permit is given back, nothing is measured.
+	Dropped
+)
+
+// Limiter bounds the attempts in flight to one downstream. See the package
+// documentation for the model. A Limiter is safe for concurrent use; the
+// zero Limiter is not usable: create one with [New].
+type Limiter struct {
+	fixed    bool
+	min, max float64
+	queueCap int // 0: the limit; < 0: none
+
+	mu       sync.Mutex
+	limit    float64
+	inflight int
+	waiters  []*waiter // FIFO; entries handed a permit or gone are nil
+	nWaiting int
+
+	win    window
+	noLoad noLoadMin
+	// rtt is the latest window's mean round trip: what an attempt is
+	// expected to take, for deciding whether a call can still wait.
+	rtt time.Duration
+}
+
+type waiter struct {
+	ready chan struct{} // closed when the waiter is handed a permit
+	given bool          // guarded by Limiter.mu
+}
+
+// window is the measurement of the current sampling window.
+type window struct {
+	start        time.Time
+	n            int
+	sum          time.Duration
+	min          time.Duration
+	inflightSum  int
+	maxInflight  int
+	overloaded   int
+}
+
+// New returns a Limiter configured by c (zero fields take their defaults),
+// or an error wrapping [ErrInvalidConfig].
+func New(c Config) (*Limiter, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	d := c.withDefaults()
+	return &Limiter{
+		fixed:    c.Fixed != 0,
+		min:      float64(d.MinLimit),
+		max:      float64(d.MaxLimit),
+		queueCap: c.Queue,
+		limit:    float64(d.InitialLimit),
+	}, nil
+}
+
+// Permit is the right to run one attempt. Call Done exactly once when the
+// attempt ends. The zero Permit is not a permit; Done on it does nothing.
+type Permit struct {
+	l        *Limiter
+	start    time.Time
+	inflight int // attempts in flight when it was granted, itself included
+}
+
+// Done gives the permit back and tells the limiter how the attempt ended.
+func (p Permit) Done(o Outcome) {
+	if p.l != nil {
+		p.l.done(p, o)
+	}
+}
+
+// TryAcquire returns a permit if one is free and nobody waits for one,
+// without waiting or allocating; ok is false otherwise (then Acquire
+// queues, or refuses).
+func (l *Limiter) TryAcquire() (p Permit, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.nWaiting == 0 && float64(l.inflight) < l.limit {
+		return l.grantLocked(), true
+	}
+	return Permit{}, false
+}
+
+// Acquire asks for a permit. Under the limit it returns one at once. Over
+// it, the call waits in the queue (first come, first served) until a
+// permit frees, ctx ends, or the latest moment its attempt could still end
+// before ctx's deadline (the deadline less the expected round trip); a
+// call that finds the queue full, or no time to wait, is refused at once.
+// A refusal matches [ErrLimited] and carries codes.Unavailable; a wait
+// that ctx ended returns ctx.Err().
+func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
+	l.mu.Lock()
+	if l.nWaiting == 0 && float64(l.inflight) < l.limit {
+		p := l.grantLocked()
+		l.mu.Unlock()
+		return p, nil
+	}
+	queueCap := l.queueCap
+	if queueCap == 0 {
+		queueCap = int(l.limit)
+	}
+	if queueCap < 0 || l.nWaiting >= queueCap {
+		l.mu.Unlock()
+		return Permit{}, errFull
+	}
+	var wait time.Duration = -1 // no deadline: wait for a permit or ctx
+	if dl, ok := ctx.Deadline(); ok {
+		if wait = time.Until(dl) - l.rtt; wait <= 0 {
+			l.mu.Unlock()
+			return Permit{}, errNoTime
+		}
+	}
+	w := &waiter{ready: make(chan struct{})}
+	l.waiters = append(l.waiters, w)
+	l.nWaiting++
+	l.mu.Unlock()
+
+	var timeout <-chan time.Time
+	if wait >= 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var err error
+	select {
+	case <-w.ready:
+		return l.granted(), nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timeout:
+		err = errTimeout
+	}
+	l.mu.Lock()
+	if w.given {
+		// Handed a permit as the wait ended: keep it.
+		l.mu.Unlock()
+		return l.granted(), nil
+	}
+	l.removeLocked(w)
+	l.mu.Unlock()
+	return Permit{}, err
+}
+
+// granted is the permit of a waiter that was handed one (the count in
+// flight already includes it).
+func (l *Limiter) granted() Permit {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Permit{l: l, start: time.Now(), inflight: l.inflight}
+}
+
+// grantLocked takes a permit. Caller holds l.mu.
+func (l *Limiter) grantLocked() Permit {
+	l.inflight++
+	return Permit{l: l, start: time.Now(), inflight: l.inflight}
+}
+
+// removeLocked takes w out of the queue. Caller holds l.mu.
+func (l *Limiter) removeLocked(w *waiter) {
+	for i, x := range l.waiters {
+		if x == w {
+			l.waiters[i] = nil
+			l.nWaiting--
+			break
+		}
+	}
+	l.compactLocked()
+}
+
+// compactLocked drops the nil entries at the head of the queue.
+func (l *Limiter) compactLocked() {
+	i := 0
+	for i < len(l.waiters) && l.waiters[i] == nil {
+		i++
+	}
+	if i == len(l.waiters) {
+		l.waiters = l.waiters[:0]
+		return
+	}
+	l.waiters = l.waiters[i:]
+}
+
+// handOffLocked gives free permits to the waiters at the head of the
+// queue. Caller holds l.mu.
+func (l *Limiter) handOffLocked() {
+	for l.nWaiting > 0 && float64(l.inflight) < l.limit {
+		l.compactLocked()
+		w := l.waiters[0]
+		l.waiters[0] = nil
+		l.nWaiting--
+		w.given = true
+		l.inflight++
+		close(w.ready)
+	}
+	l.compactLocked()
+}
+
+func (l *Limiter) done(p Permit, o Outcome) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	l.measureLocked(now, p, o)
+	l.handOffLocked()
+}
+
+// Limit returns the current limit.
+func (l *Limiter) Limit() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return int(l.limit)
+}
+
+// InFlight returns the number of permits held.
+func (l *Limiter) InFlight() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inflight
+}
+
+// Queued returns the number of calls waiting for a permit.
+func (l *Limiter) Queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.nWaiting
+}
+
+// Sampling: a window closes at the first outcome after it has both
+// minSamples round trips and twice the no-load round trip behind it, or
+// maxWindow whatever it holds.
+const (
+	minSamples = 20
+	maxWindow  = time.Second
+	// decrease is the factor an overloaded window applies to the limit.
+	decrease = 0.9
+)
+
+// measureLocked adds the outcome of p to the window and, once the window
+// is complete, moves the limit. Caller holds l.mu.
+func (l *Limiter) measureLocked(now time.Time, p Permit, o Outcome) {
+	w := &l.win
+	if w.start.IsZero() {
+		w.start = now
+	}
+	switch o {
+	case Answered:
+		rtt := now.Sub(p.start)
+		if w.n == 0 || rtt < w.min {
+			w.min = rtt
+		}
+		w.n++
+		w.sum += rtt
+		w.inflightSum += p.inflight
+		w.maxInflight = max(w.maxInflight, p.inflight)
+		l.noLoad.add(now, rtt)
+	case Overloaded:
+		w.overloaded++
+		w.maxInflight = max(w.maxInflight, p.inflight)
+	default:
+		return
+	}
+	age := now.Sub(w.start)
+	full := w.n >= minSamples && age >= 2*l.noLoad.get(now)
+	// An overload closes the window once a round trip has passed since
+	// it began: one cut per round trip, however many attempts time out.
+	cut := w.overloaded > 0 && age >= l.rtt
+	if !full && !cut && age < maxWindow {
+		return
+	}
+	l.updateLocked(now)
+	*w = window{start: now}
+}
+
+// updateLocked keeps the window's mean round trip (the expected time of
+// an attempt, for the queue) and, unless the limit is fixed, moves it at
+// the end of a window. An overloaded window cuts it by a tenth. Otherwise
+// the queue the downstream holds for this client is estimated from
+// Little's law, as TCP Vegas does: of the attempts in flight, the share
+// (1 − noLoad/rtt) is waiting rather than being served. Above beta the
+// limit falls to what the downstream serves without a queue plus alpha
+// (at least one step down); below alpha it rises, but only if the window
+// used it: by a quarter while nothing queues at all, else by a step. The
+// thresholds and the step grow with log10 of the limit.
+func (l *Limiter) updateLocked(now time.Time) {
+	w := &l.win
+	if w.n > 0 {
+		l.rtt = w.sum / time.Duration(w.n)
+	}
+	switch {
+	case l.fixed:
+	case w.overloaded > 0:
+		l.limit = max(l.min, l.limit*decrease)
+	case w.n > 0:
+		rtt, noLoad := l.rtt, l.noLoad.get(now)
+		if noLoad <= 0 || rtt <= 0 {
+			return // nothing measured yet
+		}
+		inflight := float64(w.inflightSum) / float64(w.n)
+		served := inflight * float64(noLoad) / float64(rtt)
+		queue := inflight - served
+		lg := math.Log10(max(l.limit, 1))
+		alpha, beta, step := max(2, 3*lg), max(4, 6*lg), max(1, lg)
+		used := float64(w.maxInflight) >= l.limit-step
+		switch {
+		case queue > beta:
+			l.limit = max(l.min, min(l.limit-step, served+alpha))
+		case queue < 1 && used:
+			l.limit = min(l.max, l.limit+max(step, l.limit/4))
+		case queue < alpha && used:
+			l.limit = min(l.max, l.limit+step)
+		}
+	}
+}
+
+// noLoadMin is the least round trip seen over the last noLoadSpan, kept
+// in one-second buckets: the round trip of the downstream when nothing
+// waits. A downstream that became slower for good is followed within
+// noLoadSpan; a queue that builds up for less does not raise it.
+type noLoadMin struct {
+	buckets [noLoadBuckets]struct {
+		sec int64
+		min time.Duration
+	}
+}
+
+const (
+	noLoadBuckets = 10
+	noLoadSpan    = noLoadBuckets * time.Second
+)
+
+func (m *noLoadMin) add(now time.Time, rtt time.Duration) {
+	sec := now.UnixNano() / int64(time.Second)
+	b := &m.buckets[sec%noLoadBuckets]
+	if b.sec != sec || rtt < b.min {
+		if b.sec != sec {
+			b.sec = sec
+		}
+		b.min = rtt
+	}
+}
+
+// get returns the least round trip of the buckets still in the span; 0 if
+// none.
+func (m *noLoadMin) get(now time.Time) time.Duration {
+	sec := now.UnixNano() / int64(time.Second)
+	var least time.Duration
+	for _, b := range m.buckets {
+		if b.sec > sec-noLoadBuckets && b.min > 0 && (least == 0 || b.min < least) {
+			least = b.min
+		}
+	}
+	return least
+}

@@ -1,0 +1,190 @@
+package throttle
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ErrInvalidConfig is wrapped by every error [Config.Validate] and [New]
+// return.
+var ErrInvalidConfig = errors.New("throttle: invalid config")
+
+// ErrThrottled is matched (errors.Is) by every request a [Throttle]
+// refused.
+var ErrThrottled = errors.New("throttle: request throttled")
+
+type throttledError struct{ st *status.Status }
+
+func (e *throttledError) Error() string              { return e.st.Message() }
+func (e *throttledError) Unwrap() error              { return ErrThrottled }
+func (e *throttledError) GRPCStatus() *status.Status { return e.st }
+
+// Refusal is the error of a request a Throttle refused: it matches
+// [ErrThrottled] and carries codes.Unavailable.
+var Refusal error = &throttledError{status.New(codes.Unavailable, "throttle: request throttled: the downstream accepts too few requests")}
+
+// Config configures a [Throttle]. A zero field means the default listed in
+// [DefaultConfig]; a negative, NaN, ±Inf or out-of-range value is rejected
+// by [Config.Validate] (and so by [New]) with an error naming the field.
+type Config struct {
+	// K is how many requests per accepted one the client lets through
+	// before it throttles: requests are refused with probability
+	// max(0, (requests − K·accepts) / (requests + 1)). At least 1; zero
+	// means 2.
+	K float64
+	// Window is how far back requests and accepts are counted, in 20
+	// steps. Zero means 2s; at least 20ns, at most an hour.
+	Window time.Duration
+}
+
+// DefaultConfig returns the configuration a zero Config stands for, as a
+// fresh value. It is the one place the defaults live.
+func DefaultConfig() Config { return Config{K: 2, Window: 2 * time.Second} }
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	c.K = cmp.Or(c.K, d.K)
+	c.Window = cmp.Or(c.Window, d.Window)
+	return c
+}
+
+// Validate reports every invalid field, joined with errors.Join; each error
+// wraps [ErrInvalidConfig] and names the field and the value. Zero values
+// are valid (they mean the default).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if !(c.K == 0 || c.K >= 1 && !math.IsInf(c.K, 1)) { // also NaN
+		bad("K must be >= 1 and finite (0 means default), got %v", c.K)
+	}
+	if c.Window != 0 && (c.Window < buckets || c.Window > time.Hour) {
+		bad("Window must be in [%dns, 1h] (0 means default), got %v", buckets, c.Window)
+	}
+	return errors.Join(errs...)
+}
+
+// buckets is how many steps the window rolls in.
+const buckets = 20
+
+// Throttle is client-side adaptive throttling for one downstream (the
+// Google SRE book's, chapter "Handling Overload"). See the package
+// documentation. A Throttle is safe for concurrent use; create one with
+// [New].
+type Throttle struct {
+	k      float64
+	period int64 // ns per bucket
+
+	mu   sync.Mutex
+	ring [buckets]struct {
+		n             int64 // bucket number (time / period)
+		requests, acc float64
+	}
+	requests, acc float64 // sums over the window
+}
+
+// New returns a Throttle configured by c, or an error wrapping
+// [ErrInvalidConfig].
+func New(c Config) (*Throttle, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	c = c.withDefaults()
+	return &Throttle{k: c.K, period: int64(c.Window) / buckets}, nil
+}
+
+// advanceLocked drops the buckets that left the window by now and returns
+// the current one. Caller holds t.mu.
+func (t *Throttle) advanceLocked(now time.Time) int {
+	n := now.UnixNano() / t.period
+	i := int(n % buckets)
+	for j := range t.ring {
+		b := &t.ring[j]
+		if b.n <= n-buckets && (b.requests != 0 || b.acc != 0) {
+			t.requests -= b.requests
+			t.acc -= b.acc
+			b.requests, b.acc = 0, 0
+		}
+	}
+	if t.ring[i].n != n {
+		t.requests -= t.ring[i].requests
+		t.acc -= t.ring[i].acc
+		t.ring[i].n, t.ring[i].requests, t.ring[i].acc = n, 0, 0
+	}
+	return i
+}
+
+// Allow counts a request and reports whether it may go: it is refused
+// with the throttling probability, drawn with r, a number in [0, 1).
+func (t *Throttle) Allow(r float64) bool {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := t.advanceLocked(now)
+	p := t.probabilityLocked()
+	t.ring[i].requests++
+	t.requests++
+	return r >= p
+}
+
+// Done records that a request that went was accepted (the downstream
+// answered it) or not (it failed for the downstream's sake).
+func (t *Throttle) Done(accepted bool) {
+	if !accepted {
+		return
+	}
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := t.advanceLocked(now)
+	t.ring[i].acc++
+	t.acc++
+}
+
+// Forget takes back a request that went but whose end says nothing about
+// the downstream (the caller gave up before it answered).
+func (t *Throttle) Forget() {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := t.advanceLocked(now)
+	if t.ring[i].requests > 0 {
+		t.ring[i].requests--
+		t.requests--
+	}
+}
+
+// Reset forgets every request and accept: the next request is let
+// through. The interceptors reset a target's Throttle when a half-open
+// breaker's probe succeeds: the outage the counts describe is over.
+func (t *Throttle) Reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ring = [buckets]struct {
+		n             int64
+		requests, acc float64
+	}{}
+	t.requests, t.acc = 0, 0
+}
+
+// Probability returns the probability with which the next request is
+// refused.
+func (t *Throttle) Probability() float64 {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.advanceLocked(now)
+	return t.probabilityLocked()
+}
+
+func (t *Throttle) probabilityLocked() float64 {
+	return max(0, (t.requests-t.k*t.acc)/(t.requests+1))
+}
