@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/grpc-resilience/resilience/internal/outcome"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -43,7 +44,7 @@ type OpenError struct {
 
 func newOpenError(key string, s State) *OpenError {
 	e := &OpenError{Key: key, State: s}
-	e.st = status.New(codes.Unavailable, e.Error())
+	e.st = outcome.RefusalStatus(e.Error())
 	return e
 }
 

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
+	"github.com/grpc-resilience/resilience/internal/outcome"
 	"google.golang.org/grpc/status"
 )
 
@@ -23,10 +23,12 @@ func (e *limitedError) Error() string              { return e.st.Message() }
 func (e *limitedError) Unwrap() error              { return ErrLimited }
 func (e *limitedError) GRPCStatus() *status.Status { return e.st }
 
+// The refusals carry outcome.RefusalStatus's detail, so that a service
+// passing one on to its caller passes it on as a refusal.
 var (
-	errFull    = &limitedError{status.New(codes.Unavailable, "limiter: concurrency limit reached, queue full")}
-	errNoTime  = &limitedError{status.New(codes.Unavailable, "limiter: concurrency limit reached, no time left to wait for a permit")}
-	errTimeout = &limitedError{status.New(codes.Unavailable, "limiter: concurrency limit reached, waited as long as the deadline allows")}
+	errFull    = &limitedError{outcome.RefusalStatus("limiter: concurrency limit reached, queue full")}
+	errNoTime  = &limitedError{outcome.RefusalStatus("limiter: concurrency limit reached, no time left to wait for a permit")}
+	errTimeout = &limitedError{outcome.RefusalStatus("limiter: concurrency limit reached, waited as long as the deadline allows")}
 )
 
 // Outcome is how an attempt that held a permit ended, as the limiter
@@ -74,13 +76,13 @@ type waiter struct {
 
 // window is the measurement of the current sampling window.
 type window struct {
-	start        time.Time
-	n            int
-	sum          time.Duration
-	min          time.Duration
-	inflightSum  int
-	maxInflight  int
-	overloaded   int
+	start       time.Time
+	n           int
+	sum         time.Duration
+	min         time.Duration
+	inflightSum int
+	maxInflight int
+	overloaded  int
 }
 
 // New returns a Limiter configured by c (zero fields take their defaults),

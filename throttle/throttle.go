@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
+	"github.com/grpc-resilience/resilience/internal/outcome"
 	"google.golang.org/grpc/status"
 )
 
@@ -28,7 +28,9 @@ func (e *throttledError) GRPCStatus() *status.Status { return e.st }
 
 // Refusal is the error of a request a Throttle refused: it matches
 // [ErrThrottled] and carries codes.Unavailable.
-var Refusal error = &throttledError{status.New(codes.Unavailable, "throttle: request throttled: the downstream accepts too few requests")}
+// It carries outcome.RefusalStatus's detail, so that a service passing it
+// on to its caller passes it on as a refusal.
+var Refusal error = &throttledError{outcome.RefusalStatus("throttle: request throttled: the downstream accepts too few requests")}
 
 // Config configures a [Throttle]. A zero field means the default listed in
 // [DefaultConfig]; a negative, NaN, ±Inf or out-of-range value is rejected

@@ -186,7 +186,7 @@ func (c *call) finish(d decision) error {
 		*c.p.AttemptsOut = c.count.attempts
 	}
 	if err != nil {
-		err = &Error{Attempts: c.count.attempts, Err: err, Reason: d.reason}
+		err = newError(c.count.attempts, err, &d)
 	}
 	c.g.telemetry.end(err)
 	for _, f := range c.p.OnFinish {

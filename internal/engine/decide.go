@@ -63,7 +63,8 @@ type event struct {
 //     outcome its deadline) stops new attempts;
 //   - an attempt refused by a gate ends the call with the latest attempt's
 //     error and the refusal as the reason (with attempts in flight, a
-//     refusal only stops new ones);
+//     refusal only stops new ones); so does an attempt a service refused
+//     with its own client's refusal, which the call passes on as it is;
 //   - a non-retryable code, or a breaker error from further down, ends the
 //     call;
 //   - a negative pushback, MaxAttempts reached or an exhausted budget stop
@@ -103,7 +104,10 @@ func decide(p *Policy, s situation, ev event) decision {
 		}
 		return noMore(err, nil, oc.CallerGone)
 	case o.kind == oc.Refused:
-		if s.last.err == nil {
+		// A gate's refusal keeps the latest attempt's error, with the
+		// refusal as the reason; an attempt that a service refused (its
+		// own client's refusal, passed on) is its own error.
+		if s.last.err == nil || s.last.err == o.err {
 			return noMore(o.err, nil, oc.Refused)
 		}
 		return noMore(s.last.err, o.err, oc.Refused)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/budget"
+	oc "github.com/grpc-resilience/resilience/internal/outcome"
 )
 
 // The errors of the engine, built here and nowhere else.
@@ -32,6 +33,8 @@ type Error struct {
 	// breaker's refusal (matching breaker.ErrOpen) of a retry or hedge. It
 	// is nil otherwise.
 	Reason error
+
+	st *status.Status // Err's status, marked as the downstream's; nil: Err's own
 }
 
 // Error returns Err's message, followed by the number of attempts when
@@ -57,8 +60,28 @@ func (e *Error) Unwrap() []error {
 }
 
 // GRPCStatus returns the status of Err, so that status.Code and
-// status.Convert report the last attempt's code and message.
-func (e *Error) GRPCStatus() *status.Status { return status.Convert(e.Err) }
+// status.Convert report the last attempt's code and message. A call that
+// failed for its downstream's sake (a server failure, a refusal) has it
+// marked as such (a google.rpc.ErrorInfo detail, see internal/outcome):
+// a service that returns the error to its own caller passes the mark on,
+// and a caller using this library counts it against nobody and does not
+// retry it, so that only the hop next to the trouble does.
+func (e *Error) GRPCStatus() *status.Status {
+	if e.st != nil {
+		return e.st
+	}
+	return status.Convert(e.Err)
+}
+
+// newError is the error of a call that ended as d says with err (after
+// the fallback, if any).
+func newError(attempts int, err error, d *decision) *Error {
+	e := &Error{Attempts: attempts, Err: err, Reason: d.reason}
+	if d.kind == oc.ServerFailure || d.kind == oc.Refused {
+		e.st = oc.MarkDownstream(status.Convert(err))
+	}
+	return e
+}
 
 // ErrPushback is the Reason of a call the server's pushback trailer asked
 // the client not to retry.

@@ -55,8 +55,9 @@ func (g *breakerGate) before(c *call, a *attempt) error {
 		return err
 	}
 	a.breakerDone = done
-	if c.g.telemetry.call.Enabled() {
-		// Only telemetry wants the state: skip the lookup otherwise.
+	if c.g.telemetry.call.Enabled() || c.g.throttle.thr != nil {
+		// Only telemetry and the throttle (which lets probes through)
+		// want the state: skip the lookup otherwise.
 		a.breakerState = int8(g.set.State(g.key))
 	}
 	return nil

@@ -7,10 +7,20 @@
 // An attempt ends in one of five ways ([Kind]): the server answered
 // ([Success]), the server or the path to it failed ([ServerFailure]), the
 // server answered and the request was at fault ([RequestFault]), the caller
-// gave up ([CallerGone]), or the attempt was refused locally before it
-// reached a server ([Refused]). [Of] decides the first four from an error
-// alone; only the engine knows of refusals and of a caller's deadline that
-// surfaced as a server's DeadlineExceeded, and says so itself.
+// gave up ([CallerGone]), or the attempt could not reach a server that
+// would serve it ([Refused]: refused by this client, or answered by a
+// service with its own downstream's failure, passed on). [Of] decides from
+// an error alone; only the engine knows of its own gates' refusals and of
+// a caller's deadline that surfaced as a server's DeadlineExceeded, and
+// says so itself.
+//
+// # Passing failures on
+//
+// [MarkDownstream] adds a google.rpc.ErrorInfo detail to the status of a
+// call that failed for its downstream's sake. A service that returns such
+// an error to its own caller passes the detail on, and the caller's
+// classification turns it into Refused: in a chain of services, only the
+// hop next to the trouble counts a failure and retries it.
 //
 // # Concurrency
 //
@@ -22,6 +32,7 @@ import (
 	"errors"
 	"io"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -46,8 +57,10 @@ const (
 	// CallerGone: the caller gave up: a plain context.Canceled or
 	// context.DeadlineExceeded, or codes.Canceled.
 	CallerGone
-	// Refused: refused locally before it reached a server (a breaker, a
-	// concurrency limit, a throttle, a retry budget). Of never returns it.
+	// Refused: the call could not reach a server that would serve it: a
+	// gate of this client refused it (a breaker, a concurrency limit, a
+	// throttle, a retry budget), or the server answered with its own
+	// downstream's failure or refusal, passed on (MarkDownstream).
 	Refused
 )
 
@@ -69,7 +82,8 @@ func (k Kind) String() string {
 }
 
 // Of classifies an attempt's error. A bare gRPC status error, as grpc-go
-// returns it, is classified without allocating.
+// returns it, is classified without allocating unless it is a server
+// failure (whose details are read for MarkDownstream's).
 func Of(err error) Kind {
 	if err == nil {
 		return Success
@@ -79,7 +93,7 @@ func Of(err error) Kind {
 	}
 	// Fast path: a bare gRPC status error.
 	if gs, ok := err.(grpcStatuser); ok && !wraps(err) {
-		return OfCode(gs.GRPCStatus().Code())
+		return OfStatus(gs.GRPCStatus())
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return CallerGone
@@ -91,7 +105,19 @@ func Of(err error) Kind {
 	if !errors.As(err, &gs) {
 		return ServerFailure // no status: it would surface as Unknown
 	}
-	return OfCode(gs.GRPCStatus().Code())
+	return OfStatus(gs.GRPCStatus())
+}
+
+// OfStatus classifies a gRPC status as OfCode does its code, except that
+// a status marked as passed on (MarkDownstream) is Refused: the service
+// that answered is fine; what failed, or refused, was its own downstream
+// call, and the caller counts it against nobody.
+func OfStatus(st *status.Status) Kind {
+	k := OfCode(st.Code()) // a nil *Status is OK
+	if k == ServerFailure && IsDownstream(st) {
+		return Refused
+	}
+	return k
 }
 
 // OfCode classifies a gRPC status code: OK is a success, Canceled the
@@ -118,4 +144,54 @@ func wraps(err error) bool {
 		return true
 	}
 	return false
+}
+
+// DownstreamDomain and DownstreamReason identify the google.rpc.ErrorInfo
+// detail of MarkDownstream.
+const (
+	DownstreamDomain = "github.com/grpc-resilience/resilience"
+	DownstreamReason = "DOWNSTREAM_UNAVAILABLE"
+)
+
+// downstreamInfo is the detail, marshalled once.
+var downstreamInfo = &errdetails.ErrorInfo{Reason: DownstreamReason, Domain: DownstreamDomain}
+
+// MarkDownstream returns st with an ErrorInfo detail saying that the
+// failure is not the answering service's own but its downstream's: a
+// client refused the call itself (a breaker, a concurrency limit, a
+// throttle), or the call failed at the server after the client's own
+// retries. A service that passes such an error on to its caller (returns
+// it from its handler as it is) passes the detail on, and a caller using
+// this library classifies it as Refused: through a chain of services, only
+// the hop next to the trouble counts it in its breaker and retries; the
+// hops above neither open their breakers on a healthy service nor multiply
+// the retries. st is returned as it is if it has the detail, or is OK.
+func MarkDownstream(st *status.Status) *status.Status {
+	if st.Code() == codes.OK || IsDownstream(st) {
+		return st
+	}
+	marked, err := st.WithDetails(downstreamInfo)
+	if err != nil {
+		return st // only a status that cannot be marshalled
+	}
+	return marked
+}
+
+// IsDownstream reports whether st has the detail of MarkDownstream.
+func IsDownstream(st *status.Status) bool {
+	if st == nil || st.Code() == codes.OK {
+		return false
+	}
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == DownstreamReason && ei.GetDomain() == DownstreamDomain {
+			return true
+		}
+	}
+	return false
+}
+
+// RefusalStatus is an Unavailable status with msg, marked as the
+// downstream's (MarkDownstream): the status of a client's own refusal.
+func RefusalStatus(msg string) *status.Status {
+	return MarkDownstream(status.New(codes.Unavailable, msg))
 }

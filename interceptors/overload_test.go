@@ -1,0 +1,190 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/breaker"
+	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/internal/testserver"
+	"github.com/grpc-resilience/resilience/limiter"
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/throttle"
+)
+
+// A call refused by the concurrency limit fails at once with Unavailable
+// and limiter.ErrLimited, makes no attempt, and is nobody's failure: a
+// breaker that opens at the first failure stays closed, and the retry
+// budget keeps its tokens.
+func TestLimiterRefusalIsNobodysFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, WithConcurrencyLimit(limiter.Config{Fixed: 1, Queue: limiter.NoQueue}),
+			WithBreaker(tripped()), WithRetryBudget(budget.Config{MaxTokens: 3, TokenRatio: 1}))
+		release := make(chan struct{})
+		r.behave(func(ctx context.Context, n int64) error {
+			if n == 1 {
+				<-release
+			}
+			return nil
+		})
+		held := r.call(context.Background())
+		r.await(t, 1)
+		for range 10 {
+			var attempts int
+			start := time.Now()
+			_, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}, Attempts(&attempts))
+			if status.Code(err) != codes.Unavailable || !errors.Is(err, limiter.ErrLimited) || attempts != 0 || time.Since(start) != 0 {
+				t.Fatalf("over the limit: %v, %d attempts after %v; want Unavailable matching ErrLimited at once, no attempt", err, attempts, time.Since(start))
+			}
+		}
+		close(release)
+		if err := result(t, held); err != nil {
+			t.Fatal(err)
+		}
+		if st := r.m.Breakers().State(r.conn.Target()); st != breaker.StateClosed {
+			t.Errorf("breaker %v after refusals, want closed", st)
+		}
+		// The budget (3 tokens: two failures would stop retries) is whole:
+		// a failing call is still retried.
+		r.behave(func(ctx context.Context, n int64) error { return nil })
+		r.srv.FailNext(1, testserver.Fault{})
+		var attempts int
+		if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}, Attempts(&attempts), Backoff(backoff.Constant(0)), NoBreaker()); err != nil || attempts != 2 {
+			t.Errorf("a failing call after the refusals: %v after %d attempts, want retried to success", err, attempts)
+		}
+	})
+}
+
+// An attempt over the limit waits in the queue for a permit, and its call
+// span says so.
+func TestLimiterQueueWaitsForAPermit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sr := tracetest.NewSpanRecorder()
+		r := newRig(t, WithConcurrencyLimit(limiter.Config{Fixed: 1}),
+			WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))))
+		r.behave(func(ctx context.Context, n int64) error {
+			time.Sleep(30 * time.Millisecond)
+			return nil
+		})
+		first := r.call(context.Background())
+		r.await(t, 1)
+		start := time.Now()
+		second := r.call(context.Background())
+		r.awaitAfter(t, 2, 30*time.Millisecond) // once the first gave its permit back
+		for _, res := range []<-chan error{first, second} {
+			if err := result(t, res); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if took := time.Since(start); took != 60*time.Millisecond {
+			t.Errorf("the queued call took %v, want 30 ms waiting and 30 ms served", took)
+		}
+		queued := 0
+		for _, s := range sr.Ended() {
+			for _, ev := range s.Events() {
+				if ev.Name == "resilience.limiter.queued" {
+					queued++
+				}
+			}
+		}
+		if queued != 1 {
+			t.Errorf("%d resilience.limiter.queued events, want 1", queued)
+		}
+	})
+}
+
+// Closing the connection ends a wait for a permit.
+func TestCloseEndsALimiterWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, WithConcurrencyLimit(limiter.Config{Fixed: 1}))
+		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+		first := r.call(context.Background())
+		r.await(t, 1)
+		waiter := r.call(context.Background())
+		synctest.Wait() // in the limiter's queue
+		r.conn.Close()
+		for _, res := range []<-chan error{first, waiter} {
+			if err := result(t, res); status.Code(err) != codes.Canceled {
+				t.Fatalf("call on a closed connection: %v, want Canceled", err)
+			}
+		}
+	})
+}
+
+// A fallback answers a call the limit refused: the downstream cannot take
+// it now.
+func TestFallbackAnswersALimiterRefusal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, _ := fallbackRig(t, 0, WithConcurrencyLimit(limiter.Config{Fixed: 1, Queue: limiter.NoQueue}))
+		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		held := r.call(ctx)
+		r.await(t, 1)
+		if msg, info, err := r.echoFallback(context.Background(), "hello"); err != nil || !info.Used || msg != "hello" {
+			t.Errorf("refused call with a fallback: %q, %v, %+v; want the stale copy", msg, err, info)
+		}
+		cancel()
+		<-held
+	})
+}
+
+// Throttling refuses attempts at a downstream that accepts too few;
+// refused attempts are not failures.
+func TestThrottleRefusesAtAFailingDownstream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, WithThrottle(throttle.Config{}), WithoutBreaker(), MaxAttempts(1),
+			withRandom(func() float64 { return 0.5 }))
+		r.srv.FailFraction(1, testserver.Fault{})
+		throttled := 0
+		for range 30 {
+			_, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{})
+			if errors.Is(err, throttle.ErrThrottled) {
+				throttled++
+				if status.Code(err) != codes.Unavailable {
+					t.Fatalf("throttled call: %v, want Unavailable", err)
+				}
+			}
+		}
+		// Every attempt fails: past the first two requests the refusal
+		// probability stays above the 0.5 drawn.
+		if throttled != 28 || r.srv.Attempts() != 2 {
+			t.Fatalf("%d of 30 calls throttled, %d attempts at the server; want 28 and 2", throttled, r.srv.Attempts())
+		}
+	})
+}
+
+// A half-open breaker's probe passes the throttle, and a probe that
+// succeeds resets it: a downstream that came back is not held back by the
+// counts of its outage.
+func TestThrottleYieldsToTheBreakersProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := breaker.DefaultConfig()
+		cfg.ConsecutiveFailures, cfg.OpenTimeout, cfg.HalfOpenProbes = 2, time.Second, 1
+		r := newRig(t, WithThrottle(throttle.Config{}), WithBreaker(cfg), MaxAttempts(1),
+			WithReadyWait(0), withRandom(func() float64 { return 0.5 }))
+		r.srv.FailFraction(1, testserver.Fault{})
+		for i := 0; r.m.Breakers().State(r.conn.Target()) != breaker.StateOpen; i++ {
+			if i > 100 {
+				t.Fatal("breaker never opened")
+			}
+			_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{})
+		}
+		time.Sleep(time.Second) // half-open
+		r.srv.ClearFaults()
+		for i := range 5 {
+			if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+				t.Fatalf("call %d after the downstream came back: %v, want the probe let through and the throttle reset", i, err)
+			}
+		}
+	})
+}
