@@ -106,6 +106,7 @@ func New(opts ...Option) (*Middleware, error) {
 		ProbeInterval:    cfg.probeInterval,
 		Random:           cfg.random,
 		Limiter:          cfg.limiter,
+		LimiterPerMethod: cfg.limiterMethod,
 		Throttle:         cfg.throttle,
 		ReplayBuffer:     cfg.replayBuffer,
 		Budget:           effectiveBudget(&cfg, cfg.serviceConfig),

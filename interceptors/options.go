@@ -88,6 +88,7 @@ type config struct {
 	breaker        *breaker.Config  // nil: no breakers
 	breakerMethod  bool             // key breakers by target and method
 	limiter        *limiter.Config  // nil: no concurrency limit
+	limiterMethod  bool             // key limiters by target and method
 	throttle       *throttle.Config // nil: no client-side throttling
 	serviceConfig  *serviceConfig   // the one given to New; nil: none
 	endpoint       *endpoint.Config // nil: no endpoint ejection

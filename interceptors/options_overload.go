@@ -26,6 +26,17 @@ func WithConcurrencyLimit(c limiter.Config) Option {
 	})
 }
 
+// WithConcurrencyLimitPerMethod keys concurrency limiters by target and
+// method instead of by target alone: with WithConcurrencyLimit's
+// limiter.Config{Fixed: n}, a bulkhead of n per method, so that one slow
+// method cannot take every place from the others.
+func WithConcurrencyLimitPerMethod() Option {
+	return optionFunc(func(cfg *config) error {
+		cfg.limiterMethod = true
+		return nil
+	})
+}
+
 // WithoutConcurrencyLimit turns the concurrency limit off.
 func WithoutConcurrencyLimit() Option {
 	return optionFunc(func(cfg *config) error {

@@ -188,3 +188,27 @@ func TestThrottleYieldsToTheBreakersProbe(t *testing.T) {
 		}
 	})
 }
+
+// A bulkhead per method: one method that takes every place of its own
+// leaves the others theirs.
+func TestBulkheadPerMethod(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, WithConcurrencyLimit(limiter.Config{Fixed: 1, Queue: limiter.NoQueue}), WithConcurrencyLimitPerMethod())
+		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+		ctx, cancel := context.WithCancel(context.Background())
+		held := r.call(ctx) // Echo takes its one place
+		r.await(t, 1)
+		if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); !errors.Is(err, limiter.ErrLimited) {
+			t.Fatalf("a second Echo: %v, want refused by Echo's bulkhead", err)
+		}
+		// Another unary method has a place of its own (the server does
+		// not know it: Unimplemented, after the bulkhead let it through).
+		err := r.conn.Invoke(context.Background(), "/resilience.testing.v1.EchoService/Other",
+			&testingv1.EchoRequest{}, &testingv1.EchoResponse{})
+		if status.Code(err) != codes.Unimplemented {
+			t.Fatalf("another method while Echo's bulkhead is full: %v, want it through (Unimplemented)", err)
+		}
+		cancel()
+		<-held
+	})
+}

@@ -35,6 +35,8 @@ type Config struct {
 	Breakers     *breaker.Set // nil: no breakers
 	// Limiter configures each target's concurrency limiter; nil: none.
 	Limiter *limiter.Config
+	// LimiterPerMethod keys limiters by target and method.
+	LimiterPerMethod bool
 	// Throttle configures each target's client-side throttling; nil: none.
 	Throttle         *throttle.Config
 	BreakerPerMethod bool
@@ -103,6 +105,9 @@ type target struct {
 	budget   atomic.Pointer[budget.Budget] // nil when budgets are off
 	limiter  *limiter.Limiter              // nil: no concurrency limit
 	throttle *throttle.Throttle            // nil: no client-side throttling
+	// The limiters per method, with Config.LimiterPerMethod.
+	mu       sync.RWMutex
+	limiters map[string]*limiter.Limiter
 	// troubled counts down the successful attempts since the target last
 	// failed: while it is above zero, first attempts ask for the trailer
 	// to read server pushback from. A healthy target's calls skip it,
@@ -133,7 +138,7 @@ func (e *Engine) target(name string) *target {
 	return loadOrCreate(&e.mu, &e.targets, name, func() *target {
 		t := &target{}
 		t.budget.Store(newBudget(e.budget.Load()))
-		if c := e.cfg.Limiter; c != nil {
+		if c := e.cfg.Limiter; c != nil && !e.cfg.LimiterPerMethod {
 			t.limiter, _ = limiter.New(*c) // validated by the interceptors
 		}
 		if c := e.cfg.Throttle; c != nil {
@@ -144,6 +149,19 @@ func (e *Engine) target(name string) *target {
 			e.cfg.Telemetry.BreakerState(name, telemetry.BreakerClosed)
 		}
 		return t
+	})
+}
+
+// limiterFor returns the concurrency limiter of the calls of method to t;
+// nil: none.
+func (e *Engine) limiterFor(t *target, method string) *limiter.Limiter {
+	c := e.cfg.Limiter
+	if c == nil || !e.cfg.LimiterPerMethod {
+		return t.limiter
+	}
+	return loadOrCreate(&t.mu, &t.limiters, method, func() *limiter.Limiter {
+		l, _ := limiter.New(*c) // validated by the interceptors
+		return l
 	})
 }
 

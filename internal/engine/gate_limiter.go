@@ -12,8 +12,9 @@ import (
 	"github.com/grpc-resilience/resilience/limiter"
 )
 
-// limiterGate bounds the unary attempts in flight to the call's target by
-// the target's concurrency limiter (package limiter): an attempt over the
+// limiterGate bounds the unary attempts in flight to the call's target
+// (or target and method) by its concurrency limiter (package limiter): an
+// attempt over the
 // limit waits in the limiter's short, deadline-aware queue or is refused
 // at once. A refused attempt never reached the server: no gate counts it.
 // Streams are not limited: one may stay open for hours.
@@ -23,7 +24,7 @@ type limiterGate struct {
 
 func (g *limiterGate) start(c *call) {
 	if c.unary != nil && c.g.target.t != nil {
-		g.lim = c.g.target.t.limiter
+		g.lim = c.e.limiterFor(c.g.target.t, c.method)
 	}
 }
 
