@@ -59,8 +59,10 @@ func (f *Faults) Records(method string) []Record {
 // counts them, or until ctx ends; then it returns an error wrapping ctx's.
 // Use it instead of sleeping to let a test go on once, say, a hedge has
 // reached the server; in a testing/synctest bubble the wait lets fake time
-// move on to the attempt. A malformed method or a negative n is an error
-// wrapping ErrInvalid.
+// move on to the attempt. It returns once the attempt is counted (step 1
+// of the package documentation), before it is held, delayed or given a
+// fault; in a bubble, synctest.Wait then lets it go as far as it can. A
+// malformed method or a negative n is an error wrapping ErrInvalid.
 func (f *Faults) WaitAttempts(ctx context.Context, method string, n int) error {
 	const fn = "WaitAttempts"
 	if err := validMethod(fn, method); err != nil {

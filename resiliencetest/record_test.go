@@ -67,6 +67,7 @@ func TestRecords(t *testing.T) {
 		must(t, s.faults.InjectNext(echo, 1, resiliencetest.Hang()))
 		done := asyncEcho(callCtx(t), c)
 		must(t, s.faults.WaitAttempts(callCtx(t), echo, 3))
+		synctest.Wait() // counted; now hanging, its fault taken
 		if r := s.faults.Records(echo)[2]; r.Done {
 			t.Errorf("a hung attempt's record says done (%v)", r.Code)
 		}
