@@ -16,23 +16,31 @@ import (
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/interceptors"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // End-to-end tests of the public API over real loopback TCP.
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// listen starts the shared fault-injecting test server on loopback TCP.
-func listen(t *testing.T) *testserver.Server {
+// listen serves resiliencetest's EchoServer behind its Faults on loopback
+// TCP until the end of the test.
+func listen(t *testing.T) (*resiliencetest.Faults, *resiliencetest.Listener) {
 	t.Helper()
-	srv := testserver.New()
-	if err := srv.ListenTCP(); err != nil {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Close)
-	return srv
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(append(faults.ServerOptions(), grpc.WaitForHandlers(true))...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop) // waits for Serve and the handlers to return
+	return faults, lis
 }
 
 func fastBackoff() backoff.Policy {
@@ -40,9 +48,11 @@ func fastBackoff() backoff.Policy {
 }
 
 func TestRetriesRideThroughTransientFailures(t *testing.T) {
-	server := listen(t)
-	server.FailNext(2, testserver.Fault{Code: codes.Unavailable})
-	addr := server.Addr()
+	faults, lis := listen(t)
+	if err := faults.InjectNext(resiliencetest.AllMethods, 2, resiliencetest.Fail(codes.Unavailable)); err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
 	m, err := interceptors.New(interceptors.Backoff(fastBackoff()))
 	if err != nil {
 		t.Fatal(err)
@@ -59,8 +69,8 @@ func TestRetriesRideThroughTransientFailures(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Echo: %v", err)
 	}
-	if resp.GetMessage() != "x" || attempts != 3 || server.Attempts() != 3 {
-		t.Errorf("got message %q after %d attempts (server saw %d), want %q after 3 (3)", resp.GetMessage(), attempts, server.Attempts(), "x")
+	if n := faults.Attempts(resiliencetest.AllMethods); resp.GetMessage() != "x" || attempts != 3 || n != 3 {
+		t.Errorf("got message %q after %d attempts (server saw %d), want %q after 3 (3)", resp.GetMessage(), attempts, n, "x")
 	}
 }
 

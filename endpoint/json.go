@@ -157,7 +157,7 @@ func lookupHooks(id string) *hooks {
 // wraps ErrInvalidConfig and names the JSON key; all of them are reported,
 // joined.
 func parseConfig(js json.RawMessage) (*lbConfig, error) {
-	js = bytes.TrimSpace(js)
+	js = bytes.Trim(js, " \t\r\n") // JSON's white space, no other
 	var raw map[string]json.RawMessage
 	if len(js) > 0 && string(js) != "null" {
 		if err := json.Unmarshal(js, &raw); err != nil {

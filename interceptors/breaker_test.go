@@ -165,10 +165,10 @@ func TestHalfOpenWaitersWaitForTheProbeInsteadOfFailing(t *testing.T) {
 	h.failNext(3, codes.Unavailable)
 	_ = echo(context.Background(), t, h.client) // trips the breaker
 	h.reset()
-	h.blockFirst(1) // the probe hangs at the server until released below
+	release := h.blockCalls() // the probe hangs at the server until released below
 	probe := make(chan error, 1)
 	go func() { probe <- echo(context.Background(), t, h.client, MaxAttempts(1)) }()
-	<-h.arrivals
+	h.waitAttempts(t, 1)
 	const waiters = 5
 	results := make(chan error, waiters)
 	for range waiters {
@@ -179,12 +179,9 @@ func TestHalfOpenWaitersWaitForTheProbeInsteadOfFailing(t *testing.T) {
 	if n := h.attempts(); n != 1 {
 		t.Errorf("server saw %d attempts while the probe was out, want 1", n)
 	}
-	h.mu.Lock()
-	h.block = 0
-	h.mu.Unlock()
 	// End the probe: its per-attempt context is the caller's, so release
 	// it by letting the blocked handler return.
-	h.releaseBlocked()
+	release()
 	if err := <-probe; err != nil {
 		t.Fatalf("probe: %v", err)
 	}

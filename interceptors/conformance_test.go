@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // TestConformanceWithGRPCRetry feeds the same service config to grpc-go's
@@ -31,10 +31,10 @@ func TestConformanceWithGRPCRetry(t *testing.T) {
 	type step struct {
 		method string // echoMethod or streamMethod
 		fail   int    // attempts failed before the call, with fault
-		fault  testserver.Fault
+		fault  resiliencetest.Fault
 	}
-	unavailable := testserver.Fault{}
-	notFound := step{echoMethod, 1, testserver.Fault{Code: codes.NotFound}}
+	unavailable := resiliencetest.Fail(codes.Unavailable)
+	notFound := step{echoMethod, 1, resiliencetest.Fail(codes.NotFound)}
 	for _, tc := range []struct {
 		name  string
 		json  string
@@ -46,9 +46,9 @@ func TestConformanceWithGRPCRetry(t *testing.T) {
 		// Ours reads pushback on the first attempt only while the target
 		// has failed lately (reading trailers costs every call a copy), so
 		// these start with a failed call (NotFound: one attempt in both).
-		{"pushback stop", def, []step{notFound, {echoMethod, 3, testserver.Fault{Pushback: "-1"}}}},
-		{"pushback delay", def, []step{notFound, {echoMethod, 2, testserver.Fault{Pushback: "5"}}}},
-		{"malformed pushback", def, []step{notFound, {echoMethod, 3, testserver.Fault{Pushback: "soon"}}}},
+		{"pushback stop", def, []step{notFound, {echoMethod, 3, unavailable.WithPushback("-1")}}},
+		{"pushback delay", def, []step{notFound, {echoMethod, 2, unavailable.WithPushback("5")}}},
+		{"malformed pushback", def, []step{notFound, {echoMethod, 3, unavailable.WithPushback("soon")}}},
 		{"entry without a retry policy", `{"methodConfig": [{"name": [{"service": "` + svc + `"}], "timeout": "5s"}]}`,
 			[]step{{echoMethod, 3, unavailable}}},
 		{"per-method entry", perMethod, []step{{echoMethod, 10, unavailable}}},
@@ -58,30 +58,21 @@ func TestConformanceWithGRPCRetry(t *testing.T) {
 			{echoMethod, 30, unavailable}, {echoMethod, 0, unavailable}, {echoMethod, 30, unavailable}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			run := func(stack string) []int64 {
-				srv := testserver.New()
-				if err := srv.ListenBufconn(); err != nil {
-					t.Fatal(err)
-				}
-				defer srv.Close()
+			run := func(stack string) []int {
+				lis := resiliencetest.ListenMemory()
+				faults := newFaults(t)
+				serveEcho(t, lis, faults.ServerOptions()...)
 				var opts []grpc.DialOption
 				if stack == "grpc-go" {
 					opts = []grpc.DialOption{grpc.WithDefaultServiceConfig(tc.json)}
 				} else {
 					opts = MustNew(WithServiceConfig(tc.json), WithoutBreaker()).DialOptions()
 				}
-				conn, err := srv.NewClient(opts...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close()
-				client := testingv1.NewEchoServiceClient(conn)
-				var got []int64
+				client := testingv1.NewEchoServiceClient(dialListener(t, lis, opts...))
+				var got []int
 				for _, s := range tc.steps {
-					srv.ClearFaults()
-					s.fault.Method = s.method
-					srv.FailNext(s.fail, s.fault)
-					before := srv.Attempts()
+					faults.Reset()
+					must(t, faults.InjectNext(s.method, s.fail, s.fault))
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					if s.method == echoMethod {
 						_, _ = client.Echo(ctx, &testingv1.EchoRequest{})
@@ -89,7 +80,7 @@ func TestConformanceWithGRPCRetry(t *testing.T) {
 						_, _ = recvAll(stream)
 					}
 					cancel()
-					got = append(got, srv.Attempts()-before)
+					got = append(got, faults.Attempts(allMethods))
 				}
 				return got
 			}

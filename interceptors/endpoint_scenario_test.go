@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
 	"github.com/grpc-resilience/resilience/endpoint"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 )
 
 // fleetRun is what one run of calls against a fleet measured.
@@ -148,7 +146,7 @@ func TestEndpointScenario(t *testing.T) {
 				f = newFleet(t, 5, MustNew(WithEndpointEjection(endpoint.Config{OnEject: ec.onEject})))
 				ej = ec.first
 			}
-			f.servers[2].FailFraction(1, testserver.Fault{Code: codes.Unavailable})
+			f.servers[2].failAll()
 			n := calls
 			if mode == "round_robin" {
 				n = calls / 4 // its retries' backoff makes it slow; the share is what counts
@@ -188,7 +186,7 @@ func TestEndpointScenario(t *testing.T) {
 			default:
 				f = newFleet(t, 5, MustNew(), grpc.WithDefaultServiceConfig(roundRobin))
 			}
-			f.servers[0].SetLatency(50 * time.Millisecond)
+			must(t, f.servers[0].SetLatency(allMethods, 1, 50*time.Millisecond))
 			r := runFleet(t, f, callers, calls/4, -1, func() time.Time { return time.Time{} }, opts...)
 			t.Logf("%-24s %d calls: p50 %v, p90 %v, p99 %v, max %v; hedged %d, of them on one endpoint %d; attempts/call %.3f",
 				mode, r.calls, r.pct(0.5).Round(10*time.Microsecond), r.pct(0.9).Round(10*time.Microsecond),

@@ -19,8 +19,8 @@ import (
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/endpoint"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // endpointsOff keeps every endpoint in service whatever it answers, so
@@ -28,11 +28,12 @@ import (
 var endpointsOff = endpoint.Config{MinRequests: math.MaxInt32, ConsecutiveFailures: math.MaxInt32}
 
 // fleet is n loopback servers behind a manual resolver and a client dialled
-// through a Middleware's DialOptions. The hook of every server records,
-// per "call-id" metadata value, which servers the call's attempts reached.
+// through a Middleware's DialOptions. An interceptor of every server
+// records, per "call-id" metadata value, which servers the call's attempts
+// reached.
 type fleet struct {
 	t       testing.TB
-	servers []*testserver.Server
+	servers []*fleetServer
 	cc      *grpc.ClientConn
 	client  testingv1.EchoServiceClient
 
@@ -45,22 +46,23 @@ func newFleet(t testing.TB, n int, m *Middleware, opts ...grpc.DialOption) *flee
 	f := &fleet{t: t, seen: make(map[string][]int)}
 	eps := make([]grpcresolver.Endpoint, n)
 	for i := range n {
-		s := testserver.New()
-		if err := s.ListenTCP(); err != nil {
+		lis, err := resiliencetest.Listen()
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(s.Close)
-		s.SetHook(func(ctx context.Context, _ string, _ int64) error {
+		s := &fleetServer{Faults: newFaults(t), addr: lis.Addr().String()}
+		seen := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			md, _ := metadata.FromIncomingContext(ctx)
 			if id := md.Get("call-id"); len(id) == 1 {
 				f.mu.Lock()
 				f.seen[id[0]] = append(f.seen[id[0]], i)
 				f.mu.Unlock()
 			}
-			return nil
-		})
+			return handler(ctx, req)
+		}
+		serveEcho(t, lis, append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(seen)}, s.ServerOptions()...)...)
 		f.servers = append(f.servers, s)
-		eps[i] = grpcresolver.Endpoint{Addresses: []grpcresolver.Address{{Addr: s.Addr()}}}
+		eps[i] = grpcresolver.Endpoint{Addresses: []grpcresolver.Address{{Addr: s.addr}}}
 	}
 	r := manual.NewBuilderWithScheme("fleet")
 	r.InitialState(grpcresolver.State{Endpoints: eps})
@@ -84,7 +86,7 @@ func (f *fleet) waitAllServing() {
 	for ctx.Err() == nil {
 		all := true
 		for _, s := range f.servers {
-			all = all && s.Attempts() > 0
+			all = all && s.Attempts(allMethods) > 0
 		}
 		if all {
 			for _, s := range f.servers {
@@ -95,6 +97,19 @@ func (f *fleet) waitAllServing() {
 		f.client.Echo(ctx, &testingv1.EchoRequest{Message: "warm-up"})
 	}
 	f.t.Fatal("not every endpoint became ready")
+}
+
+// fleetServer is one server of a fleet: its Faults and its address.
+type fleetServer struct {
+	*resiliencetest.Faults
+	addr string
+}
+
+// failAll makes the server fail every attempt with Unavailable.
+func (s *fleetServer) failAll() {
+	if err := s.InjectFraction(allMethods, 1, resiliencetest.Fail(codes.Unavailable)); err != nil {
+		panic(err)
+	}
 }
 
 func (f *fleet) call(ctx context.Context, id string, opts ...grpc.CallOption) error {
@@ -118,7 +133,7 @@ func retryFleet(t *testing.T, dial []grpc.DialOption, opts ...Option) (failedFir
 		Backoff(backoff.MustExponential(backoff.Config{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}))}, opts...)
 	m := MustNew(opts...)
 	f := newFleet(t, 3, m, dial...)
-	f.servers[0].FailFraction(1, testserver.Fault{Code: codes.Unavailable})
+	f.servers[0].failAll()
 	const callers, calls = 4, 50
 	var wg sync.WaitGroup
 	errs := make(chan error, callers*calls)
@@ -188,7 +203,7 @@ func TestEndpointHedgesNeverShare(t *testing.T) {
 		Hedging(HedgePolicy{Delay: time.Millisecond, MaxAttempts: 2}))
 	f := newFleet(t, 3, m)
 	for _, s := range f.servers {
-		s.SetLatency(20 * time.Millisecond) // the hedge starts while the first attempt runs
+		must(t, s.SetLatency(allMethods, 1, 20*time.Millisecond)) // the hedge starts while the first attempt runs
 	}
 	const callers, calls = 3, 20
 	var wg sync.WaitGroup
@@ -244,8 +259,8 @@ func TestEndpointEjectionTelemetry(t *testing.T) {
 				}}
 			m := MustNew(e.options(WithoutBreaker(), WithAttemptSpans(attemptSpans), WithEndpointEjection(cfg))...)
 			f := newFleet(t, 3, m)
-			bad := f.servers[0].Addr()
-			f.servers[0].FailFraction(1, testserver.Fault{Code: codes.Unavailable})
+			bad := f.servers[0].addr
+			f.servers[0].failAll()
 			for i := range 30 {
 				if err := f.call(t.Context(), fmt.Sprint(i)); err != nil {
 					t.Fatalf("call %d: %v", i, err)
@@ -303,7 +318,7 @@ func TestEndpointUserServiceConfig(t *testing.T) {
 			ec := &ejectClock{}
 			m := MustNew(WithoutBreaker(), WithEndpointEjection(endpoint.Config{ConsecutiveFailures: 3, OnEject: ec.onEject}))
 			f := newFleet(t, 3, m, grpc.WithDefaultServiceConfig(tc.config))
-			f.servers[0].FailFraction(1, testserver.Fault{Code: codes.Unavailable})
+			f.servers[0].failAll()
 			for i := range 30 {
 				if err := f.call(t.Context(), fmt.Sprint(i)); err != nil {
 					t.Fatalf("call %d: %v", i, err)
@@ -312,7 +327,7 @@ func TestEndpointUserServiceConfig(t *testing.T) {
 			// The JSON cannot carry OnEject, so the policy under the
 			// user's config reports no ejection; the bad endpoint's
 			// share of first attempts tells instead.
-			bad := f.servers[0].Attempts()
+			bad := f.servers[0].Attempts(allMethods)
 			t.Logf("%d attempts of 30 calls reached the failing endpoint; OnEject called: %v", bad, !ec.first().IsZero())
 			if !ec.first().IsZero() {
 				t.Error("the Middleware's policy (with its OnEject) ran under the user's service config")

@@ -19,118 +19,64 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // These tests drive the engine through the public interceptors against
-// the shared fault server over bufconn, each in a testing/synctest bubble:
-// time moves only while every goroutine of the test waits, so a wait of an
-// hour passes at once and elapsed times are exact.
+// resiliencetest's fault server in memory, each in a testing/synctest
+// bubble: time moves only while every goroutine of the test waits, so a
+// wait of an hour passes at once and elapsed times are exact.
 
-// rig is a testserver.Server and a client connected through a Middleware.
+// rig is a harness whose client goes through a Middleware.
 type rig struct {
-	srv    *testserver.Server
-	conn   *grpc.ClientConn
-	client testingv1.EchoServiceClient
-	m      *Middleware
-	// arrived receives the attempt number (1, 2, ...) of every attempt
-	// that reaches the server, in order.
-	arrived chan int64
+	*harness
+	m *Middleware
 }
 
 // newRig returns a rig whose client goes through a Middleware of opts. Call
 // it inside the test's bubble.
 func newRig(t *testing.T, opts ...Option) *rig {
 	t.Helper()
-	r := &rig{srv: testserver.New(), arrived: make(chan int64, 100)}
-	if err := r.srv.ListenBufconn(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.srv.Close)
-	r.m = MustNew(opts...)
-	conn, err := r.srv.NewClient(r.m.DialOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	r.conn, r.client = conn, testingv1.NewEchoServiceClient(conn)
-	return r
+	m := MustNew(opts...)
+	return &rig{harness: newHarnessDial(t, m.DialOptions()...), m: m}
 }
 
-// behave makes attempt n (counted by the server) do what f says; the
-// attempt number is sent on r.arrived first.
-func (r *rig) behave(f func(ctx context.Context, n int64) error) {
-	r.srv.SetHook(func(ctx context.Context, _ string, n int64) error {
-		r.arrived <- n
-		return f(ctx, n)
-	})
-}
-
-// hangThenFail makes attempt 1 hang, attempt 2 fail with Unavailable and
-// the pushback trailer (if not empty), and later attempts succeed.
-func (r *rig) hangThenFail(pushback string) {
-	r.behave(func(ctx context.Context, n int64) error {
-		switch n {
-		case 1:
-			return hang(ctx)
-		case 2:
-			return failWith(ctx, codes.Unavailable, pushback)
-		}
-		return nil
-	})
-}
-
-// hang blocks until the attempt is cancelled.
-func hang(ctx context.Context) error {
-	<-ctx.Done()
-	return status.FromContextError(ctx.Err()).Err()
-}
-
-// failWith fails the attempt with code and, if pushback is set, the
-// pushback trailer.
-func failWith(ctx context.Context, code codes.Code, pushback string) error {
-	if pushback != "" {
-		_ = grpc.SetTrailer(ctx, metadata.Pairs(PushbackMetadataKey, pushback))
-	}
-	return status.Error(code, "injected")
-}
-
-func (r *rig) await(t *testing.T, want int64) {
+// await waits for attempt want (counted by the server since its last
+// reset) to arrive, and checks that no later one did.
+func (r *rig) await(t *testing.T, want int) {
 	t.Helper()
-	select {
-	case n := <-r.arrived:
-		if n != want {
-			t.Fatalf("attempt %d reached the server, want %d", n, want)
-		}
-	case <-time.After(guard):
-		t.Fatalf("attempt %d never reached the server", want)
-	}
-}
-
-func (r *rig) noArrival(t *testing.T) {
-	t.Helper()
-	select {
-	case n := <-r.arrived:
-		t.Fatalf("attempt %d reached the server, want none yet", n)
-	default:
+	r.waitAttempts(t, want)
+	if n := r.attempts(); n != want {
+		t.Fatalf("attempt %d reached the server, want %d", n, want)
 	}
 }
 
 // awaitAfter is await for an attempt that must arrive exactly d from now.
-func (r *rig) awaitAfter(t *testing.T, want int64, d time.Duration) {
+func (r *rig) awaitAfter(t *testing.T, want int, d time.Duration) {
 	t.Helper()
 	start := time.Now()
 	r.await(t, want)
 	if took := time.Since(start); took != d {
 		t.Fatalf("attempt %d arrived after %v, want %v", want, took, d)
 	}
+}
+
+// hangThenFail makes the next attempt hang, the one after fail with
+// Unavailable and the pushback trailer (if not empty), and later attempts
+// succeed.
+func (r *rig) hangThenFail(pushback string) {
+	r.blockFirst(1)
+	f := resiliencetest.Fail(codes.Unavailable)
+	if pushback != "" {
+		f = f.WithPushback(pushback)
+	}
+	r.inject(1, f)
 }
 
 // call runs an Echo call on its own goroutine.
@@ -170,7 +116,7 @@ func tripped() breaker.Config {
 // its half-open period.
 func (r *rig) openThenHalfOpen(t *testing.T) {
 	t.Helper()
-	r.srv.FailNext(1, testserver.Fault{})
+	r.failNext(1, codes.Unavailable)
 	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}, MaxAttempts(1)); status.Code(err) != codes.Unavailable {
 		t.Fatalf("tripping call: %v", err)
 	}
@@ -183,7 +129,7 @@ func (r *rig) openThenHalfOpen(t *testing.T) {
 func TestBreakerOpenPeriod(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, WithBreaker(tripped()))
-		r.srv.FailNext(1, testserver.Fault{})
+		r.failNext(1, codes.Unavailable)
 		_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{}, MaxAttempts(1))
 		time.Sleep(time.Second - time.Nanosecond)
 		if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); !errors.Is(err, breaker.ErrOpen) {
@@ -202,11 +148,7 @@ func TestHedgeRefusedByBreakerIsNotFatal(t *testing.T) {
 		r := newRig(t, WithBreaker(tripped()), WithReadyWait(0), hedging(10*time.Millisecond, 2),
 			WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 		r.openThenHalfOpen(t)
-		release := make(chan struct{})
-		r.behave(func(ctx context.Context, n int64) error {
-			<-release // the primary is the breaker's one probe
-			return nil
-		})
+		release := r.blockCalls() // the primary is the breaker's one probe
 		res := r.call(context.Background())
 		r.await(t, 2)
 		time.Sleep(10 * time.Millisecond) // the hedge is refused: the probe slot is taken
@@ -228,7 +170,7 @@ func TestHedgeRefusedByBreakerIsNotFatal(t *testing.T) {
 		if rejections() == 0 {
 			t.Fatal("the hedge was not refused")
 		}
-		close(release)
+		release()
 		if err := result(t, res); err != nil {
 			t.Fatalf("hedged call whose hedge the breaker refused: %v, want the primary's success", err)
 		}
@@ -239,17 +181,13 @@ func TestHedgeWaitingForBreakerDoesNotDelayThePrimary(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, WithBreaker(tripped()), WithReadyWait(time.Hour), hedging(10*time.Millisecond, 2))
 		r.openThenHalfOpen(t)
-		release := make(chan struct{})
-		r.behave(func(ctx context.Context, n int64) error {
-			<-release
-			return nil
-		})
+		release := r.blockCalls()
 		res := r.call(context.Background())
 		r.await(t, 2)
 		time.Sleep(10 * time.Millisecond)
 		synctest.Wait() // the hedge waits for the probe slot
 		start := time.Now()
-		close(release) // the primary answers: the call returns now
+		release() // the primary answers: the call returns now
 		if err := result(t, res); err != nil {
 			t.Fatalf("hedged call: %v", err)
 		}
@@ -262,13 +200,13 @@ func TestHedgeWaitingForBreakerDoesNotDelayThePrimary(t *testing.T) {
 func TestHedgedNegativePushbackStopsHedges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, hedging(10*time.Millisecond, 3))
-		r.behave(func(ctx context.Context, n int64) error { return failWith(ctx, codes.Unavailable, "-1") })
+		r.failAll(resiliencetest.Fail(codes.Unavailable).WithPushback("-1"))
 		var attempts int
 		err := result(t, r.call(context.Background(), Attempts(&attempts)))
 		if status.Code(err) != codes.Unavailable || !errors.Is(err, ErrPushback) || attempts != 1 {
 			t.Fatalf("err %v after %d attempts, want Unavailable with ErrPushback after 1", err, attempts)
 		}
-		if n := r.srv.Attempts(); n != 1 {
+		if n := r.attempts(); n != 1 {
 			t.Errorf("server saw %d attempts, want 1", n)
 		}
 	})
@@ -306,18 +244,13 @@ func TestHedgeFailureStartsTheNextAtOnceWhilePrimaryRuns(t *testing.T) {
 func TestCancelledHedgedCallReturnsCanceled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, hedging(50*time.Millisecond, 2))
-		hedgeFailed := make(chan struct{})
-		r.behave(func(ctx context.Context, n int64) error {
-			if n == 1 {
-				return hang(ctx)
-			}
-			defer close(hedgeFailed)
-			return failWith(ctx, codes.Unavailable, "")
-		})
+		r.blockFirst(1)
+		r.failAll(resiliencetest.Fail(codes.Unavailable))
 		ctx, cancel := context.WithCancel(context.Background())
 		res := r.call(ctx)
 		r.await(t, 1)
-		<-hedgeFailed
+		r.await(t, 2)
+		synctest.Wait() // the hedge has failed; the first attempt hangs
 		cancel()
 		if err := result(t, res); status.Code(err) != codes.Canceled {
 			t.Fatalf("cancelled hedged call: %v, want Canceled", err)
@@ -410,7 +343,7 @@ func TestCloseEndsEveryWait(t *testing.T) {
 	t.Run("backoff", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			r := newRig(t, Backoff(backoff.Constant(5*time.Second)))
-			r.srv.FailNext(1, testserver.Fault{})
+			r.failNext(1, codes.Unavailable)
 			res := r.call(context.Background())
 			synctest.Wait() // the call waits out its backoff
 			r.conn.Close()
@@ -423,7 +356,7 @@ func TestCloseEndsEveryWait(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			r := newRig(t, WithBreaker(tripped()), WithReadyWait(time.Hour))
 			r.openThenHalfOpen(t)
-			r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+			r.failAll(resiliencetest.Hang())
 			probe := r.call(context.Background())
 			r.await(t, 2)
 			waiter := r.call(context.Background())
@@ -445,7 +378,7 @@ func TestOnFinishRunsOncePerCall(t *testing.T) {
 		var got error
 		onFinish := grpc.OnFinish(func(err error) { calls.Add(1); got = err })
 
-		r.srv.FailNext(3, testserver.Fault{})
+		r.failNext(3, codes.Unavailable)
 		err := result(t, r.call(context.Background(), onFinish))
 		if n := calls.Load(); n != 1 || got != err || status.Code(err) != codes.Unavailable {
 			t.Errorf("retried call: OnFinish ran %d times with %v (call returned %v), want once with the call's error", n, got, err)
@@ -453,12 +386,7 @@ func TestOnFinishRunsOncePerCall(t *testing.T) {
 
 		calls.Store(0)
 		hedged := Hedging(HedgePolicy{Delay: 10 * time.Millisecond, MaxAttempts: 2})
-		r.behave(func(ctx context.Context, n int64) error {
-			if n == 4 {
-				return hang(ctx)
-			}
-			return nil
-		})
+		r.blockFirst(1) // attempt 4
 		res := r.call(context.Background(), onFinish, hedged)
 		r.await(t, 4)
 		if err := result(t, res); err != nil || calls.Load() != 1 || got != nil {
@@ -466,8 +394,7 @@ func TestOnFinishRunsOncePerCall(t *testing.T) {
 		}
 
 		calls.Store(0)
-		r.srv.SetHook(nil)
-		r.srv.FailNext(1, testserver.Fault{})
+		r.failNext(1, codes.Unavailable)
 		stream, err := r.client.ServerStream(context.Background(), &testingv1.ServerStreamRequest{Count: 2}, onFinish)
 		if err != nil {
 			t.Fatal(err)
@@ -495,7 +422,7 @@ func TestTypedNilsAreRejected(t *testing.T) {
 		t.Errorf("WithMeterProvider(typed nil): %v, want ErrInvalidOption", err)
 	}
 	r := newRig(t)
-	r.srv.FailNext(1, testserver.Fault{})
+	r.failNext(1, codes.Unavailable)
 	if err := result(t, r.call(context.Background(), Backoff(exp))); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("Backoff(typed nil): %v, want InvalidArgument before any attempt", err)
 	}
@@ -508,7 +435,7 @@ func TestTypedNilsAreRejected(t *testing.T) {
 func TestHugeReplayBufferStillReplays(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, WithStreamReplayBuffer(math.MaxInt), Backoff(backoff.Constant(0)))
-		r.srv.FailNextAfterReceived(1, 2, testserver.Fault{})
+		r.failNextAfterReceived(1, 2, codes.Unavailable)
 		stream, err := r.client.ClientStream(context.Background())
 		if err != nil {
 			t.Fatal(err)

@@ -7,28 +7,38 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/interceptors"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
-// flakyServer starts the shared test server over an in-memory listener,
-// failing its first `failures` calls with Unavailable, and returns it, a
+// flakyServer starts an EchoService server in memory whose first
+// `failures` attempts fail with Unavailable, and returns its faults, a
 // client connection dialled with opts, and a function that stops both.
-func flakyServer(failures int, opts ...grpc.DialOption) (*testserver.Server, *grpc.ClientConn, func()) {
-	srv := testserver.New()
-	srv.FailNext(failures, testserver.Fault{Message: "warming up"})
-	if err := srv.ListenBufconn(); err != nil {
-		panic(err)
-	}
-	conn, err := srv.NewClient(opts...)
+func flakyServer(failures int, opts ...grpc.DialOption) (*resiliencetest.Faults, *grpc.ClientConn, func()) {
+	faults, err := resiliencetest.NewFaults()
 	if err != nil {
 		panic(err)
 	}
-	return srv, conn, func() { conn.Close(); srv.Close() }
+	if err := faults.InjectNext(resiliencetest.AllMethods, failures,
+		resiliencetest.Fail(codes.Unavailable).WithMessage("warming up")); err != nil {
+		panic(err)
+	}
+	lis := resiliencetest.ListenMemory()
+	srv := grpc.NewServer(faults.ServerOptions()...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Target(), append([]grpc.DialOption{grpc.WithContextDialer(lis.DialContext),
+		grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	if err != nil {
+		panic(err)
+	}
+	return faults, conn, func() { conn.Close(); srv.Stop() }
 }
 
 func ExampleMiddleware_DialOptions() {
@@ -91,7 +101,7 @@ func ExampleWithMethodPolicy() {
 	defer stop()
 
 	_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
-	fmt.Println(status.Code(err), server.Attempts())
+	fmt.Println(status.Code(err), server.Attempts(resiliencetest.AllMethods))
 	// Output: Unavailable 1
 }
 

@@ -19,8 +19,8 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/fallback"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // fallbackRig is a rig whose Echo has a stale-answer fallback, primed with
@@ -38,7 +38,7 @@ func fallbackRig(t *testing.T, margin time.Duration, opts ...Option) (*rig, *fal
 	if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "hello"}); err != nil {
 		t.Fatal(err)
 	}
-	r.srv.Reset()
+	r.reset()
 	return r, store
 }
 
@@ -55,15 +55,15 @@ func TestFallbackAnswersDownstreamFailures(t *testing.T) {
 		setup    func(r *rig)
 		callOpts []grpc.CallOption
 	}{
-		{"unavailable", nil, func(r *rig) { r.srv.FailFraction(1, testserver.Fault{}) }, nil},
-		{"attempt deadline", nil, func(r *rig) { r.behave(func(ctx context.Context, n int64) error { return hang(ctx) }) },
+		{"unavailable", nil, func(r *rig) { r.failAll(resiliencetest.Fail(codes.Unavailable)) }, nil},
+		{"attempt deadline", nil, func(r *rig) { r.failAll(resiliencetest.Hang()) },
 			[]grpc.CallOption{MaxAttempts(1), PerAttemptTimeout(5 * time.Millisecond)}},
-		{"pushback stop", nil, func(r *rig) { r.srv.FailFraction(1, testserver.Fault{Pushback: "-1"}) }, nil},
+		{"pushback stop", nil, func(r *rig) { r.failAll(resiliencetest.Fail(codes.Unavailable).WithPushback("-1")) }, nil},
 		{"budget exhausted", []Option{WithRetryBudget(budget.Config{MaxTokens: 2, TokenRatio: 1})}, func(r *rig) {
-			r.srv.FailFraction(1, testserver.Fault{})
+			r.failAll(resiliencetest.Fail(codes.Unavailable))
 		}, nil},
 		{"breaker open", []Option{WithBreaker(tripped())}, func(r *rig) {
-			r.srv.FailNext(1, testserver.Fault{})
+			r.failNext(1, codes.Unavailable)
 			_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "other"}, MaxAttempts(1))
 		}, nil},
 	} {
@@ -88,16 +88,16 @@ func TestFallbackAnswersDownstreamFailures(t *testing.T) {
 func TestFallbackIsNotForClientErrorsOrTheCallersCancel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r, _ := fallbackRig(t, 0)
-		r.srv.FailFraction(1, testserver.Fault{Code: codes.NotFound})
+		r.failAll(resiliencetest.Fail(codes.NotFound))
 		if _, info, err := r.echoFallback(context.Background(), "hello"); status.Code(err) != codes.NotFound || info.Used {
 			t.Errorf("NotFound: %v, %+v; want the error, no fallback", err, info)
 		}
-		r.srv.ClearFaults()
-		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+		r.reset()
+		r.failAll(resiliencetest.Hang())
 		ctx, cancel := context.WithCancel(context.Background())
 		var info fallback.Info
 		res := r.call(ctx, FallbackInfo(&info))
-		<-r.arrived
+		r.await(t, 1)
 		cancel()
 		if err := result(t, res); status.Code(err) != codes.Canceled || info.Used {
 			t.Errorf("caller's cancel: %v, %+v; want Canceled, no fallback", err, info)
@@ -108,7 +108,7 @@ func TestFallbackIsNotForClientErrorsOrTheCallersCancel(t *testing.T) {
 func TestFallbackMissKeepsTheOriginalError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r, _ := fallbackRig(t, 0)
-		r.srv.FailFraction(1, testserver.Fault{})
+		r.failAll(resiliencetest.Fail(codes.Unavailable))
 		_, info, err := r.echoFallback(context.Background(), "never seen")
 		if status.Code(err) != codes.Unavailable || !errors.Is(err, fallback.ErrNoCopy) || info.Used {
 			t.Errorf("miss: %v, %+v; want Unavailable wrapping ErrNoCopy", err, info)
@@ -119,16 +119,12 @@ func TestFallbackMissKeepsTheOriginalError(t *testing.T) {
 func TestFallbackAnswersBeforeTheDeadlineOfAHungServer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r, _ := fallbackRig(t, 100*time.Millisecond)
-		cancelled := make(chan struct{})
-		r.behave(func(ctx context.Context, n int64) error {
-			defer close(cancelled)
-			return hang(ctx)
-		})
+		r.failAll(resiliencetest.Hang())
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		var info fallback.Info
 		res := r.call(ctx, FallbackInfo(&info))
-		<-r.arrived
+		r.await(t, 1)
 		// The answer comes at the margin: the time left less 100ms.
 		if err := result(t, res); err != nil || !info.Used {
 			t.Fatalf("hung server: %v, %+v; want the stale copy before the deadline", err, info)
@@ -137,12 +133,11 @@ func TestFallbackAnswersBeforeTheDeadlineOfAHungServer(t *testing.T) {
 		if left := time.Until(dl); left != 100*time.Millisecond {
 			t.Errorf("answered %v before the caller's deadline, want the 100ms margin", left)
 		}
-		select {
-		case <-cancelled: // the hung attempt was cancelled, not left running
-		case <-time.After(guard):
+		synctest.Wait()
+		if rec := r.faults.Records(allMethods); len(rec) != 1 || !rec[0].Done {
 			t.Error("the hung attempt was not cancelled")
 		}
-		if n := r.srv.Attempts(); n != 1 {
+		if n := r.attempts(); n != 1 {
 			t.Errorf("server saw %d attempts, want the one hung attempt", n)
 		}
 	})
@@ -154,7 +149,7 @@ func TestFallbackTelemetry(t *testing.T) {
 		reader := sdkmetric.NewManualReader()
 		r, _ := fallbackRig(t, 0, WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))),
 			WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
-		r.srv.FailFraction(1, testserver.Fault{})
+		r.failAll(resiliencetest.Fail(codes.Unavailable))
 		time.Sleep(2 * time.Second)
 		_, _, _ = r.echoFallback(context.Background(), "hello")
 		_, _, _ = r.echoFallback(context.Background(), "never seen")
@@ -202,7 +197,7 @@ func TestFallbackCopiesInAndOut(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Message = "mutated by the caller"
-		r.srv.FailFraction(1, testserver.Fault{})
+		r.failAll(resiliencetest.Fail(codes.Unavailable))
 		if msg, _, err := r.echoFallback(context.Background(), "mine"); err != nil || msg != "mine" {
 			t.Errorf("stale answer %q, %v; want the reply as it arrived", msg, err)
 		}
@@ -227,11 +222,8 @@ func TestFallbackValidation(t *testing.T) {
 func BenchmarkFallbackHappyPath(b *testing.B) {
 	for _, on := range []string{"off", "store"} {
 		b.Run("fallback="+on, func(b *testing.B) {
-			srv := testserver.New()
-			if err := srv.ListenBufconn(); err != nil {
-				b.Fatal(err)
-			}
-			defer srv.Close()
+			lis := resiliencetest.ListenMemory()
+			serveEcho(b, lis)
 			var opts []Option
 			if on == "store" {
 				store, err := fallback.NewStore(fallback.Config{})
@@ -240,12 +232,7 @@ func BenchmarkFallbackHappyPath(b *testing.B) {
 				}
 				opts = append(opts, WithMethodPolicy(MatchMethods(echoMethod), Fallback(store.Handler())))
 			}
-			conn, err := srv.NewClient(MustNew(opts...).DialOptions()...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			client := testingv1.NewEchoServiceClient(conn)
+			client := testingv1.NewEchoServiceClient(dialListener(b, lis, MustNew(opts...).DialOptions()...))
 			ctx, cancel := context.WithTimeout(context.Background(), 1<<40)
 			defer cancel()
 			req := &testingv1.EchoRequest{Message: strings.Repeat("x", 256)}

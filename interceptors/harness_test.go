@@ -9,11 +9,12 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -21,49 +22,91 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const (
 	injectedMessage = "injected fault"
 	noDeadline      = time.Duration(-1)
+	// memTarget is the target of the clients of in-memory servers: their
+	// dialer ignores it; breaker keys and telemetry name it.
+	memTarget  = "passthrough:///bufnet"
+	allMethods = resiliencetest.AllMethods
 )
 
-// harness is the shared test server, internal/testserver, with a client
-// connected to it through the interceptors under test, and the blocking
-// and bookkeeping these tests need on top, done by a testserver hook.
+// serveEcho serves resiliencetest's EchoServer on lis with opts until the
+// end of the test; Stop waits for Serve and the handlers to return.
+func serveEcho(t testing.TB, lis *resiliencetest.Listener, opts ...grpc.ServerOption) {
+	gs := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)
+	testingv1.RegisterEchoServiceServer(gs, resiliencetest.EchoServer{})
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+}
+
+// dialListener returns a client of lis through opts, closed at the end of
+// the test.
+func dialListener(t testing.TB, lis *resiliencetest.Listener, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	target := lis.Target()
+	if lis.Addr().Network() == "memory" {
+		target = memTarget
+	}
+	conn, err := grpc.NewClient(target, append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithContextDialer(lis.DialContext),
+	}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func newFaults(t testing.TB, opts ...resiliencetest.Option) *resiliencetest.Faults {
+	t.Helper()
+	f, err := resiliencetest.NewFaults(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// harness is resiliencetest's EchoServer behind its Faults, with a client
+// connected to it through the interceptors under test, and what these
+// tests need on top, done by two server interceptors of their own: the
+// stream one, outside Faults, records the messages of client and bidi
+// streams and applies streamFault; the unary one, inside, tells Echo's
+// caller which attempt answered (header and trailer "served-attempt") and
+// applies blockAttemptOne.
 //
-// Faults (failNext, failStreamAfter, failNextAfterReceived) are testserver
-// faults with the message injectedMessage. A testserver attempt runs its
-// hook (blocking) before it takes a fault, so an attempt that blocks and
-// then ends through its context leaves its fault to the next one.
+// Faults are queued for every method with the message injectedMessage;
+// blocked attempts are a Pause of every method.
 type harness struct {
 	client testingv1.EchoServiceClient
+	conn   *grpc.ClientConn
 	addr   string // set for TCP harnesses
-	srv    *testserver.Server
+	faults *resiliencetest.Faults
 
-	mu       sync.Mutex
-	block    int  // number of next attempts that hang until their context ends
-	blockAll bool // every attempt hangs until released or its context ends
-	released chan struct{}
-	dl       []time.Duration // time left at arrival, per attempt
+	mu sync.Mutex
 	// streamFault, when set, decides per server-stream attempt whether it
 	// fails before sending anything, or after how many messages (0: never).
 	streamFault func() (before bool, after int)
 	// pushback, when set, is sent as the pushback trailer of the failures
 	// that failNext and failStreamAfter queue after it was set.
 	pushback string
-	// blockAttemptOne makes every first attempt hang until cancelled.
+	// blockAttemptOne makes every first unary attempt hang until cancelled.
 	blockAttemptOne bool
-	// arrivals receives a value for every attempt that reached the server.
-	arrivals chan struct{}
+	received        [][]string // per client or bidi stream attempt, in arrival order
 }
 
-// newServer returns a harness whose server is created with opts and not
-// yet listening; its hook is installed and the end of the test releases
-// blocked attempts and closes the server.
-func newServer(t testing.TB, opts ...testserver.Option) *harness {
+// newServer returns a harness serving on lis, with opts added to the
+// server's, without a client.
+func newServer(t testing.TB, lis *resiliencetest.Listener, opts ...grpc.ServerOption) *harness {
 	t.Helper()
-	h := &harness{srv: testserver.New(opts...), released: make(chan struct{}), arrivals: make(chan struct{}, 1000)}
-	h.srv.SetHook(h.hook)
-	t.Cleanup(func() {
-		h.releaseBlocked()
-		h.srv.Close()
-	})
+	h := &harness{faults: newFaults(t)}
+	opts = append(opts, grpc.ChainStreamInterceptor(h.streamHook))
+	opts = append(opts, h.faults.ServerOptions()...)
+	serveEcho(t, lis, append(opts, grpc.ChainUnaryInterceptor(h.unaryHook))...)
 	return h
 }
 
@@ -76,49 +119,38 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 	return newHarnessDial(t, grpc.WithUnaryInterceptor(m.UnaryClientInterceptor()), grpc.WithStreamInterceptor(m.StreamClientInterceptor()))
 }
 
-// newHarnessDial serves over bufconn and dials "passthrough:///bufnet"
-// with opts.
+// newHarnessDial serves in memory and dials memTarget with opts.
 func newHarnessDial(t testing.TB, opts ...grpc.DialOption) *harness {
 	t.Helper()
-	h := newServer(t)
-	if err := h.srv.ListenBufconn(); err != nil {
-		t.Fatal(err)
-	}
-	h.dial(t, opts...)
+	lis := resiliencetest.ListenMemory()
+	h := newServer(t, lis)
+	h.dial(t, lis, opts...)
 	return h
 }
 
 // newTCPHarness serves on a loopback TCP port, addr, without a client.
 func newTCPHarness(t testing.TB) *harness {
 	t.Helper()
-	h := newServer(t)
-	if err := h.srv.ListenTCP(); err != nil {
-		t.Fatal(err)
-	}
-	h.addr = h.srv.Addr()
-	return h
-}
-
-// dial sets h.client to a new connection to the server, closed at the end
-// of the test, and returns the connection.
-func (h *harness) dial(t testing.TB, opts ...grpc.DialOption) *grpc.ClientConn {
-	t.Helper()
-	conn, err := h.srv.NewClient(opts...)
+	lis, err := resiliencetest.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	h.client = testingv1.NewEchoServiceClient(conn)
-	return conn
+	h := newServer(t, lis)
+	h.addr = lis.Addr().String()
+	return h
 }
 
-// hook runs at the start of every attempt: it tells Echo's caller which
-// attempt answered (header and trailer "served-attempt"), records the time
-// left, signals arrivals, hangs as blockFirst, blockCalls and
-// blockAttemptOne say, and applies streamFault.
-func (h *harness) hook(ctx context.Context, method string, _ int64) error {
+// dial sets h.conn and h.client to a new connection to lis, closed at the
+// end of the test.
+func (h *harness) dial(t testing.TB, lis *resiliencetest.Listener, opts ...grpc.DialOption) {
+	t.Helper()
+	h.conn = dialListener(t, lis, opts...)
+	h.client = testingv1.NewEchoServiceClient(h.conn)
+}
+
+func (h *harness) unaryHook(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if method == testingv1.EchoService_Echo_FullMethodName {
+	if info.FullMethod == testingv1.EchoService_Echo_FullMethodName {
 		n := "1"
 		if v := md.Get(AttemptMetadataKey); len(v) == 1 {
 			n = v[0]
@@ -126,101 +158,144 @@ func (h *harness) hook(ctx context.Context, method string, _ int64) error {
 		_ = grpc.SetHeader(ctx, metadata.Pairs("served-attempt", n))
 		_ = grpc.SetTrailer(ctx, metadata.Pairs("served-attempt", n))
 	}
-	left := noDeadline
-	if dl, ok := ctx.Deadline(); ok {
-		left = time.Until(dl)
-	}
 	h.mu.Lock()
-	h.dl = append(h.dl, left)
-	hang := h.blockAll || h.block > 0 || (h.blockAttemptOne && len(md.Get(AttemptMetadataKey)) == 0)
-	if h.block > 0 {
-		h.block--
-	}
-	released := h.released
-	fault := h.streamFault
+	hang := h.blockAttemptOne && len(md.Get(AttemptMetadataKey)) == 0
 	h.mu.Unlock()
-	select {
-	case h.arrivals <- struct{}{}:
-	default:
-	}
 	if hang {
-		select {
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-released:
-		}
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
-	if fault != nil && method == testingv1.EchoService_ServerStream_FullMethodName {
-		before, after := fault()
-		if before {
-			return status.Error(codes.Unavailable, injectedMessage)
-		}
-		if after > 0 {
-			// Taken right after this hook by this attempt, or by another
-			// server stream arriving at the same moment: the mix of faults
-			// stays the same.
-			h.srv.FailNextAfterSent(1, after, testserver.Fault{
-				Method:  testingv1.EchoService_ServerStream_FullMethodName,
-				Message: injectedMessage,
-			})
-		}
-	}
-	return nil
+	return handler(ctx, req)
 }
 
-// fault is a failure with code, injectedMessage and the current pushback.
-func (h *harness) fault(code codes.Code) testserver.Fault {
+func (h *harness) streamHook(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	switch info.FullMethod {
+	case testingv1.EchoService_ServerStream_FullMethodName:
+		h.mu.Lock()
+		fault := h.streamFault
+		h.mu.Unlock()
+		if fault == nil {
+			break
+		}
+		// Taken by this attempt, or by another server stream arriving at
+		// the same moment: the mix of faults stays the same.
+		switch before, after := fault(); {
+		case before:
+			_ = h.faults.InjectNext(allMethods, 1, resiliencetest.Fail(codes.Unavailable).WithMessage(injectedMessage))
+		case after > 0:
+			_ = h.faults.InjectNext(allMethods, 1, resiliencetest.FailAfterSent(after, codes.Unavailable).WithMessage(injectedMessage))
+		}
+	case testingv1.EchoService_ClientStream_FullMethodName, testingv1.EchoService_BidiStream_FullMethodName:
+		h.mu.Lock()
+		ss = &recordingStream{ServerStream: ss, h: h, i: len(h.received)}
+		h.received = append(h.received, nil)
+		h.mu.Unlock()
+	}
+	return handler(srv, ss)
+}
+
+// recordingStream records the messages its attempt receives, also the one
+// a FailAfterReceived fault reads and fails on.
+type recordingStream struct {
+	grpc.ServerStream
+	h *harness
+	i int
+}
+
+func (s *recordingStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if msg, ok := m.(interface{ GetMessage() string }); ok && err == nil {
+		s.h.mu.Lock()
+		s.h.received[s.i] = append(s.h.received[s.i], msg.GetMessage())
+		s.h.mu.Unlock()
+	}
+	return err
+}
+
+// fault is f with injectedMessage and the current pushback.
+func (h *harness) fault(f resiliencetest.Fault) resiliencetest.Fault {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return testserver.Fault{Code: code, Message: injectedMessage, Pushback: h.pushback}
+	f = f.WithMessage(injectedMessage)
+	if h.pushback != "" {
+		f = f.WithPushback(h.pushback)
+	}
+	return f
+}
+
+func (h *harness) inject(n int, f resiliencetest.Fault) {
+	if err := h.faults.InjectNext(allMethods, n, h.fault(f)); err != nil {
+		panic(err) // a bad fault in a test
+	}
+}
+
+// failAll makes every attempt, of any method, that takes no queued fault
+// suffer f.
+func (h *harness) failAll(f resiliencetest.Fault) {
+	if err := h.faults.InjectFraction(allMethods, 1, h.fault(f)); err != nil {
+		panic(err) // a bad fault in a test
+	}
 }
 
 // failNext makes the next n attempts, of any method, fail with code at
 // once, before anything is sent or received.
 func (h *harness) failNext(n int, code codes.Code) {
-	h.srv.FailNext(n, h.fault(code))
+	h.inject(n, resiliencetest.Fail(code))
 }
 
-// failStreamAfter makes the next server or bidi stream fail with code after
-// it sent n messages (n > 0: after commit).
+// failStreamAfter makes the next stream fail with code after it sent n
+// messages (n > 0: after commit).
 func (h *harness) failStreamAfter(n int, code codes.Code) {
-	h.srv.FailNextAfterSent(1, n, h.fault(code))
+	h.inject(1, resiliencetest.FailAfterSent(n, code))
 }
 
-// failNextAfterReceived makes the next n client or bidi streams fail with
-// code once they have received k messages, before answering the k-th: a
-// failure before commit after the client sent something to replay.
+// failNextAfterReceived makes the next n streams fail with code once they
+// have received k messages, before answering the k-th: a failure before
+// commit after the client sent something to replay.
 func (h *harness) failNextAfterReceived(n, k int, code codes.Code) {
-	h.srv.FailNextAfterReceived(n, k, h.fault(code))
+	h.inject(n, resiliencetest.FailAfterReceived(k, code))
 }
 
 // receivedMessages returns the client messages each client or bidi stream
 // attempt received.
 func (h *harness) receivedMessages() [][]string {
-	var out [][]string
-	for _, c := range h.srv.Calls() {
-		switch c.Method {
-		case testingv1.EchoService_ClientStream_FullMethodName, testingv1.EchoService_BidiStream_FullMethodName:
-			out = append(out, c.Received)
-		}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([][]string, len(h.received))
+	for i, r := range h.received {
+		out[i] = append([]string(nil), r...)
 	}
 	return out
 }
 
 // blockFirst makes the next n attempts hang until their context ends.
 func (h *harness) blockFirst(n int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.block = n
+	h.inject(n, resiliencetest.Hang())
 }
 
 // blockCalls makes every attempt hang until its context ends or the
 // returned release is called.
 func (h *harness) blockCalls() (release func()) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.blockAll = true
+	if err := h.faults.Pause(allMethods); err != nil {
+		panic(err)
+	}
 	return h.releaseBlocked
+}
+
+// releaseBlocked lets every attempt held by blockCalls go on, and later
+// ones pass.
+func (h *harness) releaseBlocked() {
+	h.faults.Resume(allMethods)
+}
+
+// waitAttempts waits until n attempts reached the server.
+func (h *harness) waitAttempts(t testing.TB, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if err := h.faults.WaitAttempts(ctx, allMethods, n); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // markTroubled makes one call fail (NotFound, not retried), so that the
@@ -234,42 +309,24 @@ func (h *harness) markTroubled(t testing.TB) {
 	h.reset()
 }
 
-// releaseBlocked lets every attempt hanging in blockFirst or blockCalls
-// return, and later ones pass.
-func (h *harness) releaseBlocked() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	select {
-	case <-h.released:
-	default:
-		close(h.released)
-	}
-}
-
 // reset forgets the attempts seen so far and drops every queued fault and
-// pending block. pushback, streamFault, blockAttemptOne and a release
-// stay.
+// block. pushback, streamFault and blockAttemptOne stay.
 func (h *harness) reset() {
-	h.srv.ClearFaults() // also removes the hook
-	h.srv.SetHook(h.hook)
-	h.srv.Reset()
+	h.faults.Reset()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for len(h.arrivals) > 0 {
-		<-h.arrivals
-	}
-	h.block, h.blockAll, h.dl = 0, false, nil
+	h.received = nil
 }
 
 func (h *harness) attempts() int {
-	return int(h.srv.Attempts())
+	return h.faults.Attempts(allMethods)
 }
 
 // calls returns the incoming metadata of every attempt, in arrival order.
 func (h *harness) calls() []metadata.MD {
 	var out []metadata.MD
-	for _, c := range h.srv.Calls() {
-		out = append(out, c.Metadata)
+	for _, r := range h.faults.Records(allMethods) {
+		out = append(out, r.Metadata)
 	}
 	return out
 }
@@ -277,7 +334,13 @@ func (h *harness) calls() []metadata.MD {
 // deadlines returns the time each attempt had left when it arrived, or
 // noDeadline.
 func (h *harness) deadlines() []time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]time.Duration(nil), h.dl...)
+	var out []time.Duration
+	for _, r := range h.faults.Records(allMethods) {
+		left := noDeadline
+		if !r.Deadline.IsZero() {
+			left = r.Deadline.Sub(r.Arrived)
+		}
+		out = append(out, left)
+	}
+	return out
 }

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // BenchmarkHedgedTail measures what hedging buys on a slow tail and what it
@@ -30,12 +30,12 @@ func BenchmarkHedgedTail(b *testing.B) {
 	const rate = 2000 // calls per second
 	for _, client := range []string{"bare", "plain", "hedged"} {
 		b.Run("client="+client, func(b *testing.B) {
-			srv := testserver.New(testserver.WithSeed(1))
-			if err := srv.ListenTCP(); err != nil {
+			lis, err := resiliencetest.Listen()
+			if err != nil {
 				b.Fatal(err)
 			}
-			defer srv.Close()
-			srv.SetTailLatency(100*time.Millisecond, 0.05)
+			faults := newFaults(b, resiliencetest.WithSeed(1))
+			serveEcho(b, lis, faults.ServerOptions()...)
 			var opts []Option
 			if client == "hedged" {
 				opts = append(opts, hedging(5*time.Millisecond, 2))
@@ -45,18 +45,14 @@ func BenchmarkHedgedTail(b *testing.B) {
 			if client == "bare" {
 				dial = nil
 			}
-			conn, err := srv.NewClient(dial...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			c := testingv1.NewEchoServiceClient(conn)
+			c := testingv1.NewEchoServiceClient(dialListener(b, lis, dial...))
 			req := &testingv1.EchoRequest{Message: "tail"}
-			// Warm up: connect, and let the server's draws begin afresh.
+			// Warm up: connect; the tail and the server's draws begin after.
 			for range 20 {
 				_, _ = c.Echo(context.Background(), req)
 			}
-			srv.Reset()
+			faults.Reset()
+			must(b, faults.SetLatency(allMethods, 0.05, 100*time.Millisecond))
 
 			// Open loop: calls start at a fixed rate whatever the client
 			// does with them, so every client is offered the same load.
@@ -90,7 +86,7 @@ func BenchmarkHedgedTail(b *testing.B) {
 			q := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) }
 			b.ReportMetric(q(0.50), "p50-µs")
 			b.ReportMetric(q(0.99), "p99-µs")
-			b.ReportMetric(float64(srv.Attempts())/float64(len(all)), "attempts/call")
+			b.ReportMetric(float64(faults.Attempts(allMethods))/float64(len(all)), "attempts/call")
 		})
 	}
 }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/budget"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 func TestPushbackReplacesBackoffDelay(t *testing.T) {
@@ -153,12 +153,12 @@ func TestCallsFailAcrossRestartWithoutReadyWait(t *testing.T) {
 // restartScenario stops a server, makes calls, restarts the server on the
 // same port 200 ms later and returns how many calls failed.
 func restartScenario(t *testing.T, m *Middleware) int {
-	srv := testserver.New()
-	if err := srv.ListenTCP(); err != nil {
+	lis, err := resiliencetest.Listen()
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Close)
-	conn, err := grpc.NewClient(srv.Addr(), append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	serveEcho(t, lis)
+	conn, err := grpc.NewClient(lis.Addr().String(), append(m.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func restartScenario(t *testing.T, m *Middleware) int {
 		t.Fatal(err)
 	}
 
-	srv.Stop()
+	lis.Stop()
 	const calls = 8
 	errs := make(chan error, calls)
 	attempts := make([]int, calls)
@@ -186,7 +186,7 @@ func restartScenario(t *testing.T, m *Middleware) int {
 	// attempts (the control test below shows they do).
 	down := time.NewTimer(200 * time.Millisecond)
 	<-down.C
-	if err := srv.Restart(); err != nil {
+	if err := lis.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	failed := 0

@@ -17,8 +17,8 @@ import (
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/internal/engine"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 const (
@@ -159,19 +159,10 @@ func TestSetServiceConfigSwapsAtomically(t *testing.T) {
 		return fmt.Sprintf(`{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": %d, "initialBackoff": "0.000001s",
 			"maxBackoff": "0.000001s", "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}`, n)
 	}
-	srv := testserver.New()
-	if err := srv.ListenBufconn(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	srv.FailFraction(1, testserver.Fault{})
 	m := MustNew(WithServiceConfig(cfg(2)), WithoutBreaker(), WithoutRetryBudget())
-	conn, err := srv.NewClient(m.DialOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := testingv1.NewEchoServiceClient(conn)
+	h := newHarnessDial(t, m.DialOptions()...)
+	h.failAll(resiliencetest.Fail(codes.Unavailable))
+	client := h.client
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	seen := make([]map[int]int, 4)
@@ -218,7 +209,7 @@ func TestSetServiceConfigSwapsAtomically(t *testing.T) {
 
 func TestSetServiceConfigKeepsBreakersAndResizesBudgets(t *testing.T) {
 	r := newRig(t, WithBreaker(tripped()), WithServiceConfig(`{"retryThrottling": {"maxTokens": 10, "tokenRatio": 1}}`))
-	r.srv.FailNext(1, testserver.Fault{})
+	r.failNext(1, codes.Unavailable)
 	_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{}, MaxAttempts(1))
 	if err := r.m.SetServiceConfig(`{"retryThrottling": {"maxTokens": 20, "tokenRatio": 1}}`); err != nil {
 		t.Fatal(err)

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/budget"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // A call's stop reason belongs to the decision that ends the call. A
@@ -25,14 +25,14 @@ func TestStopReasonOfAnotherAttemptDoesNotEndTheCall(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		opts       []Option
-		hedge      func(ctx context.Context) error // what the hedge (attempt 2) does
+		hedge      *resiliencetest.Fault // what the hedge (attempt 2) suffers, if anything
 		notReason  error
 		drainFirst bool // exhaust the budget with a failed call first
 	}{
 		{
 			name:      "hedge stopped by pushback",
 			opts:      []Option{hedging(10*time.Millisecond, 3)},
-			hedge:     func(ctx context.Context) error { return failWith(ctx, codes.Unavailable, "-1") },
+			hedge:     new(resiliencetest.Fail(codes.Unavailable).WithPushback("-1")),
 			notReason: ErrPushback,
 		},
 		{
@@ -54,21 +54,14 @@ func TestStopReasonOfAnotherAttemptDoesNotEndTheCall(t *testing.T) {
 					if tc.drainFirst {
 						// One failure leaves 1 of 2 tokens: no more retries
 						// or hedges.
-						r.srv.FailNext(1, testserver.Fault{})
+						r.failNext(1, codes.Unavailable)
 						_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "drain"}, MaxAttempts(1))
 					}
-					first := r.srv.Attempts() + 1
-					r.behave(func(ctx context.Context, n int64) error {
-						if n == first {
-							// The hedge delay passes while this attempt runs.
-							time.Sleep(20 * time.Millisecond)
-							return status.Error(codes.NotFound, "no such item")
-						}
-						if tc.hedge != nil {
-							return tc.hedge(ctx)
-						}
-						return nil
-					})
+					// The hedge delay passes while the first attempt runs.
+					r.inject(1, resiliencetest.Fail(codes.NotFound).WithDelay(20*time.Millisecond))
+					if tc.hedge != nil {
+						r.inject(1, *tc.hedge)
+					}
 					var attempts int
 					msg, info, err := r.echoFallback(context.Background(), "hello", Attempts(&attempts))
 					if status.Code(err) != codes.NotFound || info.Used {
@@ -96,14 +89,10 @@ func TestCallerDeadlineIsNotAnsweredByTheFallback(t *testing.T) {
 		// The margin (an hour) is longer than the call: no margin timer.
 		r, _ := fallbackRig(t, time.Hour, hedging(10*time.Millisecond, 2),
 			WithRetryBudget(budget.Config{MaxTokens: 2, TokenRatio: 1}))
-		r.srv.FailNext(1, testserver.Fault{})
+		r.failNext(1, codes.Unavailable)
 		_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "drain"}, MaxAttempts(1))
-		r.behave(func(ctx context.Context, n int64) error {
-			// The server gives up 1 ms before the caller's deadline.
-			dl, _ := ctx.Deadline()
-			time.Sleep(time.Until(dl) - time.Millisecond)
-			return status.Error(codes.DeadlineExceeded, "server: deadline")
-		})
+		// The server gives up 1 ms before the caller's deadline.
+		r.inject(1, resiliencetest.Fail(codes.DeadlineExceeded).WithDelay(99*time.Millisecond))
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		_, info, err := r.echoFallback(ctx, "hello")
@@ -121,9 +110,9 @@ func TestCallerDeadlineIsNotAnsweredByTheFallbackLoop(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			r, _ := fallbackRig(t, time.Hour, hedging(10*time.Millisecond, 2),
 				WithRetryBudget(budget.Config{MaxTokens: 2, TokenRatio: 1}))
-			r.srv.FailNext(1, testserver.Fault{})
+			r.failNext(1, codes.Unavailable)
 			_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{Message: "drain"}, MaxAttempts(1))
-			r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+			r.failAll(resiliencetest.Hang())
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			_, info, err := r.echoFallback(ctx, "hello")

@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // BenchmarkServerStream1000 reads a 1,000-message server stream through
@@ -78,25 +78,17 @@ func BenchmarkBidiPingPong(b *testing.B) {
 	}
 }
 
-// benchClient is an EchoService client of the shared test server over
-// bufconn: bare, or through the interceptors with their defaults.
+// benchClient is an EchoService client of resiliencetest's EchoServer in
+// memory: bare, or through the interceptors with their defaults.
 type benchClient struct{ client testingv1.EchoServiceClient }
 
 func benchHarness(b *testing.B, client string) benchClient {
 	b.Helper()
-	srv := testserver.New()
-	if err := srv.ListenBufconn(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(srv.Close)
+	lis := resiliencetest.ListenMemory()
+	serveEcho(b, lis)
 	var opts []grpc.DialOption
 	if client == "resilience" {
 		opts = MustNew().DialOptions()
 	}
-	conn, err := srv.NewClient(opts...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	return benchClient{client: testingv1.NewEchoServiceClient(conn)}
+	return benchClient{client: testingv1.NewEchoServiceClient(dialListener(b, lis, opts...))}
 }

@@ -213,7 +213,7 @@ func TestStreamPerAttemptTimeoutBoundsOnlyTheTimeToCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		<-h.arrivals // the first attempt hangs at the server
+		h.waitAttempts(t, 1) // the first attempt hangs at the server
 		first, err := stream.Recv()
 		if err != nil {
 			t.Fatalf("Recv: %v, want the second attempt's first message", err)

@@ -33,8 +33,8 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/internal/telemetry"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
 // telemetryEnv is an SDK TracerProvider that records every span and an
@@ -484,19 +484,18 @@ app INTERNAL {}
 // attempt sees a connection that is still coming up.
 func newTelemetryHarness(t *testing.T, e *telemetryEnv, dialOpts ...grpc.DialOption) *harness {
 	t.Helper()
-	var opts []testserver.Option
+	var opts []grpc.ServerOption
 	if e != nil {
-		opts = append(opts, testserver.WithServerOptions(grpc.StatsHandler(otelgrpc.NewServerHandler(
+		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(e.tp),
 			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
 			otelgrpc.WithPropagators(propagation.TraceContext{}),
-		))))
+		)))
 	}
-	h := newServer(t, opts...)
-	if err := h.srv.ListenBufconn(); err != nil {
-		t.Fatal(err)
-	}
-	conn := h.dial(t, dialOpts...)
+	lis := resiliencetest.ListenMemory()
+	h := newServer(t, lis, opts...)
+	h.dial(t, lis, dialOpts...)
+	conn := h.conn
 	ctx, cancel := context.WithTimeout(context.Background(), guard)
 	defer cancel()
 	conn.Connect()

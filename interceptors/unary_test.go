@@ -124,10 +124,10 @@ func TestBackoffDelaysAreUsedBetweenAttempts(t *testing.T) {
 		h.failNext(2, codes.Unavailable)
 		done := make(chan error, 1)
 		go func() { done <- echo(context.Background(), t, h.client) }()
-		<-h.arrivals
+		h.waitAttempts(t, 1)
 		last := time.Now()
 		for i, want := range []time.Duration{100 * time.Millisecond, 300 * time.Millisecond} {
-			<-h.arrivals
+			h.waitAttempts(t, i+2)
 			if got := time.Since(last); got != want {
 				t.Fatalf("backoff %d: attempt %d arrived %v after the one before, want %v", i+1, i+2, got, want)
 			}

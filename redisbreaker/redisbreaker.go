@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -423,8 +424,8 @@ func (s *Shared) apply(payload string) {
 	switch kind {
 	case "o":
 		n, err := strconv.ParseInt(ms, 10, 64)
-		if err != nil || n <= 0 {
-			return
+		if err != nil || n <= 0 || n > math.MaxInt64/int64(time.Millisecond) {
+			return // not a duration: n ms would overflow
 		}
 		s.member.Open(key, time.Duration(n)*time.Millisecond)
 	case "c":

@@ -9,15 +9,20 @@
 //     grpc.Server in tests (grpc.NewServer(faults.ServerOptions()...)). Per
 //     method, or for AllMethods, they fail the next n attempts or a seeded
 //     fraction of them (InjectNext, InjectFraction) with a Fault: Fail with
-//     a code, optionally with a pushback trailer (Fault.WithPushback); Hang
-//     until the attempt's deadline; FailAfterSent or FailAfterReceived to
-//     fail a stream after k messages. SetLatency adds a fixed latency or a
-//     slow tail. Attempts and AttemptNumbers count the attempts that arrived,
-//     by the attempt number the resilience client sends (AttemptMetadataKey).
-//   - Listener: a net.Listener on 127.0.0.1 for that server that Stop and
-//     Restart close and reopen on the same port, and whose mode (SetMode)
-//     serves, refuses connections, accepts and closes them at once, or
-//     accepts them and stays silent (Blackhole).
+//     a code, optionally with a pushback trailer (Fault.WithPushback) or
+//     after a delay (Fault.WithDelay); Hang until the attempt's deadline;
+//     FailAfterSent or FailAfterReceived to fail a stream after k messages.
+//     SetLatency adds a fixed latency or a slow tail; Pause holds attempts
+//     until Resume, as a stalled server does. Attempts and AttemptNumbers
+//     count the attempts that arrived, by the attempt number the resilience
+//     client sends (AttemptMetadataKey); Records tells what each of them
+//     carried (metadata, deadline) and how it ended; WaitAttempts waits for
+//     them instead of a sleep.
+//   - Listener: a net.Listener for that server, on a loopback TCP port
+//     (Listen) or in memory (ListenMemory), that Stop and Restart close and
+//     reopen on the same address, and whose mode (SetMode) serves, refuses
+//     connections, accepts and closes them at once, or accepts them and
+//     stays silent (Blackhole).
 //   - Chaos: a client interceptor that fails or delays a rate of calls,
 //     behind an on/off switch (SetEnabled) that is off until switched on, and
 //     that records a ChaosEvent on the call's span whenever it acts.
@@ -29,14 +34,18 @@
 //
 // Each attempt that reaches the interceptors is, in order:
 //
-//  1. counted, under its method and its attempt number;
-//  2. delayed by the method's latency, if SetLatency set one and the draw
-//     says so; if the attempt's context ends first, it ends with
-//     codes.DeadlineExceeded or codes.Canceled;
-//  3. given the first fault queued by InjectNext that it can take (unary
+//  1. counted, under its method and its attempt number, and recorded;
+//  2. held while its method is paused (Pause), until Resume;
+//  3. delayed by the method's latency, if SetLatency set one and the draw
+//     says so;
+//  4. given the first fault queued by InjectNext that it can take (unary
 //     attempts skip FailAfterSent and FailAfterReceived), which uses up one
-//     of its n; if none, the fraction set by InjectFraction decides;
-//  4. handed to your handler, unless the fault ended it (Fail, Hang).
+//     of its n; if none, the fraction set by InjectFraction decides; a
+//     fault with a delay (Fault.WithDelay) waits it out first;
+//  5. handed to your handler, unless the fault ended it (Fail, Hang).
+//
+// An attempt whose context ends while it waits (steps 2 to 4) ends with
+// codes.DeadlineExceeded or codes.Canceled; its record says so.
 //
 // An attempt on a method uses the rules set for that method if any were
 // set (and not removed by Clear or Reset), otherwise those set for
@@ -48,11 +57,34 @@
 // anything until told to. Randomness is a math/rand/v2 PCG source seeded with
 // 0 unless WithSeed says otherwise, drawn only when a fraction is strictly
 // between 0 and 1, first for the latency, then for the fault, so a sequence
-// of calls sees the same pattern on every run. Latency waits on timers:
-// run a test in a testing/synctest bubble (serving over
-// google.golang.org/grpc/test/bufconn, which works inside one) and the
-// latency passes without the test waiting for it. A Fault's status message is "resiliencetest: injected
-// fault" unless Fault.WithMessage says otherwise.
+// of calls sees the same pattern on every run. A Fault's status message is
+// "resiliencetest: injected fault" unless Fault.WithMessage says otherwise.
+// Faults keeps the records of the latest 1000 attempts, so that a server
+// injecting faults for hours keeps bounded memory; counts are exact.
+//
+// # Tests in a testing/synctest bubble
+//
+// Latency, delays and Chaos wait on timers, and the resilience client's
+// backoff, hedge delays and deadlines do too. In a testing/synctest bubble
+// those timers use fake time, which jumps ahead whenever every goroutine of
+// the bubble waits: an hour of latency passes at once and elapsed times are
+// exact, so a test can assert that a retry came exactly 250 ms later.
+// Real sockets do not work in a bubble; serve on ListenMemory instead of
+// Listen, and create the Listener, the server and the client inside the
+// bubble:
+//
+//	synctest.Test(t, func(t *testing.T) {
+//		lis := resiliencetest.ListenMemory()
+//		srv := grpc.NewServer(faults.ServerOptions()...)
+//		// register your service, go srv.Serve(lis), t.Cleanup(srv.Stop)
+//		conn, err := grpc.NewClient(lis.Target(),
+//			grpc.WithContextDialer(lis.DialContext),
+//			grpc.WithTransportCredentials(insecure.NewCredentials()))
+//		…
+//	})
+//
+// WaitAttempts and synctest.Wait then replace every sleep a test would
+// otherwise need.
 //
 // # Errors
 //

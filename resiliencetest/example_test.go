@@ -209,3 +209,83 @@ func ExampleChaos_SetEnabled() {
 	// switched on: true Unavailable
 	// switched off: false OK
 }
+
+// An in-memory Listener serves without a port: the one to use in a
+// testing/synctest bubble, where the latency, the client's backoff and its
+// deadlines pass in fake time. Records tells what each attempt carried and
+// how it ended.
+func ExampleListenMemory() {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
+		log.Fatal(err)
+	}
+	lis := resiliencetest.ListenMemory()
+	srv := grpc.NewServer(faults.ServerOptions()...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{}) // your service here
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+
+	const echo = testingv1.EchoService_Echo_FullMethodName
+	if err := faults.InjectNext(echo, 1, resiliencetest.Fail(codes.Unavailable)); err != nil {
+		log.Fatal(err)
+	}
+	m, err := interceptors.New(interceptors.MaxAttempts(3))
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn, err := grpc.NewClient(lis.Target(), append(m.DialOptions(),
+		grpc.WithContextDialer(lis.DialContext), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = testingv1.NewEchoServiceClient(conn).Echo(ctx, &testingv1.EchoRequest{Message: "hi"})
+	fmt.Println("call:", status.Code(err))
+	for _, r := range faults.Records(echo) {
+		fmt.Printf("attempt %d: %v, had a deadline: %v\n", r.Number, r.Code, !r.Deadline.IsZero())
+	}
+	// Output:
+	// call: OK
+	// attempt 1: Unavailable, had a deadline: true
+	// attempt 2: OK, had a deadline: true
+}
+
+// A stalled server holds every attempt until it recovers; WaitAttempts
+// tells when an attempt has arrived, without sleeping.
+func ExampleFaults_Pause() {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
+		log.Fatal(err)
+	}
+	lis := resiliencetest.ListenMemory()
+	srv := grpc.NewServer(faults.ServerOptions()...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Target(),
+		grpc.WithContextDialer(lis.DialContext), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	if err := faults.Pause(resiliencetest.AllMethods); err != nil {
+		log.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := testingv1.NewEchoServiceClient(conn).Echo(context.Background(), &testingv1.EchoRequest{})
+		done <- err
+	}()
+	if err := faults.WaitAttempts(context.Background(), resiliencetest.AllMethods, 1); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("held:", !faults.Records(resiliencetest.AllMethods)[0].Done)
+	faults.Resume(resiliencetest.AllMethods)
+	fmt.Println("after Resume:", status.Code(<-done))
+	// Output:
+	// held: true
+	// after Resume: OK
+}

@@ -57,6 +57,7 @@ type Fault struct {
 	message  string
 	pushback string
 	hasPush  bool
+	delay    time.Duration
 }
 
 // Fail fails the attempt at once with code, before the handler runs: the
@@ -84,10 +85,17 @@ func FailAfterSent(k int, code codes.Code) Fault {
 	return Fault{kind: failAfterSent, code: code, k: k}
 }
 
-// FailAfterReceived lets a streaming attempt receive k messages, then fails
-// it with code: the handler's next RecvMsg returns the status error, and the
-// stream ends with that status whatever the handler returns. Unary attempts
-// do not take this fault.
+// FailAfterReceived fails a streaming attempt with code as soon as it has
+// received k messages from the client: the k-th is read off the wire but
+// never handed to the handler, whose RecvMsg returns the status error
+// instead, and the stream ends with that status whatever the handler
+// returns. The handler has seen k-1 messages, so a bidi stream that answers
+// each message fails after the k-th arrived and before it was answered: the
+// client must replay it. With k == 0 the stream fails at the handler's
+// first RecvMsg, before reading anything. For a server-streaming method the
+// request is the one message received. A stream whose client half-closes
+// before sending k messages ends as the handler says, and uses the fault up
+// all the same. Unary attempts do not take this fault.
 func FailAfterReceived(k int, code codes.Code) Fault {
 	return Fault{kind: failAfterReceived, code: code, k: k}
 }
@@ -108,6 +116,18 @@ func (f Fault) WithPushback(value string) Fault {
 	return f
 }
 
+// WithDelay returns f acting d after the attempt took it: the attempt waits
+// d first (a timer, faked in a testing/synctest bubble), so that a failure
+// comes slowly, as from a server that waited on a dependency of its own
+// before giving up; FailAfterSent and FailAfterReceived wait before the
+// handler runs. An attempt whose context ends during the wait ends with
+// codes.DeadlineExceeded or codes.Canceled. A negative d is rejected. It
+// has no effect on Hang.
+func (f Fault) WithDelay(d time.Duration) Fault {
+	f.delay = d
+	return f
+}
+
 // validate checks f for the function fn.
 func (f Fault) validate(fn string) error {
 	switch f.kind {
@@ -124,6 +144,9 @@ func (f Fault) validate(fn string) error {
 		if f.k < 0 {
 			return invalid("%s: fault: message count %d is negative", fn, f.k)
 		}
+	}
+	if f.delay < 0 {
+		return invalid("%s: fault: delay %v is negative", fn, f.delay)
 	}
 	if f.hasPush {
 		if f.pushback == "" {
@@ -167,6 +190,7 @@ type queued struct {
 
 // rules are the faults and latency of one method (or of AllMethods).
 type rules struct {
+	paused          chan struct{} // closed by Resume; nil while not paused
 	queue           []queued
 	fraction        float64
 	fractionFault   Fault
@@ -174,15 +198,26 @@ type rules struct {
 	latencyFraction float64
 }
 
+// resume lets the attempts held by r go on.
+func (r *rules) resume() {
+	if r.paused != nil {
+		close(r.paused)
+		r.paused = nil
+	}
+}
+
 // Faults injects faults and latency into a gRPC server through its unary
-// and stream server interceptors, per method, and counts the attempts that
-// arrive. Create it with NewFaults; the zero value is not usable. Every
-// method is safe for concurrent use, also while the server is serving.
+// and stream server interceptors, per method, and counts and records the
+// attempts that arrive. Create it with NewFaults; the zero value is not
+// usable. Every method is safe for concurrent use, also while the server is
+// serving.
 type Faults struct {
-	mu     sync.Mutex // guards the fields below
-	rng    *rand.Rand
-	rules  map[string]*rules
-	counts map[string]map[int]int // method → attempt number → attempts
+	mu      sync.Mutex // guards the fields below
+	rng     *rand.Rand
+	rules   map[string]*rules
+	counts  map[string]map[int]int // method → attempt number → attempts
+	records []*Record              // the latest attempts, oldest first; see keepLocked
+	arrival chan struct{}          // closed at the next arrival; nil without waiters
 }
 
 // NewFaults returns a Faults with no rules. Option: WithSeed.
@@ -284,21 +319,59 @@ func (f *Faults) SetLatency(method string, p float64, d time.Duration) error {
 	return nil
 }
 
+// Pause holds every attempt on method, once counted, until Resume(method)
+// or until its context ends (it then ends with codes.DeadlineExceeded or
+// codes.Canceled): a server that stalls, then recovers. Held attempts,
+// released, go on through latency and faults to the handler. Pausing a
+// paused method does nothing. method is a full method name or AllMethods;
+// like every rule, a pause for AllMethods applies to the methods without
+// rules of their own.
+func (f *Faults) Pause(method string) error {
+	if err := validMethod("Pause", method); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.rulesLocked(method)
+	if r.paused == nil {
+		r.paused = make(chan struct{})
+	}
+	return nil
+}
+
+// Resume lets the attempts held by Pause(method) go on, and later ones
+// pass. It does nothing if method is not paused.
+func (f *Faults) Resume(method string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r := f.rules[method]; r != nil {
+		r.resume()
+	}
+}
+
 // Clear removes every rule set for method; with AllMethods, the rules set
-// for AllMethods. Attempts already past a rule are not affected. Counts are
-// kept.
+// for AllMethods. Attempts held by its Pause go on; attempts already past a
+// rule are not affected. Counts and records are kept.
 func (f *Faults) Clear(method string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if r := f.rules[method]; r != nil {
+		r.resume()
+	}
 	delete(f.rules, method)
 }
 
-// Reset removes every rule and every count.
+// Reset removes every rule, as Clear does for each, and every count and
+// record.
 func (f *Faults) Reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for _, r := range f.rules {
+		r.resume()
+	}
 	clear(f.rules)
 	clear(f.counts)
+	f.records = nil
 }
 
 // Attempts returns the number of attempts on method that arrived since
@@ -307,6 +380,11 @@ func (f *Faults) Reset() {
 func (f *Faults) Attempts(method string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.attemptsLocked(method)
+}
+
+// attemptsLocked is Attempts. f.mu must be held.
+func (f *Faults) attemptsLocked(method string) int {
 	n := 0
 	for m, byNum := range f.counts {
 		if method == AllMethods || m == method {
@@ -364,9 +442,8 @@ func validFraction(fn, field string, p float64) error {
 	return nil
 }
 
-// attemptNumber reads the attempt number from ctx's incoming metadata.
-func attemptNumber(ctx context.Context) int {
-	md, _ := metadata.FromIncomingContext(ctx)
+// attemptNumber reads the attempt number from incoming metadata.
+func attemptNumber(md metadata.MD) int {
 	v := md.Get(AttemptMetadataKey)
 	if len(v) == 0 {
 		return 1
@@ -391,61 +468,95 @@ func draw(rng *rand.Rand, p float64) bool {
 	}
 }
 
-// begin counts an attempt, waits out its latency and picks its fault. A
-// non-nil error ends the attempt at once with it.
-func (f *Faults) begin(ctx context.Context, method string, stream bool) (Fault, error) {
-	num := attemptNumber(ctx)
+// rulesFor returns the rules that apply to method, or nil. f.mu must be
+// held.
+func (f *Faults) rulesFor(method string) *rules {
+	if r := f.rules[method]; r != nil {
+		return r
+	}
+	return f.rules[AllMethods]
+}
+
+// begin counts and records an attempt, holds it while its method is
+// paused, waits out its latency and picks its fault. A non-nil error ends
+// the attempt at once with it. The rules are looked up again after each
+// wait: they may have changed meanwhile.
+func (f *Faults) begin(ctx context.Context, method string, stream bool) (*Record, Fault, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	rec := &Record{Method: method, Number: attemptNumber(md), Metadata: md.Copy(), Arrived: time.Now()}
+	rec.Deadline, _ = ctx.Deadline()
+
 	f.mu.Lock()
-	byNum := f.counts[method]
-	if byNum == nil {
-		byNum = make(map[int]int)
-		f.counts[method] = byNum
+	f.arriveLocked(rec)
+	var paused chan struct{}
+	if r := f.rulesFor(method); r != nil {
+		paused = r.paused
 	}
-	byNum[num]++
-	r := f.rules[method]
-	if r == nil {
-		r = f.rules[AllMethods]
+	f.mu.Unlock()
+	if paused != nil {
+		if err := wait(ctx, paused, 0); err != nil {
+			return rec, Fault{}, err
+		}
 	}
+
+	f.mu.Lock()
 	var delay time.Duration
-	if r != nil && r.latency > 0 && draw(f.rng, r.latencyFraction) {
+	if r := f.rulesFor(method); r != nil && r.latency > 0 && draw(f.rng, r.latencyFraction) {
 		delay = r.latency
 	}
 	f.mu.Unlock()
-
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return Fault{}, status.FromContextError(ctx.Err()).Err()
-		}
+	if err := wait(ctx, nil, delay); err != nil {
+		return rec, Fault{}, err
 	}
 
 	f.mu.Lock()
 	fault := f.pickLocked(method, stream)
 	f.mu.Unlock()
 	switch fault.kind {
-	case failFault:
+	case noFault:
+		return rec, fault, nil
+	case hangFault:
+		<-ctx.Done()
+		return rec, Fault{}, status.FromContextError(ctx.Err()).Err()
+	}
+	if err := wait(ctx, nil, fault.delay); err != nil {
+		return rec, Fault{}, err
+	}
+	if fault.kind == failFault {
 		if md := fault.trailer(); md != nil {
 			// Fails only outside a server RPC; then there is no trailer.
 			_ = grpc.SetTrailer(ctx, md)
 		}
-		return Fault{}, fault.status()
-	case hangFault:
-		<-ctx.Done()
-		return Fault{}, status.FromContextError(ctx.Err()).Err()
+		return rec, Fault{}, fault.status()
 	}
-	return fault, nil
+	return rec, fault, nil
 }
 
-// pickLocked takes the fault of an attempt, if any. The rules are looked up
-// again: they may have changed during the latency. f.mu must be held.
-func (f *Faults) pickLocked(method string, stream bool) Fault {
-	r := f.rules[method]
-	if r == nil {
-		r = f.rules[AllMethods]
+// wait waits until ch is closed (if not nil) and d has passed, or until
+// ctx ends: then it returns ctx's status.
+func wait(ctx context.Context, ch <-chan struct{}, d time.Duration) error {
+	var timer <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
 	}
+	for ch != nil || timer != nil {
+		select {
+		case <-ch:
+			ch = nil
+		case <-timer:
+			timer = nil
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return nil
+}
+
+// pickLocked takes the fault of an attempt, if any. f.mu must be held.
+func (f *Faults) pickLocked(method string, stream bool) Fault {
+	r := f.rulesFor(method)
 	if r == nil {
 		return Fault{}
 	}
@@ -467,14 +578,19 @@ func (f *Faults) pickLocked(method string, stream bool) Fault {
 }
 
 // UnaryServerInterceptor returns the interceptor for unary methods. Each
-// attempt is counted, then delayed by the method's latency, then given the
-// first queued fault it can take or, failing that, the method's fraction.
+// attempt goes through the steps of the package documentation: counted and
+// recorded, held while paused, delayed by the method's latency, then given
+// the first queued fault it can take or, failing that, the method's
+// fraction.
 func (f *Faults) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if _, err := f.begin(ctx, info.FullMethod, false); err != nil {
-			return nil, err
+		rec, _, err := f.begin(ctx, info.FullMethod, false)
+		var resp any
+		if err == nil {
+			resp, err = handler(ctx, req)
 		}
-		return handler(ctx, req)
+		f.end(rec, err)
+		return resp, err
 	}
 }
 
@@ -483,21 +599,22 @@ func (f *Faults) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 // FailAfterReceived.
 func (f *Faults) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		fault, err := f.begin(ss.Context(), info.FullMethod, true)
-		if err != nil {
-			return err
-		}
-		if fault.kind == noFault {
-			return handler(srv, ss)
-		}
-		fs := &faultStream{ServerStream: ss, fault: fault}
-		err = handler(srv, fs)
-		if fs.fired.Load() {
-			if md := fault.trailer(); md != nil {
-				ss.SetTrailer(md)
+		rec, fault, err := f.begin(ss.Context(), info.FullMethod, true)
+		switch {
+		case err != nil:
+		case fault.kind == noFault:
+			err = handler(srv, ss)
+		default:
+			fs := &faultStream{ServerStream: ss, fault: fault}
+			err = handler(srv, fs)
+			if fs.fired.Load() {
+				if md := fault.trailer(); md != nil {
+					ss.SetTrailer(md)
+				}
+				err = fault.status()
 			}
-			return fault.status()
 		}
+		f.end(rec, err)
 		return err
 	}
 }
@@ -528,16 +645,17 @@ func (s *faultStream) SendMsg(m any) error {
 }
 
 func (s *faultStream) RecvMsg(m any) error {
-	if s.fault.kind == failAfterReceived {
-		if s.recv >= s.fault.k {
-			s.fired.Store(true)
-			return s.fault.status()
-		}
+	if s.fault.kind != failAfterReceived {
+		return s.ServerStream.RecvMsg(m)
+	}
+	if s.fault.k > 0 && !s.fired.Load() {
 		if err := s.ServerStream.RecvMsg(m); err != nil {
 			return err
 		}
-		s.recv++
-		return nil
+		if s.recv++; s.recv < s.fault.k {
+			return nil
+		}
 	}
-	return s.ServerStream.RecvMsg(m)
+	s.fired.Store(true)
+	return s.fault.status()
 }

@@ -3,7 +3,6 @@ package resiliencetest_test
 import (
 	"context"
 	"math"
-	"net"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 	"github.com/grpc-resilience/resilience/resiliencetest"
@@ -64,11 +62,10 @@ func (r *recorder) options() []grpc.ServerOption {
 	}
 }
 
-// server is an EchoServer behind a recorder and faults, on a Listener or,
-// for tests in a testing/synctest bubble, on bufconn.
+// server is an EchoServer behind a recorder and faults, on a Listener: on
+// loopback TCP or, for tests in a testing/synctest bubble, in memory.
 type server struct {
 	lis    *resiliencetest.Listener
-	buf    *bufconn.Listener
 	faults *resiliencetest.Faults
 	rec    *recorder
 }
@@ -81,15 +78,12 @@ func serve(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newServer(t, faults, rec)
-	s.lis = lis
-	s.start(t, lis)
-	return s
+	return newServer(t, lis, faults, rec)
 }
 
-// newServer returns a server of faults (a fresh one if nil) and rec (a
-// fresh one if nil), not yet serving.
-func newServer(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *server {
+// newServer serves faults (a fresh one if nil) and rec (a fresh one if
+// nil) on lis until the end of the test.
+func newServer(t *testing.T, lis *resiliencetest.Listener, faults *resiliencetest.Faults, rec *recorder) *server {
 	t.Helper()
 	if faults == nil {
 		var err error
@@ -100,21 +94,7 @@ func newServer(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *serv
 	if rec == nil {
 		rec = &recorder{}
 	}
-	return &server{faults: faults, rec: rec}
-}
-
-// serveMem is serve over bufconn, for tests that run in a testing/synctest
-// bubble (real sockets do not work in one).
-func serveMem(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *server {
-	t.Helper()
-	s := newServer(t, faults, rec)
-	s.buf = bufconn.Listen(1 << 20)
-	s.start(t, s.buf)
-	return s
-}
-
-// start serves s on lis until the end of the test.
-func (s *server) start(t *testing.T, lis net.Listener) {
+	s := &server{lis: lis, faults: faults, rec: rec}
 	gs := grpc.NewServer(append(s.rec.options(), s.faults.ServerOptions()...)...)
 	testingv1.RegisterEchoServiceServer(gs, resiliencetest.EchoServer{})
 	done := make(chan struct{})
@@ -126,6 +106,14 @@ func (s *server) start(t *testing.T, lis net.Listener) {
 		gs.Stop()
 		<-done
 	})
+	return s
+}
+
+// serveMem is serve on ListenMemory, for tests that run in a
+// testing/synctest bubble (real sockets do not work in one).
+func serveMem(t *testing.T, faults *resiliencetest.Faults, rec *recorder) *server {
+	t.Helper()
+	return newServer(t, resiliencetest.ListenMemory(), faults, rec)
 }
 
 // dialInsecure are the options of a plain client: no retries.
@@ -139,24 +127,15 @@ func echoClient(conn *grpc.ClientConn) testingv1.EchoServiceClient {
 	return testingv1.NewEchoServiceClient(conn)
 }
 
-// dial returns a plain client of addr.
-func dial(t *testing.T, addr string, opts ...grpc.DialOption) testingv1.EchoServiceClient {
+// client returns a plain client of s, through the Listener's dialer.
+func (s *server) client(t *testing.T, opts ...grpc.DialOption) testingv1.EchoServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient("passthrough:///"+addr, dialInsecure(opts...)...)
+	conn, err := grpc.NewClient(s.lis.Target(), dialInsecure(append(opts, grpc.WithContextDialer(s.lis.DialContext))...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	return testingv1.NewEchoServiceClient(conn)
-}
-
-func (s *server) client(t *testing.T, opts ...grpc.DialOption) testingv1.EchoServiceClient {
-	if s.buf != nil {
-		return dial(t, "bufnet", append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return s.buf.DialContext(ctx)
-		}))...)
-	}
-	return dial(t, s.lis.Addr().String(), opts...)
 }
 
 // callCtx bounds a call that should answer.

@@ -8,12 +8,14 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
@@ -208,4 +210,85 @@ func TestListenerClose(t *testing.T) {
 	if err := lis.SetMode(resiliencetest.Serve); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("SetMode after Close: %v, want net.ErrClosed", err)
 	}
+}
+
+func TestListenMemoryAddresses(t *testing.T) {
+	a, b := resiliencetest.ListenMemory(), resiliencetest.ListenMemory()
+	defer a.Close()
+	defer b.Close()
+	if a.Addr().Network() != "memory" || a.Addr().String() == b.Addr().String() {
+		t.Errorf("addresses %s/%s and %s/%s, want network memory and one name each",
+			a.Addr().Network(), a.Addr(), b.Addr().Network(), b.Addr())
+	}
+	if want := "passthrough:///" + a.Addr().String(); a.Target() != want {
+		t.Errorf("Target = %q, want %q", a.Target(), want)
+	}
+	tcp, err := resiliencetest.Listen()
+	must(t, err)
+	defer tcp.Close()
+	if want := "passthrough:///" + tcp.Addr().String(); tcp.Target() != want {
+		t.Errorf("TCP Target = %q, want %q", tcp.Target(), want)
+	}
+}
+
+// An in-memory Listener stops, restarts and switches modes as a TCP one
+// does, inside a testing/synctest bubble, where durations are exact.
+func TestListenMemoryInABubble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := serveMem(t, nil, nil)
+		c := s.client(t)
+		if code := echoCode(callCtx(t), c); code != codes.OK {
+			t.Fatalf("serving: %v", code)
+		}
+
+		// Stop fails the running call and refuses new connections.
+		must(t, s.faults.InjectNext(echo, 1, resiliencetest.Hang()))
+		done := asyncEcho(callCtx(t), c)
+		must(t, s.faults.WaitAttempts(callCtx(t), echo, 2))
+		s.lis.Stop()
+		if code := <-done; code != codes.Unavailable {
+			t.Errorf("call running at Stop: %v, want Unavailable", code)
+		}
+		if _, err := s.lis.DialContext(t.Context(), ""); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("dial while stopped: %v, want connection refused", err)
+		}
+		if _, err := s.client(t).Echo(callCtx(t), &testingv1.EchoRequest{}); status.Code(err) != codes.Unavailable ||
+			!strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("call while stopped: %v, want Unavailable: connection refused", err)
+		}
+
+		// Restart: the same client finds the server again; its reconnect
+		// backoff passes in fake time.
+		must(t, s.lis.Restart())
+		if code := echoCode(callCtx(t), c, grpc.WaitForReady(true)); code != codes.OK {
+			t.Errorf("after Restart: %v, want OK", code)
+		}
+
+		must(t, s.lis.SetMode(resiliencetest.AcceptAndClose))
+		if code := echoCode(callCtx(t), s.client(t)); code != codes.Unavailable {
+			t.Errorf("AcceptAndClose: %v, want Unavailable", code)
+		}
+		must(t, s.lis.SetMode(resiliencetest.Blackhole))
+		before := s.faults.Attempts(resiliencetest.AllMethods)
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if code := echoCode(ctx, s.client(t)); code != codes.DeadlineExceeded || time.Since(start) != 200*time.Millisecond {
+			t.Errorf("Blackhole: %v after %v, want DeadlineExceeded after exactly the 200ms deadline", code, time.Since(start))
+		}
+		if n := s.faults.Attempts(resiliencetest.AllMethods); n != before {
+			t.Errorf("%d attempts reached the server through a blackhole", n-before)
+		}
+		if code := echoCode(callCtx(t), c); code != codes.OK {
+			t.Errorf("an established connection in Blackhole mode: %v, want OK", code)
+		}
+
+		must(t, s.lis.Close())
+		if _, err := s.lis.DialContext(t.Context(), ""); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("dial after Close: %v, want connection refused", err)
+		}
+		if _, err := s.lis.Accept(); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	})
 }

@@ -97,10 +97,16 @@ func decide(p *Policy, s situation, ev event) decision {
 	case s.callerDone || o.kind == oc.CallerGone:
 		// The caller is gone: nothing new starts, and attempts in flight
 		// end with its context. A hedged call ends with the caller's
-		// status even when a hedge's failure is the last to arrive.
-		err := o.err
-		if s.hedged && s.callerErr != nil && o.code != status.Code(s.callerErr) {
-			err = status.Errorf(status.Code(s.callerErr), "%s; last attempt: %v", status.Convert(s.callerErr).Message(), o.err)
+		// status even when a hedge's failure is the last to arrive. A
+		// refusal of the next attempt is no attempt's error: the last
+		// attempt's stays.
+		last := o
+		if o.kind == oc.Refused && s.last.err != nil {
+			last = &s.last
+		}
+		err := last.err
+		if s.hedged && s.callerErr != nil && last.code != status.Code(s.callerErr) {
+			err = status.Errorf(status.Code(s.callerErr), "%s; last attempt: %v", status.Convert(s.callerErr).Message(), last.err)
 		}
 		return noMore(err, nil, oc.CallerGone)
 	case o.kind == oc.Refused:

@@ -59,6 +59,7 @@ func TestDecide(t *testing.T) {
 		{"delay within the deadline", with(func(s *situation) { s.hasDeadline, s.remaining = true, time.Second }), event{outcome: failed}, decision{op: opAttempt, delay: 100 * time.Millisecond}, nil},
 		{"first attempt refused", with(func(s *situation) { s.attempts = 0 }), event{outcome: refused}, decision{op: opStop, kind: oc.Refused}, breaker.ErrOpen},
 		{"retry refused", with(func(s *situation) { s.last = failed }), event{outcome: refused}, decision{op: opStop, reason: open, kind: oc.Refused}, nil},
+		{"retry refused as the caller leaves", with(func(s *situation) { s.last, s.callerDone = failed, true }), event{outcome: refused}, decision{op: opStop, kind: oc.CallerGone}, nil},
 		{"hedge refused, others in flight", with(func(s *situation) { s.inFlight, s.last = 1, failed }), event{outcome: refused}, decision{op: opWait, reason: open}, nil},
 		{"hedge timer", with(func(s *situation) { s.inFlight = 1 }), timer, decision{op: opAttempt}, nil},
 		{"hedge timer, in-flight cap", with(func(s *situation) { s.inFlight = 2 }), timer, decision{op: opWait}, nil},
@@ -77,7 +78,7 @@ func TestDecide(t *testing.T) {
 			if tc.wantIs != nil && !errors.Is(got.err, tc.wantIs) {
 				t.Errorf("err %v, want %v", got.err, tc.wantIs)
 			}
-			if tc.name == "retry refused" && got.err != unavailable {
+			if (tc.name == "retry refused" || tc.name == "retry refused as the caller leaves") && got.err != unavailable {
 				t.Errorf("err %v, want the last attempt's error kept", got.err)
 			}
 		})

@@ -1,5 +1,5 @@
 // Package listen binds a loopback TCP port again after a restart, for the
-// fault-injecting servers of package resiliencetest and internal/testserver.
+// fault-injecting Listener of package resiliencetest.
 //
 // # Model
 //
