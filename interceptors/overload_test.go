@@ -15,9 +15,9 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
-	"github.com/grpc-resilience/resilience/internal/testserver"
 	"github.com/grpc-resilience/resilience/limiter"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/resiliencetest"
 	"github.com/grpc-resilience/resilience/throttle"
 )
 
@@ -29,13 +29,7 @@ func TestLimiterRefusalIsNobodysFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, WithConcurrencyLimit(limiter.Config{Fixed: 1, Queue: limiter.NoQueue}),
 			WithBreaker(tripped()), WithRetryBudget(budget.Config{MaxTokens: 3, TokenRatio: 1}))
-		release := make(chan struct{})
-		r.behave(func(ctx context.Context, n int64) error {
-			if n == 1 {
-				<-release
-			}
-			return nil
-		})
+		release := r.blockCalls()
 		held := r.call(context.Background())
 		r.await(t, 1)
 		for range 10 {
@@ -46,7 +40,7 @@ func TestLimiterRefusalIsNobodysFailure(t *testing.T) {
 				t.Fatalf("over the limit: %v, %d attempts after %v; want Unavailable matching ErrLimited at once, no attempt", err, attempts, time.Since(start))
 			}
 		}
-		close(release)
+		release()
 		if err := result(t, held); err != nil {
 			t.Fatal(err)
 		}
@@ -55,8 +49,7 @@ func TestLimiterRefusalIsNobodysFailure(t *testing.T) {
 		}
 		// The budget (3 tokens: two failures would stop retries) is whole:
 		// a failing call is still retried.
-		r.behave(func(ctx context.Context, n int64) error { return nil })
-		r.srv.FailNext(1, testserver.Fault{})
+		r.failNext(1, codes.Unavailable)
 		var attempts int
 		if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}, Attempts(&attempts), Backoff(backoff.Constant(0)), NoBreaker()); err != nil || attempts != 2 {
 			t.Errorf("a failing call after the refusals: %v after %d attempts, want retried to success", err, attempts)
@@ -71,10 +64,9 @@ func TestLimiterQueueWaitsForAPermit(t *testing.T) {
 		sr := tracetest.NewSpanRecorder()
 		r := newRig(t, WithConcurrencyLimit(limiter.Config{Fixed: 1}),
 			WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))))
-		r.behave(func(ctx context.Context, n int64) error {
-			time.Sleep(30 * time.Millisecond)
-			return nil
-		})
+		if err := r.faults.SetLatency(allMethods, 1, 30*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
 		first := r.call(context.Background())
 		r.await(t, 1)
 		start := time.Now()
@@ -106,7 +98,7 @@ func TestLimiterQueueWaitsForAPermit(t *testing.T) {
 func TestCloseEndsALimiterWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, WithConcurrencyLimit(limiter.Config{Fixed: 1}))
-		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+		r.blockFirst(1)
 		first := r.call(context.Background())
 		r.await(t, 1)
 		waiter := r.call(context.Background())
@@ -125,7 +117,7 @@ func TestCloseEndsALimiterWait(t *testing.T) {
 func TestFallbackAnswersALimiterRefusal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r, _ := fallbackRig(t, 0, WithConcurrencyLimit(limiter.Config{Fixed: 1, Queue: limiter.NoQueue}))
-		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+		r.blockFirst(1)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		held := r.call(ctx)
@@ -144,7 +136,7 @@ func TestThrottleRefusesAtAFailingDownstream(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, WithThrottle(throttle.Config{}), WithoutBreaker(), MaxAttempts(1),
 			withRandom(func() float64 { return 0.5 }))
-		r.srv.FailFraction(1, testserver.Fault{})
+		r.failAll(resiliencetest.Fail(codes.Unavailable))
 		throttled := 0
 		for range 30 {
 			_, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{})
@@ -157,8 +149,8 @@ func TestThrottleRefusesAtAFailingDownstream(t *testing.T) {
 		}
 		// Every attempt fails: past the first two requests the refusal
 		// probability stays above the 0.5 drawn.
-		if throttled != 28 || r.srv.Attempts() != 2 {
-			t.Fatalf("%d of 30 calls throttled, %d attempts at the server; want 28 and 2", throttled, r.srv.Attempts())
+		if throttled != 28 || r.attempts() != 2 {
+			t.Fatalf("%d of 30 calls throttled, %d attempts at the server; want 28 and 2", throttled, r.attempts())
 		}
 	})
 }
@@ -172,7 +164,7 @@ func TestThrottleYieldsToTheBreakersProbe(t *testing.T) {
 		cfg.ConsecutiveFailures, cfg.OpenTimeout, cfg.HalfOpenProbes = 2, time.Second, 1
 		r := newRig(t, WithThrottle(throttle.Config{}), WithBreaker(cfg), MaxAttempts(1),
 			WithReadyWait(0), withRandom(func() float64 { return 0.5 }))
-		r.srv.FailFraction(1, testserver.Fault{})
+		r.failAll(resiliencetest.Fail(codes.Unavailable))
 		for i := 0; r.m.Breakers().State(r.conn.Target()) != breaker.StateOpen; i++ {
 			if i > 100 {
 				t.Fatal("breaker never opened")
@@ -180,7 +172,7 @@ func TestThrottleYieldsToTheBreakersProbe(t *testing.T) {
 			_, _ = r.client.Echo(context.Background(), &testingv1.EchoRequest{})
 		}
 		time.Sleep(time.Second) // half-open
-		r.srv.ClearFaults()
+		r.reset()
 		for i := range 5 {
 			if _, err := r.client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
 				t.Fatalf("call %d after the downstream came back: %v, want the probe let through and the throttle reset", i, err)
@@ -194,7 +186,7 @@ func TestThrottleYieldsToTheBreakersProbe(t *testing.T) {
 func TestBulkheadPerMethod(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, WithConcurrencyLimit(limiter.Config{Fixed: 1, Queue: limiter.NoQueue}), WithConcurrencyLimitPerMethod())
-		r.behave(func(ctx context.Context, n int64) error { return hang(ctx) })
+		r.blockFirst(1)
 		ctx, cancel := context.WithCancel(context.Background())
 		held := r.call(ctx) // Echo takes its one place
 		r.await(t, 1)

@@ -113,7 +113,7 @@ func decide(p *Policy, s situation, ev event) decision {
 		// A gate's refusal keeps the latest attempt's error, with the
 		// refusal as the reason; an attempt that a service refused (its
 		// own client's refusal, passed on) is its own error.
-		if s.last.err == nil || s.last.err == o.err {
+		if !o.gate || s.last.err == nil {
 			return noMore(o.err, nil, oc.Refused)
 		}
 		return noMore(s.last.err, o.err, oc.Refused)

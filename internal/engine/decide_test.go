@@ -23,7 +23,8 @@ func TestDecide(t *testing.T) {
 	unavailable := status.Error(codes.Unavailable, "down")
 	failed := outcome{err: unavailable, code: codes.Unavailable, kind: oc.ServerFailure}
 	pushed := func(d time.Duration) outcome { o := failed; o.hasPushback, o.pushback = true, d; return o }
-	refused := outcome{err: breaker.ErrOpen, code: codes.Unavailable, kind: oc.Refused}
+	refused := outcome{err: breaker.ErrOpen, code: codes.Unavailable, kind: oc.Refused, gate: true}
+	passedOn := outcome{err: unavailable, code: codes.Unavailable, kind: oc.Refused}
 	timer := event{hedgeTimer: true}
 	open := breaker.ErrOpen
 	base := situation{attempts: 1, retries: 1, budgetOK: true}
@@ -60,6 +61,7 @@ func TestDecide(t *testing.T) {
 		{"first attempt refused", with(func(s *situation) { s.attempts = 0 }), event{outcome: refused}, decision{op: opStop, kind: oc.Refused}, breaker.ErrOpen},
 		{"retry refused", with(func(s *situation) { s.last = failed }), event{outcome: refused}, decision{op: opStop, reason: open, kind: oc.Refused}, nil},
 		{"retry refused as the caller leaves", with(func(s *situation) { s.last, s.callerDone = failed, true }), event{outcome: refused}, decision{op: opStop, kind: oc.CallerGone}, nil},
+		{"a service's refusal passed on", with(func(s *situation) { s.last = passedOn }), event{outcome: passedOn}, decision{op: opStop, kind: oc.Refused}, nil},
 		{"hedge refused, others in flight", with(func(s *situation) { s.inFlight, s.last = 1, failed }), event{outcome: refused}, decision{op: opWait, reason: open}, nil},
 		{"hedge timer", with(func(s *situation) { s.inFlight = 1 }), timer, decision{op: opAttempt}, nil},
 		{"hedge timer, in-flight cap", with(func(s *situation) { s.inFlight = 2 }), timer, decision{op: opWait}, nil},

@@ -21,6 +21,10 @@ type outcome struct {
 	// noConn: a server failure that never reached a server: the
 	// connection was down. The next attempt waits for it.
 	noConn bool
+	// gate: refused by a gate of this client, before any attempt; a
+	// Refused outcome without it is an attempt a service answered with
+	// its own client's refusal or failure, passed on.
+	gate bool
 	// hasPushback: the server sent the pushback trailer; pushback < 0
 	// means do not retry.
 	hasPushback bool
@@ -60,7 +64,7 @@ func (c *call) classify(a *attempt, err error, trailer metadata.MD) outcome {
 // (kind Refused), or cut short by the caller's context or the connection
 // while a gate waited (kind CallerGone).
 func refusal(err error) outcome {
-	o := outcome{err: err, code: status.Code(err), kind: oc.Refused}
+	o := outcome{err: err, code: status.Code(err), kind: oc.Refused, gate: true}
 	if _, ok := err.(*waitEnded); ok {
 		o.kind = oc.CallerGone
 	}
