@@ -126,7 +126,8 @@
 // (MaxAttempts, RetryCodes, Backoff, PerAttemptTimeout, Timeout, Hedging,
 // NoBreaker), given in any of three places: to New (the default of every
 // call), to WithMethodPolicy (the methods a matcher selects: MatchMethods,
-// MatchService, MatchMethodPrefix, or any func), or with a call. A service
+// MatchService, MatchMethodPrefix, or any rule with MatchFunc; one that can
+// match nothing is rejected by New), or with a call. A service
 // config (WithServiceConfig) sets the same policy from gRFC A6 JSON. The
 // layers apply in order — defaults, New's PolicyOptions, the service
 // config, method policies, the call's own — and all but the last are
