@@ -234,12 +234,14 @@
 //	resilience.client.breaker.rejections  counter    {rejection}  attempts refused by a breaker
 //	resilience.client.budget.throttled    counter    {retry}      retries refused by the retry budget
 //	resilience.client.fallbacks           counter    {call}       fallbacks asked to answer, by resilience.fallback.result
+//	resilience.client.policy.ignored      counter    {call}       calls a setting of their policy did not apply to, by resilience.policy.setting
 //
 // WithMetricNames(MetricNamesGRPC) records the call and attempt metrics
 // under gRPC's standard names instead (gRFC A66 grpc.client.attempt.started,
 // grpc.client.attempt.duration, grpc.client.call.duration and A96
-// grpc.client.call.retries, .hedges, .retry_delay); the breaker, budget and
-// fallback metrics keep their names. Package monitoring ships Prometheus
+// grpc.client.call.retries, .hedges, .retry_delay); the breaker, budget,
+// fallback and policy ignored metrics keep their names (and take
+// grpc.method and grpc.target). Package monitoring ships Prometheus
 // rules and dashboards for both namings.
 //
 // They carry rpc.system.name, rpc.method, server.address and server.port;

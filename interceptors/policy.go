@@ -3,6 +3,7 @@ package interceptors
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -108,7 +109,9 @@ func Backoff(b backoff.Policy) PolicyOption {
 // commit). An attempt that times out fails with DeadlineExceeded and is
 // retried while the call deadline allows. 0 means no per-attempt bound (the
 // default): each attempt may use the whole remaining call time. Negative
-// values are rejected.
+// values are rejected, and so is a value not shorter than the Timeout it
+// runs under (given in the same place, or resolved for a method New can
+// name): such a timeout could never fire.
 func PerAttemptTimeout(d time.Duration) PolicyOption {
 	return durationPolicy("PerAttemptTimeout", d, func(p *policy) *time.Duration { return &p.PerAttemptTimeout })
 }
@@ -179,7 +182,11 @@ func WithMethodPolicy(match MethodMatcher, opts ...PolicyOption) Option {
 		for _, o := range opts {
 			ml.Settings = append(ml.Settings, o.policySetting)
 		}
+		if err := engine.CheckTimeouts(engine.Layers{Settings: ml.Settings}.Resolve("")); err != nil {
+			return invalid("WithMethodPolicy", "%v", err)
+		}
 		c.methodPolicies = append(c.methodPolicies, ml)
+		c.methodNames = append(c.methodNames, match.names...)
 		return nil
 	})
 }
@@ -190,6 +197,7 @@ func WithMethodPolicy(match MethodMatcher, opts ...PolicyOption) Option {
 // carries the error, which New reports; the zero MethodMatcher is invalid.
 type MethodMatcher struct {
 	match func(fullMethod string) bool
+	names []string // MatchMethods: the names, for New's checks
 	err   error
 }
 
@@ -240,7 +248,7 @@ func MatchMethods(fullMethods ...string) MethodMatcher {
 	if err := errors.Join(errs...); err != nil {
 		return MethodMatcher{err: err}
 	}
-	return MethodMatcher{match: func(fullMethod string) bool {
+	return MethodMatcher{names: slices.Clone(fullMethods), match: func(fullMethod string) bool {
 		_, ok := set[fullMethod]
 		return ok
 	}}

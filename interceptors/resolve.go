@@ -82,6 +82,9 @@ func (m *Middleware) SetServiceConfig(json string) error {
 	if !reflect.DeepEqual(sc.breaker, wasBreaker) {
 		return errors.New("interceptors: SetServiceConfig: resilience.breaker: set by New only; it cannot change while running")
 	}
+	if err := checkResolved(&m.cfg, sc); err != nil {
+		return fmt.Errorf("interceptors: SetServiceConfig: %w", err)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.eng.SetBudget(effectiveBudget(&m.cfg, sc))

@@ -235,6 +235,10 @@ func (p *scParser) methodConfig(sc *serviceConfig, path string, v any) {
 			},
 		})
 	}
+	if mc.timeout != nil && mc.perAttemptTimeout != nil && *mc.timeout > 0 && *mc.perAttemptTimeout >= *mc.timeout {
+		p.fail(path+"."+ExtensionKey+".perAttemptTimeout", "must be shorter than timeout (%v), got %v: a per-attempt timeout that long could never fire",
+			*mc.timeout, *mc.perAttemptTimeout)
+	}
 	names, ok := obj["name"]
 	if !ok || names == nil {
 		return // grpc-go skips an entry without names
