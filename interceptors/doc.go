@@ -263,7 +263,9 @@
 // WithLogger(*slog.Logger) logs what an operator acts on: breaker
 // transitions (open at Warn), calls that gave up after retries or whose
 // retries a policy stopped (attempts, last code, reason), rate-limited per
-// target. Nothing is logged for successful calls, and never a payload or a
+// target, and, once per setting, method and target, a setting that did
+// not apply to the calls it was given for (Warn: hedging on a stream,
+// endpoint ejection replaced by the channel's own service config). Nothing is logged for successful calls, and never a payload or a
 // metadata value. Off by default.
 //
 // # Concurrency
