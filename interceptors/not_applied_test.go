@@ -185,3 +185,27 @@ func TestPerAttemptTimeoutThatCannotFireIsRejected(t *testing.T) {
 		t.Errorf("%d attempts reached the server, want none", h.attempts())
 	}
 }
+
+// TestPolicyIgnoredUnderGRPCMetricNames: with gRPC's metric names the
+// counter keeps its name and takes grpc.method and grpc.target, like the
+// breaker and budget counters.
+func TestPolicyIgnoredUnderGRPCMetricNames(t *testing.T) {
+	e := newTelemetryEnv(t)
+	h := newHarness(t, e.options(WithMetricNames(MetricNamesGRPC),
+		WithMethodPolicy(MatchMethods(streamMethod), Hedging(HedgePolicy{Delay: time.Millisecond, MaxAttempts: 2})))...)
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if err := serverStream(ctx, h.client); err != nil {
+		t.Fatal(err)
+	}
+	want := sortAttrs(telemetry.MetricPolicyIgnored + " {grpc.method=resilience.testing.v1.EchoService/ServerStream grpc.target=passthrough:///bufnet resilience.policy.setting=hedging} 1")
+	for _, l := range e.collectMetrics(t) {
+		if strings.HasPrefix(l, telemetry.MetricPolicyIgnored) {
+			if l != want {
+				t.Errorf("got %q, want %q", l, want)
+			}
+			return
+		}
+	}
+	t.Errorf("no %s point", telemetry.MetricPolicyIgnored)
+}
