@@ -40,12 +40,23 @@ type Config struct {
 // for why). It is the one place the defaults live.
 func DefaultConfig() Config { return Config{MaxTokens: 100, TokenRatio: 1} }
 
+// WithDefaults returns c with every zero field replaced by its default: the
+// configuration a Budget made from c runs with.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
 // withDefaults returns c with every zero field replaced by its default.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	c.MaxTokens = cmp.Or(c.MaxTokens, d.MaxTokens)
 	c.TokenRatio = cmp.Or(c.TokenRatio, d.TokenRatio)
 	return c
+}
+
+// String describes the budget c configures, zero fields taking their
+// defaults, e.g. "100 tokens, 1 back per success (retries stop at 50)".
+func (c Config) String() string {
+	d := c.withDefaults()
+	return fmt.Sprintf("%g tokens, %g back per success (retries stop at %g)", d.MaxTokens, d.TokenRatio, d.MaxTokens/2)
 }
 
 // Validate reports every invalid field, joined with errors.Join; each error

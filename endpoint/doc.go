@@ -107,8 +107,21 @@
 //
 // # Turning it on
 //
-// [DialOption] returns grpc.WithDefaultServiceConfig with the policy and a
-// [Config]; [ServiceConfig] returns the JSON alone. The JSON config is an
+// With the interceptors, one option does it all (the README's way):
+//
+//	m, err := interceptors.New(interceptors.WithEndpointEjection(endpoint.Config{}))
+//	conn, err := grpc.NewClient(target, append(m.DialOptions(), grpc.WithTransportCredentials(creds))...)
+//
+// DialOptions then installs the policy as the channel's default service
+// config, every call gets a record ([NewCall]) that its retries and hedges
+// share, ejections reach the interceptors' span events and their
+// resilience.client.endpoint.ejected counter, and the Middleware warns when
+// a service config of the channel's own has replaced the policy.
+//
+// Without the interceptors: [DialOption] returns
+// grpc.WithDefaultServiceConfig with the policy and a [Config], and
+// [ServiceConfig] returns the JSON alone; calls then need [NewCall] on
+// their context for retries to go elsewhere. The JSON config is an
 // object with the optional keys window, minRequests, failureRatio,
 // consecutiveFailures, baseEjectionTime, maxEjectionTime (durations as
 // strings such as "10s") and maxEjectedRatio; omitted keys mean the default,

@@ -1,15 +1,27 @@
 // Package fallback lets a unary call be answered when the downstream cannot
-// answer it: the [Func] hook the interceptors call for a failed call, the
-// [Info] a caller reads to tell a fallback answer from a real one, and a
-// ready-made stale-answer [Store] that keeps the newest successful reply per
-// request and serves it, with its age, when the downstream fails.
+// answer it: a [Handler] that the interceptors call for a failed call (with
+// interceptors.Fallback), the [Info] a caller reads (with
+// interceptors.FallbackInfo) to tell a fallback answer from a real one, and
+// a ready-made stale-answer [Store] that keeps the newest successful reply
+// per request and serves it, with its age, when the downstream fails.
 //
 // # Model
 //
-// A method with a fallback has a [SaveFunc], told about every successful
-// reply, and a [Func], asked to answer a failed call. [Store.Saver] and
-// [Store.Fallback] are the Store's pair; a Func may also compute a default
-// answer of its own.
+// A method's fallback is a [Handler]: Answer, a [Func] asked to answer a
+// failed call; Save, a [SaveFunc] told about every successful reply; and
+// Margin, how long before the call's deadline a call still waiting on the
+// downstream is answered instead. [Store.Handler] is the Store's: it saves
+// every successful reply and answers from the newest copy. This is what the
+// README shows:
+//
+//	store, err := fallback.NewStore(fallback.Config{MaxBytes: 64 << 20, MaxAge: 5 * time.Minute})
+//	m, err := interceptors.New(
+//		interceptors.WithMethodPolicy(interceptors.MatchMethods("/catalog.v1.Catalog/GetItem"),
+//			interceptors.Fallback(store.Handler())))
+//
+// Any function can answer instead (Handler{Answer: ...}), a default answer
+// of its own for example; [Store.Fallback] and [Store.Saver] are the
+// Store's Func and SaveFunc on their own, to combine with one.
 //
 // The Store keys each copy by the full method name and the deterministic
 // encoding of the request (proto.MarshalOptions{Deterministic: true}), so two

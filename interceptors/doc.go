@@ -126,7 +126,8 @@
 // (MaxAttempts, RetryCodes, Backoff, PerAttemptTimeout, Timeout, Hedging,
 // NoBreaker), given in any of three places: to New (the default of every
 // call), to WithMethodPolicy (the methods a matcher selects: MatchMethods,
-// MatchService, MatchMethodPrefix, or any func), or with a call. A service
+// MatchService, MatchMethodPrefix, or any rule with MatchFunc; one that can
+// match nothing is rejected by New), or with a call. A service
 // config (WithServiceConfig) sets the same policy from gRFC A6 JSON. The
 // layers apply in order — defaults, New's PolicyOptions, the service
 // config, method policies, the call's own — and all but the last are
@@ -233,12 +234,14 @@
 //	resilience.client.breaker.rejections  counter    {rejection}  attempts refused by a breaker
 //	resilience.client.budget.throttled    counter    {retry}      retries refused by the retry budget
 //	resilience.client.fallbacks           counter    {call}       fallbacks asked to answer, by resilience.fallback.result
+//	resilience.client.policy.ignored      counter    {call}       calls a setting of their policy did not apply to, by resilience.policy.setting
 //
 // WithMetricNames(MetricNamesGRPC) records the call and attempt metrics
 // under gRPC's standard names instead (gRFC A66 grpc.client.attempt.started,
 // grpc.client.attempt.duration, grpc.client.call.duration and A96
-// grpc.client.call.retries, .hedges, .retry_delay); the breaker, budget and
-// fallback metrics keep their names. Package monitoring ships Prometheus
+// grpc.client.call.retries, .hedges, .retry_delay); the breaker, budget,
+// fallback and policy ignored metrics keep their names (and take
+// grpc.method and grpc.target). Package monitoring ships Prometheus
 // rules and dashboards for both namings.
 //
 // They carry rpc.system.name, rpc.method, server.address and server.port;
@@ -260,7 +263,9 @@
 // WithLogger(*slog.Logger) logs what an operator acts on: breaker
 // transitions (open at Warn), calls that gave up after retries or whose
 // retries a policy stopped (attempts, last code, reason), rate-limited per
-// target. Nothing is logged for successful calls, and never a payload or a
+// target, and, once per setting, method and target, a setting that did
+// not apply to the calls it was given for (Warn: hedging on a stream,
+// endpoint ejection replaced by the channel's own service config). Nothing is logged for successful calls, and never a payload or a
 // metadata value. Off by default.
 //
 // # Concurrency

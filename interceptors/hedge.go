@@ -26,7 +26,13 @@ import (
 // its own reply message and its own grpc.Header, grpc.Trailer and
 // grpc.Peer outputs: only the winner's reach the caller. Hedges draw on
 // the retry budget. Streams are never hedged, and neither are calls whose
-// reply is not a proto.Message (they are retried instead).
+// reply is not a proto.Message (they are retried instead). Hedging given
+// for a streaming method (to New, WithMethodPolicy or in the service
+// config) leaves its streams unhedged, and the Middleware says so: a Warn
+// record once per method and target (LogPolicyIgnored, with WithLogger)
+// and the resilience.client.policy.ignored counter. Hedging passed with a
+// stream call is an invalid call option: the call fails with
+// InvalidArgument.
 type HedgePolicy struct {
 	// Delay is the wait before each hedge; it must be > 0. With
 	// Percentile set, it is the wait until enough latencies of the method

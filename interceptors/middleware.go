@@ -55,6 +55,7 @@ type Middleware struct {
 	eng      *engine.Engine
 	breakers *breaker.Set    // nil when breakers are off
 	lb       grpc.DialOption // the endpoint policy; nil when off
+	ejection ejectionCheck   // finds connections whose own service config replaced the policy
 	mu       sync.Mutex      // serializes SetServiceConfig
 }
 
@@ -73,6 +74,9 @@ func New(opts ...Option) (*Middleware, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := checkResolved(&cfg, cfg.serviceConfig); err != nil {
 		return nil, err
 	}
 	m := &Middleware{cfg: cfg, tel: telemetry.New(cfg.telemetry)}
@@ -173,10 +177,16 @@ func (m *Middleware) StreamClientInterceptor() grpc.StreamClientInterceptor {
 }
 
 func (m *Middleware) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if m.lb != nil {
+		invoker = m.ejection.unary(m, cc, method, invoker)
+	}
 	return m.eng.Unary(ctx, method, req, reply, cc, invoker, opts)
 }
 
 func (m *Middleware) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if m.lb != nil {
+		streamer = m.ejection.stream(m, cc, method, streamer)
+	}
 	return m.eng.Stream(ctx, desc, cc, method, streamer, opts)
 }
 

@@ -79,6 +79,7 @@ func (f optionFunc) applyOption(c *config) error { return f(c) }
 type config struct {
 	defaults       []engine.Setting // New's default policy, over defaultPolicy
 	methodPolicies []engine.MethodLayer
+	methodNames    []string // the full method names MatchMethods gave the method policies
 	connectParams  grpc.ConnectParams
 	telemetry      telemetry.Options
 	replayBuffer   int

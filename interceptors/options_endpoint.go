@@ -39,6 +39,14 @@ import (
 // configured from JSON cannot carry a func: its ejections reach neither
 // cfg.OnEject nor the counter (the attempt events still show them).
 //
+// When such a service config picks another policy, ejection is off for
+// that channel. The Middleware finds out from the calls (a successful
+// attempt that the policy did not pick): it logs a Warn record
+// (LogPolicyIgnored, setting "endpoint ejection") once per method and
+// target, and counts the calls it found so on the
+// resilience.client.policy.ignored counter. The calls of a connection are
+// checked until one succeeds, then one call in 256.
+//
 // Without this option calls get no record and cost no allocation for it.
 // An invalid cfg is rejected by New with an error naming this option and
 // the field. Default: off.

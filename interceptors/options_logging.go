@@ -13,6 +13,7 @@ const (
 	LogBreakerClosed   = telemetry.MsgBreakerClosed   // Info
 	LogCallGaveUp      = telemetry.MsgGaveUp          // Warn
 	LogCallStopped     = telemetry.MsgStopped         // Info
+	LogPolicyIgnored   = telemetry.MsgPolicyIgnored   // Warn
 )
 
 // Log attribute keys (see WithLogger).
@@ -25,6 +26,7 @@ const (
 	LogKeySuppressed = telemetry.LogSuppressed
 	LogKeyBreaker    = telemetry.LogBreaker
 	LogKeyFrom       = telemetry.LogFrom
+	LogKeySetting    = telemetry.LogSetting
 )
 
 // WithLogger sets the logger the Middleware reports to; nil (the default)
@@ -41,7 +43,12 @@ const (
 //     and reason: the retry budget, a breaker's refusal of a retry, or
 //     the server's pushback): the library shedding load as designed,
 //     whose cause is logged (a breaker opening) or alerted on (the budget
-//     throttling metric) on its own.
+//     throttling metric) on its own;
+//   - a setting that does not apply to the calls it was given for, at
+//     Warn, once per setting, method and target (setting, method, target,
+//     reason): hedging on a streaming method (streams are never hedged),
+//     endpoint ejection replaced by a service config of the channel's own.
+//     The resilience.client.policy.ignored counter counts those calls.
 //
 // Nothing is logged for calls that succeed, for a failure that was not
 // retried (a code that is not retried, MaxAttempts(1)), for calls

@@ -3,6 +3,7 @@ package interceptors
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -108,7 +109,9 @@ func Backoff(b backoff.Policy) PolicyOption {
 // commit). An attempt that times out fails with DeadlineExceeded and is
 // retried while the call deadline allows. 0 means no per-attempt bound (the
 // default): each attempt may use the whole remaining call time. Negative
-// values are rejected.
+// values are rejected, and so is a value not shorter than the Timeout it
+// runs under (given in the same place, or resolved for a method New can
+// name): such a timeout could never fire.
 func PerAttemptTimeout(d time.Duration) PolicyOption {
 	return durationPolicy("PerAttemptTimeout", d, func(p *policy) *time.Duration { return &p.PerAttemptTimeout })
 }
@@ -154,7 +157,7 @@ func Attempts(n *int) PolicyOption {
 }
 
 // WithMethodPolicy applies opts to every call whose full method name
-// ("/package.Service/Method") satisfies match, for example to turn retries
+// ("/package.Service/Method") match selects, for example to turn retries
 // off for non-idempotent methods:
 //
 //	interceptors.WithMethodPolicy(interceptors.MatchMethodPrefix("Create"),
@@ -163,52 +166,131 @@ func Attempts(n *int) PolicyOption {
 // Method policies apply in the order given, over the defaults and the
 // service config and under the call's own PolicyOptions. The policy of a
 // method is resolved once (per service config version), not on every call.
-func WithMethodPolicy(match func(fullMethod string) bool, opts ...PolicyOption) Option {
+// A matcher that can match no method (MatchMethods("Echo"), without the
+// service) is rejected by New, naming it.
+func WithMethodPolicy(match MethodMatcher, opts ...PolicyOption) Option {
 	return optionFunc(func(c *config) error {
-		if match == nil {
-			return invalid("WithMethodPolicy", "match is nil")
+		if err := match.check(); err != nil {
+			return invalid("WithMethodPolicy", "%v", err)
 		}
 		for _, o := range opts {
 			if err := o.check(); err != nil {
 				return invalid("WithMethodPolicy", "%v", err)
 			}
 		}
-		ml := engine.MethodLayer{Match: match}
+		ml := engine.MethodLayer{Match: match.match}
 		for _, o := range opts {
 			ml.Settings = append(ml.Settings, o.policySetting)
 		}
+		if err := engine.CheckTimeouts(engine.Layers{Settings: ml.Settings}.Resolve("")); err != nil {
+			return invalid("WithMethodPolicy", "%v", err)
+		}
 		c.methodPolicies = append(c.methodPolicies, ml)
+		c.methodNames = append(c.methodNames, match.names...)
 		return nil
 	})
 }
 
-// MatchMethods matches the given full method names
-// ("/package.Service/Method") exactly.
-func MatchMethods(fullMethods ...string) func(fullMethod string) bool {
+// MethodMatcher selects the methods a WithMethodPolicy applies to. Make one
+// with MatchMethods, MatchService, MatchMethodPrefix or, for any other
+// rule, MatchFunc. A matcher made from arguments that can match no method
+// carries the error, which New reports; the zero MethodMatcher is invalid.
+type MethodMatcher struct {
+	match func(fullMethod string) bool
+	names []string // MatchMethods: the names, for New's checks
+	err   error
+}
+
+// Match reports whether m selects fullMethod ("/package.Service/Method").
+// An invalid matcher selects nothing.
+func (m MethodMatcher) Match(fullMethod string) bool {
+	return m.err == nil && m.match != nil && m.match(fullMethod)
+}
+
+// check reports why m can select no method, naming its constructor.
+func (m MethodMatcher) check() error {
+	switch {
+	case m.err != nil:
+		return m.err
+	case m.match == nil:
+		return errors.New("MethodMatcher: zero value")
+	}
+	return nil
+}
+
+// MatchFunc selects the methods for which f returns true; f is called with
+// the full method name ("/package.Service/Method") once per method and
+// service config version, not on every call. f must not be nil.
+func MatchFunc(f func(fullMethod string) bool) MethodMatcher {
+	if f == nil {
+		return MethodMatcher{err: errors.New("MatchFunc: func is nil")}
+	}
+	return MethodMatcher{match: f}
+}
+
+// MatchMethods selects the given full method names
+// ("/package.Service/Method", as in the generated
+// Service_Method_FullMethodName constants) exactly. At least one name is
+// required, and each must have that form: "Echo" or
+// "catalog.v1.Catalog/GetItem" would match nothing, and New says so.
+func MatchMethods(fullMethods ...string) MethodMatcher {
+	if len(fullMethods) == 0 {
+		return MethodMatcher{err: errors.New("MatchMethods: no method names given")}
+	}
 	set := make(map[string]struct{}, len(fullMethods))
+	var errs []error
 	for _, m := range fullMethods {
+		if err := checkFullMethod(m); err != nil {
+			errs = append(errs, fmt.Errorf("MatchMethods: %w", err))
+		}
 		set[m] = struct{}{}
 	}
-	return func(fullMethod string) bool {
+	if err := errors.Join(errs...); err != nil {
+		return MethodMatcher{err: err}
+	}
+	return MethodMatcher{names: slices.Clone(fullMethods), match: func(fullMethod string) bool {
 		_, ok := set[fullMethod]
 		return ok
-	}
+	}}
 }
 
-// MatchService matches every method of a service given by its full name
-// ("package.Service").
-func MatchService(service string) func(fullMethod string) bool {
+// checkFullMethod reports why m is not a full method name
+// "/package.Service/Method".
+func checkFullMethod(m string) error {
+	const want = `a full method name is "/package.Service/Method"`
+	svc, method, ok := strings.Cut(strings.TrimPrefix(m, "/"), "/")
+	switch {
+	case !ok && !strings.HasPrefix(m, "/") && m != "":
+		return fmt.Errorf("%q: %s; for every method named %q use MatchMethodPrefix, for a service MatchService", m, want, m)
+	case !strings.HasPrefix(m, "/") && ok:
+		return fmt.Errorf("%q: %s: it lacks the leading \"/\" (%q)", m, want, "/"+m)
+	case !ok || svc == "" || method == "" || strings.Contains(method, "/"):
+		return fmt.Errorf("%q: %s", m, want)
+	}
+	return nil
+}
+
+// MatchService selects every method of a service given by its full name
+// ("package.Service", without slashes).
+func MatchService(service string) MethodMatcher {
+	if service == "" || strings.Contains(service, "/") {
+		return MethodMatcher{err: fmt.Errorf(`MatchService: %q: a service's full name is "package.Service", without "/"`, service)}
+	}
 	prefix := "/" + service + "/"
-	return func(fullMethod string) bool { return strings.HasPrefix(fullMethod, prefix) }
+	return MethodMatcher{match: func(fullMethod string) bool { return strings.HasPrefix(fullMethod, prefix) }}
 }
 
-// MatchMethodPrefix matches methods whose short name (the part after the
+// MatchMethodPrefix selects methods whose short name (the part after the
 // last "/") starts with prefix, e.g. "Create" matches
-// "/pkg.Service/CreateUser".
-func MatchMethodPrefix(prefix string) func(fullMethod string) bool {
-	return func(fullMethod string) bool {
-		return strings.HasPrefix(fullMethod[strings.LastIndexByte(fullMethod, '/')+1:], prefix)
+// "/pkg.Service/CreateUser". A prefix with a "/" would match nothing and is
+// rejected.
+func MatchMethodPrefix(prefix string) MethodMatcher {
+	if strings.Contains(prefix, "/") {
+		return MethodMatcher{err: fmt.Errorf(`MatchMethodPrefix: %q: the prefix of a method's short name has no "/"; for full names use MatchMethods, for a service MatchService`, prefix)}
 	}
+	return MethodMatcher{match: func(fullMethod string) bool {
+		return strings.HasPrefix(fullMethod[strings.LastIndexByte(fullMethod, '/')+1:], prefix)
+	}}
 }
 
 // Fallback gives unary calls a fallback (see package fallback): when a call

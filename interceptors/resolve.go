@@ -82,6 +82,9 @@ func (m *Middleware) SetServiceConfig(json string) error {
 	if !reflect.DeepEqual(sc.breaker, wasBreaker) {
 		return errors.New("interceptors: SetServiceConfig: resilience.breaker: set by New only; it cannot change while running")
 	}
+	if err := checkResolved(&m.cfg, sc); err != nil {
+		return fmt.Errorf("interceptors: SetServiceConfig: %w", err)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.eng.SetBudget(effectiveBudget(&m.cfg, sc))
@@ -127,16 +130,16 @@ func mergeBreaker(base, o *breaker.Config) *breaker.Config {
 
 // ResolvedPolicy is the policy the calls of one method get before their own
 // PolicyOptions: what the defaults, New's PolicyOptions, the service config
-// and the method policies come to.
+// and the method policies come to. It prints as its values (see String).
 type ResolvedPolicy struct {
 	MaxAttempts       int
 	RetryCodes        []codes.Code // for hedged calls: the codes that are not fatal
 	Backoff           backoff.Policy
 	PerAttemptTimeout time.Duration
-	Timeout           time.Duration // the deadline of a call without one; 0: none
-	Hedging           *HedgePolicy  // nil: not hedged
-	Breaker           bool          // false: the method bypasses the breaker
-	RetryBudget       *budget.Config
+	Timeout           time.Duration  // the deadline of a call without one; 0: none
+	Hedging           *HedgePolicy   // nil: not hedged
+	Breaker           bool           // false: the method bypasses the breaker
+	RetryBudget       *budget.Config // in force, defaults filled in; nil: no budget
 }
 
 // MethodPolicy returns the policy of fullMethod ("/pkg.Service/Method") in
@@ -149,7 +152,10 @@ func (m *Middleware) MethodPolicy(fullMethod string) ResolvedPolicy {
 		PerAttemptTimeout: p.PerAttemptTimeout,
 		Timeout:           p.CallTimeout,
 		Breaker:           m.breakers != nil && !p.NoBreaker,
-		RetryBudget:       m.eng.Budget(),
+	}
+	if b := m.eng.Budget(); b != nil {
+		inForce := b.WithDefaults() // a zero field of WithRetryBudget's Config means its default
+		r.RetryBudget = &inForce
 	}
 	for c := range codes.Code(codes.Unauthenticated + 1) {
 		if p.RetryCodes.Has(c) {

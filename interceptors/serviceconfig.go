@@ -101,6 +101,7 @@ func parseServiceConfig(js string) (*serviceConfig, error) {
 	}
 	p := &scParser{}
 	sc := &serviceConfig{json: js, methods: map[string]*methodConfig{}}
+	p.known("", obj, topLevelFields)
 	if v, ok := obj["methodConfig"]; ok && v != nil {
 		list, ok := v.([]any)
 		if !ok {
@@ -178,6 +179,8 @@ func (p *scParser) methodConfig(sc *serviceConfig, path string, v any) {
 		p.fail(path, "must be an object, got %s", kind(v))
 		return
 	}
+	p.known(path, obj, methodConfigFields)
+	p.grpcOnly(path, obj)
 	mc := &methodConfig{}
 	if t, ok := obj["timeout"]; ok && t != nil {
 		if d, ok := p.duration(path+".timeout", t); ok {
@@ -232,6 +235,10 @@ func (p *scParser) methodConfig(sc *serviceConfig, path string, v any) {
 			},
 		})
 	}
+	if mc.timeout != nil && mc.perAttemptTimeout != nil && *mc.timeout > 0 && *mc.perAttemptTimeout >= *mc.timeout {
+		p.fail(path+"."+ExtensionKey+".perAttemptTimeout", "must be shorter than timeout (%v), got %v: a per-attempt timeout that long could never fire",
+			*mc.timeout, *mc.perAttemptTimeout)
+	}
 	names, ok := obj["name"]
 	if !ok || names == nil {
 		return // grpc-go skips an entry without names
@@ -263,6 +270,9 @@ func (p *scParser) name(path string, v any) (string, bool) {
 		p.fail(path, "must be an object, got %s", kind(v))
 		return "", false
 	}
+	if !p.known(path, obj, nameFields) {
+		return "", false
+	}
 	str := func(k string) (string, bool) {
 		x, ok := obj[k]
 		if !ok || x == nil {
@@ -290,13 +300,15 @@ func (p *scParser) name(path string, v any) (string, bool) {
 	return "/" + svc + "/" + m, true
 }
 
-// policyObject reads the object of a retryPolicy or hedgingPolicy and its
-// maxAttempts, which A6 wants >= 2 in both.
-func (p *scParser) policyObject(path string, v any) (obj map[string]any, maxAttempts int, okN, ok bool) {
+// policyObject reads the object of a retryPolicy or hedgingPolicy, whose
+// fields must be among fields, and its maxAttempts, which A6 wants >= 2 in
+// both.
+func (p *scParser) policyObject(path string, v any, fields []string) (obj map[string]any, maxAttempts int, okN, ok bool) {
 	if obj, ok = v.(map[string]any); !ok {
 		p.fail(path, "must be an object, got %s", kind(v))
 		return nil, 0, false, false
 	}
+	p.known(path, obj, fields)
 	n, okN := p.intField(path, obj, "maxAttempts")
 	if okN && n < 2 {
 		p.fail(path+".maxAttempts", "must be >= 2, got %d", n)
@@ -306,7 +318,7 @@ func (p *scParser) policyObject(path string, v any) (obj map[string]any, maxAtte
 }
 
 func (p *scParser) retryPolicy(mc *methodConfig, path string, v any) {
-	obj, n, okN, ok := p.policyObject(path, v)
+	obj, n, okN, ok := p.policyObject(path, v, retryPolicyFields)
 	if !ok {
 		return
 	}
@@ -329,7 +341,7 @@ func (p *scParser) retryPolicy(mc *methodConfig, path string, v any) {
 }
 
 func (p *scParser) hedgingPolicy(mc *methodConfig, path string, v any) {
-	obj, n, okN, ok := p.policyObject(path, v)
+	obj, n, okN, ok := p.policyObject(path, v, hedgingPolicyFields)
 	if !ok {
 		return
 	}
@@ -357,6 +369,7 @@ func (p *scParser) throttling(path string, v any) *budget.Config {
 		p.fail(path, "must be an object, got %s", kind(v))
 		return nil
 	}
+	p.known(path, obj, throttlingFields)
 	var c budget.Config
 	ok = true
 	if mt, okF := p.required(path, obj, "maxTokens"); okF {

@@ -319,7 +319,7 @@ func TestMethodPolicy(t *testing.T) {
 func TestMatchers(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		match func(string) bool
+		match MethodMatcher
 		in    string
 		want  bool
 	}{
@@ -330,7 +330,7 @@ func TestMatchers(t *testing.T) {
 		{"prefix hit", MatchMethodPrefix("Create"), "/a.B/CreateUser", true},
 		{"prefix miss", MatchMethodPrefix("Create"), "/a.Create/GetUser", false},
 	} {
-		if got := tc.match(tc.in); got != tc.want {
+		if got := tc.match.Match(tc.in); got != tc.want {
 			t.Errorf("%s: match(%q) = %v, want %v", tc.name, tc.in, got, tc.want)
 		}
 	}
@@ -373,7 +373,7 @@ func TestInvalidOptionsAreRejectedByName(t *testing.T) {
 		{Backoff(nil), "Backoff"},
 		{PerAttemptTimeout(-time.Second), "PerAttemptTimeout"},
 		{Timeout(-time.Second), "Timeout"},
-		{WithMethodPolicy(nil), "WithMethodPolicy"},
+		{WithMethodPolicy(MethodMatcher{}), "WithMethodPolicy"},
 		{WithMethodPolicy(MatchMethods(echoMethod), MaxAttempts(0)), "WithMethodPolicy: MaxAttempts"},
 		{WithMethodPolicy(MatchMethods(echoMethod), Attempts(new(int))), "WithMethodPolicy: Attempts: is per call only"},
 		{WithMethodPolicy(MatchMethods(echoMethod), PolicyOption{}), "WithMethodPolicy: PolicyOption: zero value"},

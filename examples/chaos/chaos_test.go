@@ -101,7 +101,7 @@ func TestShortRun(t *testing.T) {
 	if err := writeTable(&table, &res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"noise    plain", "restart  plain", "resilient", "answered (stale)", "breaker rejections", "p99"} {
+	for _, want := range []string{"noise    plain", "restart  plain", "resilient", "by server", "stale", "answered %", "refused at once", "p99"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

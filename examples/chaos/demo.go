@@ -26,6 +26,10 @@ import (
 	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
+// causeKey is the context key of a call's *error, where the fallback
+// keeps why the call failed before it answered.
+type causeKey struct{}
+
 // phaseNames are the phases of the timeline, in order.
 var phaseNames = [...]string{"noise", "slow", "outage", "restart"}
 
@@ -77,6 +81,9 @@ type demo struct {
 	// timeline is what -plot draws: the progress lines' figures and the
 	// breaker's transitions.
 	timeline timeline
+	// breakerLog prints the breaker's transitions, repeated probing
+	// summarised.
+	breakerLog breakerLog
 }
 
 func (d *demo) startTime() time.Time { return time.Unix(0, d.start.Load()) }
@@ -207,7 +214,7 @@ func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Optio
 			OnStateChange: func(_ string, from, to breaker.State) {
 				c.breaker.Store(int32(to))
 				d.timeline.transition(d.elapsed(), to)
-				d.logf("%s breaker %v -> %v", c.name, from, to)
+				d.breakerLog.transition(d, c.name, from, to)
 			},
 		}),
 	}
@@ -221,9 +228,20 @@ func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Optio
 		// reply, at most 5 minutes old, when the server cannot answer.
 		store, err := fallback.NewStore(fallback.Config{MaxBytes: 16 << 20, MaxAge: 5 * time.Minute})
 		if err == nil {
+			h := store.Handler()
+			answer := h.Answer
+			h.Answer = func(ctx context.Context, method string, req, reply any, err error) (fallback.Info, error) {
+				// Keep why the call failed, for the table: a call the
+				// breaker refused at once is counted as such, stale
+				// answer or not.
+				if cause, ok := ctx.Value(causeKey{}).(*error); ok {
+					*cause = err
+				}
+				return answer(ctx, method, req, reply, err)
+			}
 			opts = append(opts, interceptors.WithMethodPolicy(
 				interceptors.MatchMethods(testingv1.EchoService_Echo_FullMethodName),
-				interceptors.Fallback(store.Handler())))
+				interceptors.Fallback(h)))
 		}
 	}
 	return append(opts, tel.interceptorOptions()...)
@@ -247,7 +265,8 @@ func (c *client) call(d *demo, i int, at time.Time, p int) {
 			attribute.String("chaos.phase", phaseNames[p]),
 			attribute.Int("chaos.call", i)))
 	}
-	var err error
+	var err, cause error
+	ctx = context.WithValue(ctx, causeKey{}, &cause)
 	var info fallback.Info
 	attempts := -1
 	select {
@@ -279,9 +298,13 @@ func (c *client) call(d *demo, i int, at time.Time, p int) {
 			c.stale.Add(1)
 		}
 	}
-	if errors.Is(err, breaker.ErrOpen) || (attempts == 0 && info.Used) {
-		// Refused by the open breaker without touching the network (and
-		// answered from a stale copy, if one was there).
+	if cause == nil {
+		cause = err
+	}
+	if attempts == 0 && errors.Is(cause, breaker.ErrOpen) {
+		// Refused at once by the open breaker, without touching the
+		// network (and answered from a stale copy, if one was there);
+		// not a call that waited for a connection or a probe slot.
 		ps.rejected.Add(1)
 		c.rejected.Add(1)
 	}
@@ -361,13 +384,15 @@ func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, e
 			break
 		}
 		now := time.Now()
-		for len(events) > 0 && !now.Before(events[0].at) {
-			events[0].do()
-			events = events[1:]
-		}
+		// The second that ends now is printed before what starts now (a
+		// phase at 10 s), so that each row follows its own phase's header.
 		if !now.Before(tick) {
 			d.printProgress(second, clients, last)
 			second++
+		}
+		for len(events) > 0 && !now.Before(events[0].at) {
+			events[0].do()
+			events = events[1:]
 		}
 		if !now.Before(end) {
 			break
@@ -375,6 +400,7 @@ func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, e
 	}
 	stopSched()
 	calls.Wait()
+	d.breakerLog.flush(d)
 	if d.progressChanged(clients, last) {
 		d.printProgress(-1, clients, last)
 	}
@@ -478,7 +504,7 @@ func (d *demo) printHeader(tel *telemetry) {
 	} else {
 		w.printf("telemetry: off (set OTEL_EXPORTER_OTLP_ENDPOINT to export traces and metrics)\n")
 	}
-	w.printf("\n%6s  %-8s  %-9s  %6s  %6s  %8s  %8s  %s\n", "time", "phase", "client", "calls", "ok", "attempts", "rejected", "breaker")
+	w.printf("\n%6s  %-8s  %-9s  %6s  %6s  %8s  %8s  %s\n", "time", "phase", "client", "calls", "ok", "attempts", "refused", "breaker")
 }
 
 // printProgress prints, for each client, what happened since the last
@@ -529,4 +555,56 @@ func (l *lockedWriter) printf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.w, format, args...)
+}
+
+// breakerLog prints the resilient client's breaker transitions. While the
+// breaker keeps probing a broken server (open -> half-open -> open once
+// per open timeout), the first failed probe is printed and the next ones
+// are counted, then summarised in one line when the probing ends (the
+// breaker closes, or the run ends).
+type breakerLog struct {
+	mu       sync.Mutex
+	probing  bool          // a failed probe was printed; the next are counted
+	failed   int           // failed probes since, not printed
+	since    time.Duration // when counting started
+	lastOpen time.Duration // of the last failed probe counted
+	halfOpen time.Duration // when the probe in progress began; -1: none
+}
+
+func (b *breakerLog) transition(d *demo, client string, from, to breaker.State) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.probing && from == breaker.StateOpen && to == breaker.StateHalfOpen:
+		b.halfOpen = d.elapsed() // the start of another probe: printed if it is not one more failure
+		return
+	case b.probing && from == breaker.StateHalfOpen && to == breaker.StateOpen:
+		b.failed++
+		b.lastOpen, b.halfOpen = d.elapsed(), -1
+		return
+	case from == breaker.StateHalfOpen && to == breaker.StateOpen:
+		b.probing, b.since, b.halfOpen = true, d.elapsed(), -1
+		d.logf("%s breaker %v -> %v (probe failed; further failed probes are summarised)", client, from, to)
+		return
+	}
+	b.summaryLocked(d, client)
+	d.logf("%s breaker %v -> %v", client, from, to)
+}
+
+// flush prints the summary of a probing still going on at the end.
+func (b *breakerLog) flush(d *demo) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.summaryLocked(d, "resilient")
+}
+
+func (b *breakerLog) summaryLocked(d *demo, client string) {
+	if b.failed > 0 {
+		d.logf("%s breaker: %d more probes failed from %.2fs to %.2fs (open -> half-open -> open, once per open timeout)",
+			client, b.failed, b.since.Seconds(), b.lastOpen.Seconds())
+	}
+	if b.probing && b.halfOpen >= 0 {
+		d.logf("%s breaker %v -> %v at %.2fs", client, breaker.StateOpen, breaker.StateHalfOpen, b.halfOpen.Seconds())
+	}
+	b.probing, b.failed, b.halfOpen = false, 0, -1
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"image/color"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
@@ -89,11 +91,24 @@ var (
 	downShade      = color.RGBA{R: 0xfc, G: 0xdc, B: 0xd8, A: 0xff}
 )
 
+// plotFont is the font of the picture: Liberation Sans, metrically
+// compatible with Arial and Helvetica, which the SVG names as fallbacks
+// (svgFamily), so that a viewer without Liberation draws the text at the
+// measured widths. The layout leaves room for wider sans-serif fonts too
+// (DejaVu Sans); TestPlotTextFitsTheCanvas measures with the font the
+// machine has.
+var plotFont = font.Font{Typeface: "Liberation", Variant: "Sans"}
+
+// svgFamily is what the SVG names instead of the bare "Liberation Sans".
+const svgFamily = "font-family:'Liberation Sans',Arial,Helvetica,sans-serif;"
+
 // writePlot draws the run of r into the file name, SVG or PNG by its
 // extension: three panels over the same time axis (calls answered, attempts
-// at the server, the resilient client's breaker), the phases shaded and
-// named, and a legend per panel on the right.
+// at the server on a log scale, the resilient client's breaker), the
+// phases shaded and named, and the legends in three columns below the
+// panels, one per panel.
 func writePlot(name string, r *results) (err error) {
+	plot.DefaultFont = plotFont
 	tl := r.timeline
 	if tl == nil || len(r.Phases) == 0 {
 		return errors.New("-plot: nothing recorded to draw")
@@ -151,6 +166,9 @@ func writePlot(name string, r *results) (err error) {
 		p.X.Min, p.X.Max = 0, end
 		p.Y.Min, p.Y.Max = ymin, ymax
 		p.Y.Label.Text = ylabel
+		p.Y.Label.TextStyle.Font.Size = vg.Points(10)
+		p.Y.Tick.Label.Font.Size = vg.Points(9)
+		p.X.Tick.Label.Font.Size = vg.Points(9)
 		p.X.Tick.Marker = secondsTicks{}
 		// Phases: alternate shading, and the time the server was stopped.
 		for i, ph := range r.Phases {
@@ -183,6 +201,8 @@ func writePlot(name string, r *results) (err error) {
 		legends = append(legends, plot.NewLegend())
 		l := &legends[len(legends)-1]
 		l.Top, l.Left = true, true
+		l.TextStyle.Font.Size = vg.Points(9)
+		l.ThumbnailWidth = vg.Points(18)
 		return l
 	}
 
@@ -190,6 +210,7 @@ func writePlot(name string, r *results) (err error) {
 	answered := newPanel("calls answered (%)", 0, 118)
 	answered.Title.Text = fmt.Sprintf("chaos demo: %d phases × %gs, %g calls/s per client, seed %d",
 		len(r.Phases), r.Phases[0].EndS-r.Phases[0].StartS, r.Config.Rate, r.Config.Seed)
+	answered.Title.TextStyle.Font.Size = vg.Points(11)
 	l1 := newLegend()
 	var phaseLabels plotter.XYLabels
 	for _, ph := range r.Phases {
@@ -199,6 +220,7 @@ func writePlot(name string, r *results) (err error) {
 	if labels, err := plotter.NewLabels(phaseLabels); err == nil {
 		for i := range labels.TextStyle {
 			labels.TextStyle[i].XAlign = draw.XCenter
+			labels.TextStyle[i].Font = font.From(plotFont, 10)
 		}
 		answered.Add(labels)
 	}
@@ -210,6 +232,7 @@ func writePlot(name string, r *results) (err error) {
 		thumb plot.Thumbnailer
 	}
 	entries := make([][]entry, len(names))
+	var serverLine func() // drawn last, dashed over the plain client's line
 	for _, i := range resilientFirst(names) {
 		n := names[i]
 		ok := xy(i, share(func(t totals) int64 { return t.ok }))
@@ -226,12 +249,19 @@ func writePlot(name string, r *results) (err error) {
 			poly.LineStyle.Width = 0
 			answered.Add(poly)
 		}
-		entries[i] = append(entries[i],
-			entry{n + ": answered", line(answered, ok, colorOf(n), lineWidth(n), false)},
-			entry{n + ": answered by the server", line(answered, fromServer, resilientColor, 1.5, true)})
-		if poly != nil {
-			entries[i] = append(entries[i], entry{n + ": answered from a stale copy", poly})
+		entries[i] = append(entries[i], entry{n + ": answered", line(answered, ok, colorOf(n), lineWidth(n), false)})
+		idx := i
+		serverLine = func() {
+			// Over the plain client's line, dashed: where both are at 0
+			// (the outage), the plain one shows between the dashes.
+			entries[idx] = append(entries[idx], entry{n + ": answered by the server", line(answered, fromServer, resilientColor, 1.5, true)})
+			if poly != nil {
+				entries[idx] = append(entries[idx], entry{n + ": answered from a stale copy", poly})
+			}
 		}
+	}
+	if serverLine != nil {
+		serverLine()
 	}
 	for _, es := range entries {
 		for _, e := range es {
@@ -239,7 +269,8 @@ func writePlot(name string, r *results) (err error) {
 		}
 	}
 
-	// 2. Attempts that reached the server, per second.
+	// 2. Attempts that reached the server, per second, on a log scale
+	// of attempts + 1: the outage's probe a second shows, and so does 0.
 	rates := make([]plotter.XYs, len(names))
 	maxAttempts := r.Config.Rate
 	for i := range names {
@@ -247,22 +278,24 @@ func writePlot(name string, r *results) (err error) {
 			if p.to-p.from < 0.05 { // the final sliver after the schedule
 				return 0, false
 			}
-			return float64(p.t.attempts) / (p.to - p.from), true
+			return float64(p.t.attempts)/(p.to-p.from) + 1, true
 		})
 		for _, p := range rates[i] {
 			maxAttempts = max(maxAttempts, p.Y)
 		}
 	}
-	attempts := newPanel("attempts at the server (/s)", 0, 1.1*maxAttempts)
+	attempts := newPanel("attempts at the server (/s)", 1, 2*maxAttempts)
+	attempts.Y.Scale = plot.LogScale{}
+	attempts.Y.Tick.Marker = shiftedLogTicks{}
 	l2 := newLegend()
 	l2.Add(fmt.Sprintf("calls scheduled (%g/s)", r.Config.Rate),
-		line(attempts, plotter.XYs{{X: 0, Y: r.Config.Rate}, {X: end, Y: r.Config.Rate}}, scheduleColor, 1.5, true))
+		line(attempts, plotter.XYs{{X: 0, Y: r.Config.Rate + 1}, {X: end, Y: r.Config.Rate + 1}}, scheduleColor, 1.5, true))
 	rateLines := make([]*plotter.Line, len(names))
 	for _, i := range resilientFirst(names) {
 		rateLines[i] = line(attempts, rates[i], colorOf(names[i]), lineWidth(names[i]), false)
 	}
 	for i, l := range rateLines {
-		l2.Add(names[i], l)
+		l2.Add(names[i]+": attempts", l)
 	}
 
 	// 3. The resilient client's breaker, from its transitions.
@@ -272,7 +305,8 @@ func writePlot(name string, r *results) (err error) {
 		{Value: float64(stateLevel(breaker.StateHalfOpen)), Label: "half-open"},
 		{Value: float64(stateLevel(breaker.StateOpen)), Label: "open"},
 	}
-	state.X.Label.Text = "seconds since the start (per second: answers among the calls that ended in it, attempts that reached the server in it)"
+	state.X.Label.Text = "seconds since the start (each second: the calls that ended in it, the attempts that reached the server in it)"
+	state.X.Label.TextStyle.Font.Size = vg.Points(10)
 	steps := plotter.XYs{{X: 0, Y: float64(stateLevel(breaker.StateClosed))}}
 	for _, tr := range transitions {
 		x := tr.at.Seconds()
@@ -283,25 +317,39 @@ func writePlot(name string, r *results) (err error) {
 	l3.Add("resilient: breaker state", line(state, steps, resilientColor, 2, false))
 	l3.Add("server stopped (restart phase)", band(0, 0, 0, 0, downShade))
 
-	// Three panels on the left, their legends on the right.
-	const width, height = 11 * vg.Inch, 8 * vg.Inch
-	c, err := draw.NewFormattedCanvas(width, height, strings.TrimPrefix(strings.ToLower(filepath.Ext(name)), "."))
+	// Three panels over the whole width, their legends below them in three
+	// columns (a column is wider than its longest entry in any common
+	// sans-serif font).
+	const width, height = 11 * vg.Inch, 8.5 * vg.Inch
+	const legendHeight = 0.85 * vg.Inch
+	ext := strings.TrimPrefix(strings.ToLower(filepath.Ext(name)), ".")
+	c, err := draw.NewFormattedCanvas(width, height, ext)
 	if err != nil {
 		return fmt.Errorf("-plot: %w", err)
 	}
 	dc := draw.New(c)
-	legendWidth := 2.9 * vg.Inch
 	plots := [][]*plot.Plot{{answered}, {attempts}, {state}}
-	tiles := draw.Tiles{Rows: 3, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8),
-		PadLeft: vg.Points(8), PadRight: vg.Points(8), PadY: vg.Points(12)}
-	canvases := plot.Align(plots, tiles, draw.Crop(dc, 0, -legendWidth, 0, 0))
-	right := draw.Crop(dc, width-legendWidth, 0, 0, 0)
+	tiles := draw.Tiles{Rows: 3, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(4),
+		PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(12)}
+	canvases := plot.Align(plots, tiles, draw.Crop(dc, 0, 0, legendHeight, 0))
 	for i, row := range plots {
 		row[0].Draw(canvases[i][0])
-		lc := canvases[i][0]
-		lc.Min.X, lc.Max.X = right.Min.X+vg.Points(4), right.Max.X
-		lc.Max.Y -= vg.Points(24) // below the title line's height
+	}
+	const margin = 0.5 * vg.Inch
+	colWidth := (width - 2*margin) / vg.Length(len(legends))
+	for i := range legends {
+		lc := draw.Crop(dc, margin+vg.Length(i)*colWidth, 0, 0, 0)
+		lc.Max.X = lc.Min.X + colWidth - vg.Points(8)
+		lc.Max.Y = legendHeight - vg.Points(6)
 		legends[i].Draw(lc)
+	}
+	var out bytes.Buffer
+	if _, err := c.WriteTo(&out); err != nil {
+		return fmt.Errorf("-plot: drawing %s: %w", name, err)
+	}
+	data := out.Bytes()
+	if ext == "svg" {
+		data = bytes.ReplaceAll(data, []byte("font-family:Liberation Sans;"), []byte(svgFamily))
 	}
 
 	f, err := os.Create(name)
@@ -316,10 +364,28 @@ func writePlot(name string, r *results) (err error) {
 			os.Remove(name)
 		}
 	}()
-	if _, err := c.WriteTo(f); err != nil {
+	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("-plot: writing %s: %w", name, err)
 	}
 	return nil
+}
+
+// shiftedLogTicks marks a log scale of v + 1 with the values v: 0, 1, 10,
+// 100, … (major, labelled) and 2…9 × each power of ten (minor).
+type shiftedLogTicks struct{}
+
+func (shiftedLogTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ts []plot.Tick
+	ts = append(ts, plot.Tick{Value: 1, Label: "0"})
+	for p := 1.0; p+1 <= hi; p *= 10 {
+		ts = append(ts, plot.Tick{Value: p + 1, Label: fmt.Sprintf("%g", p)})
+		for k := 2.0; k <= 9; k++ {
+			if v := k*p + 1; v <= hi {
+				ts = append(ts, plot.Tick{Value: v})
+			}
+		}
+	}
+	return ts
 }
 
 // resilientFirst returns the indexes of names, the resilient client's

@@ -52,15 +52,18 @@ type row struct {
 	Client string `json:"client"`
 	// Calls scheduled in the phase; the same for both clients.
 	Calls int64 `json:"calls"`
-	// OK is the calls that succeeded.
+	// OK is the calls that were answered: by the server, or (the
+	// resilient client) by the fallback from a stale copy.
 	OK int64 `json:"ok"`
+	// Server is the calls among OK the server answered.
+	Server int64 `json:"by_server"`
 	// Stale is the calls among OK the fallback answered from a stale copy.
 	Stale int64 `json:"stale"`
 	// Attempts is the attempts that reached the server in the phase.
 	Attempts int64 `json:"attempts"`
-	// Rejected is the calls the breaker refused without touching the
-	// network.
-	Rejected int64 `json:"breaker_rejections"`
+	// Rejected is the calls the breaker refused at once, before any
+	// attempt and without touching the network.
+	Rejected int64 `json:"refused_at_once"`
 	// P50MS and P99MS are latency percentiles of all the calls, ok or not,
 	// from their scheduled time, in milliseconds.
 	P50MS float64 `json:"p50_ms"`
@@ -99,6 +102,7 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 			if x.Calls == 0 && x.Attempts == 0 {
 				continue // not reached (interrupted)
 			}
+			x.Server = x.OK - x.Stale
 			x.P50MS, x.P99MS = quantileMS(lat, 0.50), quantileMS(lat, 0.99)
 			r.Rows = append(r.Rows, x)
 			all[i].Calls += x.Calls
@@ -111,6 +115,7 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 	}
 	for i, cl := range clients {
 		all[i].Phase, all[i].Client = "all", cl.name
+		all[i].Server = all[i].OK - all[i].Stale
 		all[i].P50MS, all[i].P99MS = quantileMS(allLat[i], 0.50), quantileMS(allLat[i], 0.99)
 		r.Rows = append(r.Rows, all[i])
 	}
@@ -140,8 +145,9 @@ func writeTable(w io.Writer, r *results) error {
 		fmt.Fprintln(w, "(interrupted: the last phase is partial)")
 	}
 	t := table{
-		right: []bool{false, false, true, true, true, true, true, true, true, true, true},
-		rows:  [][]string{{"phase", "client", "calls", "ok", "ok %", "answered (stale)", "attempts", "attempts/call", "breaker rejections", "p50", "p99"}},
+		right: []bool{false, false, true, true, true, true, true, true, true, true, true, true},
+		rows: [][]string{{"phase", "client", "calls", "by server", "server %", "stale", "answered %",
+			"attempts", "attempts/call", "refused at once", "p50", "p99"}},
 	}
 	prev := ""
 	for _, x := range r.Rows {
@@ -161,16 +167,18 @@ func writeTable(w io.Writer, r *results) error {
 		if x.Client == "plain" {
 			stale = "-" // no fallback
 		}
-		t.rows = append(t.rows, []string{name, x.Client, strconv.FormatInt(x.Calls, 10), strconv.FormatInt(x.OK, 10),
-			ratio(x.OK, x.Calls, 100, "%.1f%%"), stale, strconv.FormatInt(x.Attempts, 10), ratio(x.Attempts, x.Calls, 1, "%.2f"),
+		t.rows = append(t.rows, []string{name, x.Client, strconv.FormatInt(x.Calls, 10),
+			strconv.FormatInt(x.Server, 10), ratio(x.Server, x.Calls, 100, "%.1f%%"), stale, ratio(x.OK, x.Calls, 100, "%.1f%%"),
+			strconv.FormatInt(x.Attempts, 10), ratio(x.Attempts, x.Calls, 1, "%.2f"),
 			rejected, formatMS(x.P50MS), formatMS(x.P99MS)})
 	}
 	t.write(w)
 	_, err := fmt.Fprintln(w, strings.TrimSpace(`
-ok: calls answered, by the server or (resilient client) from a stale copy; answered (stale): of ok, those
-  the fallback answered from the newest earlier reply to the same request (never silently: counted here);
+by server: calls the server answered; stale: calls the resilient client's fallback answered from the
+  newest earlier reply to the same request (never silently: counted here); answered %: both together;
 attempts: attempts that reached the server (the resilient client's retries and hedges included);
-breaker rejections: calls refused at once by the open breaker, without touching the network;
+refused at once: calls the open breaker refused before any attempt, without touching the network
+  (calls that waited for a connection or a probe slot are not counted; a stale copy may answer either);
 latency: all calls, ok or not, from their scheduled time (queueing for a free slot included).`))
 	return err
 }

@@ -61,7 +61,7 @@ func run(w io.Writer) error {
 		// Policies can also match a whole service
 		// (interceptors.MatchService("resilience.testing.v1.EchoService")),
 		// a name prefix (interceptors.MatchMethodPrefix("Create")) or any
-		// func(fullMethod string) bool. Later policies override earlier
+		// rule of yours (interceptors.MatchFunc). Later policies override earlier
 		// ones; options passed with a call override both.
 	)
 	if err != nil {

@@ -67,13 +67,21 @@ type attempt struct {
 // option) the call has ended.
 func (e *Engine) init(c *call, ctx context.Context, method string, cc *grpc.ClientConn, opts []grpc.CallOption) ([]grpc.CallOption, context.CancelFunc, error) {
 	c.e, c.method, c.cc = e, method, cc
-	opts = e.resolveCall(&c.p, method, opts)
+	opts = e.resolveCall(&c.p, method, opts, c.unary == nil)
 	if c.p.Err != nil {
 		err := errInvalidCall(c.p.Err)
 		for _, f := range c.p.OnFinish {
 			f(err)
 		}
 		return nil, nil, err
+	}
+	if c.p.Hedge != nil && c.unary == nil {
+		// The method's policy hedges, and streams never are: say so.
+		target := ""
+		if cc != nil {
+			target = cc.Target()
+		}
+		e.cfg.Telemetry.PolicyIgnored(method, target, telemetry.IgnoredHedgingStream)
 	}
 	cancel := context.CancelFunc(noop)
 	if c.p.CallTimeout > 0 {

@@ -113,6 +113,10 @@ type target struct {
 	// to read server pushback from. A healthy target's calls skip it,
 	// which saves grpc-go copying every trailer.
 	troubled atomic.Int32
+	// connErr is the error of the latest attempt that found no connection
+	// (a dial refused, say), until an attempt succeeds: a ready wait that
+	// a call's deadline ends before its first attempt reports it.
+	connErr atomic.Pointer[error]
 }
 
 // troubledCalls is how many successful attempts after a failure keep
@@ -124,6 +128,9 @@ func (t *target) failed() { t.troubled.Store(troubledCalls) }
 func (t *target) succeeded() {
 	if v := t.troubled.Load(); v > 0 {
 		t.troubled.CompareAndSwap(v, v-1)
+	}
+	if t.connErr.Load() != nil {
+		t.connErr.Store(nil)
 	}
 }
 

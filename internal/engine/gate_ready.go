@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
 
 	oc "github.com/grpc-resilience/resilience/internal/outcome"
 )
@@ -63,7 +64,14 @@ func (g *readyGate) before(c *call, a *attempt) error {
 	switch {
 	case ready:
 	case end != nil:
-		return waitError(end, "waiting for a ready connection", a.lastErr)
+		err := waitError(end, "waiting for a ready connection", a.lastErr)
+		if t := c.g.target.t; a.lastErr == nil && t != nil {
+			// No attempt of this call ran: say why the connection is down.
+			if ce := t.connErr.Load(); ce != nil {
+				err = status.Errorf(status.Code(err), "%s; last connection error: %s", status.Convert(err).Message(), status.Convert(*ce).Message())
+			}
+		}
+		return err
 	default:
 		// Still down after a whole wait: the attempt fails fast, and that
 		// failure counts against the breaker.

@@ -42,6 +42,9 @@ func (g *targetGate) after(c *call, _ *attempt, o *outcome) {
 		return
 	}
 	g.t.failed()
+	if o.noConn {
+		g.t.connErr.Store(&o.err)
+	}
 	if !o.noConn && g.budget != nil && (o.hasPushback || c.p.RetryCodes.Has(o.code)) {
 		g.budget.Failure()
 	}

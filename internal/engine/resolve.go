@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -124,6 +126,26 @@ func (ps *policies) forMethod(method string) *Policy {
 	return p
 }
 
+// Resolve returns the policy of method under l, before any call's own
+// settings, without installing l: what New checks a configuration with.
+func (l Layers) Resolve(method string) Policy { return *(&policies{l: l}).resolve(method) }
+
+// CheckTimeouts reports a per-attempt timeout that can never fire: one
+// not shorter than the call timeout of the same policy, which is then the
+// deadline of the whole call (for calls whose context has none). The
+// interceptors apply it to every layer they are given and to the resolved
+// policies of the methods they can name; resolveCall to a call that sets
+// both.
+func CheckTimeouts(p Policy) error {
+	if p.PerAttemptTimeout > 0 && p.CallTimeout > 0 && p.PerAttemptTimeout >= p.CallTimeout {
+		return fmt.Errorf("PerAttemptTimeout (%v) must be shorter than Timeout (%v): a per-attempt timeout that long could never fire", p.PerAttemptTimeout, p.CallTimeout)
+	}
+	return nil
+}
+
+// errHedgedStream is the error of a stream call passed Hedging.
+var errHedgedStream = errors.New("Hedging: streams are never hedged; pass it with unary calls only")
+
 // resolve computes the policy of method from the layers.
 func (ps *policies) resolve(method string) *Policy {
 	p := new(Policy)
@@ -164,14 +186,24 @@ func (ps *policies) configEntry(method string) *Patch {
 // with the caller's opts, and returns opts without the policy settings and
 // grpc.OnFinish (whose functions go to p.OnFinish: they run once per call,
 // while opts go to every attempt). It allocates only when opts holds some.
-func (e *Engine) resolveCall(p *Policy, method string, opts []grpc.CallOption) []grpc.CallOption {
-	*p = *e.layers.Load().forMethod(method)
+//
+// A stream call that passes Hedging fails (streams are never hedged), and
+// so does a call that passes both Timeout and PerAttemptTimeout when the
+// latter could never fire (CheckTimeouts).
+func (e *Engine) resolveCall(p *Policy, method string, opts []grpc.CallOption, stream bool) []grpc.CallOption {
+	base := e.layers.Load().forMethod(method)
+	*p = *base
 	removed := 0
+	var timeout, perAttempt bool
 	for _, o := range opts {
 		switch co := o.(type) {
 		case settingOption:
 			removed++
-			co.setting().applyCall(p)
+			s := co.setting()
+			s.applyCall(p)
+			// The interceptors' names of the two settings.
+			timeout = timeout || s.name == "Timeout"
+			perAttempt = perAttempt || s.name == "PerAttemptTimeout"
 		case grpc.OnFinishCallOption:
 			removed++
 			p.OnFinish = append(p.OnFinish, co.OnFinish)
@@ -182,6 +214,13 @@ func (e *Engine) resolveCall(p *Policy, method string, opts []grpc.CallOption) [
 	}
 	if removed == 0 {
 		return opts
+	}
+	switch {
+	case p.Err != nil:
+	case stream && p.Hedge != base.Hedge && p.Hedge != nil:
+		p.Err = errHedgedStream
+	case timeout && perAttempt:
+		p.Err = CheckTimeouts(*p)
 	}
 	rest := make([]grpc.CallOption, 0, len(opts)-removed)
 	for _, o := range opts {

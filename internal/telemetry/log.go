@@ -77,6 +77,7 @@ type logger struct {
 
 	mu      sync.Mutex
 	targets map[string]*logLimit
+	ignored map[ignoredKey]struct{} // settings logged by PolicyIgnored
 }
 
 // logLimit is the rate limit of one target's call records.

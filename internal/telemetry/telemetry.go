@@ -111,6 +111,7 @@ const (
 	MetricEndpointEjected   = "resilience.client.endpoint.ejected"
 	MetricRefusals          = "resilience.client.refusals"
 	MetricLimiterQueueWait  = "resilience.client.limiter.queue_wait"
+	MetricPolicyIgnored     = "resilience.client.policy.ignored"
 )
 
 // Breaker states as recorded by the breaker state gauge and attempt spans.
@@ -308,6 +309,7 @@ type instruments struct {
 	endpointEjected   metric.Int64UpDownCounter
 	refusals          metric.Int64Counter
 	queueWait         metric.Float64Histogram
+	policyIgnored     metric.Int64Counter
 
 	// gRFC A66/A96 names (Names == NamesGRPC); attempts and retries are
 	// then nil.
@@ -397,6 +399,8 @@ func newInstruments(mp metric.MeterProvider, global bool, names Names) *instrume
 	in.queueWait, e = m.Float64Histogram(MetricLimiterQueueWait, metric.WithUnit("s"),
 		metric.WithDescription("Time attempts over the concurrency limit waited for a permit, by resilience.limiter.admitted."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	in.policyIgnored, e = m.Int64Counter(MetricPolicyIgnored, metric.WithUnit("{call}"),
+		metric.WithDescription("Calls whose policy has a setting that did not apply to them, by resilience.policy.setting."))
 	handle(e)
 	if err != nil {
 		// The instruments are still usable (the SDK returns working
