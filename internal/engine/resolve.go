@@ -194,16 +194,11 @@ func (e *Engine) resolveCall(p *Policy, method string, opts []grpc.CallOption, s
 	base := e.layers.Load().forMethod(method)
 	*p = *base
 	removed := 0
-	var timeout, perAttempt bool
 	for _, o := range opts {
 		switch co := o.(type) {
 		case settingOption:
 			removed++
-			s := co.setting()
-			s.applyCall(p)
-			// The interceptors' names of the two settings.
-			timeout = timeout || s.name == "Timeout"
-			perAttempt = perAttempt || s.name == "PerAttemptTimeout"
+			co.setting().applyCall(p)
 		case grpc.OnFinishCallOption:
 			removed++
 			p.OnFinish = append(p.OnFinish, co.OnFinish)
@@ -219,7 +214,8 @@ func (e *Engine) resolveCall(p *Policy, method string, opts []grpc.CallOption, s
 	case p.Err != nil:
 	case stream && p.Hedge != base.Hedge && p.Hedge != nil:
 		p.Err = errHedgedStream
-	case timeout && perAttempt:
+	case p.CallTimeout != base.CallTimeout && p.PerAttemptTimeout != base.PerAttemptTimeout:
+		// The call set both: they must make sense together.
 		p.Err = CheckTimeouts(*p)
 	}
 	rest := make([]grpc.CallOption, 0, len(opts)-removed)
