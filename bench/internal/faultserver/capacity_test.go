@@ -8,9 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 )
@@ -129,11 +128,7 @@ func TestGateCapacityChanges(t *testing.T) {
 }
 
 func TestSetCapacityRejectsBadValues(t *testing.T) {
-	srv, err := Start(Bufconn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv, _ := startBufconn(t)
 	for _, c := range []Capacity{
 		{Workers: -1, Service: time.Millisecond},
 		{Workers: 2},
@@ -144,7 +139,7 @@ func TestSetCapacityRejectsBadValues(t *testing.T) {
 			t.Errorf("SetCapacity(%+v) accepted", c)
 		}
 	}
-	err = srv.SetCapacity(Capacity{Workers: -1, Queue: -1})
+	err := srv.SetCapacity(Capacity{Workers: -1, Queue: -1})
 	if err == nil || !strings.Contains(err.Error(), "Workers") || !strings.Contains(err.Error(), "Queue") {
 		t.Errorf("SetCapacity with two bad fields: %v, want both named", err)
 	}
@@ -157,24 +152,14 @@ func TestSetCapacityRejectsBadValues(t *testing.T) {
 // Unavailable with QueueFullMessage, and a free one serves the attempt and
 // counts the work.
 func TestCapacityOverGRPC(t *testing.T) {
-	srv, err := Start(Bufconn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	conn, err := grpc.NewClient(srv.Target(), srv.DialOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := testgrpc.NewTestServiceClient(conn)
+	srv, c := startBufconn(t)
 	if err := srv.SetCapacity(Capacity{Workers: 1, Service: time.Millisecond, Queue: 0}); err != nil {
 		t.Fatal(err)
 	}
 	srv.capacity.mu.Lock()
 	srv.capacity.busy = 1 // the one worker is taken
 	srv.capacity.mu.Unlock()
-	err = call(t, c, &testpb.SimpleRequest{})
+	err := call(t, c, &testpb.SimpleRequest{})
 	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != QueueFullMessage {
 		t.Fatalf("call to a full server: %v, want Unavailable %q", err, QueueFullMessage)
 	}
@@ -193,34 +178,13 @@ func TestCapacityOverGRPC(t *testing.T) {
 // the attempt's context, the back's fault reaches the caller, and a fault
 // at the front is answered there without forwarding.
 func TestForward(t *testing.T) {
-	back, err := Start(Bufconn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer back.Close()
-	backConn, err := grpc.NewClient(back.Target(), back.DialOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backConn.Close()
-	next := testgrpc.NewTestServiceClient(backConn)
-	front, err := Start(Bufconn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer front.Close()
+	back, next := startBufconn(t)
+	front, c := startBufconn(t)
 	var deadline bool
 	front.SetForward(func(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
 		_, deadline = ctx.Deadline()
 		return next.UnaryCall(ctx, req)
 	})
-	conn, err := grpc.NewClient(front.Target(), front.DialOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := testgrpc.NewTestServiceClient(conn)
-
 	if err := call(t, c, &testpb.SimpleRequest{}); err != nil {
 		t.Fatalf("healthy chain: %v", err)
 	}
