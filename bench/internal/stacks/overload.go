@@ -41,7 +41,7 @@ type OursVariant struct {
 //
 //	{Name: "ours+limiter", Doc: "WithConcurrencyLimit(defaults)", Options: []interceptors.Option{interceptors.WithConcurrencyLimit(limit.Config{})}},
 var OursFamily = []OursVariant{
-	{Name: Ours, Doc: "nothing: the library's defaults"},
+	{Name: Ours, Doc: "none"},
 }
 
 // Overload returns the stacks of the overload comparison in table order:
@@ -125,7 +125,7 @@ func oursVariantStack(v OursVariant) Stack {
 			if p.PerAttemptTimeout > 0 {
 				user += fmt.Sprintf(", PerAttemptTimeout(%v)", p.PerAttemptTimeout)
 			}
-			return fmt.Sprintf("interceptors.New(%s) plus %s; everything else at the library's defaults; Middleware.DialOptions()", user, v.Doc)
+			return fmt.Sprintf("interceptors.New(%s), the variant's options: %s; all else at the library's defaults; Middleware.DialOptions()", user, v.Doc)
 		},
 	}
 }

@@ -153,6 +153,15 @@ func All() []Stack {
 	}
 }
 
+// Names lists the names of stacks, comma-separated.
+func Names(stacks []Stack) string {
+	names := make([]string, len(stacks))
+	for i, s := range stacks {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ",")
+}
+
 // Select returns the stacks of All named in a comma-separated list, in
 // table order; an empty list selects all.
 func Select(list string) ([]Stack, error) { return selectFrom(All(), list) }
