@@ -65,11 +65,5 @@ func run() error {
 	} else {
 		r.Markdown(os.Stdout)
 	}
-	if errs := scenario.Check(r, o); len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintln(os.Stderr, "check:", e)
-		}
-		return fmt.Errorf("%d sanity checks failed", len(errs))
-	}
-	return nil
+	return scenario.CheckFailed(os.Stderr, scenario.Check(r, o))
 }

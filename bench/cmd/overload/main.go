@@ -70,13 +70,7 @@ func run() error {
 			fmt.Fprintln(os.Stderr, "raw results:", *jsonPath)
 		}
 	}
-	if errs := scenario.CheckOverload(r, o); len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintln(os.Stderr, "check:", e)
-		}
-		return fmt.Errorf("%d sanity checks failed", len(errs))
-	}
-	return nil
+	return scenario.CheckFailed(os.Stderr, scenario.CheckOverload(r, o))
 }
 
 func writeJSON(path string, r *scenario.OverloadReport) error {

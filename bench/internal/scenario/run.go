@@ -67,6 +67,18 @@ func Select(list string, all []string) ([]string, error) {
 	return out, nil
 }
 
+// CheckFailed writes the failed sanity checks to w, one a line, and
+// returns an error counting them, or nil if there are none.
+func CheckFailed(w io.Writer, errs []error) error {
+	for _, e := range errs {
+		fmt.Fprintln(w, "check:", e)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d sanity checks failed", len(errs))
+	}
+	return nil
+}
+
 // wants reports whether a selection of scenarios (empty: all) has name.
 func wants(selected []string, name string) bool {
 	return len(selected) == 0 || slices.Contains(selected, name)
