@@ -25,9 +25,17 @@ func always(f func(OverloadResult) float64) func(OverloadResult) (float64, bool)
 }
 
 func showFloat(v float64) string { return fmt.Sprintf("%.2f", v) }
-func showPct(v float64) string   { return pct(v) }
-func showDur(v float64) string   { return fmtDur(time.Duration(v)) }
-func showRate(v float64) string  { return fmt.Sprintf("%.1f", v) }
+
+// showPct shows a share; one below 1 % with two decimals, so that a small
+// share is not shown as 0.0 % beside a ratio to it.
+func showPct(v float64) string {
+	if v > 0 && v < 0.01 {
+		return fmt.Sprintf("%.2f %%", v*100)
+	}
+	return pct(v)
+}
+func showDur(v float64) string  { return fmtDur(time.Duration(v)) }
+func showRate(v float64) string { return fmt.Sprintf("%.1f", v) }
 
 var (
 	mGoodputDuring = metric{"goodput during ↑", true, always(func(r OverloadResult) float64 { return r.GoodputDuring }), showFloat}
