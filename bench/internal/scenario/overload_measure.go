@@ -78,6 +78,12 @@ type OverloadResult struct {
 	HopAttempts         []int64 `json:"hop_attempts,omitempty"`
 	LeafAttemptsPerCall float64 `json:"leaf_attempts_per_call,omitempty"`
 
+	// LaunchLagP99 and LaunchLagMax are how late the load generator
+	// started calls against their arrival times: a large lag means the
+	// process was starved of CPU, and the run's timings are disturbed.
+	LaunchLagP99 time.Duration `json:"launch_lag_p99_ns"`
+	LaunchLagMax time.Duration `json:"launch_lag_max_ns"`
+
 	// OKInsideTrouble counts the calls started once the trouble had begun
 	// that succeeded before its end began: none can, in the outage, the
 	// restart and the chain (a check of the harness, not of the stack).
@@ -128,10 +134,15 @@ type sample struct {
 	hits int64
 }
 
-// analysis is the part of an OverloadResult every scenario computes from
-// its call records, marks and server samples.
-func analyze(r *OverloadResult, recs []callRecord, samples []sample, p OverloadParams) {
+// analyze computes the part of an OverloadResult every scenario has from
+// its call records, their arrival times, the marks and the server samples.
+func analyze(r *OverloadResult, recs []callRecord, at []time.Duration, samples []sample, p OverloadParams) {
 	r.Calls = len(recs)
+	lags := make([]time.Duration, len(recs))
+	for i, rec := range recs {
+		lags[i] = max(0, rec.start-at[i])
+	}
+	r.LaunchLagP99, r.LaunchLagMax = percentile(lags, 0.99), percentile(lags, 1)
 	for _, rec := range recs {
 		if rec.ok {
 			r.OK++

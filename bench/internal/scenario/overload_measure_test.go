@@ -100,7 +100,15 @@ func TestAnalyzeCountsAddUp(t *testing.T) {
 	recs = append(recs, callRecord{start: ms(2995), end: ms(4200), ok: true}) // ends after the load
 	r := OverloadResult{Scenario: OutageEnds, TroubleStart: ms(1000), EndBegun: ms(2000), TroubleEnd: ms(2000), LoadEnd: ms(3000)}
 	samples := []sample{{0, 0}, {ms(1500), 40}, {ms(3100), 100}}
-	analyze(&r, recs, samples, p)
+	at := make([]time.Duration, len(recs))
+	for i, rec := range recs {
+		at[i] = rec.start
+	}
+	at[7] -= ms(3) // launched 3 ms late
+	analyze(&r, recs, at, samples, p)
+	if r.LaunchLagMax != ms(3) || r.LaunchLagP99 != 0 {
+		t.Errorf("launch lag p99 %v, max %v; want 0, 3ms", r.LaunchLagP99, r.LaunchLagMax)
+	}
 	if r.Calls != 301 || r.OK != 201 {
 		t.Fatalf("calls %d, ok %d; want 301, 201", r.Calls, r.OK)
 	}

@@ -129,6 +129,11 @@ func bestPeer(rows []OverloadResult, m metric) (OverloadResult, float64, bool) {
 	return best, bestV, found
 }
 
+// afterPhase is how long the load ran after the trouble, to the 100 ms.
+func afterPhase(x OverloadResult) time.Duration {
+	return (x.LoadEnd - x.TroubleEnd).Round(100 * time.Millisecond)
+}
+
 // cell shows m of x, or what it never reached.
 func cell(m metric, x OverloadResult, load time.Duration) string {
 	v, ok := m.get(x)
@@ -209,20 +214,20 @@ func (r *OverloadReport) scenarioMarkdown(w io.Writer, sc string, rows []Overloa
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	title, desc := r.describe(sc)
 	ms := overloadMetrics(sc)
-	load := rows[0].LoadEnd - rows[0].TroubleEnd
+	load := afterPhase(rows[0])
 	p("## %s\n\n%s\n\n", title, desc)
 
 	p("| stack | calls |")
 	for _, m := range ms {
 		p(" %s |", m.name)
 	}
-	p("\n|---|--:|%s\n", strings.Repeat("--:|", len(ms)))
+	p(" launch lag p99 / max |\n|---|--:|%s--:|\n", strings.Repeat("--:|", len(ms)))
 	for _, x := range rows {
 		p("| %s | %d |", x.Stack, x.Calls)
 		for _, m := range ms {
 			p(" %s |", cell(m, x, load))
 		}
-		p("\n")
+		p(" %s / %s |\n", fmtDur(x.LaunchLagP99), fmtDur(x.LaunchLagMax))
 	}
 	p("\n")
 
@@ -366,7 +371,7 @@ func figure(sc string, m metric, meets func(v float64, reached bool) bool) func(
 			return "", false, false
 		}
 		v, reached := m.get(x)
-		return cell(m, x, x.LoadEnd-x.TroubleEnd), meets(v, reached), true
+		return cell(m, x, afterPhase(x)), meets(v, reached), true
 	}
 }
 

@@ -285,7 +285,7 @@ func runOverloadOnce(sc string, stream uint64, st stacks.Stack, o OverloadOption
 	// have gone is done, and counted, before Work is read.
 	g.first.Stop()
 	r.ServerAttempts = g.first.Hits() - server0
-	analyze(&r, recs, samples, pp)
+	analyze(&r, recs, at, samples, pp)
 
 	switch sc {
 	case Spike, CapacityDrop:
