@@ -129,6 +129,18 @@ func bestPeer(rows []OverloadResult, m metric) (OverloadResult, float64, bool) {
 	return best, bestV, found
 }
 
+// disturbed names the stacks whose load started some call more than a
+// bin late.
+func disturbed(rows []OverloadResult, bin time.Duration) []string {
+	var names []string
+	for _, x := range rows {
+		if x.LaunchLagMax > bin {
+			names = append(names, x.Stack)
+		}
+	}
+	return names
+}
+
 // afterPhase is how long the load ran after the trouble, to the 100 ms.
 func afterPhase(x OverloadResult) time.Duration {
 	return (x.LoadEnd - x.TroubleEnd).Round(100 * time.Millisecond)
@@ -230,6 +242,10 @@ func (r *OverloadReport) scenarioMarkdown(w io.Writer, sc string, rows []Overloa
 		p(" %s / %s |\n", fmtDur(x.LaunchLagP99), fmtDur(x.LaunchLagMax))
 	}
 	p("\n")
+	if d := disturbed(rows, r.Params.Recovery.Bin); len(d) > 0 {
+		p("**Disturbed:** the load generator started calls more than %s late in the runs of %s: the machine starved the process, and those rows say more about it than about the stack. Rerun on a quieter machine.\n\n",
+			fmtDur(r.Params.Recovery.Bin), strings.Join(d, ", "))
+	}
 
 	// Ours against bare and the best peer, figure by figure.
 	base, hasBase := find(rows, stacks.Bare)
