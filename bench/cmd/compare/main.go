@@ -23,7 +23,7 @@ func main() {
 func run() error {
 	quick := flag.Bool("quick", false, "short run (about half a minute) instead of the full one")
 	asJSON := flag.Bool("json", false, "print the results as JSON instead of Markdown")
-	stackList := flag.String("stacks", "", "comma-separated stacks to run (default all): "+names())
+	stackList := flag.String("stacks", "", "comma-separated stacks to run (default all): "+stacks.Names(stacks.All()))
 	scenarioList := flag.String("scenarios", "", "comma-separated scenarios to run (default all): "+strings.Join(scenario.AllScenarios, ","))
 	quiet := flag.Bool("q", false, "no progress on standard error")
 	flag.Parse()
@@ -43,14 +43,8 @@ func run() error {
 	if *quick {
 		o.Params = scenario.QuickParams()
 	}
-	if *scenarioList != "" {
-		for _, s := range strings.Split(*scenarioList, ",") {
-			s = strings.TrimSpace(s)
-			if !contains(scenario.AllScenarios, s) {
-				return fmt.Errorf("unknown scenario %q (want one of %s)", s, strings.Join(scenario.AllScenarios, ","))
-			}
-			o.Scenarios = append(o.Scenarios, s)
-		}
+	if o.Scenarios, err = scenario.Select(*scenarioList, scenario.AllScenarios); err != nil {
+		return err
 	}
 	if !*quiet {
 		o.Progress = os.Stderr
@@ -71,28 +65,5 @@ func run() error {
 	} else {
 		r.Markdown(os.Stdout)
 	}
-	if errs := scenario.Check(r, o); len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintln(os.Stderr, "check:", e)
-		}
-		return fmt.Errorf("%d sanity checks failed", len(errs))
-	}
-	return nil
-}
-
-func names() string {
-	var ns []string
-	for _, s := range stacks.All() {
-		ns = append(ns, s.Name)
-	}
-	return strings.Join(ns, ",")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	return scenario.CheckFailed(os.Stderr, scenario.Check(r, o))
 }

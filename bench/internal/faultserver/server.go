@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 )
 
@@ -45,11 +46,18 @@ type Faults struct {
 // InjectedMessage is the status message of injected failures.
 const InjectedMessage = "faultserver: injected failure"
 
+// Forward is what a server in a chain does instead of answering itself:
+// it calls the next hop with the request's context (deadline and
+// cancellation pass on) and returns that hop's answer.
+type Forward func(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error)
+
 // Server is a running (or stopped) TestService with fault injection.
 type Server struct {
 	transport Transport
 	faults    atomic.Pointer[Faults]
+	forward   atomic.Pointer[Forward]
 	hits      atomic.Int64
+	capacity  gate
 
 	mu   sync.Mutex
 	gs   *grpc.Server
@@ -102,7 +110,9 @@ func (s *Server) start() error {
 		s.addr = l.Addr().String()
 		lis = l
 	}
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(s.intercept))
+	// WaitForHandlers: Stop returns only when every handler has returned,
+	// queued ones included, so that no work outlives the server.
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(s.intercept), grpc.WaitForHandlers(true))
 	testgrpc.RegisterTestServiceServer(gs, interop.NewTestServer())
 	s.gs, s.up = gs, true
 	s.wg.Add(1)
@@ -167,6 +177,17 @@ func (s *Server) Close() { s.Stop() }
 // SetFaults replaces the faults injected from now on.
 func (s *Server) SetFaults(f Faults) { s.faults.Store(&f) }
 
+// SetForward makes every attempt that no fault fails call f instead of
+// the TestService (nil: answer again). Faults, the capacity limit and Hits
+// apply before forwarding, as to any attempt.
+func (s *Server) SetForward(f Forward) {
+	if f == nil {
+		s.forward.Store(nil)
+		return
+	}
+	s.forward.Store(&f)
+}
+
 // Hits returns how many attempts have reached the server so far.
 func (s *Server) Hits() int64 { return s.hits.Load() }
 
@@ -198,13 +219,22 @@ func (s *Server) DialOptions() []grpc.DialOption {
 	return opts
 }
 
-// intercept injects the configured faults into UnaryCall attempts.
+// intercept injects the configured faults into UnaryCall attempts, then
+// serves them within the capacity limit, then answers or forwards them.
 func (s *Server) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	s.hits.Add(1)
 	f := s.faults.Load()
-	if r, ok := req.(*testpb.SimpleRequest); ok && r.GetResponseStatus().GetCode() == 0 {
+	// Only UnaryCall's request can carry a status: other methods get the
+	// slow tail and the capacity limit alone.
+	r, _ := req.(*testpb.SimpleRequest)
+	injected := false
+	fail := func(msg string) {
+		r.ResponseStatus = &testpb.EchoStatus{Code: int32(codes.Unavailable), Message: msg}
+		injected = true
+	}
+	if r != nil && r.GetResponseStatus().GetCode() == 0 {
 		if f.Outage || (f.FailFraction > 0 && rand.Float64() < f.FailFraction) {
-			r.ResponseStatus = &testpb.EchoStatus{Code: int32(codes.Unavailable), Message: InjectedMessage}
+			fail(InjectedMessage)
 		}
 	}
 	if f.SlowFraction > 0 && f.SlowDelay > 0 && rand.Float64() < f.SlowFraction {
@@ -215,6 +245,15 @@ func (s *Server) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo
 			t.Stop()
 			return nil, ctx.Err()
 		}
+	}
+	if !injected && !s.capacity.serve(ctx) {
+		if r == nil {
+			return nil, status.Error(codes.Unavailable, QueueFullMessage)
+		}
+		fail(QueueFullMessage)
+	}
+	if fwd := s.forward.Load(); fwd != nil && r != nil && !injected {
+		return (*fwd)(ctx, r)
 	}
 	return handler(ctx, req)
 }

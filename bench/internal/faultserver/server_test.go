@@ -15,6 +15,23 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// startBufconn starts a bufconn server and a client of it, both closed
+// when the test ends.
+func startBufconn(t *testing.T) (*Server, testgrpc.TestServiceClient) {
+	t.Helper()
+	srv, err := Start(Bufconn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	conn, err := grpc.NewClient(srv.Target(), srv.DialOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return srv, testgrpc.NewTestServiceClient(conn)
+}
+
 func call(t *testing.T, c testgrpc.TestServiceClient, req *testpb.SimpleRequest) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -83,17 +100,7 @@ func TestFaultsStopAndRestart(t *testing.T) {
 }
 
 func TestSlowAttemptEndsWhenClientGivesUp(t *testing.T) {
-	srv, err := Start(Bufconn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	conn, err := grpc.NewClient(srv.Target(), srv.DialOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := testgrpc.NewTestServiceClient(conn)
+	srv, c := startBufconn(t)
 	if err := call(t, c, &testpb.SimpleRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +110,7 @@ func TestSlowAttemptEndsWhenClientGivesUp(t *testing.T) {
 	if _, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}); status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("slow call: got %v, want DeadlineExceeded", err)
 	}
-	// Close (deferred) must not wait an hour: the handler saw the cancel.
+	// Close (at cleanup) must not wait an hour: the handler saw the cancel.
 }
 
 func TestUnknownTransport(t *testing.T) {

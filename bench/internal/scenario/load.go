@@ -65,15 +65,14 @@ type callRecord struct {
 	ok         bool
 }
 
-// openLoop starts n calls at the given rate from t0 on, each in its own
-// goroutine, and waits for all of them. A launch that falls behind
-// schedule starts at once.
-func openLoop(t0 time.Time, n int, rate float64, call func() bool) []callRecord {
-	records := make([]callRecord, n)
-	interval := time.Duration(float64(time.Second) / rate)
+// openLoop starts one call at each offset of at (from t0, in order), each
+// in its own goroutine, and waits for all of them. A launch that falls
+// behind schedule starts at once.
+func openLoop(t0 time.Time, at []time.Duration, call func() bool) []callRecord {
+	records := make([]callRecord, len(at))
 	var wg sync.WaitGroup
-	for i := range n {
-		if d := time.Until(t0.Add(time.Duration(i) * interval)); d > 0 {
+	for i, off := range at {
+		if d := time.Until(t0.Add(off)); d > 0 {
 			time.Sleep(d)
 		}
 		wg.Go(func() {
@@ -84,6 +83,16 @@ func openLoop(t0 time.Time, n int, rate float64, call func() bool) []callRecord 
 	}
 	wg.Wait()
 	return records
+}
+
+// uniform returns the offsets of n calls at a fixed rate per second.
+func uniform(n int, rate float64) []time.Duration {
+	at := make([]time.Duration, n)
+	interval := time.Duration(float64(time.Second) / rate)
+	for i := range at {
+		at[i] = time.Duration(i) * interval
+	}
+	return at
 }
 
 // LoadOnce runs one open-loop load with faults against a fresh loopback
@@ -105,7 +114,7 @@ func LoadOnce(st stacks.Stack, p stacks.Policy, lp LoadParams, callTimeout time.
 	}
 	srv.SetFaults(lp.Faults)
 	client0, server0 := c.attempts.load(), srv.Hits()
-	records := openLoop(time.Now(), lp.Calls(), lp.Rate, func() bool {
+	records := openLoop(time.Now(), uniform(lp.Calls(), lp.Rate), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
 		return c.call(ctx, req) == nil
@@ -175,7 +184,7 @@ func RestartOnce(st stacks.Stack, p stacks.Policy, rp RestartParams, callTimeout
 		m.restartAt = time.Since(t0)
 		done <- m
 	}()
-	records := openLoop(t0, n, rp.Rate, func() bool {
+	records := openLoop(t0, uniform(n, rp.Rate), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
 		return c.call(ctx, req) == nil

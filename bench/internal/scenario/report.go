@@ -14,21 +14,7 @@ import (
 // client (the stack named "bare", or else the first one).
 func (r *Report) Markdown(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	e := r.Env
-	p("## Environment\n\n")
-	p("- date: %s\n", e.Date)
-	p("- machine: %s, %d cores (GOMAXPROCS %d), %s/%s\n", e.CPU, e.NumCPU, e.GOMAXPROCS, e.OS, e.Arch)
-	p("- Go: %s\n", e.Go)
-	for _, m := range reportedModules {
-		if v, ok := e.Modules[m]; ok {
-			p("- %s %s\n", m, v)
-		}
-	}
-	p("- whole run: %s", r.Elapsed.Round(time.Second))
-	if e.LoadAvgStart != "" {
-		p("; 1-minute load average %s at the start, %s at the end", e.LoadAvgStart, e.LoadAvgEnd)
-	}
-	p("\n\n")
+	r.Env.markdown(w, r.Elapsed)
 
 	p("## Stacks\n\n| stack | configuration |\n|---|---|\n")
 	for _, s := range r.Stacks {
@@ -126,6 +112,25 @@ func (r *Report) Markdown(w io.Writer) {
 	}
 }
 
+// markdown writes the environment section of a run that took elapsed.
+func (e Env) markdown(w io.Writer, elapsed time.Duration) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("## Environment\n\n")
+	p("- date: %s\n", e.Date)
+	p("- machine: %s, %d cores (GOMAXPROCS %d), %s/%s\n", e.CPU, e.NumCPU, e.GOMAXPROCS, e.OS, e.Arch)
+	p("- Go: %s\n", e.Go)
+	for _, m := range reportedModules {
+		if v, ok := e.Modules[m]; ok {
+			p("- %s %s\n", m, v)
+		}
+	}
+	p("- whole run: %s", elapsed.Round(time.Second))
+	if e.LoadAvgStart != "" {
+		p("; 1-minute load average %s at the start, %s at the end", e.LoadAvgStart, e.LoadAvgEnd)
+	}
+	p("\n\n")
+}
+
 func loadDesc(lp LoadParams) string {
 	return fmt.Sprintf("%.0f calls/s for %s (%d calls)", lp.Rate, fmtDur(lp.Duration), lp.Calls())
 }
@@ -154,6 +159,8 @@ func pct(f float64) string { return fmt.Sprintf("%.1f %%", f*100) }
 // fmtDur prints durations compactly: 87µs, 1.25ms, 250ms, 1.5s.
 func fmtDur(d time.Duration) string {
 	switch {
+	case d == 0:
+		return "0"
 	case d < time.Millisecond:
 		return fmt.Sprintf("%dµs", d.Microseconds())
 	case d < 10*time.Millisecond:

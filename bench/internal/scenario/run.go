@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,22 +39,49 @@ type Options struct {
 	Progress io.Writer
 }
 
-func (o Options) progress(format string, args ...any) {
-	if o.Progress != nil {
-		fmt.Fprintf(o.Progress, format+"\n", args...)
+func (o Options) progress(format string, args ...any) { progress(o.Progress, format, args...) }
+
+func (o Options) wants(name string) bool { return wants(o.Scenarios, name) }
+
+// progress tells w, if not nil, what runs.
+func progress(w io.Writer, format string, args ...any) {
+	if w != nil {
+		fmt.Fprintf(w, format+"\n", args...)
 	}
 }
 
-func (o Options) wants(name string) bool {
-	if len(o.Scenarios) == 0 {
-		return true
+// Select returns the scenarios named in a comma-separated list, each of
+// which must be in all; an empty list selects all (nil).
+func Select(list string, all []string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
 	}
-	for _, s := range o.Scenarios {
-		if s == name {
-			return true
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(all, s) {
+			return nil, fmt.Errorf("unknown scenario %q (want one of %s)", s, strings.Join(all, ","))
 		}
+		out = append(out, s)
 	}
-	return false
+	return out, nil
+}
+
+// CheckFailed writes the failed sanity checks to w, one a line, and
+// returns an error counting them, or nil if there are none.
+func CheckFailed(w io.Writer, errs []error) error {
+	for _, e := range errs {
+		fmt.Fprintln(w, "check:", e)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d sanity checks failed", len(errs))
+	}
+	return nil
+}
+
+// wants reports whether a selection of scenarios (empty: all) has name.
+func wants(selected []string, name string) bool {
+	return len(selected) == 0 || slices.Contains(selected, name)
 }
 
 // Report is everything one run measured, with the environment it ran in.

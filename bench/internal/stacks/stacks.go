@@ -65,8 +65,13 @@ type Policy struct {
 	BreakerOpenTimeout  time.Duration
 	BreakerProbes       uint
 	// ConnectParams are given to every stack, bare included, so that
-	// reconnecting after a restart is the same for all.
+	// reconnecting after a restart is the same for all. The zero value
+	// gives none: each stack reconnects as it does by default.
 	ConnectParams grpc.ConnectParams
+	// MaxConcurrency is the downstream's true capacity in attempts served
+	// at once: the limit of the failsafe-bulkhead stack, the one stack
+	// told what the server can take.
+	MaxConcurrency int
 }
 
 // DefaultPolicy is the configuration the benchmark uses: our defaults (3
@@ -138,9 +143,7 @@ const (
 // All returns every stack, bare first.
 func All() []Stack {
 	return []Stack{
-		{Name: Bare, build: buildBare, Config: func(Policy) string {
-			return "grpc.NewClient with the shared ConnectParams; no service config"
-		}},
+		bareStack(),
 		{Name: GRPCRetry, build: buildGRPCRetry, Config: describeGRPCRetry},
 		{Name: MWRetry, build: buildMW(false), Config: describeMW(false)},
 		{Name: MWRetryOtel, build: buildMW(true), Config: describeMW(true)},
@@ -150,32 +153,44 @@ func All() []Stack {
 	}
 }
 
-// Select returns the stacks named in a comma-separated list, in table
-// order; an empty list selects all.
-func Select(list string) ([]Stack, error) {
-	all := All()
-	if strings.TrimSpace(list) == "" {
-		return all, nil
+// Names lists the names of stacks, comma-separated.
+func Names(stacks []Stack) string {
+	names := make([]string, len(stacks))
+	for i, s := range stacks {
+		names[i] = s.Name
 	}
-	want := map[string]bool{}
-	for _, n := range strings.Split(list, ",") {
-		want[strings.TrimSpace(n)] = true
+	return strings.Join(names, ",")
+}
+
+// Select returns the stacks of All named in a comma-separated list, in
+// table order; an empty list selects all.
+func Select(list string) ([]Stack, error) { return selectFrom(All(), list) }
+
+// connectOptions returns the dial option that sets p.ConnectParams, or
+// none when they are zero.
+func connectOptions(p Policy) []grpc.DialOption {
+	if p.ConnectParams == (grpc.ConnectParams{}) {
+		return nil
 	}
-	var out []Stack
-	for _, s := range all {
-		if want[s.Name] {
-			out = append(out, s)
-			delete(want, s.Name)
-		}
+	return []grpc.DialOption{grpc.WithConnectParams(p.ConnectParams)}
+}
+
+func bareStack() Stack {
+	return Stack{Name: Bare, build: buildBare, Config: func(p Policy) string {
+		return "grpc.NewClient with " + describeConnect(p) + "; no service config"
+	}}
+}
+
+// describeConnect says which reconnect settings a stack dials with.
+func describeConnect(p Policy) string {
+	if p.ConnectParams == (grpc.ConnectParams{}) {
+		return "grpc-go's default ConnectParams"
 	}
-	for n := range want {
-		return nil, fmt.Errorf("unknown stack %q", n)
-	}
-	return out, nil
+	return "the shared ConnectParams"
 }
 
 func buildBare(p Policy) ([]grpc.DialOption, func(), error) {
-	return []grpc.DialOption{grpc.WithConnectParams(p.ConnectParams)}, nil, nil
+	return connectOptions(p), nil, nil
 }
 
 // TestService is the full name of the service the benchmark calls.
@@ -215,10 +230,7 @@ func snake(s string) string {
 }
 
 func buildGRPCRetry(p Policy) ([]grpc.DialOption, func(), error) {
-	return []grpc.DialOption{
-		grpc.WithConnectParams(p.ConnectParams),
-		grpc.WithDefaultServiceConfig(grpcServiceConfig(p)),
-	}, nil, nil
+	return append(connectOptions(p), grpc.WithDefaultServiceConfig(grpcServiceConfig(p))), nil, nil
 }
 
 func describeGRPCRetry(p Policy) string {
@@ -228,8 +240,7 @@ func describeGRPCRetry(p Policy) string {
 
 func buildMW(otel bool) func(p Policy) ([]grpc.DialOption, func(), error) {
 	return func(p Policy) ([]grpc.DialOption, func(), error) {
-		opts := []grpc.DialOption{
-			grpc.WithConnectParams(p.ConnectParams),
+		opts := append(connectOptions(p),
 			grpc.WithChainUnaryInterceptor(mwretry.UnaryClientInterceptor(
 				// WithMax is documented as "retries" but the loop makes at
 				// most that many attempts in total.
@@ -238,7 +249,7 @@ func buildMW(otel bool) func(p Policy) ([]grpc.DialOption, func(), error) {
 				mwretry.WithCodes(p.RetryCodes...),
 				mwretry.WithPerRetryTimeout(p.PerAttemptTimeout),
 			)),
-		}
+		)
 		if !otel {
 			return opts, nil, nil
 		}
@@ -317,10 +328,13 @@ func buildFailsafe(p Policy) ([]grpc.DialOption, func(), error) {
 	if p.PerAttemptTimeout > 0 {
 		policies = append(policies, timeout.New[any](p.PerAttemptTimeout))
 	}
-	return []grpc.DialOption{
-		grpc.WithConnectParams(p.ConnectParams),
-		grpc.WithChainUnaryInterceptor(failsafegrpc.NewUnaryClientInterceptor(policies...)),
-	}, nil, nil
+	return failsafeOptions(p, policies...), nil, nil
+}
+
+// failsafeOptions is how failsafe-go documents its use on a gRPC client:
+// one failsafegrpc.NewUnaryClientInterceptor over the policies.
+func failsafeOptions(p Policy, policies ...failsafe.Policy[any]) []grpc.DialOption {
+	return append(connectOptions(p), grpc.WithChainUnaryInterceptor(failsafegrpc.NewUnaryClientInterceptor(policies...)))
 }
 
 func describeFailsafe(p Policy) string {
@@ -339,8 +353,10 @@ func oursJitter(j float64) float64 {
 	return j
 }
 
-// OursOptions maps the Policy onto our interceptors' options. It is the one
-// place to extend when the interceptors gain an option (the breaker).
+// OursOptions maps the Policy onto our interceptors' options for the
+// classic comparison. It is the one place to extend when the interceptors
+// gain an option the Policy has; the overload comparison's variants of
+// ours are in OursFamily.
 func OursOptions(p Policy) []interceptors.Option {
 	return []interceptors.Option{
 		interceptors.MaxAttempts(p.MaxAttempts),
