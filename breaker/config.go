@@ -69,10 +69,6 @@ type Config struct {
 	// and never under a lock of the Set: it may call back into the Set.
 	// See the package documentation.
 	OnStateChange func(key string, from, to State)
-	// Now is the Set's clock: the open period and the rolling window are
-	// read from it. nil means time.Now. The interceptors give their Set the
-	// clock they run on, so one injected clock drives both.
-	Now func() time.Time
 	// Shared, if not nil, shares the Set's breakers with other Sets (a
 	// fleet of processes) through a store such as Redis; NewSet attaches it.
 	// nil keeps every breaker local. See [Shared].

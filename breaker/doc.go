@@ -1,7 +1,17 @@
 // Package breaker keeps one circuit breaker per key (by default the gRPC
-// client's target; the interceptors can key by target and method) on top of
-// gobreaker v2's two-step breaker, so that unary and stream attempts report
-// their outcome when they end.
+// client's target; the interceptors can key by target and method), with a
+// two-step API (Allow, then done with the outcome) so that unary and stream
+// attempts report their outcome when they end.
+//
+// The state machine is the package's own. It was built on
+// github.com/sony/gobreaker/v2 until it had to do what gobreaker cannot:
+// gobreaker's open Timeout is fixed for a breaker's life, and a breaker
+// moves only on its own calls, with no way to open or close it from
+// outside, while a Set opens and closes breakers on another member's word
+// ([Member.Open], [Member.Close]) for fleets sharing state through Redis.
+// What was left of gobreaker was a mirror of its state, a 1ns timeout and a
+// faked failure to force it open; the package no longer depends on it. Its
+// two-step API and its Settings' zero-value convention are kept.
 //
 // # Model
 //
@@ -18,9 +28,10 @@
 //     the breaker; one failed probe reopens it for another OpenTimeout. A
 //     probe whose outcome is excluded frees its slot.
 //
-// Outcomes of attempts admitted before the breaker's last transition are
-// ignored: an attempt that began while closed and ends while half-open does
-// not decide the probe.
+// Every transition starts a new generation. Outcomes of attempts admitted
+// in an earlier generation are ignored: an attempt that began while closed
+// and ends while half-open does not decide the probe, and a stale probe that
+// ends excluded frees no slot of a later half-open period.
 //
 // # What counts
 //
@@ -42,9 +53,8 @@
 //     Excluded outcomes count neither way: they add no volume to the window
 //     and neither extend nor break a run of failures.
 //
-// gobreaker counts excluded calls in its Requests counter and subtracts them
-// when it checks half-open slots; a Set hands it every excluded outcome of the
-// current generation, so a cancelled probe's slot is given back.
+// A half-open breaker counts the probes it admitted less those that ended
+// excluded, so a cancelled probe's slot is given back.
 //
 // # Trip rule
 //
@@ -91,8 +101,7 @@
 //
 //   - a zero field means the documented default, so Config{} is the default
 //     breaker and a Config names only what it changes (a nil func field
-//     means the default func: DefaultIsFailure, DefaultIsExcluded, time.Now,
-//     no hook);
+//     means the default func: DefaultIsFailure, DefaultIsExcluded, no hook);
 //   - a negative, NaN, ±Inf or out-of-range value is an error naming the
 //     field and the value, never silently replaced;
 //   - [Config.Validate] reports every such error at once, joined with
@@ -129,10 +138,10 @@
 // # State hook and reading state
 //
 // [Set.State] returns a key's state (closed for keys the Set does not hold).
-// [Config.OnStateChange] is told (key, from, to) for every transition.
-// gobreaker runs its OnStateChange under its own lock, so the Set only queues
-// the transition there and delivers it once the locks are released; the hook
-// may therefore call back into the Set. Hooks are delivered in the order the
+// [Config.OnStateChange] is told (key, from, to) for every transition. A
+// transition happens under the breaker's lock, so the Set only queues it
+// there and delivers it once the locks are released; the hook may therefore
+// call back into the Set. Hooks are delivered in the order the
 // transitions happened and never concurrently with each other: the Allow, done
 // or State call that caused a transition delivers it before returning, unless
 // another goroutine is delivering at that moment, in which case that goroutine
@@ -142,13 +151,11 @@
 //
 // # Time
 //
-// The open period and the rolling window run on the Set's clock,
-// [Config.Now] (time.Now by default; the interceptors hand it the clock
-// they run on, so one injected clock drives the whole call). gobreaker's
-// own time.Now readings
-// are made irrelevant: it runs with no closed-state interval and a 1ns open
-// timeout, and is not consulted while the Set's clock says the breaker is
-// open.
+// The open period and the rolling window run on time.Now's monotonic clock;
+// nothing is injected. Tests run the Set in a testing/synctest bubble, whose
+// fake clock time.Now and time.Sleep follow (the package's own tests do).
+// No timer or goroutine runs: an open period ends for the first Allow or
+// State that finds it over.
 //
 // # Sharing breakers across a fleet
 //

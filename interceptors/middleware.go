@@ -90,9 +90,6 @@ func New(opts ...Option) (*Middleware, error) {
 				user(key, from, to)
 			}
 		}
-		if bc.Now == nil {
-			bc.Now = cfg.clock.Now // one clock for the calls and their breakers
-		}
 		set, err := breaker.NewSet(bc)
 		if err != nil {
 			return nil, invalid("WithBreaker", "%v", err)
