@@ -2,6 +2,7 @@ package redisbreaker
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -159,7 +160,8 @@ func TestFleetTripsAndProbesTogether(t *testing.T) {
 // Pub/sub carries an opening to the other members in milliseconds.
 func TestOpenReachesFleetByPubSub(t *testing.T) {
 	r := sharedRedis(t)
-	fleet := newFleet(t, r, 3, breaker.Config{}, Options{Prefix: prefix(t), Interval: time.Hour / 2, MaxBackoff: time.Hour})
+	// Open for a minute: each round sees the members open, then closes them.
+	fleet := newFleet(t, r, 3, breaker.Config{OpenTimeout: time.Minute}, Options{Prefix: prefix(t), Interval: time.Hour / 2, MaxBackoff: time.Hour})
 	const key = "k"
 	// With a half-hour Interval only pub/sub can carry the news.
 	for _, m := range fleet[1:] {
@@ -234,3 +236,42 @@ func TestNewErrors(t *testing.T) {
 }
 
 func containsLine(s, sub string) bool { return strings.Contains(s, sub) }
+
+// A lease holder reopened on another member's word (an opening that
+// crossed its lease) gives the lease back at once: kept, it would hold the
+// whole fleet's probes back for ProbeLease, its own included.
+func TestLeaseReleasedWhenTheFleetReopens(t *testing.T) {
+	r := sharedRedis(t)
+	p := prefix(t) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	m := newMember(t, r, breaker.Config{OpenTimeout: 50 * time.Millisecond}, Options{Prefix: p})
+	synced(t, m.sh)
+	const key = "k"
+	for m.state(key) != breaker.StateOpen {
+		if done, err := m.set.Allow(key); err == nil {
+			done(errDown)
+		}
+	}
+	leased := func() bool {
+		for _, l := range m.sh.member.Snapshot(nil) {
+			if l.Key == key && l.Leased {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, 2*time.Second, "the member holds the lease", func() bool { m.state(key); return leased() })
+	admin := r.client(t)
+	lease := "{" + p + ":" + key + "}:lease"
+	if holder, _ := admin.Get(t.Context(), lease).Result(); holder != m.sh.Instance() {
+		t.Fatalf("lease held by %q, want %q", holder, m.sh.Instance())
+	}
+	// Another member's probe failed: it publishes its opening.
+	if err := admin.Publish(t.Context(), p+":events", "o 60000 other "+key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "the member reopens on the fleet's word", func() bool { return m.state(key) == breaker.StateOpen })
+	eventually(t, 2*time.Second, "the lease is given back", func() bool {
+		n, err := admin.Exists(t.Context(), lease).Result()
+		return err == nil && n == 0
+	})
+}
