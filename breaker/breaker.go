@@ -2,12 +2,16 @@ package breaker
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/internal/hooks"
 	"github.com/grpc-resilience/resilience/internal/outcome"
 	"github.com/grpc-resilience/resilience/internal/window"
@@ -55,10 +59,10 @@ type Set struct {
 	consecutive uint32
 	ratio       float64
 	buckets     int
-	period      int64 // bucket period, ns
-	openTimeout int64 // ns
-	idleTimeout int64 // ns
-	sweepEvery  int64 // ns
+	period      int64                // bucket period, ns
+	openPeriods *backoff.Exponential // the open period of the n-th opening
+	idleTimeout int64                // ns
+	sweepEvery  int64                // ns
 
 	epoch time.Time // the reading of time.Now that nanos() counts from
 
@@ -71,6 +75,9 @@ type Set struct {
 	lastSweep int64             // guarded by mu
 
 	events *hooks.Queue[event] // transitions for hook, delivered outside every lock
+
+	randMu sync.Mutex // serialises calls to rand
+	rand   func() float64
 }
 
 type event struct {
@@ -100,6 +107,7 @@ type entry struct {
 	openUntil int64       // end of the open period (ns), valid while state == StateOpen
 	lastUsed  int64       // creation, last done, or last Allow that read the clock (ns)
 	inflight  int32       // admitted attempts whose done has not been called
+	opens     uint32      // openings since the breaker last closed
 	consec    uint32      // closed: this breaker's own failures in a row
 	probes    uint32      // half-open: probes admitted this generation, less those excluded
 	probeOK   uint32      // half-open: probes of this generation that succeeded
@@ -137,7 +145,6 @@ func NewSet(c Config) (*Set, error) {
 		ratio:       c.FailureRatio,
 		buckets:     c.Buckets,
 		period:      int64(c.Window / time.Duration(c.Buckets)),
-		openTimeout: int64(c.OpenTimeout),
 		idleTimeout: int64(c.IdleTimeout),
 		sweepEvery:  max(int64(c.IdleTimeout)/4, 1),
 		epoch:       time.Now(),
@@ -145,6 +152,22 @@ func NewSet(c Config) (*Set, error) {
 		cfg:         c,
 	}
 	s.events = hooks.New(func(ev event) { s.hook(ev.key, ev.from, ev.to) })
+	s.rand = c.Rand
+	if s.rand == nil {
+		s.rand = ownRand()
+	}
+	// The open period is a capped exponential backoff over the openings;
+	// an OpenTimeout above MaxOpenTimeout stays fixed.
+	var err error
+	s.openPeriods, err = backoff.NewExponential(backoff.Config{
+		BaseDelay:  c.OpenTimeout,
+		MaxDelay:   max(c.MaxOpenTimeout, c.OpenTimeout),
+		Multiplier: c.OpenMultiplier,
+		Jitter:     c.OpenJitter,
+	}, backoff.WithRandom(s.draw))
+	if err != nil { // not reached: Validate checked every field
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if defaultClassification {
 		s.isFailure, s.isExcluded = nil, nil // classify takes the fast path
 	}
@@ -154,6 +177,21 @@ func NewSet(c Config) (*Set, error) {
 		}
 	}
 	return s, nil
+}
+
+// ownRand returns a random source of the Set's own, seeded at random.
+func ownRand() func() float64 {
+	var seed [16]byte
+	_, _ = crand.Read(seed[:]) // never fails
+	return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))).Float64
+}
+
+// draw returns the next number of the Set's random source; calls are
+// serialised, so the source need not be safe for concurrent use.
+func (s *Set) draw() float64 {
+	s.randMu.Lock()
+	defer s.randMu.Unlock()
+	return s.rand()
 }
 
 // nanos is the time in nanoseconds since the Set was created, on the
@@ -307,6 +345,31 @@ func (s *Set) State(key string) State {
 	return st
 }
 
+// Ready tells the key's breaker that a connection to its downstream that
+// was down is ready again: an open breaker turns half-open at once, so that
+// the next Allow is a probe instead of a rejection until the open period
+// ends. The open period's growth is kept: if the probe fails, the breaker
+// reopens for the next, longer period. A closed or half-open breaker, and
+// a key the Set does not hold, are left as they are.
+//
+// Call it from the code that sees the connection (an attempt that waited
+// for a connection and found it ready), so that a restarted server is
+// probed as soon as it accepts connections rather than up to an open
+// period later. It acts on one key: with breakers per target and method,
+// each call that saw the connection come back reports its own key.
+func (s *Set) Ready(key string) {
+	e := s.lookup(key)
+	if e == nil {
+		return
+	}
+	now := s.nanos()
+	e.mu.Lock()
+	if !e.evicted && e.state == StateOpen {
+		e.setStateLocked(StateHalfOpen, now, 0, false)
+	}
+	s.unlock(e)
+}
+
 // Len returns how many breakers the Set holds.
 func (s *Set) Len() int {
 	s.mu.RLock()
@@ -349,7 +412,7 @@ func (e *entry) countLocked(now int64, kind outcome.Kind) {
 		e.frun++
 		e.consec++
 		if e.tripsLocked() {
-			e.setStateLocked(StateOpen, now, e.s.openTimeout, false)
+			e.openLocked(now, 0, false)
 		}
 	default:
 		e.win.Add(now, false)
@@ -367,7 +430,7 @@ func (e *entry) probeEndedLocked(now int64, kind outcome.Kind) {
 	case outcome.CallerGone:
 		e.probes--
 	case outcome.ServerFailure:
-		e.setStateLocked(StateOpen, now, s.openTimeout, false)
+		e.openLocked(now, 0, false)
 	default:
 		if e.probeOK++; e.probeOK >= s.probes {
 			e.setStateLocked(StateClosed, now, 0, false)
@@ -408,6 +471,17 @@ func (e *entry) tripsLocked() bool {
 	return e.windowRuleHolds(0, 0)
 }
 
+// openLocked opens a closed or half-open breaker: for d if d > 0 (the
+// fleet's word), else for the open period of its next opening. fleet marks
+// the opening as the fleet's. Caller holds e.mu.
+func (e *entry) openLocked(now, d int64, fleet bool) {
+	e.opens++
+	if d <= 0 {
+		d = int64(e.s.openPeriods.Delay(int(min(e.opens, math.MaxInt32))))
+	}
+	e.setStateLocked(StateOpen, now, d, fleet)
+}
+
 // setStateLocked moves e to state to at time now, starting a new
 // generation: openFor is the open period when to is StateOpen, fleet marks
 // a transition made on the fleet's word (Transition.Fleet). The transition
@@ -432,7 +506,7 @@ func (e *entry) setStateLocked(to State, now, openFor int64, fleet bool) {
 		}
 	case StateClosed:
 		e.win.Reset(now)
-		e.frun, e.rsucc, e.rfail, e.rrun = 0, 0, 0, 0
+		e.opens, e.frun, e.rsucc, e.rfail, e.rrun = 0, 0, 0, 0, 0
 	}
 	if e.evicted {
 		return

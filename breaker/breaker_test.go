@@ -22,15 +22,22 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newTestSet returns a Set of c. Run in a synctest bubble, it reads the
-// bubble's fake time: time.Sleep moves it.
+// bubble's fake time: time.Sleep moves it. Unless c sets Rand, its open
+// periods are not jittered: the n-th opening lasts exactly d(n).
 func newTestSet(t testing.TB, c Config) *Set {
 	t.Helper()
+	if c.Rand == nil {
+		c.Rand = noJitter
+	}
 	s, err := NewSet(c)
 	if err != nil {
 		t.Fatalf("NewSet(%+v) error: %v", c, err)
 	}
 	return s
 }
+
+// noJitter is a Rand that leaves every open period whole.
+func noJitter() float64 { return 0 }
 
 // transitions records hook calls.
 type transitions struct {
@@ -223,8 +230,8 @@ func TestZeroConfigBehavesAsDefaultConfig(t *testing.T) {
 				}
 			}
 			for s.State("k") == StateOpen {
-				time.Sleep(100 * time.Millisecond)
-				tr.openFor += 100 * time.Millisecond
+				time.Sleep(time.Millisecond)
+				tr.openFor += time.Millisecond
 			}
 			return tr
 		}
@@ -232,7 +239,7 @@ func TestZeroConfigBehavesAsDefaultConfig(t *testing.T) {
 		if zero != def {
 			t.Errorf("Config{}: opened after %d failures, open for %v; DefaultConfig(): %d, %v", zero.failures, zero.openFor, def.failures, def.openFor)
 		}
-		if want := (trace{25, 5 * time.Second}); zero != want {
+		if want := (trace{25, 25 * time.Millisecond}); zero != want {
 			t.Errorf("Config{}: %+v, want %+v (the documented defaults)", zero, want)
 		}
 	})
@@ -483,8 +490,13 @@ func TestWeakRulesTripUnderNoise(t *testing.T) {
 			tripped := 0
 			synctest.Test(t, func(t *testing.T) {
 				for seed := uint64(1); seed <= 20; seed++ {
-					s := newTestSet(t, tc.c)
-					if noiseRun(s, seed, tc.rate, tc.d, 0.3) > 0 {
+					var rec transitions
+					c := tc.c
+					c.OnStateChange = rec.hook
+					s := newTestSet(t, c)
+					// An opening lasts less than the time between two
+					// attempts: count the openings, not the rejections.
+					if noiseRun(s, seed, tc.rate, tc.d, 0.3); len(rec.list()) > 0 {
 						tripped++
 					}
 				}
@@ -560,7 +572,7 @@ func TestHalfOpenProbesCloseOnRecovery(t *testing.T) {
 		s := newTestSet(t, Config{OnStateChange: rec.hook})
 		trip(t, s, "k")
 		mustReject(t, s, "k", StateOpen)
-		time.Sleep(5*time.Second - time.Nanosecond)
+		time.Sleep(DefaultConfig().OpenTimeout - time.Nanosecond)
 		mustReject(t, s, "k", StateOpen)
 		checkState(t, s, "k", StateOpen)
 		time.Sleep(time.Nanosecond)
@@ -596,13 +608,14 @@ func TestHalfOpenFailedProbeReopens(t *testing.T) {
 		var rec transitions
 		s := newTestSet(t, Config{OnStateChange: rec.hook})
 		trip(t, s, "k")
-		time.Sleep(5 * time.Second)
+		open := DefaultConfig().OpenTimeout
+		time.Sleep(open)
 		p1, p2 := mustAllow(t, s, "k"), mustAllow(t, s, "k")
 		p1(errUnavailable)
 		checkState(t, s, "k", StateOpen)
 		p2(nil) // stale: admitted in the half-open period that ended
 		checkState(t, s, "k", StateOpen)
-		time.Sleep(5*time.Second - time.Nanosecond) // a new full open period
+		time.Sleep(2*open - time.Nanosecond) // a new open period, twice as long
 		mustReject(t, s, "k", StateOpen)
 		time.Sleep(time.Nanosecond)
 		p := mustAllow(t, s, "k")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"testing/synctest"
@@ -13,9 +14,12 @@ import (
 // refBreaker is the state machine as the package documentation states it,
 // written as plainly as possible: the reference the Set is checked against.
 // Its window is a list of every outcome counted since the breaker last
-// closed, filtered by bucket when the rule is read.
+// closed, filtered by bucket when the rule is read; its open periods draw
+// from a copy of the Set's random source.
 type refBreaker struct {
 	c         Config // defaults filled in
+	rand      func() float64
+	opens     int // openings since the breaker last closed
 	state     State
 	gen       int
 	openUntil time.Duration
@@ -40,9 +44,26 @@ func (m *refBreaker) to(st State, now time.Duration) {
 	m.consec, m.probes, m.ok = 0, 0, 0
 	switch st {
 	case StateOpen:
-		m.openUntil = now + m.c.OpenTimeout
+		m.opens++
+		m.openUntil = now + m.openPeriod()
 	case StateClosed:
 		m.hist = nil
+		m.opens = 0
+	}
+}
+
+// openPeriod is d(opens) of Config.OpenTimeout's documentation, shortened
+// by the jitter.
+func (m *refBreaker) openPeriod() time.Duration {
+	c := m.c
+	d := float64(c.OpenTimeout) * math.Pow(c.OpenMultiplier, float64(m.opens-1))
+	d = min(d, float64(max(c.MaxOpenTimeout, c.OpenTimeout)))
+	return time.Duration(d * (1 - c.OpenJitter*m.rand()))
+}
+
+func (m *refBreaker) ready(now time.Duration) {
+	if m.state == StateOpen {
+		m.to(StateHalfOpen, now)
 	}
 }
 
@@ -135,10 +156,12 @@ type pendingAttempt struct {
 	realGen int64 // the Set's generation when admitted
 }
 
-// propertyConfig keeps every rule within reach of a few hundred steps.
+// propertyConfig keeps every rule and the open period's growth within
+// reach of a few hundred steps.
 var propertyConfig = Config{
 	Window: time.Second, Buckets: 4, MinRequests: 4, FailureRatio: 0.5,
-	ConsecutiveFailures: 3, OpenTimeout: time.Second, HalfOpenProbes: 2,
+	ConsecutiveFailures: 3, HalfOpenProbes: 2,
+	OpenTimeout: 250 * time.Millisecond, MaxOpenTimeout: time.Second, OpenMultiplier: 2, OpenJitter: 0.5,
 }
 
 // runProperty drives a Set and the reference with the operations ops
@@ -149,14 +172,19 @@ func runProperty(t *testing.T, ops []byte) {
 		var got []string
 		c := propertyConfig
 		c.OnStateChange = func(_ string, from, to State) { got = append(got, fmt.Sprintf("%v->%v", from, to)) }
+		seed := uint64(len(ops))
+		for _, b := range ops {
+			seed = seed*31 + uint64(b)
+		}
+		c.Rand = rand.New(rand.NewPCG(seed, 1)).Float64
 		s := newTestSet(t, c)
-		m := &refBreaker{c: c.withDefaults()}
+		m := &refBreaker{c: c.withDefaults(), rand: rand.New(rand.NewPCG(seed, 1)).Float64}
 		start := time.Now()
 		const key = "k"
 		var pending []pendingAttempt
-		sleeps := []time.Duration{time.Nanosecond, 100 * time.Millisecond, 250 * time.Millisecond, 999 * time.Millisecond, time.Second, 3 * time.Second}
+		sleeps := []time.Duration{time.Nanosecond, 50 * time.Millisecond, 125 * time.Millisecond, 249 * time.Millisecond, 250 * time.Millisecond, time.Second, 3 * time.Second}
 		for i := 0; i+1 < len(ops); i += 2 {
-			op, arg := ops[i]%4, int(ops[i+1])
+			op, arg := ops[i]%5, int(ops[i+1])
 			now := time.Since(start)
 			switch op {
 			case 0: // Allow
@@ -197,6 +225,9 @@ func runProperty(t *testing.T, ops []byte) {
 				if st, want := s.State(key), m.stateAt(now); st != want {
 					t.Fatalf("step %d at %v: State = %v, reference %v", i/2, now, st, want)
 				}
+			case 4: // a connection became ready
+				s.Ready(key)
+				m.ready(now)
 			}
 			// Invariants, whatever the reference says.
 			if m.state == StateHalfOpen {

@@ -130,7 +130,7 @@ func (m *Member) SetFleet(key string, f Fleet) {
 		e.frun = 0
 	}
 	if e.state == StateClosed && e.fleetRuleHolds() {
-		e.setStateLocked(StateOpen, now, s.openTimeout, false)
+		e.openLocked(now, 0, false)
 	}
 	s.unlock(e)
 }
@@ -158,7 +158,7 @@ func (m *Member) Open(key string, d time.Duration) {
 		if e.state == StateOpen {
 			e.openUntil = max(e.openUntil, until)
 		} else {
-			e.setStateLocked(StateOpen, now, until-now, true)
+			e.openLocked(now, until-now, true)
 		}
 		s.unlock(e)
 		return

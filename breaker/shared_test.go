@@ -78,7 +78,7 @@ func TestSharedFleetRunTrips(t *testing.T) {
 		checkState(t, s, key, StateClosed)
 		attempt(s, key, errUnavailable)
 		checkState(t, s, key, StateOpen)
-		if got, want := sh.list(), []string{"k:closed->open for 5s"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		if got, want := sh.list(), []string{"k:closed->open for 25ms"}; fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("transitions = %v, want %v", got, want)
 		}
 		l := sh.m.Snapshot(nil)

@@ -148,7 +148,9 @@ func TestRedisFaultsMidRun(t *testing.T) {
 		if i == 0 {
 			oi.MeterProvider = mp
 		}
-		fleet = append(fleet, newMember(t, r, breaker.Config{}, oi))
+		// Open for a minute: the test checks that openings are shared, not
+		// when breakers probe again.
+		fleet = append(fleet, newMember(t, r, breaker.Config{OpenTimeout: time.Minute}, oi))
 	}
 	for _, m := range fleet {
 		synced(t, m.sh)

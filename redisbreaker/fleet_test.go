@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,6 +237,74 @@ func TestNewErrors(t *testing.T) {
 }
 
 func containsLine(s, sub string) bool { return strings.Contains(s, sub) }
+
+// With the default open schedule a fleet of 5, each member at 100 calls/s,
+// probes a dead downstream through the lease holder only: about one probe
+// per open period for the whole fleet, where five local breakers would send
+// one each. Once the downstream heals, a probe finds it within about a
+// period.
+func TestFleetProbesDeadDownstreamTogether(t *testing.T) {
+	r := sharedRedis(t)
+	// A prefix of this run's own: a lease left by an earlier run (-count)
+	// would hold the fleet's probes back for its ProbeLease.
+	p := prefix(t) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	fleet := newFleet(t, r, 5, breaker.Config{}, Options{Prefix: p})
+	const key = "k"
+	var healed atomic.Bool
+	var attempts, successes atomic.Int64
+	var firstSuccess atomic.Int64 // ns since start, 0 until then
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, m := range fleet {
+		wg.Go(func() {
+			pace := time.NewTicker(10 * time.Millisecond) // the load's rate
+			defer pace.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-pace.C:
+				}
+				done, err := m.set.Allow(key)
+				if err != nil {
+					continue
+				}
+				attempts.Add(1)
+				if healed.Load() {
+					successes.Add(1)
+					firstSuccess.CompareAndSwap(0, int64(time.Since(start)))
+					done(nil)
+				} else {
+					done(errDown)
+				}
+			}
+		})
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	eventually(t, 5*time.Second, "fleet opens", func() bool { return allState(fleet, key, breaker.StateOpen) })
+	before := attempts.Load()
+	const dead = 2 * time.Second
+	time.Sleep(dead) // the downstream stays dead: the load runs on
+	probes := attempts.Load() - before
+	perSecond := float64(probes) / dead.Seconds()
+	t.Logf("dead downstream, fleet of %d at 100 calls/s each: %d attempts in %v (%.1f/s; %d local breakers: about %d/s)",
+		len(fleet), probes, dead, perSecond, len(fleet), 10*len(fleet))
+	if perSecond > 20 {
+		t.Errorf("%.1f attempts/s across the fleet while dead, want about 10 (at most 20)", perSecond)
+	}
+	healAt := time.Since(start)
+	healed.Store(true)
+	eventually(t, 5*time.Second, "a success after healing", func() bool { return firstSuccess.Load() != 0 })
+	took := time.Duration(firstSuccess.Load()) - healAt
+	t.Logf("first success %v after the downstream healed", took)
+	if took > 300*time.Millisecond {
+		t.Errorf("first success %v after healing, want about one open period (100ms), at most 300ms", took)
+	}
+}
 
 // A lease holder reopened on another member's word (an opening that
 // crossed its lease) gives the lease back at once: kept, it would hold the

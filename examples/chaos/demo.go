@@ -463,7 +463,7 @@ func (d *demo) printHeader(tel *telemetry) {
 	w.printf("plain:     grpc.NewClient + grpc.WithDisableRetry\n")
 	w.printf("resilient: interceptors.New(...).DialOptions(), library defaults (3 attempts, backoff 50ms x 2^n,\n")
 	w.printf("           retry budget, breaker, ready wait) except:\n")
-	w.printf("             breaker OpenTimeout %v (default 5s)                    -open-timeout\n", c.OpenTimeout)
+	w.printf("             breaker OpenTimeout %v (default 25ms-100ms)           -open-timeout\n", c.OpenTimeout)
 	if c.Hedge > 0 {
 		w.printf("             Echo hedged after %v, 2 in flight (default: no hedging)  -hedge=0 to turn off\n", c.Hedge)
 	} else {
