@@ -238,9 +238,13 @@
 //
 // A Set is safe for concurrent use. Each key has its own lock; the key map is
 // read-locked for lookups and write-locked only to add or evict keys.
-// On the benchmark machine (a 2-vCPU AMD EPYC VM, where a time.Now reading
-// costs about 45ns) a closed breaker's Allow plus done(nil) costs about 130ns
-// and allocates nothing (the done func is shared by all attempts of one breaker state); a
-// rejection costs about 60ns and allocates nothing (the *OpenError is shared
-// per key and state; treat it as read-only).
+// A closed breaker's Allow plus done(nil) reads the clock once (in done)
+// and allocates nothing (the done func is shared by all attempts of one
+// breaker state); a rejection allocates nothing either (the *OpenError is
+// shared per key and state; treat it as read-only). On a shared 2-vCPU VM,
+// 10 runs interleaved with the gobreaker-based version this package
+// replaced, Allow plus done(nil) took 99ns against 229ns (0.43) and a
+// rejection 93ns against 117ns (go test -run '^$' -bench . -benchmem
+// -count 10 ./breaker/, compared with benchstat; the figures vary by 30%
+// or more between runs there).
 package breaker
