@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/fallback"
 	"github.com/grpc-resilience/resilience/interceptors"
@@ -203,7 +204,11 @@ func (d *demo) newClient(ctx context.Context, name string, tel *telemetry) (_ *c
 func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Option {
 	opts := []interceptors.Option{
 		interceptors.WithBreaker(breaker.Config{
+			// A fixed period, as the README's figures were taken with:
+			// unjittered, the breaker's phase against the timeline (open
+			// or probing when the restart begins) is the same every run.
 			OpenTimeout: d.cfg.OpenTimeout,
+			OpenJitter:  backoff.NoJitter,
 			OnStateChange: func(_ string, from, to breaker.State) {
 				c.breaker.Store(int32(to))
 				d.timeline.transition(d.elapsed(), to)
