@@ -175,12 +175,13 @@ func (c Config) Validate() error {
 	if !(c.FailureRatio >= 0 && c.FailureRatio <= 1) { // also NaN
 		bad("FailureRatio must be in (0,1] (0 means default), got %v", c.FailureRatio)
 	}
-	if c.OpenTimeout < 0 {
-		bad("OpenTimeout must be >= 0 (0 means default), got %v", c.OpenTimeout)
+	nonNegative := func(field string, d time.Duration) {
+		if d < 0 {
+			bad("%s must be >= 0 (0 means default), got %v", field, d)
+		}
 	}
-	if c.MaxOpenTimeout < 0 {
-		bad("MaxOpenTimeout must be >= 0 (0 means default), got %v", c.MaxOpenTimeout)
-	}
+	nonNegative("OpenTimeout", c.OpenTimeout)
+	nonNegative("MaxOpenTimeout", c.MaxOpenTimeout)
 	if math.IsNaN(c.OpenMultiplier) || math.IsInf(c.OpenMultiplier, 0) || (c.OpenMultiplier != 0 && c.OpenMultiplier < 1) {
 		bad("OpenMultiplier must be a finite number >= 1 (0 means default), got %v", c.OpenMultiplier)
 	}
@@ -190,9 +191,7 @@ func (c Config) Validate() error {
 	if c.MaxKeys < 0 {
 		bad("MaxKeys must be >= 0 (0 means default), got %d", c.MaxKeys)
 	}
-	if c.IdleTimeout < 0 {
-		bad("IdleTimeout must be >= 0 (0 means default), got %v", c.IdleTimeout)
-	}
+	nonNegative("IdleTimeout", c.IdleTimeout)
 	return errors.Join(errs...)
 }
 
