@@ -180,9 +180,10 @@
 //
 // # Eviction
 //
-// A Set holds at most MaxKeys (10,000) breakers, about 0.7 KB each. When a new
-// key would exceed the cap, the Set samples 8 breakers (Go randomises map
-// iteration) and evicts the least recently used one that has no attempt in
+// A Set holds at most MaxKeys (10,000) breakers, about 0.4 KB each (with a
+// key like "dns:///svc-1.example:443"; TestEvictionBoundsMemory logs it).
+// When a new key would exceed the cap, the Set samples 8 breakers (Go
+// randomises map iteration) and evicts the least recently used one that has no attempt in
 // flight and is not inside its open period; if up to 64 samples find none,
 // it evicts the least recently used one sampled anyway, so the cap is a hard
 // bound. Breakers unused for IdleTimeout (10 minutes) with nothing in flight
