@@ -1,7 +1,7 @@
 // Package outcome classifies how an attempt ended, once, for every part of
-// the library that counts outcomes: the engine's retry decision and
-// fallback, the circuit breaker (package breaker's default classification)
-// and the endpoint ejection policy (package endpoint). It is the one place
+// the library that counts outcomes: the circuit breaker (package breaker's
+// default classification), the endpoint ejection policy (package endpoint)
+// and the engine's gates, retry decision and fallback. It is the one place
 // the set of codes that mean "the server is in trouble" lives.
 //
 // # Model
@@ -30,8 +30,9 @@
 //
 // A DeadlineExceeded status is a server failure to Of; whether it was in
 // fact the caller's own deadline running out depends on the call's context,
-// which only the caller of Of has (the engine and the endpoint policy refine
-// it to CallerGone when the call's context is done).
+// which only the caller of Of has (package endpoint refines it to
+// CallerGone when the call's context is done; the engine decides the
+// caller's deadline from its own context too).
 //
 // # Cost and concurrency
 //
