@@ -6,7 +6,8 @@
 //     deadlines, retries, breakers, retry budget, pushback, recovery across
 //     restarts, hedging, telemetry, per-call and per-method policy) and dial
 //     options.
-//   - breaker: per-target circuit breakers on sony/gobreaker v2.
+//   - breaker: per-target circuit breakers (a state machine of its own;
+//     the package documentation says why not sony/gobreaker).
 //   - budget: the per-target retry budget (gRFC A6 token bucket).
 //   - backoff: delay policies (exponential with jitter, constant).
 //   - fallback: the stale-answer store and the fallback hook a method can

@@ -2,14 +2,19 @@ package breaker
 
 import (
 	"context"
-	"errors"
+	crand "crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
+	"github.com/grpc-resilience/resilience/backoff"
+	"github.com/grpc-resilience/resilience/internal/hooks"
+	"github.com/grpc-resilience/resilience/internal/outcome"
+	"github.com/grpc-resilience/resilience/internal/window"
 )
 
 // State is the state of one breaker. Its numeric values are stable and meant
@@ -54,13 +59,12 @@ type Set struct {
 	consecutive uint32
 	ratio       float64
 	buckets     int
-	period      int64 // bucket period, ns
-	openTimeout int64 // ns
-	idleTimeout int64 // ns
-	sweepEvery  int64 // ns
+	period      int64                // bucket period, ns
+	openPeriods *backoff.Exponential // the open period of the n-th opening
+	idleTimeout int64                // ns
+	sweepEvery  int64                // ns
 
-	now   func() time.Time // injectable clock
-	epoch time.Time        // clock reading that nanos() counts from
+	epoch time.Time // the reading of time.Now that nanos() counts from
 
 	cfg    Config      // as configured, defaults filled in (Member.Config)
 	shared Shared      // nil: every breaker is local
@@ -70,10 +74,10 @@ type Set struct {
 	m         map[string]*entry // guarded by mu
 	lastSweep int64             // guarded by mu
 
-	hmu         sync.Mutex // guards the hook queue below
-	events      []event
-	head        int
-	dispatching bool
+	events *hooks.Queue[event] // transitions for hook, delivered outside every lock
+
+	randMu sync.Mutex // serialises calls to rand
+	rand   func() float64
 }
 
 type event struct {
@@ -81,42 +85,34 @@ type event struct {
 	from, to State
 }
 
-// entry is one key's breaker. gobreaker keeps the state machine (closed, open,
-// half-open, generations, consecutive counts, half-open slot accounting with
-// exclusions); the entry adds what depends on time, read from the Set's clock:
-// the rolling window the trip rule reads and the end of the open period.
+// entry is one key's breaker: the state machine (closed, open, half-open),
+// its generation, the closed state's counts and the half-open state's probe
+// slots, all guarded by mu.
 //
-// gobreaker reads time.Now itself. It is configured so that its own reading
-// never matters: no closed-state interval (Interval 0) and an open timeout of
-// 1ns, while the entry refuses to call into gobreaker at all until its own
-// clock says the open period is over. Every call into gobreaker happens under
-// e.mu, so that check and the call are atomic and OnStateChange (which
-// gobreaker runs under its own lock, inside those calls) can update the
-// entry's fields.
-//
-// With Interval 0, the done callbacks gobreaker's Allow returns within one
-// generation are interchangeable (they carry the generation and a bucket age
-// that stays 0). The entry keeps the first one of each generation (gbDone) and
-// hands every attempt of a generation the same done func (doneFn), so a closed
-// breaker admits attempts without calling gobreaker or allocating. Half-open
-// admissions still go through gobreaker's Allow, which counts the probe slots.
+// Every transition starts a new generation. An attempt's done func carries
+// the generation it was admitted in, and an outcome of an earlier
+// generation changes nothing: an attempt admitted while closed that ends
+// while half-open does not decide the probe, and a stale probe that ends
+// excluded frees no slot of the new half-open period. All attempts of one
+// generation share one done func (doneFn), so a closed breaker admits
+// attempts without allocating.
 type entry struct {
 	key string
 	s   *Set
-	cb  *gobreaker.TwoStepCircuitBreaker[struct{}]
 
 	mu        sync.Mutex
-	state     State       // mirror of gobreaker's state, kept by onStateChange
-	gen       uint64      // bumped on every transition, like gobreaker's generation
-	gbDone    func(error) // gobreaker's done callback for gen, nil until first needed
+	state     State
+	gen       uint64      // bumped on every transition
 	doneFn    func(error) // the done func handed out for gen, nil until first needed
 	openUntil int64       // end of the open period (ns), valid while state == StateOpen
-	now       int64       // clock reading of the current call, for onStateChange
-	lastUsed  int64       // creation, last done, or last Allow that asked gobreaker (ns)
+	lastUsed  int64       // creation, last done, or last Allow that read the clock (ns)
 	inflight  int32       // admitted attempts whose done has not been called
-	queued    bool        // onStateChange queued a hook event during this call
-	evicted   bool        // removed from the Set; hooks are no longer reported
-	win       window
+	opens     uint32      // openings since the breaker last closed
+	consec    uint32      // closed: this breaker's own failures in a row
+	probes    uint32      // half-open: probes admitted this generation, less those excluded
+	probeOK   uint32      // half-open: probes of this generation that succeeded
+	evicted   bool        // removed from the Set; transitions are no longer reported
+	win       window.Window
 	changed   chan struct{} // closed at the next transition or freed probe slot; nil until awaited
 	openErr   *OpenError    // cached rejections, built on first use
 	probeErr  *OpenError
@@ -128,19 +124,7 @@ type entry struct {
 	rsucc, rfail uint32 // the fleet's other members' window (Member.SetFleet)
 	rrun         uint32 // the fleet's other members' failure run
 	leased       bool   // half-open and holding the fleet's probe lease
-	force        bool   // readyToTrip says yes: forceFailure is opening the breaker
-	fromFleet    bool   // the transition in progress is the fleet's (Transition.Fleet)
-	forceFor     int64  // open period forceFailure asks for (ns); 0: OpenTimeout
 }
-
-// Outcomes as handed to gobreaker, after classification.
-var (
-	errFailure  = errors.New("breaker: failure")
-	errExcluded = errors.New("breaker: excluded")
-)
-
-func gbIsSuccessful(err error) bool { return err == nil }
-func gbIsExcluded(err error) bool   { return err == errExcluded }
 
 // NewSet returns an empty Set configured by c (zero fields take their
 // defaults). It returns an error wrapping [ErrInvalidConfig] if c is invalid.
@@ -150,9 +134,6 @@ func NewSet(c Config) (*Set, error) {
 	}
 	defaultClassification := c.IsFailure == nil && c.IsExcluded == nil
 	c = c.withDefaults()
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	s := &Set{
 		isFailure:   c.IsFailure,
 		isExcluded:  c.IsExcluded,
@@ -164,13 +145,28 @@ func NewSet(c Config) (*Set, error) {
 		ratio:       c.FailureRatio,
 		buckets:     c.Buckets,
 		period:      int64(c.Window / time.Duration(c.Buckets)),
-		openTimeout: int64(c.OpenTimeout),
 		idleTimeout: int64(c.IdleTimeout),
 		sweepEvery:  max(int64(c.IdleTimeout)/4, 1),
-		now:         c.Now,
-		epoch:       c.Now(),
+		epoch:       time.Now(),
 		m:           make(map[string]*entry),
 		cfg:         c,
+	}
+	s.events = hooks.New(func(ev event) { s.hook(ev.key, ev.from, ev.to) })
+	s.rand = c.Rand
+	if s.rand == nil {
+		s.rand = ownRand()
+	}
+	// The open period is a capped exponential backoff over the openings;
+	// an OpenTimeout above MaxOpenTimeout stays fixed.
+	var err error
+	s.openPeriods, err = backoff.NewExponential(backoff.Config{
+		BaseDelay:  c.OpenTimeout,
+		MaxDelay:   max(c.MaxOpenTimeout, c.OpenTimeout),
+		Multiplier: c.OpenMultiplier,
+		Jitter:     c.OpenJitter,
+	}, backoff.WithRandom(s.draw))
+	if err != nil { // not reached: Validate checked every field
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if defaultClassification {
 		s.isFailure, s.isExcluded = nil, nil // classify takes the fast path
@@ -183,9 +179,25 @@ func NewSet(c Config) (*Set, error) {
 	return s, nil
 }
 
-// nanos is the Set's clock in nanoseconds since the Set was created.
+// ownRand returns a random source of the Set's own, seeded at random.
+func ownRand() func() float64 {
+	var seed [16]byte
+	_, _ = crand.Read(seed[:]) // never fails
+	return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))).Float64
+}
+
+// draw returns the next number of the Set's random source; calls are
+// serialised, so the source need not be safe for concurrent use.
+func (s *Set) draw() float64 {
+	s.randMu.Lock()
+	defer s.randMu.Unlock()
+	return s.rand()
+}
+
+// nanos is the time in nanoseconds since the Set was created, on the
+// monotonic clock.
 func (s *Set) nanos() int64 {
-	if n := int64(s.now().Sub(s.epoch)); n > 0 {
+	if n := int64(time.Since(s.epoch)); n > 0 {
 		return n
 	}
 	return 0
@@ -211,44 +223,12 @@ func (s *Set) Allow(key string) (done func(err error), err error) {
 			e.mu.Unlock()
 			continue
 		}
-		// Closed with gobreaker's callback for this generation at hand:
-		// gobreaker would admit, so there is nothing to ask it (and no need
-		// for the time: done stamps lastUsed, and an entry with attempts in
-		// flight is never idle).
-		if e.state != StateClosed || e.gbDone == nil {
-			now := s.nanos()
-			e.lastUsed = now
-			if e.state == StateOpen && now < e.openUntil {
-				err := e.rejection(StateOpen)
-				e.mu.Unlock()
+		// A closed breaker admits without reading the clock: done stamps
+		// lastUsed, and an entry with attempts in flight is never idle.
+		if e.state != StateClosed {
+			if err := e.admitProbeLocked(s.nanos()); err != nil {
+				s.unlock(e)
 				return nil, err
-			}
-			e.now = now
-			if e.state != StateClosed && !e.leased && s.fleet.Load() {
-				// The fleet leases its probes: without the lease a breaker
-				// past its open period turns half-open (telling the Shared,
-				// which asks the fleet for the lease) but admits nothing.
-				if e.state == StateOpen {
-					e.cb.State()
-				}
-				if e.state != StateClosed {
-					err := e.rejection(StateHalfOpen)
-					s.unlockAndDispatch(e)
-					return nil, err
-				}
-			}
-			gbDone, gbErr := e.cb.Allow() // may turn an open breaker half-open
-			if gbErr != nil {
-				st := StateOpen
-				if gbErr == gobreaker.ErrTooManyRequests {
-					st = StateHalfOpen
-				}
-				err := e.rejection(st)
-				s.unlockAndDispatch(e)
-				return nil, err
-			}
-			if e.gbDone == nil {
-				e.gbDone = gbDone
 			}
 		}
 		e.inflight++
@@ -257,9 +237,32 @@ func (s *Set) Allow(key string) (done func(err error), err error) {
 			e.doneFn = func(err error) { e.done(gen, err) }
 		}
 		done := e.doneFn
-		s.unlockAndDispatch(e)
+		s.unlock(e)
 		return done, nil
 	}
+}
+
+// admitProbeLocked decides an attempt on a breaker that is not closed: an
+// open one past its open period turns half-open, and a half-open one admits
+// the attempt as a probe if it has a free slot (and, in a fleet, holds the
+// probe lease). It returns the rejection otherwise. Caller holds e.mu.
+func (e *entry) admitProbeLocked(now int64) error {
+	s := e.s
+	e.lastUsed = now
+	if e.state == StateOpen {
+		if now < e.openUntil {
+			return e.rejection(StateOpen)
+		}
+		e.setStateLocked(StateHalfOpen, now, 0, false)
+	}
+	// The fleet leases its probes: without the lease a half-open breaker
+	// admits nothing (turning half-open told the Shared, which asks the
+	// fleet for the lease).
+	if (!e.leased && s.fleet.Load()) || e.probes >= s.probes {
+		return e.rejection(StateHalfOpen)
+	}
+	e.probes++
+	return nil
 }
 
 // AllowWait is Allow for a caller that can wait for a probe slot: when the
@@ -324,9 +327,7 @@ func (e *entry) notifyLocked() {
 // not hold (a new breaker starts closed). Like Allow, it moves an open breaker
 // whose open period is over to half-open.
 func (s *Set) State(key string) State {
-	s.mu.RLock()
-	e := s.m[key]
-	s.mu.RUnlock()
+	e := s.lookup(key)
 	if e == nil {
 		return StateClosed
 	}
@@ -337,12 +338,36 @@ func (s *Set) State(key string) State {
 		return StateClosed
 	}
 	if e.state == StateOpen && now >= e.openUntil {
-		e.now = now
-		e.cb.State() // lets gobreaker turn half-open; onStateChange updates e.state
+		e.setStateLocked(StateHalfOpen, now, 0, false)
 	}
 	st := e.state
-	s.unlockAndDispatch(e)
+	s.unlock(e)
 	return st
+}
+
+// Ready tells the key's breaker that a connection to its downstream that
+// was down is ready again: an open breaker turns half-open at once, so that
+// the next Allow is a probe instead of a rejection until the open period
+// ends. The open period's growth is kept: if the probe fails, the breaker
+// reopens for the next, longer period. A closed or half-open breaker, and
+// a key the Set does not hold, are left as they are.
+//
+// Call it from the code that sees the connection (an attempt that waited
+// for a connection and found it ready), so that a restarted server is
+// probed as soon as it accepts connections rather than up to an open
+// period later. It acts on one key: with breakers per target and method,
+// each call that saw the connection come back reports its own key.
+func (s *Set) Ready(key string) {
+	e := s.lookup(key)
+	if e == nil {
+		return
+	}
+	now := s.nanos()
+	e.mu.Lock()
+	if !e.evicted && e.state == StateOpen {
+		e.setStateLocked(StateHalfOpen, now, 0, false)
+	}
+	s.unlock(e)
 }
 
 // Len returns how many breakers the Set holds.
@@ -355,118 +380,158 @@ func (s *Set) Len() int {
 // done reports the outcome of an attempt admitted in generation gen.
 func (e *entry) done(gen uint64, err error) {
 	s := e.s
-	outcome := s.classify(err)
+	kind := s.classify(err)
 	now := s.nanos()
 	e.mu.Lock()
 	e.inflight--
 	e.lastUsed = now
-	// An attempt admitted before the last transition is stale: gobreaker would
-	// drop it (its generation moved on too), and calling into gobreaker while
-	// the open period runs could let its own 1ns timer turn it half-open early.
 	if e.state == StateHalfOpen {
 		// A probe ended: its slot is free, or the outcome is about to
 		// decide the probe. Either way, waiters ask again.
 		e.notifyLocked()
 	}
 	if gen == e.gen && !e.evicted {
-		if e.state == StateClosed && outcome != errExcluded {
-			failed := outcome == errFailure
-			e.win.add(now, s.period, failed)
-			if failed {
-				e.nfail++
-				e.frun++
-			} else {
-				e.nsucc++
-				e.frun = 0
-			}
+		switch e.state {
+		case StateClosed:
+			e.countLocked(now, kind)
+		case StateHalfOpen:
+			e.probeEndedLocked(now, kind)
 		}
-		e.now = now
-		e.gbDone(outcome)
 	}
-	s.unlockAndDispatch(e)
+	s.unlock(e)
 }
 
-// classify maps an attempt's error to the outcome handed to gobreaker: nil
-// (success), errFailure or errExcluded.
-func (s *Set) classify(err error) error {
+// countLocked counts an outcome of the closed state and opens the breaker
+// if the trip rule then holds. Caller holds e.mu.
+func (e *entry) countLocked(now int64, kind outcome.Kind) {
+	switch kind {
+	case outcome.CallerGone: // neither extends nor breaks a run
+	case outcome.ServerFailure:
+		e.win.Add(now, true)
+		e.nfail++
+		e.frun++
+		e.consec++
+		if e.tripsLocked() {
+			e.openLocked(now, 0, false)
+		}
+	default:
+		e.win.Add(now, false)
+		e.nsucc++
+		e.frun, e.consec = 0, 0
+	}
+}
+
+// probeEndedLocked takes a probe's outcome: an excluded one frees its slot,
+// HalfOpenProbes successes close the breaker, a failure reopens it. Caller
+// holds e.mu.
+func (e *entry) probeEndedLocked(now int64, kind outcome.Kind) {
+	s := e.s
+	switch kind {
+	case outcome.CallerGone:
+		e.probes--
+	case outcome.ServerFailure:
+		e.openLocked(now, 0, false)
+	default:
+		if e.probeOK++; e.probeOK >= s.probes {
+			e.setStateLocked(StateClosed, now, 0, false)
+		}
+	}
+}
+
+// classify sorts an attempt's error into a success (outcome.Success), a
+// failure (outcome.ServerFailure) or an excluded outcome
+// (outcome.CallerGone), by the Set's IsFailure and IsExcluded.
+func (s *Set) classify(err error) outcome.Kind {
 	switch {
 	case err == nil:
-		return nil
+		return outcome.Success
 	case s.isExcluded == nil: // both defaults: one pass over the error
-		excluded, failure := defaultClassify(err)
-		if excluded {
-			return errExcluded
+		switch k := outcome.Of(err); k {
+		case outcome.ServerFailure, outcome.CallerGone:
+			return k
 		}
-		if failure {
-			return errFailure
-		}
-		return nil
+		return outcome.Success
 	case s.isExcluded(err):
-		return errExcluded
+		return outcome.CallerGone
 	case s.isFailure(err):
-		return errFailure
+		return outcome.ServerFailure
 	}
-	return nil
+	return outcome.Success
 }
 
-// readyToTrip is gobreaker's ReadyToTrip; it runs under e.mu (inside done),
-// after the failure was added to the window.
-func (e *entry) readyToTrip(c gobreaker.Counts) bool {
-	s := e.s
-	if e.force || c.ConsecutiveFailures >= s.consecutive {
+// tripsLocked is the trip rule, evaluated after a failure was counted.
+// Caller holds e.mu.
+func (e *entry) tripsLocked() bool {
+	if e.consec >= e.s.consecutive {
 		return true
 	}
-	if s.fleet.Load() {
+	if e.s.fleet.Load() {
 		return e.fleetRuleHolds()
 	}
 	return e.windowRuleHolds(0, 0)
 }
 
-// onStateChange is gobreaker's OnStateChange. It runs under gobreaker's lock,
-// inside a call made under e.mu: it only updates the entry and queues the
-// event; unlockAndDispatch delivers it once the locks are released.
-func (e *entry) onStateChange(_ string, from, to gobreaker.State) {
-	e.state = State(to)
+// openLocked opens a closed or half-open breaker: for d if d > 0 (the
+// fleet's word), else for the open period of its next opening. fleet marks
+// the opening as the fleet's. Caller holds e.mu.
+func (e *entry) openLocked(now, d int64, fleet bool) {
+	e.opens++
+	if d <= 0 {
+		d = int64(e.s.openPeriods.Delay(int(min(e.opens, math.MaxInt32))))
+	}
+	e.setStateLocked(StateOpen, now, d, fleet)
+}
+
+// setStateLocked moves e to state to at time now, starting a new
+// generation: openFor is the open period when to is StateOpen, fleet marks
+// a transition made on the fleet's word (Transition.Fleet). The transition
+// is queued for the hook, which unlock delivers, and told to the Shared.
+// Caller holds e.mu.
+func (e *entry) setStateLocked(to State, now, openFor int64, fleet bool) {
+	from := e.state
+	if from == to {
+		return
+	}
+	e.state = to
 	e.gen++
-	e.notifyLocked()
-	e.gbDone, e.doneFn = nil, nil
+	e.doneFn = nil
+	e.consec, e.probes, e.probeOK = 0, 0, 0
 	e.leased = false
-	openFor := e.s.openTimeout
-	switch e.state {
+	e.notifyLocked()
+	switch to {
 	case StateOpen:
-		if e.forceFor > 0 {
-			openFor = e.forceFor
-		}
-		e.openUntil = e.now + openFor
-		if e.openUntil < e.now { // overflow: open "forever"
+		e.openUntil = now + openFor
+		if e.openUntil < now { // overflow: open "forever"
 			e.openUntil = math.MaxInt64
 		}
 	case StateClosed:
-		e.win.reset(e.now, e.s.period)
-		e.frun, e.rsucc, e.rfail, e.rrun = 0, 0, 0, 0
+		e.win.Reset(now)
+		e.opens, e.frun, e.rsucc, e.rfail, e.rrun = 0, 0, 0, 0, 0
 	}
-	if !e.evicted {
-		e.queue(State(from), State(to))
-		if sh := e.s.shared; sh != nil {
-			t := Transition{Key: e.key, From: State(from), To: State(to), Fleet: e.fromFleet}
-			if t.To == StateOpen {
-				t.OpenFor = time.Duration(openFor)
-			}
-			sh.Transition(t)
+	if e.evicted {
+		return
+	}
+	e.queue(from, to)
+	if sh := e.s.shared; sh != nil {
+		t := Transition{Key: e.key, From: from, To: to, Fleet: fleet}
+		if to == StateOpen {
+			t.OpenFor = time.Duration(openFor)
 		}
+		sh.Transition(t)
 	}
 }
 
 // queue records a transition for the hook. Caller holds e.mu.
 func (e *entry) queue(from, to State) {
-	s := e.s
-	if s.hook == nil {
-		return
+	if e.s.hook != nil {
+		e.s.events.Push(event{key: e.key, from: from, to: to})
 	}
-	s.hmu.Lock()
-	s.events = append(s.events, event{key: e.key, from: from, to: to})
-	s.hmu.Unlock()
-	e.queued = true
+}
+
+// unlock releases e.mu and delivers the hook events queued meanwhile.
+func (s *Set) unlock(e *entry) {
+	e.mu.Unlock()
+	s.events.Deliver()
 }
 
 // rejection returns the shared OpenError for the state. Caller holds e.mu.
@@ -488,65 +553,19 @@ func (e *entry) evictable(now int64) bool {
 	return e.inflight == 0 && !(e.state == StateOpen && now < e.openUntil)
 }
 
-// unlockAndDispatch releases e.mu and delivers the hook events this call
-// queued, if any.
-func (s *Set) unlockAndDispatch(e *entry) {
-	q := e.queued
-	e.queued = false
-	e.mu.Unlock()
-	if q {
-		s.dispatch()
-	}
-}
-
-// dispatch delivers queued hook events in order. Only one goroutine delivers
-// at a time; a goroutine that finds another delivering leaves its events to
-// it (the deliverer drains the queue before it stops). No lock is held while
-// the hook runs, so it may call back into the Set; events it causes are
-// delivered after it returns.
-func (s *Set) dispatch() {
-	s.hmu.Lock()
-	if s.dispatching {
-		s.hmu.Unlock()
-		return
-	}
-	s.dispatching = true
-	for s.head < len(s.events) {
-		ev := s.events[s.head]
-		s.events[s.head] = event{}
-		s.head++
-		s.hmu.Unlock()
-		s.deliver(ev)
-		s.hmu.Lock()
-	}
-	s.events = s.events[:0]
-	s.head = 0
-	s.dispatching = false
-	s.hmu.Unlock()
-}
-
-func (s *Set) deliver(ev event) {
-	ok := false
-	defer func() {
-		if !ok { // the hook panicked: let the next transition deliver the rest
-			s.hmu.Lock()
-			s.dispatching = false
-			s.hmu.Unlock()
-		}
-	}()
-	s.hook(ev.key, ev.from, ev.to)
-	ok = true
-}
-
 // entry returns the key's breaker, creating it if needed.
 func (s *Set) entry(key string) *entry {
-	s.mu.RLock()
-	e := s.m[key]
-	s.mu.RUnlock()
-	if e != nil {
+	if e := s.lookup(key); e != nil {
 		return e
 	}
 	return s.insert(key)
+}
+
+// lookup returns the key's breaker, or nil if the Set does not hold it.
+func (s *Set) lookup(key string) *entry {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m[key]
 }
 
 func (s *Set) insert(key string) *entry {
@@ -556,54 +575,34 @@ func (s *Set) insert(key string) *entry {
 		s.mu.Unlock()
 		return e
 	}
-	queued := false
 	if now-s.lastSweep >= s.sweepEvery {
-		queued = s.sweepLocked(now)
+		s.sweepLocked(now)
 	}
 	for len(s.m) >= s.maxKeys {
-		queued = s.evictOneLocked(now) || queued
+		s.evictOneLocked(now)
 	}
-	e := s.newEntry(key, now)
+	e := &entry{key: key, s: s, lastUsed: now, win: window.New(s.buckets, s.period, now)}
 	s.m[key] = e
 	s.mu.Unlock()
-	if queued {
-		s.dispatch()
-	}
+	s.events.Deliver()
 	return e
 }
 
-func (s *Set) newEntry(key string, now int64) *entry {
-	e := &entry{key: key, s: s, lastUsed: now}
-	e.win.buckets = make([]bucket, s.buckets)
-	e.win.reset(now, s.period)
-	e.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:          key,
-		MaxRequests:   s.probes,
-		Timeout:       time.Nanosecond, // the entry times the open period
-		ReadyToTrip:   e.readyToTrip,
-		OnStateChange: e.onStateChange,
-		IsSuccessful:  gbIsSuccessful,
-		IsExcluded:    gbIsExcluded,
-	})
-	return e
-}
-
-// sweepLocked removes every evictable entry idle for IdleTimeout. Caller holds
-// s.mu. It reports whether hook events were queued.
-func (s *Set) sweepLocked(now int64) (queued bool) {
+// sweepLocked removes every evictable entry idle for IdleTimeout. Caller
+// holds s.mu.
+func (s *Set) sweepLocked(now int64) {
 	s.lastSweep = now
 	for k, e := range s.m {
 		e.mu.Lock()
 		idle := now-e.lastUsed >= s.idleTimeout && e.evictable(now)
 		if idle {
-			queued = e.evictLocked() || queued
+			e.evictLocked()
 		}
 		e.mu.Unlock()
 		if idle {
 			delete(s.m, k)
 		}
 	}
-	return queued
 }
 
 // Eviction under the cap samples the map (Go randomises where iteration
@@ -615,9 +614,8 @@ const (
 	evictMaxSample = 64
 )
 
-// evictOneLocked removes one entry. Caller holds s.mu. It reports whether hook
-// events were queued.
-func (s *Set) evictOneLocked(now int64) bool {
+// evictOneLocked removes one entry. Caller holds s.mu.
+func (s *Set) evictOneLocked(now int64) {
 	var best, oldest *entry
 	var bestUsed, oldestUsed int64
 	n := 0
@@ -640,73 +638,21 @@ func (s *Set) evictOneLocked(now int64) bool {
 		best = oldest
 	}
 	if best == nil {
-		return false
+		return
 	}
 	best.mu.Lock()
-	queued := best.evictLocked()
+	best.evictLocked()
 	best.mu.Unlock()
 	delete(s.m, best.key)
-	return queued
 }
 
 // evictLocked marks the entry evicted. A breaker that was not closed reports a
 // last transition to closed, the state a new breaker for the key starts in.
 // Caller holds e.mu.
-func (e *entry) evictLocked() bool {
+func (e *entry) evictLocked() {
 	if e.state != StateClosed {
 		e.queue(e.state, StateClosed)
 	}
 	e.evicted = true
 	e.notifyLocked()
-	q := e.queued
-	e.queued = false
-	return q
-}
-
-// window is the rolling window of counted outcomes: a ring of buckets, each
-// covering one period; cur is the absolute number (now/period) of the newest.
-type window struct {
-	buckets    []bucket
-	cur        int64
-	succ, fail uint32
-}
-
-type bucket struct{ succ, fail uint32 }
-
-func (w *window) reset(now, period int64) {
-	clear(w.buckets)
-	w.succ, w.fail = 0, 0
-	w.cur = now / period
-}
-
-// advance drops the buckets that have left the window by now.
-func (w *window) advance(now, period int64) {
-	b := now / period
-	if b <= w.cur {
-		return
-	}
-	n := int64(len(w.buckets))
-	if b-w.cur >= n {
-		w.reset(now, period)
-		return
-	}
-	for i := w.cur + 1; i <= b; i++ {
-		k := &w.buckets[i%n]
-		w.succ -= k.succ
-		w.fail -= k.fail
-		*k = bucket{}
-	}
-	w.cur = b
-}
-
-func (w *window) add(now, period int64, failed bool) {
-	w.advance(now, period)
-	k := &w.buckets[w.cur%int64(len(w.buckets))]
-	if failed {
-		k.fail++
-		w.fail++
-	} else {
-		k.succ++
-		w.succ++
-	}
 }

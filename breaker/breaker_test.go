@@ -10,8 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -21,28 +21,23 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeClock is a manually advanced clock; the Set reads it through Config.Now.
-type fakeClock struct {
-	base time.Time
-	off  atomic.Int64 // ns since base
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{base: time.Unix(1_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time { return c.base.Add(time.Duration(c.off.Load())) }
-
-func (c *fakeClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
-
-func newTestSet(t testing.TB, c Config) (*Set, *fakeClock) {
+// newTestSet returns a Set of c. Run in a synctest bubble, it reads the
+// bubble's fake time: time.Sleep moves it. Unless c sets Rand, its open
+// periods are not jittered: the n-th opening lasts exactly d(n).
+func newTestSet(t testing.TB, c Config) *Set {
 	t.Helper()
-	clk := newFakeClock()
-	c.Now = clk.Now
+	if c.Rand == nil {
+		c.Rand = noJitter
+	}
 	s, err := NewSet(c)
 	if err != nil {
 		t.Fatalf("NewSet(%+v) error: %v", c, err)
 	}
-	return s, clk
+	return s
 }
+
+// noJitter is a Rand that leaves every open period whole.
+func noJitter() float64 { return 0 }
 
 // transitions records hook calls.
 type transitions struct {
@@ -107,6 +102,15 @@ func checkState(t *testing.T, s *Set, key string, want State) {
 	if got := s.State(key); got != want {
 		t.Fatalf("State(%q) = %v, want %v", key, got, want)
 	}
+}
+
+// probing trips key's breaker, lets its open period pass and admits the
+// first probe, which it returns.
+func probing(t *testing.T, s *Set, key string) func(error) {
+	t.Helper()
+	trip(t, s, key)
+	time.Sleep(s.cfg.OpenTimeout)
+	return mustAllow(t, s, key)
 }
 
 // trip opens key's breaker with consecutive failures.
@@ -206,37 +210,39 @@ func TestConfigValidateReportsEveryError(t *testing.T) {
 // A Set built from Config{} behaves as one built from DefaultConfig(): it
 // opens after the same number of failures and stays open as long.
 func TestZeroConfigBehavesAsDefaultConfig(t *testing.T) {
-	type trace struct {
-		failures int
-		openFor  time.Duration
-	}
-	run := func(c Config) trace {
-		s, clk := newTestSet(t, c)
-		var tr trace
-		for s.State("k") == StateClosed {
-			done, err := s.Allow("k")
-			if err != nil {
-				t.Fatalf("Allow while closed: %v", err)
-			}
-			done(errors.New("down"))
-			tr.failures++
-			if tr.failures > 1000 {
-				t.Fatal("breaker never opened")
-			}
+	synctest.Test(t, func(t *testing.T) {
+		type trace struct {
+			failures int
+			openFor  time.Duration
 		}
-		for s.State("k") == StateOpen {
-			clk.Advance(100 * time.Millisecond)
-			tr.openFor += 100 * time.Millisecond
+		run := func(c Config) trace {
+			s := newTestSet(t, c)
+			var tr trace
+			for s.State("k") == StateClosed {
+				done, err := s.Allow("k")
+				if err != nil {
+					t.Fatalf("Allow while closed: %v", err)
+				}
+				done(errors.New("down"))
+				tr.failures++
+				if tr.failures > 1000 {
+					t.Fatal("breaker never opened")
+				}
+			}
+			for s.State("k") == StateOpen {
+				time.Sleep(time.Millisecond)
+				tr.openFor += time.Millisecond
+			}
+			return tr
 		}
-		return tr
-	}
-	zero, def := run(Config{}), run(DefaultConfig())
-	if zero != def {
-		t.Errorf("Config{}: opened after %d failures, open for %v; DefaultConfig(): %d, %v", zero.failures, zero.openFor, def.failures, def.openFor)
-	}
-	if want := (trace{25, 5 * time.Second}); zero != want {
-		t.Errorf("Config{}: %+v, want %+v (the documented defaults)", zero, want)
-	}
+		zero, def := run(Config{}), run(DefaultConfig())
+		if zero != def {
+			t.Errorf("Config{}: opened after %d failures, open for %v; DefaultConfig(): %d, %v", zero.failures, zero.openFor, def.failures, def.openFor)
+		}
+		if want := (trace{25, 25 * time.Millisecond}); zero != want {
+			t.Errorf("Config{}: %+v, want %+v (the documented defaults)", zero, want)
+		}
+	})
 }
 
 func TestDefaultConfigMatchesZeroConfig(t *testing.T) {
@@ -305,45 +311,47 @@ func TestClassification(t *testing.T) {
 }
 
 func TestOpenError(t *testing.T) {
-	s, clk := newTestSet(t, Config{HalfOpenProbes: 1})
-	const key = "dns:///orders:443"
-	trip(t, s, key)
-	_, err := s.Allow(key)
-	if !errors.Is(err, ErrOpen) {
-		t.Errorf("errors.Is(%v, ErrOpen) = false, want true", err)
-	}
-	if got := status.Code(err); got != codes.Unavailable {
-		t.Errorf("status.Code = %v, want Unavailable", got)
-	}
-	if got := status.Code(fmt.Errorf("resilience: %w", err)); got != codes.Unavailable {
-		t.Errorf("status.Code(wrapped) = %v, want Unavailable", got)
-	}
-	want := `breaker: circuit open for "dns:///orders:443" (state open)`
-	if got := err.Error(); got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
-	}
-	if st, _ := status.FromError(err); st.Message() != want {
-		t.Errorf("status message = %q, want %q", st.Message(), want)
-	}
-	var oe *OpenError
-	if !errors.As(err, &oe) || oe.Key != key || oe.State != StateOpen {
-		t.Errorf("errors.As = %+v, want Key %q State open", oe, key)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{HalfOpenProbes: 1})
+		const key = "dns:///orders:443"
+		trip(t, s, key)
+		_, err := s.Allow(key)
+		if !errors.Is(err, ErrOpen) {
+			t.Errorf("errors.Is(%v, ErrOpen) = false, want true", err)
+		}
+		if got := status.Code(err); got != codes.Unavailable {
+			t.Errorf("status.Code = %v, want Unavailable", got)
+		}
+		if got := status.Code(fmt.Errorf("resilience: %w", err)); got != codes.Unavailable {
+			t.Errorf("status.Code(wrapped) = %v, want Unavailable", got)
+		}
+		want := `breaker: circuit open for "dns:///orders:443" (state open)`
+		if got := err.Error(); got != want {
+			t.Errorf("Error() = %q, want %q", got, want)
+		}
+		if st, _ := status.FromError(err); st.Message() != want {
+			t.Errorf("status message = %q, want %q", st.Message(), want)
+		}
+		var oe *OpenError
+		if !errors.As(err, &oe) || oe.Key != key || oe.State != StateOpen {
+			t.Errorf("errors.As = %+v, want Key %q State open", oe, key)
+		}
 
-	clk.Advance(DefaultConfig().OpenTimeout)
-	probe := mustAllow(t, s, key)
-	_, err = s.Allow(key)
-	want = `breaker: circuit open for "dns:///orders:443" (state half-open, all probes in flight)`
-	if err == nil || err.Error() != want || !errors.Is(err, ErrOpen) || status.Code(err) != codes.Unavailable {
-		t.Errorf("half-open rejection = %v, want %q (ErrOpen, Unavailable)", err, want)
-	}
-	probe(nil)
+		time.Sleep(DefaultConfig().OpenTimeout)
+		probe := mustAllow(t, s, key)
+		_, err = s.Allow(key)
+		want = `breaker: circuit open for "dns:///orders:443" (state half-open, all probes in flight)`
+		if err == nil || err.Error() != want || !errors.Is(err, ErrOpen) || status.Code(err) != codes.Unavailable {
+			t.Errorf("half-open rejection = %v, want %q (ErrOpen, Unavailable)", err, want)
+		}
+		probe(nil)
 
-	// A user-built OpenError works too.
-	u := &OpenError{Key: "k", State: StateOpen}
-	if status.Code(u) != codes.Unavailable || !errors.Is(u, ErrOpen) {
-		t.Errorf("user OpenError: code %v, Is %v", status.Code(u), errors.Is(u, ErrOpen))
-	}
+		// A user-built OpenError works too.
+		u := &OpenError{Key: "k", State: StateOpen}
+		if status.Code(u) != codes.Unavailable || !errors.Is(u, ErrOpen) {
+			t.Errorf("user OpenError: code %v, Is %v", status.Code(u), errors.Is(u, ErrOpen))
+		}
+	})
 }
 
 // TestTripsUnderOutage checks the documented bound: in a full outage a closed
@@ -353,32 +361,34 @@ func TestTripsUnderOutage(t *testing.T) {
 	for _, rate := range []float64{0.1, 1, 6, 100, 1000} {
 		for _, warm := range []time.Duration{0, time.Minute} {
 			t.Run(fmt.Sprintf("rate=%v/s,healthy-before=%v", rate, warm), func(t *testing.T) {
-				s, clk := newTestSet(t, Config{})
-				step := time.Duration(float64(time.Second) / rate)
-				for elapsed := time.Duration(0); elapsed < warm; elapsed += step {
-					attempt(s, "t", nil)
-					clk.Advance(step)
-				}
-				failed := 0
-				start := clk.Now()
-				for {
-					if !attempt(s, "t", errUnavailable) {
-						t.Fatal("closed breaker rejected an attempt")
+				synctest.Test(t, func(t *testing.T) {
+					s := newTestSet(t, Config{})
+					step := time.Duration(float64(time.Second) / rate)
+					for elapsed := time.Duration(0); elapsed < warm; elapsed += step {
+						attempt(s, "t", nil)
+						time.Sleep(step)
 					}
-					failed++
-					if s.State("t") != StateClosed {
-						break
+					failed := 0
+					start := time.Now()
+					for {
+						if !attempt(s, "t", errUnavailable) {
+							t.Fatal("closed breaker rejected an attempt")
+						}
+						failed++
+						if s.State("t") != StateClosed {
+							break
+						}
+						if failed > 1000 {
+							t.Fatal("no trip after 1000 failed attempts")
+						}
+						time.Sleep(step)
 					}
-					if failed > 1000 {
-						t.Fatal("no trip after 1000 failed attempts")
+					if failed > 25 {
+						t.Errorf("opened after %d failed attempts, want <= 25", failed)
 					}
-					clk.Advance(step)
-				}
-				if failed > 25 {
-					t.Errorf("opened after %d failed attempts, want <= 25", failed)
-				}
-				checkState(t, s, "t", StateOpen)
-				t.Logf("opened after %d failed attempts, %v", failed, clk.Now().Sub(start))
+					checkState(t, s, "t", StateOpen)
+					t.Logf("opened after %d failed attempts, %v", failed, time.Since(start))
+				})
 			})
 		}
 	}
@@ -387,35 +397,37 @@ func TestTripsUnderOutage(t *testing.T) {
 // TestTripsUnderPartialOutage: with 90% of attempts failing at 20/s, the
 // breaker opens within one window (10s).
 func TestTripsUnderPartialOutage(t *testing.T) {
-	for seed := uint64(1); seed <= 20; seed++ {
-		s, clk := newTestSet(t, Config{})
-		rng := rand.New(rand.NewPCG(seed, 7))
-		step := 50 * time.Millisecond
-		for range 1200 { // a healthy minute
-			attempt(s, "t", nil)
-			clk.Advance(step)
-		}
-		start := clk.Now()
-		for clk.Now().Sub(start) <= 10*time.Second {
-			var outcome error
-			if rng.Float64() < 0.9 {
-				outcome = errUnavailable
+	synctest.Test(t, func(t *testing.T) {
+		for seed := uint64(1); seed <= 20; seed++ {
+			s := newTestSet(t, Config{})
+			rng := rand.New(rand.NewPCG(seed, 7))
+			step := 50 * time.Millisecond
+			for range 1200 { // a healthy minute
+				attempt(s, "t", nil)
+				time.Sleep(step)
 			}
-			if !attempt(s, "t", outcome) {
-				break
+			start := time.Now()
+			for time.Since(start) <= 10*time.Second {
+				var outcome error
+				if rng.Float64() < 0.9 {
+					outcome = errUnavailable
+				}
+				if !attempt(s, "t", outcome) {
+					break
+				}
+				time.Sleep(step)
 			}
-			clk.Advance(step)
+			if got := s.State("t"); got != StateOpen {
+				t.Errorf("seed %d: state after 10s at 90%% failures = %v, want open", seed, got)
+			}
 		}
-		if got := s.State("t"); got != StateOpen {
-			t.Errorf("seed %d: state after 10s at 90%% failures = %v, want open", seed, got)
-		}
-	}
+	})
 }
 
 // noiseRun drives key at rate attempts per simulated second for d, each
 // failing with Unavailable with probability p, and returns how many attempts
 // were rejected.
-func noiseRun(s *Set, clk *fakeClock, seed uint64, rate float64, d time.Duration, p float64) (rejected int) {
+func noiseRun(s *Set, seed uint64, rate float64, d time.Duration, p float64) (rejected int) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	step := time.Duration(float64(time.Second) / rate)
 	for elapsed := time.Duration(0); elapsed < d; elapsed += step {
@@ -426,7 +438,7 @@ func noiseRun(s *Set, clk *fakeClock, seed uint64, rate float64, d time.Duration
 		if !attempt(s, "t", outcome) {
 			rejected++
 		}
-		clk.Advance(step)
+		time.Sleep(step)
 	}
 	return rejected
 }
@@ -448,13 +460,15 @@ func TestNoTripUnderNoise(t *testing.T) {
 	for _, r := range runs {
 		t.Run(fmt.Sprintf("rate=%v/s", r.rate), func(t *testing.T) {
 			t.Parallel()
-			for seed := uint64(1); seed <= 20; seed++ {
-				var rec transitions
-				s, clk := newTestSet(t, Config{OnStateChange: rec.hook})
-				if rej := noiseRun(s, clk, seed, r.rate, r.d, 0.3); rej != 0 || len(rec.list()) != 0 {
-					t.Errorf("seed %d: %d attempts rejected, transitions %v; want none", seed, rej, rec.list())
+			synctest.Test(t, func(t *testing.T) {
+				for seed := uint64(1); seed <= 20; seed++ {
+					var rec transitions
+					s := newTestSet(t, Config{OnStateChange: rec.hook})
+					if rej := noiseRun(s, seed, r.rate, r.d, 0.3); rej != 0 || len(rec.list()) != 0 {
+						t.Errorf("seed %d: %d attempts rejected, transitions %v; want none", seed, rej, rec.list())
+					}
 				}
-			}
+			})
 		})
 	}
 }
@@ -474,12 +488,19 @@ func TestWeakRulesTripUnderNoise(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tripped := 0
-			for seed := uint64(1); seed <= 20; seed++ {
-				s, clk := newTestSet(t, tc.c)
-				if noiseRun(s, clk, seed, tc.rate, tc.d, 0.3) > 0 {
-					tripped++
+			synctest.Test(t, func(t *testing.T) {
+				for seed := uint64(1); seed <= 20; seed++ {
+					var rec transitions
+					c := tc.c
+					c.OnStateChange = rec.hook
+					s := newTestSet(t, c)
+					// An opening lasts less than the time between two
+					// attempts: count the openings, not the rejections.
+					if noiseRun(s, seed, tc.rate, tc.d, 0.3); len(rec.list()) > 0 {
+						tripped++
+					}
 				}
-			}
+			})
 			if tripped < 10 {
 				t.Errorf("tripped in %d of 20 seeds, want most", tripped)
 			}
@@ -492,510 +513,553 @@ func TestWindowRule(t *testing.T) {
 	c := Config{Window: 10 * time.Second, Buckets: 10, MinRequests: 10, FailureRatio: 0.5, ConsecutiveFailures: math.MaxUint32}
 
 	t.Run("ratio and volume", func(t *testing.T) {
-		s, _ := newTestSet(t, c)
-		for range 5 {
-			attempt(s, "k", nil)
-		}
-		for range 4 {
+		synctest.Test(t, func(t *testing.T) {
+			s := newTestSet(t, c)
+			for range 5 {
+				attempt(s, "k", nil)
+			}
+			for range 4 {
+				attempt(s, "k", errUnavailable)
+			}
+			checkState(t, s, "k", StateClosed) // 4/9 failures, volume 9 < 10
 			attempt(s, "k", errUnavailable)
-		}
-		checkState(t, s, "k", StateClosed) // 4/9 failures, volume 9 < 10
-		attempt(s, "k", errUnavailable)
-		checkState(t, s, "k", StateOpen) // 5/10
+			checkState(t, s, "k", StateOpen) // 5/10
+		})
 	})
 	t.Run("old outcomes leave the window", func(t *testing.T) {
-		s, clk := newTestSet(t, c)
-		for range 9 {
+		synctest.Test(t, func(t *testing.T) {
+			s := newTestSet(t, c)
+			for range 9 {
+				attempt(s, "k", errUnavailable)
+			}
+			time.Sleep(10 * time.Second)
 			attempt(s, "k", errUnavailable)
-		}
-		clk.Advance(10 * time.Second)
-		attempt(s, "k", errUnavailable)
-		checkState(t, s, "k", StateClosed) // the 9 old failures rolled out
-		clk.Advance(5 * time.Second)
-		for range 8 {
+			checkState(t, s, "k", StateClosed) // the 9 old failures rolled out
+			time.Sleep(5 * time.Second)
+			for range 8 {
+				attempt(s, "k", errUnavailable)
+			}
+			checkState(t, s, "k", StateClosed) // 9 in window
 			attempt(s, "k", errUnavailable)
-		}
-		checkState(t, s, "k", StateClosed) // 9 in window
-		attempt(s, "k", errUnavailable)
-		checkState(t, s, "k", StateOpen)
+			checkState(t, s, "k", StateOpen)
+		})
 	})
 	t.Run("bucket by bucket", func(t *testing.T) {
-		s, clk := newTestSet(t, c)
-		for range 6 { // t=0s: 6 successes
-			attempt(s, "k", nil)
-		}
-		clk.Advance(9500 * time.Millisecond)
-		for range 5 { // t=9.5s: window still holds the successes (5/11)
+		synctest.Test(t, func(t *testing.T) {
+			s := newTestSet(t, c)
+			for range 6 { // t=0s: 6 successes
+				attempt(s, "k", nil)
+			}
+			time.Sleep(9500 * time.Millisecond)
+			for range 5 { // t=9.5s: window still holds the successes (5/11)
+				attempt(s, "k", errUnavailable)
+			}
+			checkState(t, s, "k", StateClosed)
+			time.Sleep(time.Second) // t=10.5s: the first bucket left
+			for range 4 {
+				attempt(s, "k", errUnavailable)
+			}
+			checkState(t, s, "k", StateClosed) // 9 failures, volume 9 < 10
 			attempt(s, "k", errUnavailable)
-		}
-		checkState(t, s, "k", StateClosed)
-		clk.Advance(time.Second) // t=10.5s: the first bucket left
-		for range 4 {
-			attempt(s, "k", errUnavailable)
-		}
-		checkState(t, s, "k", StateClosed) // 9 failures, volume 9 < 10
-		attempt(s, "k", errUnavailable)
-		checkState(t, s, "k", StateOpen)
+			checkState(t, s, "k", StateOpen)
+		})
 	})
 }
 
 func TestHalfOpenProbesCloseOnRecovery(t *testing.T) {
-	var rec transitions
-	s, clk := newTestSet(t, Config{OnStateChange: rec.hook})
-	trip(t, s, "k")
-	mustReject(t, s, "k", StateOpen)
-	clk.Advance(5*time.Second - time.Nanosecond)
-	mustReject(t, s, "k", StateOpen)
-	checkState(t, s, "k", StateOpen)
-	clk.Advance(time.Nanosecond)
-	checkState(t, s, "k", StateHalfOpen)
+	synctest.Test(t, func(t *testing.T) {
+		var rec transitions
+		s := newTestSet(t, Config{OnStateChange: rec.hook})
+		trip(t, s, "k")
+		mustReject(t, s, "k", StateOpen)
+		time.Sleep(DefaultConfig().OpenTimeout - time.Nanosecond)
+		mustReject(t, s, "k", StateOpen)
+		checkState(t, s, "k", StateOpen)
+		time.Sleep(time.Nanosecond)
+		checkState(t, s, "k", StateHalfOpen)
 
-	probes := []func(error){mustAllow(t, s, "k"), mustAllow(t, s, "k"), mustAllow(t, s, "k")}
-	mustReject(t, s, "k", StateHalfOpen) // 3 probes by default
-	probes[0](nil)
-	probes[1](errNotFound) // the server answered: healthy
-	checkState(t, s, "k", StateHalfOpen)
-	probes[2](nil)
-	checkState(t, s, "k", StateClosed)
-	if !attempt(s, "k", nil) {
-		t.Error("closed breaker rejected an attempt")
-	}
-	want := []string{"k:closed->open", "k:open->half-open", "k:half-open->closed"}
-	if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("transitions = %v, want %v", got, want)
-	}
-
-	// The counts start afresh: it takes a full 25 failures to reopen.
-	for range 24 {
-		attempt(s, "k", errUnavailable)
-	}
-	checkState(t, s, "k", StateClosed)
-	attempt(s, "k", errUnavailable)
-	checkState(t, s, "k", StateOpen)
-}
-
-func TestHalfOpenFailedProbeReopens(t *testing.T) {
-	var rec transitions
-	s, clk := newTestSet(t, Config{OnStateChange: rec.hook})
-	trip(t, s, "k")
-	clk.Advance(5 * time.Second)
-	p1, p2 := mustAllow(t, s, "k"), mustAllow(t, s, "k")
-	p1(errUnavailable)
-	checkState(t, s, "k", StateOpen)
-	p2(nil) // stale: admitted in the half-open period that ended
-	checkState(t, s, "k", StateOpen)
-	clk.Advance(5*time.Second - time.Nanosecond) // a new full open period
-	mustReject(t, s, "k", StateOpen)
-	clk.Advance(time.Nanosecond)
-	p := mustAllow(t, s, "k")
-	checkState(t, s, "k", StateHalfOpen)
-	p(nil)
-	want := []string{"k:closed->open", "k:open->half-open", "k:half-open->open", "k:open->half-open"}
-	if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("transitions = %v, want %v", got, want)
-	}
-}
-
-func TestClientErrorsDoNotCount(t *testing.T) {
-	s, _ := newTestSet(t, Config{})
-	clientErrs := []error{
-		status.Error(codes.InvalidArgument, ""), status.Error(codes.NotFound, ""),
-		status.Error(codes.AlreadyExists, ""), status.Error(codes.PermissionDenied, ""),
-		status.Error(codes.Unauthenticated, ""), status.Error(codes.FailedPrecondition, ""),
-		status.Error(codes.OutOfRange, ""), status.Error(codes.Unimplemented, ""),
-		status.Error(codes.Aborted, ""), io.EOF,
-	}
-	for i := range 10_000 {
-		if !attempt(s, "k", clientErrs[i%len(clientErrs)]) {
-			t.Fatalf("attempt %d rejected", i)
+		probes := []func(error){mustAllow(t, s, "k"), mustAllow(t, s, "k"), mustAllow(t, s, "k")}
+		mustReject(t, s, "k", StateHalfOpen) // 3 probes by default
+		probes[0](nil)
+		probes[1](errNotFound) // the server answered: healthy
+		checkState(t, s, "k", StateHalfOpen)
+		probes[2](nil)
+		checkState(t, s, "k", StateClosed)
+		if !attempt(s, "k", nil) {
+			t.Error("closed breaker rejected an attempt")
 		}
-	}
-	checkState(t, s, "k", StateClosed)
-	// A client error is an answer: it breaks a run of failures.
-	for range 3 {
+		want := []string{"k:closed->open", "k:open->half-open", "k:half-open->closed"}
+		if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("transitions = %v, want %v", got, want)
+		}
+
+		// The counts start afresh: it takes a full 25 failures to reopen.
 		for range 24 {
 			attempt(s, "k", errUnavailable)
 		}
-		attempt(s, "k", errNotFound)
-	}
-	checkState(t, s, "k", StateClosed)
+		checkState(t, s, "k", StateClosed)
+		attempt(s, "k", errUnavailable)
+		checkState(t, s, "k", StateOpen)
+	})
+}
+
+func TestHalfOpenFailedProbeReopens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var rec transitions
+		s := newTestSet(t, Config{OnStateChange: rec.hook})
+		trip(t, s, "k")
+		open := DefaultConfig().OpenTimeout
+		time.Sleep(open)
+		p1, p2 := mustAllow(t, s, "k"), mustAllow(t, s, "k")
+		p1(errUnavailable)
+		checkState(t, s, "k", StateOpen)
+		p2(nil) // stale: admitted in the half-open period that ended
+		checkState(t, s, "k", StateOpen)
+		time.Sleep(2*open - time.Nanosecond) // a new open period, twice as long
+		mustReject(t, s, "k", StateOpen)
+		time.Sleep(time.Nanosecond)
+		p := mustAllow(t, s, "k")
+		checkState(t, s, "k", StateHalfOpen)
+		p(nil)
+		want := []string{"k:closed->open", "k:open->half-open", "k:half-open->open", "k:open->half-open"}
+		if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("transitions = %v, want %v", got, want)
+		}
+	})
+}
+
+func TestClientErrorsDoNotCount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{})
+		clientErrs := []error{
+			status.Error(codes.InvalidArgument, ""), status.Error(codes.NotFound, ""),
+			status.Error(codes.AlreadyExists, ""), status.Error(codes.PermissionDenied, ""),
+			status.Error(codes.Unauthenticated, ""), status.Error(codes.FailedPrecondition, ""),
+			status.Error(codes.OutOfRange, ""), status.Error(codes.Unimplemented, ""),
+			status.Error(codes.Aborted, ""), io.EOF,
+		}
+		for i := range 10_000 {
+			if !attempt(s, "k", clientErrs[i%len(clientErrs)]) {
+				t.Fatalf("attempt %d rejected", i)
+			}
+		}
+		checkState(t, s, "k", StateClosed)
+		// A client error is an answer: it breaks a run of failures.
+		for range 3 {
+			for range 24 {
+				attempt(s, "k", errUnavailable)
+			}
+			attempt(s, "k", errNotFound)
+		}
+		checkState(t, s, "k", StateClosed)
+	})
 }
 
 func TestCallerCancellationsDoNotCount(t *testing.T) {
 	excluded := []error{context.Canceled, context.DeadlineExceeded, status.Error(codes.Canceled, "")}
 	t.Run("never trip", func(t *testing.T) {
-		s, _ := newTestSet(t, Config{})
-		for i := range 10_000 {
-			if !attempt(s, "k", excluded[i%len(excluded)]) {
-				t.Fatalf("attempt %d rejected", i)
+		synctest.Test(t, func(t *testing.T) {
+			s := newTestSet(t, Config{})
+			for i := range 10_000 {
+				if !attempt(s, "k", excluded[i%len(excluded)]) {
+					t.Fatalf("attempt %d rejected", i)
+				}
 			}
-		}
-		checkState(t, s, "k", StateClosed)
+			checkState(t, s, "k", StateClosed)
+		})
 	})
 	t.Run("neither extend nor reset a run", func(t *testing.T) {
-		s, _ := newTestSet(t, Config{})
-		for i := range 24 {
+		synctest.Test(t, func(t *testing.T) {
+			s := newTestSet(t, Config{})
+			for i := range 24 {
+				attempt(s, "k", errUnavailable)
+				attempt(s, "k", excluded[i%len(excluded)])
+			}
+			checkState(t, s, "k", StateClosed)
 			attempt(s, "k", errUnavailable)
-			attempt(s, "k", excluded[i%len(excluded)])
-		}
-		checkState(t, s, "k", StateClosed)
-		attempt(s, "k", errUnavailable)
-		checkState(t, s, "k", StateOpen)
+			checkState(t, s, "k", StateOpen)
+		})
 	})
 	t.Run("no window volume", func(t *testing.T) {
-		s, _ := newTestSet(t, Config{MinRequests: 10, FailureRatio: 0.5, ConsecutiveFailures: math.MaxUint32})
-		for range 100 {
-			attempt(s, "k", context.Canceled)
-		}
-		for range 9 {
-			attempt(s, "k", errUnavailable)
-		}
-		checkState(t, s, "k", StateClosed) // 9 counted outcomes < MinRequests
+		synctest.Test(t, func(t *testing.T) {
+			s := newTestSet(t, Config{MinRequests: 10, FailureRatio: 0.5, ConsecutiveFailures: math.MaxUint32})
+			for range 100 {
+				attempt(s, "k", context.Canceled)
+			}
+			for range 9 {
+				attempt(s, "k", errUnavailable)
+			}
+			checkState(t, s, "k", StateClosed) // 9 counted outcomes < MinRequests
+		})
 	})
 	t.Run("attempt deadline counts", func(t *testing.T) {
-		s, _ := newTestSet(t, Config{})
-		for range 25 {
-			attempt(s, "k", status.Error(codes.DeadlineExceeded, "attempt timeout"))
-		}
-		checkState(t, s, "k", StateOpen)
+		synctest.Test(t, func(t *testing.T) {
+			s := newTestSet(t, Config{})
+			for range 25 {
+				attempt(s, "k", status.Error(codes.DeadlineExceeded, "attempt timeout"))
+			}
+			checkState(t, s, "k", StateOpen)
+		})
 	})
 }
 
 func TestCancelledProbeFreesSlot(t *testing.T) {
 	for _, cancelled := range []error{context.Canceled, context.DeadlineExceeded, status.Error(codes.Canceled, "")} {
 		t.Run(fmt.Sprint(cancelled), func(t *testing.T) {
-			s, clk := newTestSet(t, Config{HalfOpenProbes: 1})
-			trip(t, s, "k")
-			clk.Advance(5 * time.Second)
-			for range 3 { // each cancelled probe gives its slot back
+			synctest.Test(t, func(t *testing.T) {
+				s := newTestSet(t, Config{HalfOpenProbes: 1})
+				trip(t, s, "k")
+				time.Sleep(5 * time.Second)
+				for range 3 { // each cancelled probe gives its slot back
+					p := mustAllow(t, s, "k")
+					mustReject(t, s, "k", StateHalfOpen)
+					p(cancelled)
+					checkState(t, s, "k", StateHalfOpen)
+				}
 				p := mustAllow(t, s, "k")
-				mustReject(t, s, "k", StateHalfOpen)
-				p(cancelled)
-				checkState(t, s, "k", StateHalfOpen)
-			}
-			p := mustAllow(t, s, "k")
-			p(nil)
-			checkState(t, s, "k", StateClosed)
+				p(nil)
+				checkState(t, s, "k", StateClosed)
+			})
 		})
 	}
 	t.Run("several probes", func(t *testing.T) {
-		s, clk := newTestSet(t, Config{HalfOpenProbes: 3})
-		trip(t, s, "k")
-		clk.Advance(5 * time.Second)
-		a, b, c := mustAllow(t, s, "k"), mustAllow(t, s, "k"), mustAllow(t, s, "k")
-		mustReject(t, s, "k", StateHalfOpen)
-		b(context.Canceled)
-		d := mustAllow(t, s, "k")
-		mustReject(t, s, "k", StateHalfOpen)
-		a(nil)
-		c(nil)
-		checkState(t, s, "k", StateHalfOpen)
-		d(nil)
-		checkState(t, s, "k", StateClosed)
+		synctest.Test(t, func(t *testing.T) {
+			s := newTestSet(t, Config{HalfOpenProbes: 3})
+			trip(t, s, "k")
+			time.Sleep(5 * time.Second)
+			a, b, c := mustAllow(t, s, "k"), mustAllow(t, s, "k"), mustAllow(t, s, "k")
+			mustReject(t, s, "k", StateHalfOpen)
+			b(context.Canceled)
+			d := mustAllow(t, s, "k")
+			mustReject(t, s, "k", StateHalfOpen)
+			a(nil)
+			c(nil)
+			checkState(t, s, "k", StateHalfOpen)
+			d(nil)
+			checkState(t, s, "k", StateClosed)
+		})
 	})
 }
 
 func TestStaleOutcomesIgnored(t *testing.T) {
-	s, clk := newTestSet(t, Config{HalfOpenProbes: 1})
-	early := []func(error){mustAllow(t, s, "k"), mustAllow(t, s, "k"), mustAllow(t, s, "k")}
-	trip(t, s, "k")
-	early[0](nil) // admitted while closed, ends while open
-	mustReject(t, s, "k", StateOpen)
-	clk.Advance(5 * time.Second)
-	p := mustAllow(t, s, "k")
-	early[1](errUnavailable) // ends during half-open: must not reopen
-	early[2](context.Canceled)
-	checkState(t, s, "k", StateHalfOpen)
-	mustReject(t, s, "k", StateHalfOpen) // the stale cancel freed no slot
-	p(nil)
-	checkState(t, s, "k", StateClosed)
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{HalfOpenProbes: 1})
+		early := []func(error){mustAllow(t, s, "k"), mustAllow(t, s, "k"), mustAllow(t, s, "k")}
+		trip(t, s, "k")
+		early[0](nil) // admitted while closed, ends while open
+		mustReject(t, s, "k", StateOpen)
+		time.Sleep(5 * time.Second)
+		p := mustAllow(t, s, "k")
+		early[1](errUnavailable) // ends during half-open: must not reopen
+		early[2](context.Canceled)
+		checkState(t, s, "k", StateHalfOpen)
+		mustReject(t, s, "k", StateHalfOpen) // the stale cancel freed no slot
+		p(nil)
+		checkState(t, s, "k", StateClosed)
+	})
 }
 
 func TestKeysAreIndependent(t *testing.T) {
-	s, _ := newTestSet(t, Config{})
-	trip(t, s, "a")
-	checkState(t, s, "b", StateClosed)
-	if !attempt(s, "b", nil) {
-		t.Error("key b rejected while only a is open")
-	}
-	if got := s.Len(); got != 2 {
-		t.Errorf("Len() = %d, want 2", got)
-	}
-	checkState(t, s, "unknown", StateClosed)
-	if got := s.Len(); got != 2 {
-		t.Errorf("Len() after State(unknown) = %d, want 2 (State creates nothing)", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{})
+		trip(t, s, "a")
+		checkState(t, s, "b", StateClosed)
+		if !attempt(s, "b", nil) {
+			t.Error("key b rejected while only a is open")
+		}
+		if got := s.Len(); got != 2 {
+			t.Errorf("Len() = %d, want 2", got)
+		}
+		checkState(t, s, "unknown", StateClosed)
+		if got := s.Len(); got != 2 {
+			t.Errorf("Len() after State(unknown) = %d, want 2 (State creates nothing)", got)
+		}
+	})
 }
 
 // TestEvictionBoundsMemory: 100,000 distinct keys through a default Set keep
 // Len at MaxKeys and the heap flat.
 func TestEvictionBoundsMemory(t *testing.T) {
-	s, clk := newTestSet(t, Config{})
-	maxKeys := DefaultConfig().MaxKeys
-	heap := func() uint64 {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
-	}
-	use := func(from, to int) {
-		for i := from; i < to; i++ {
-			attempt(s, fmt.Sprintf("dns:///svc-%d.example:443", i), nil)
-			clk.Advance(time.Millisecond)
-			if n := s.Len(); n > maxKeys {
-				t.Fatalf("Len() = %d after %d keys, want <= %d", n, i+1, maxKeys)
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{})
+		maxKeys := DefaultConfig().MaxKeys
+		heap := func() uint64 {
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			return ms.HeapAlloc
+		}
+		use := func(from, to int) {
+			for i := from; i < to; i++ {
+				attempt(s, fmt.Sprintf("dns:///svc-%d.example:443", i), nil)
+				time.Sleep(time.Millisecond)
+				if n := s.Len(); n > maxKeys {
+					t.Fatalf("Len() = %d after %d keys, want <= %d", n, i+1, maxKeys)
+				}
 			}
 		}
-	}
-	before := heap()
-	use(0, 2*maxKeys) // fill up to the cap, then churn a while
-	atCap := heap()
-	use(2*maxKeys, 100_000)
-	after := heap()
-	if n := s.Len(); n != maxKeys {
-		t.Errorf("Len() = %d, want %d", n, maxKeys)
-	}
-	perKey := float64(atCap-before) / float64(maxKeys)
-	growth := int64(after) - int64(atCap)
-	t.Logf("heap: %d B before, %d B at cap (%.0f B/key), %d B after 100k keys (growth %d B)",
-		before, atCap, perKey, after, growth)
-	// Flat: the 80,000 extra keys cost less than 10% of what holding them would.
-	if limit := int64(perKey * 80_000 / 10); growth > limit {
-		t.Errorf("heap grew %d B over 80,000 more keys, want < %d B", growth, limit)
-	}
-	runtime.KeepAlive(s)
+		before := heap()
+		use(0, 2*maxKeys) // fill up to the cap, then churn a while
+		atCap := heap()
+		use(2*maxKeys, 100_000)
+		after := heap()
+		if n := s.Len(); n != maxKeys {
+			t.Errorf("Len() = %d, want %d", n, maxKeys)
+		}
+		perKey := float64(atCap-before) / float64(maxKeys)
+		growth := int64(after) - int64(atCap)
+		t.Logf("heap: %d B before, %d B at cap (%.0f B/key), %d B after 100k keys (growth %d B)",
+			before, atCap, perKey, after, growth)
+		// Flat: the 80,000 extra keys cost less than 10% of what holding them would.
+		if limit := int64(perKey * 80_000 / 10); growth > limit {
+			t.Errorf("heap grew %d B over 80,000 more keys, want < %d B", growth, limit)
+		}
+		runtime.KeepAlive(s)
+	})
 }
 
 func TestIdleEviction(t *testing.T) {
-	var rec transitions
-	s, clk := newTestSet(t, Config{IdleTimeout: time.Minute, OpenTimeout: time.Hour, OnStateChange: rec.hook})
-	attempt(s, "idle", nil)
-	trip(t, s, "open")
-	inflight := mustAllow(t, s, "busy")
-	attempt(s, "recent", nil)
-	clk.Advance(2 * time.Minute)
-	attempt(s, "recent", nil)
-	attempt(s, "new", nil) // adding a key sweeps idle breakers
-	for key, want := range map[string]bool{"idle": false, "open": true, "busy": true, "recent": true, "new": true} {
-		s.mu.RLock()
-		_, got := s.m[key]
-		s.mu.RUnlock()
-		if got != want {
-			t.Errorf("key %q held = %v, want %v", key, got, want)
+	synctest.Test(t, func(t *testing.T) {
+		var rec transitions
+		s := newTestSet(t, Config{IdleTimeout: time.Minute, OpenTimeout: time.Hour, OnStateChange: rec.hook})
+		attempt(s, "idle", nil)
+		trip(t, s, "open")
+		inflight := mustAllow(t, s, "busy")
+		attempt(s, "recent", nil)
+		time.Sleep(2 * time.Minute)
+		attempt(s, "recent", nil)
+		attempt(s, "new", nil) // adding a key sweeps idle breakers
+		for key, want := range map[string]bool{"idle": false, "open": true, "busy": true, "recent": true, "new": true} {
+			s.mu.RLock()
+			_, got := s.m[key]
+			s.mu.RUnlock()
+			if got != want {
+				t.Errorf("key %q held = %v, want %v", key, got, want)
+			}
 		}
-	}
-	inflight(nil)
-	checkState(t, s, "open", StateOpen)
+		inflight(nil)
+		checkState(t, s, "open", StateOpen)
 
-	// Once its open period is over, an idle open breaker goes too, and its
-	// removal is reported as a return to closed.
-	clk.Advance(2 * time.Hour)
-	attempt(s, "newer", nil)
-	if got := s.Len(); got != 1 {
-		t.Errorf("Len() = %d, want 1 (only newer)", got)
-	}
-	want := []string{"open:closed->open", "open:open->closed"}
-	if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("transitions = %v, want %v", got, want)
-	}
+		// Once its open period is over, an idle open breaker goes too, and its
+		// removal is reported as a return to closed.
+		time.Sleep(2 * time.Hour)
+		attempt(s, "newer", nil)
+		if got := s.Len(); got != 1 {
+			t.Errorf("Len() = %d, want 1 (only newer)", got)
+		}
+		want := []string{"open:closed->open", "open:open->closed"}
+		if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("transitions = %v, want %v", got, want)
+		}
+	})
 }
 
 func TestCapEvictsLeastRecentlyUsedClosed(t *testing.T) {
-	s, clk := newTestSet(t, Config{MaxKeys: 4, OpenTimeout: time.Hour})
-	trip(t, s, "k0") // oldest, but open
-	for _, k := range []string{"k1", "k2", "k3"} {
-		clk.Advance(time.Second)
-		attempt(s, k, nil)
-	}
-	clk.Advance(time.Second)
-	attempt(s, "k4", nil)
-	if got := s.Len(); got != 4 {
-		t.Fatalf("Len() = %d, want 4", got)
-	}
-	s.mu.RLock()
-	_, k0 := s.m["k0"]
-	_, k1 := s.m["k1"]
-	s.mu.RUnlock()
-	if !k0 || k1 {
-		t.Errorf("after adding k4: k0 held %v (want true, open), k1 held %v (want false, LRU closed)", k0, k1)
-	}
-	checkState(t, s, "k0", StateOpen)
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{MaxKeys: 4, OpenTimeout: time.Hour})
+		trip(t, s, "k0") // oldest, but open
+		for _, k := range []string{"k1", "k2", "k3"} {
+			time.Sleep(time.Second)
+			attempt(s, k, nil)
+		}
+		time.Sleep(time.Second)
+		attempt(s, "k4", nil)
+		if got := s.Len(); got != 4 {
+			t.Fatalf("Len() = %d, want 4", got)
+		}
+		s.mu.RLock()
+		_, k0 := s.m["k0"]
+		_, k1 := s.m["k1"]
+		s.mu.RUnlock()
+		if !k0 || k1 {
+			t.Errorf("after adding k4: k0 held %v (want true, open), k1 held %v (want false, LRU closed)", k0, k1)
+		}
+		checkState(t, s, "k0", StateOpen)
+	})
 }
 
 func TestCapForcedEviction(t *testing.T) {
-	var rec transitions
-	s, clk := newTestSet(t, Config{MaxKeys: 2, OpenTimeout: time.Hour, OnStateChange: rec.hook})
-	trip(t, s, "a")
-	clk.Advance(time.Second)
-	trip(t, s, "b")
-	attempt(s, "c", nil) // nothing evictable: the LRU open one goes anyway
-	if got := s.Len(); got != 2 {
-		t.Errorf("Len() = %d, want 2", got)
-	}
-	got := rec.list()
-	want := []string{"a:closed->open", "b:closed->open", "a:open->closed"}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("transitions = %v, want %v", got, want)
-	}
-	checkState(t, s, "a", StateClosed)
+	synctest.Test(t, func(t *testing.T) {
+		var rec transitions
+		s := newTestSet(t, Config{MaxKeys: 2, OpenTimeout: time.Hour, OnStateChange: rec.hook})
+		trip(t, s, "a")
+		time.Sleep(time.Second)
+		trip(t, s, "b")
+		attempt(s, "c", nil) // nothing evictable: the LRU open one goes anyway
+		if got := s.Len(); got != 2 {
+			t.Errorf("Len() = %d, want 2", got)
+		}
+		got := rec.list()
+		want := []string{"a:closed->open", "b:closed->open", "a:open->closed"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("transitions = %v, want %v", got, want)
+		}
+		checkState(t, s, "a", StateClosed)
+	})
 }
 
 // TestEvictedInFlightAttempt: an attempt admitted by a breaker that is then
 // evicted can still report; it no longer affects the key.
 func TestEvictedInFlightAttempt(t *testing.T) {
-	s, _ := newTestSet(t, Config{MaxKeys: 1})
-	done := mustAllow(t, s, "a")
-	attempt(s, "b", nil) // evicts a (forced: in flight)
-	done(errUnavailable)
-	checkState(t, s, "a", StateClosed)
-	if got := s.Len(); got != 1 {
-		t.Errorf("Len() = %d, want 1", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{MaxKeys: 1})
+		done := mustAllow(t, s, "a")
+		attempt(s, "b", nil) // evicts a (forced: in flight)
+		done(errUnavailable)
+		checkState(t, s, "a", StateClosed)
+		if got := s.Len(); got != 1 {
+			t.Errorf("Len() = %d, want 1", got)
+		}
+	})
 }
 
 func TestHookMayCallBack(t *testing.T) {
-	var (
-		s   *Set
-		rec transitions
-	)
-	hook := func(key string, from, to State) {
-		rec.hook(key, from, to)
-		// Read and use the Set from inside the hook.
-		if got := s.State(key); got != to {
-			rec.hook("state-mismatch:"+key, to, got)
-		}
-		_ = s.Len()
-		if key == "a" && to == StateOpen {
-			// Cause another transition from inside the hook.
-			for range 25 {
-				attempt(s, "b", errUnavailable)
+	// A deadlock would leave the bubble's goroutines blocked on locks, where
+	// its fake time stands still: the guard runs on real time, outside it.
+	guard := time.AfterFunc(10*time.Second, func() { panic("deadlock: attempts did not finish") })
+	defer guard.Stop()
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			s   *Set
+			rec transitions
+		)
+		hook := func(key string, from, to State) {
+			rec.hook(key, from, to)
+			// Read and use the Set from inside the hook.
+			if got := s.State(key); got != to {
+				rec.hook("state-mismatch:"+key, to, got)
+			}
+			_ = s.Len()
+			if key == "a" && to == StateOpen {
+				// Cause another transition from inside the hook.
+				for range 25 {
+					attempt(s, "b", errUnavailable)
+				}
 			}
 		}
-	}
-	var clk *fakeClock
-	s, clk = newTestSet(t, Config{OnStateChange: hook, HalfOpenProbes: 1})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		for range 25 {
-			attempt(s, "a", errUnavailable)
+		s = newTestSet(t, Config{OnStateChange: hook, HalfOpenProbes: 1})
+		finished := make(chan struct{})
+		go func() {
+			defer close(finished)
+			for range 25 {
+				attempt(s, "a", errUnavailable)
+			}
+			time.Sleep(5 * time.Second)
+			attempt(s, "a", nil)
+		}()
+		<-finished
+		want := []string{"a:closed->open", "b:closed->open", "a:open->half-open", "a:half-open->closed"}
+		if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("transitions = %v, want %v", got, want)
 		}
-		clk.Advance(5 * time.Second)
-		attempt(s, "a", nil)
-	}()
-	select {
-	case <-finished:
-	case <-time.After(10 * time.Second):
-		t.Fatal("deadlock: attempts did not finish")
-	}
-	want := []string{"a:closed->open", "b:closed->open", "a:open->half-open", "a:half-open->closed"}
-	if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("transitions = %v, want %v", got, want)
-	}
+	})
 }
 
 func TestHookPanicDoesNotWedge(t *testing.T) {
-	var rec transitions
-	panicked := false
-	hook := func(key string, from, to State) {
-		if !panicked {
-			panicked = true
-			panic("boom")
+	synctest.Test(t, func(t *testing.T) {
+		var rec transitions
+		panicked := false
+		hook := func(key string, from, to State) {
+			if !panicked {
+				panicked = true
+				panic("boom")
+			}
+			rec.hook(key, from, to)
 		}
-		rec.hook(key, from, to)
-	}
-	s, clk := newTestSet(t, Config{OnStateChange: hook, HalfOpenProbes: 1})
-	func() {
-		defer func() {
-			if recover() == nil {
-				t.Error("hook panic did not reach the caller")
+		s := newTestSet(t, Config{OnStateChange: hook, HalfOpenProbes: 1})
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("hook panic did not reach the caller")
+				}
+			}()
+			for range 25 {
+				attempt(s, "a", errUnavailable)
 			}
 		}()
-		for range 25 {
-			attempt(s, "a", errUnavailable)
+		checkState(t, s, "a", StateOpen)
+		time.Sleep(5 * time.Second)
+		attempt(s, "a", nil)
+		want := []string{"a:open->half-open", "a:half-open->closed"}
+		if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("transitions after a panic = %v, want %v", got, want)
 		}
-	}()
-	checkState(t, s, "a", StateOpen)
-	clk.Advance(5 * time.Second)
-	attempt(s, "a", nil)
-	want := []string{"a:open->half-open", "a:half-open->closed"}
-	if got := rec.list(); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("transitions after a panic = %v, want %v", got, want)
-	}
+	})
 }
 
 // TestConcurrentUse hammers a small Set from many goroutines (run with -race)
 // and checks that each key's reported transitions form a chain in order.
 func TestConcurrentUse(t *testing.T) {
-	var mu sync.Mutex
-	last := map[string]State{}
-	var bad []string
-	var s *Set
-	hook := func(key string, from, to State) {
-		mu.Lock()
-		if prev := last[key]; prev != from {
-			bad = append(bad, fmt.Sprintf("%s: %v->%v after ->%v", key, from, to, prev))
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		last := map[string]State{}
+		var bad []string
+		var s *Set
+		hook := func(key string, from, to State) {
+			mu.Lock()
+			if prev := last[key]; prev != from {
+				bad = append(bad, fmt.Sprintf("%s: %v->%v after ->%v", key, from, to, prev))
+			}
+			last[key] = to
+			mu.Unlock()
+			_ = s.State(key)
 		}
-		last[key] = to
-		mu.Unlock()
-		_ = s.State(key)
-	}
-	var clk *fakeClock
-	s, clk = newTestSet(t, Config{OnStateChange: hook, MaxKeys: 6, OpenTimeout: 50 * time.Millisecond, ConsecutiveFailures: 5})
-	const workers, ops = 16, 3000
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(w), 1))
-			var pending []func(error)
-			for i := range ops {
-				key := fmt.Sprintf("k%d", rng.IntN(8))
-				switch r := rng.IntN(100); {
-				case r < 2:
-					clk.Advance(time.Duration(rng.IntN(30)) * time.Millisecond)
-				case r < 5:
-					_ = s.State(key)
-					_ = s.Len()
-				default:
-					if done, err := s.Allow(key); err == nil {
-						pending = append(pending, done)
-					} else if !errors.Is(err, ErrOpen) {
-						t.Errorf("Allow error %v does not match ErrOpen", err)
+		s = newTestSet(t, Config{OnStateChange: hook, MaxKeys: 6, OpenTimeout: 50 * time.Millisecond, ConsecutiveFailures: 5})
+		const workers, ops = 16, 3000
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(w), 1))
+				var pending []func(error)
+				for i := range ops {
+					key := fmt.Sprintf("k%d", rng.IntN(8))
+					switch r := rng.IntN(100); {
+					case r < 2:
+						time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+					case r < 5:
+						_ = s.State(key)
+						_ = s.Len()
+					default:
+						if done, err := s.Allow(key); err == nil {
+							pending = append(pending, done)
+						} else if !errors.Is(err, ErrOpen) {
+							t.Errorf("Allow error %v does not match ErrOpen", err)
+						}
+					}
+					if len(pending) > 0 && (rng.IntN(3) == 0 || i == ops-1) {
+						var outcome error
+						switch rng.IntN(4) {
+						case 0, 1:
+							outcome = errUnavailable
+						case 2:
+							outcome = context.Canceled
+						}
+						pending[0](outcome)
+						pending = pending[1:]
 					}
 				}
-				if len(pending) > 0 && (rng.IntN(3) == 0 || i == ops-1) {
-					var outcome error
-					switch rng.IntN(4) {
-					case 0, 1:
-						outcome = errUnavailable
-					case 2:
-						outcome = context.Canceled
-					}
-					pending[0](outcome)
-					pending = pending[1:]
+				for _, done := range pending {
+					done(nil)
 				}
-			}
-			for _, done := range pending {
-				done(nil)
-			}
-		})
-	}
-	wg.Wait()
-	if len(bad) > 0 {
-		t.Errorf("%d out-of-order transitions, e.g. %v", len(bad), bad[:min(len(bad), 5)])
-	}
-	if n := s.Len(); n > 6 {
-		t.Errorf("Len() = %d, want <= 6", n)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for k, e := range s.m {
-		e.mu.Lock()
-		if e.inflight != 0 {
-			t.Errorf("key %s: %d attempts still in flight after all done", k, e.inflight)
+			})
 		}
-		e.mu.Unlock()
-	}
+		wg.Wait()
+		if len(bad) > 0 {
+			t.Errorf("%d out-of-order transitions, e.g. %v", len(bad), bad[:min(len(bad), 5)])
+		}
+		if n := s.Len(); n > 6 {
+			t.Errorf("Len() = %d, want <= 6", n)
+		}
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		for k, e := range s.m {
+			e.mu.Lock()
+			if e.inflight != 0 {
+				t.Errorf("key %s: %d attempts still in flight after all done", k, e.inflight)
+			}
+			e.mu.Unlock()
+		}
+	})
 }
 
 // TestRealClock runs the default Set on time.Now, as NewSet does.
@@ -1014,83 +1078,85 @@ func TestRealClock(t *testing.T) {
 // TestNoAllocs guards the hot paths: a closed breaker's Allow+done and an open
 // breaker's rejection allocate nothing.
 func TestNoAllocs(t *testing.T) {
-	s, _ := newTestSet(t, Config{OpenTimeout: time.Hour})
-	attempt(s, "closed", nil)
-	if n := testing.AllocsPerRun(1000, func() { attempt(s, "closed", nil) }); n != 0 {
-		t.Errorf("closed Allow+done: %v allocs, want 0", n)
-	}
-	if n := testing.AllocsPerRun(1000, func() { attempt(s, "closed", errUnavailable); attempt(s, "closed", nil) }); n != 0 {
-		t.Errorf("closed Allow+done(Unavailable): %v allocs, want 0", n)
-	}
-	trip(t, s, "open")
-	mustReject(t, s, "open", StateOpen)
-	if n := testing.AllocsPerRun(1000, func() { s.Allow("open") }); n != 0 {
-		t.Errorf("open rejection: %v allocs, want 0", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{OpenTimeout: time.Hour})
+		attempt(s, "closed", nil)
+		if n := testing.AllocsPerRun(1000, func() { attempt(s, "closed", nil) }); n != 0 {
+			t.Errorf("closed Allow+done: %v allocs, want 0", n)
+		}
+		if n := testing.AllocsPerRun(1000, func() { attempt(s, "closed", errUnavailable); attempt(s, "closed", nil) }); n != 0 {
+			t.Errorf("closed Allow+done(Unavailable): %v allocs, want 0", n)
+		}
+		trip(t, s, "open")
+		mustReject(t, s, "open", StateOpen)
+		if n := testing.AllocsPerRun(1000, func() { s.Allow("open") }); n != 0 {
+			t.Errorf("open rejection: %v allocs, want 0", n)
+		}
+	})
 }
 
 func TestAllowWaitTakesAFreedProbeSlot(t *testing.T) {
-	s, clk := newTestSet(t, Config{HalfOpenProbes: 1})
-	trip(t, s, "k")
-	clk.Advance(5 * time.Second)
-	probe := mustAllow(t, s, "k")
-	got := make(chan error, 1)
-	go func() {
-		done, err := s.AllowWait(context.Background(), "k")
-		if done != nil {
-			done(nil)
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{HalfOpenProbes: 1})
+		probe := probing(t, s, "k")
+		got := make(chan error, 1)
+		go func() {
+			done, err := s.AllowWait(context.Background(), "k")
+			if done != nil {
+				done(nil)
+			}
+			got <- err
+		}()
+		// The waiter is refused until the probe ends; a cancelled probe frees
+		// its slot, which the waiter takes.
+		probe(context.Canceled)
+		if err := <-got; err != nil {
+			t.Fatalf("AllowWait after the probe's slot was freed: %v, want admitted", err)
 		}
-		got <- err
-	}()
-	// The waiter is refused until the probe ends; a cancelled probe frees
-	// its slot, which the waiter takes.
-	probe(context.Canceled)
-	if err := <-got; err != nil {
-		t.Fatalf("AllowWait after the probe's slot was freed: %v, want admitted", err)
-	}
-	checkState(t, s, "k", StateClosed) // the waiter's success was the probe
+		checkState(t, s, "k", StateClosed) // the waiter's success was the probe
+	})
 }
 
 func TestAllowWaitWakesOnTransition(t *testing.T) {
-	s, clk := newTestSet(t, Config{HalfOpenProbes: 1})
-	trip(t, s, "k")
-	clk.Advance(5 * time.Second)
-	probe := mustAllow(t, s, "k")
-	got := make(chan error, 1)
-	go func() {
-		_, err := s.AllowWait(context.Background(), "k")
-		got <- err
-	}()
-	probe(errUnavailable) // reopens: the waiter gets the open refusal at once
-	err := <-got
-	var oe *OpenError
-	if !errors.As(err, &oe) || oe.State != StateOpen {
-		t.Fatalf("AllowWait after the probe failed: %v, want the open refusal", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{HalfOpenProbes: 1})
+		probe := probing(t, s, "k")
+		got := make(chan error, 1)
+		go func() {
+			_, err := s.AllowWait(context.Background(), "k")
+			got <- err
+		}()
+		probe(errUnavailable) // reopens: the waiter gets the open refusal at once
+		err := <-got
+		var oe *OpenError
+		if !errors.As(err, &oe) || oe.State != StateOpen {
+			t.Fatalf("AllowWait after the probe failed: %v, want the open refusal", err)
+		}
+	})
 }
 
 func TestAllowWaitEndsWithItsContext(t *testing.T) {
-	s, clk := newTestSet(t, Config{HalfOpenProbes: 1})
-	trip(t, s, "k")
-	clk.Advance(5 * time.Second)
-	probe := mustAllow(t, s, "k")
-	defer probe(nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan error, 1)
-	go func() {
-		_, err := s.AllowWait(ctx, "k")
-		got <- err
-	}()
-	cancel()
-	err := <-got
-	var oe *OpenError
-	if !errors.As(err, &oe) || oe.State != StateHalfOpen {
-		t.Fatalf("AllowWait with its context done: %v, want the half-open refusal", err)
-	}
-	// Open refusals never wait.
-	s2, _ := newTestSet(t, Config{})
-	trip(t, s2, "k")
-	if _, err := s2.AllowWait(context.Background(), "k"); !errors.Is(err, ErrOpen) {
-		t.Fatalf("AllowWait on an open breaker: %v, want ErrOpen at once", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestSet(t, Config{HalfOpenProbes: 1})
+		probe := probing(t, s, "k")
+		defer probe(nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		got := make(chan error, 1)
+		go func() {
+			_, err := s.AllowWait(ctx, "k")
+			got <- err
+		}()
+		cancel()
+		err := <-got
+		var oe *OpenError
+		if !errors.As(err, &oe) || oe.State != StateHalfOpen {
+			t.Fatalf("AllowWait with its context done: %v, want the half-open refusal", err)
+		}
+		// Open refusals never wait.
+		s2 := newTestSet(t, Config{})
+		trip(t, s2, "k")
+		if _, err := s2.AllowWait(context.Background(), "k"); !errors.Is(err, ErrOpen) {
+			t.Fatalf("AllowWait on an open breaker: %v, want ErrOpen at once", err)
+		}
+	})
 }

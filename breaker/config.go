@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -44,9 +45,32 @@ type Config struct {
 	// ConsecutiveFailures trips the breaker after that many failures in a
 	// row, whatever the rate. Zero means 25.
 	ConsecutiveFailures uint32
-	// OpenTimeout is how long an open breaker rejects attempts before it
-	// turns half-open. Zero means 5s.
+	// OpenTimeout is how long a breaker that trips stays open, rejecting
+	// attempts, before it turns half-open and lets probes through. Each
+	// probe that fails reopens it for OpenMultiplier times longer, up to
+	// MaxOpenTimeout, and every open period is shortened at random by up to
+	// OpenJitter: the n-th opening since the breaker last closed lasts
+	//
+	//	d(n) = max(OpenTimeout, min(MaxOpenTimeout, OpenTimeout × OpenMultiplier^(n−1)))
+	//
+	// shortened by d(n)×OpenJitter×r, r uniform in [0, 1) from Rand. An
+	// OpenTimeout above MaxOpenTimeout is therefore a fixed open period.
+	// Zero means 25ms. See the package documentation for why.
 	OpenTimeout time.Duration
+	// MaxOpenTimeout is how long the open period may grow while probes
+	// fail. Zero means 100ms.
+	MaxOpenTimeout time.Duration
+	// OpenMultiplier is the factor by which the open period grows per
+	// failed probe. Zero means 2; otherwise it must be a finite number
+	// >= 1 (1 keeps every open period at OpenTimeout).
+	OpenMultiplier float64
+	// OpenJitter is the fraction by which each open period is shortened at
+	// random, never lengthened, so that breakers opened together do not
+	// probe in lockstep: a period d is drawn from (d×(1−OpenJitter), d].
+	// Zero means 0.1; backoff.NoJitter turns jitter off (the same value
+	// and meaning as backoff.Config.Jitter); any other value must be in
+	// (0, 1].
+	OpenJitter float64
 	// HalfOpenProbes is how many probe attempts a half-open breaker admits at
 	// once; that many successes in a row close it, one failure reopens it.
 	// A probe whose outcome is excluded frees its slot. Zero means 3.
@@ -69,10 +93,12 @@ type Config struct {
 	// and never under a lock of the Set: it may call back into the Set.
 	// See the package documentation.
 	OnStateChange func(key string, from, to State)
-	// Now is the Set's clock: the open period and the rolling window are
-	// read from it. nil means time.Now. The interceptors give their Set the
-	// clock they run on, so one injected clock drives both.
-	Now func() time.Time
+	// Rand returns numbers in [0, 1) that jitter the open periods. nil
+	// means a source of the Set's own, seeded at random when the Set is
+	// created (the global source is never used). The Set serialises its
+	// calls, so the Float64 method of a seeded *rand.Rand may be given as
+	// is; values outside [0, 1) are clamped into [0, 1] (NaN counts as 0).
+	Rand func() float64
 	// Shared, if not nil, shares the Set's breakers with other Sets (a
 	// fleet of processes) through a store such as Redis; NewSet attaches it.
 	// nil keeps every breaker local. See [Shared].
@@ -88,7 +114,10 @@ func DefaultConfig() Config {
 		MinRequests:         50,
 		FailureRatio:        0.7,
 		ConsecutiveFailures: 25,
-		OpenTimeout:         5 * time.Second,
+		OpenTimeout:         25 * time.Millisecond,
+		MaxOpenTimeout:      100 * time.Millisecond,
+		OpenMultiplier:      2,
+		OpenJitter:          0.1,
 		HalfOpenProbes:      3,
 		MaxKeys:             10_000,
 		IdleTimeout:         10 * time.Minute,
@@ -106,6 +135,9 @@ func (c Config) withDefaults() Config {
 	c.FailureRatio = cmp.Or(c.FailureRatio, d.FailureRatio)
 	c.ConsecutiveFailures = cmp.Or(c.ConsecutiveFailures, d.ConsecutiveFailures)
 	c.OpenTimeout = cmp.Or(c.OpenTimeout, d.OpenTimeout)
+	c.MaxOpenTimeout = cmp.Or(c.MaxOpenTimeout, d.MaxOpenTimeout)
+	c.OpenMultiplier = cmp.Or(c.OpenMultiplier, d.OpenMultiplier)
+	c.OpenJitter = cmp.Or(c.OpenJitter, d.OpenJitter)
 	c.HalfOpenProbes = cmp.Or(c.HalfOpenProbes, d.HalfOpenProbes)
 	c.MaxKeys = cmp.Or(c.MaxKeys, d.MaxKeys)
 	c.IdleTimeout = cmp.Or(c.IdleTimeout, d.IdleTimeout)
@@ -143,15 +175,23 @@ func (c Config) Validate() error {
 	if !(c.FailureRatio >= 0 && c.FailureRatio <= 1) { // also NaN
 		bad("FailureRatio must be in (0,1] (0 means default), got %v", c.FailureRatio)
 	}
-	if c.OpenTimeout < 0 {
-		bad("OpenTimeout must be >= 0 (0 means default), got %v", c.OpenTimeout)
+	nonNegative := func(field string, d time.Duration) {
+		if d < 0 {
+			bad("%s must be >= 0 (0 means default), got %v", field, d)
+		}
+	}
+	nonNegative("OpenTimeout", c.OpenTimeout)
+	nonNegative("MaxOpenTimeout", c.MaxOpenTimeout)
+	if math.IsNaN(c.OpenMultiplier) || math.IsInf(c.OpenMultiplier, 0) || (c.OpenMultiplier != 0 && c.OpenMultiplier < 1) {
+		bad("OpenMultiplier must be a finite number >= 1 (0 means default), got %v", c.OpenMultiplier)
+	}
+	if !(c.OpenJitter >= 0 && c.OpenJitter <= 1) { // also NaN
+		bad("OpenJitter must be in [0, 1] (0 means default, backoff.NoJitter none), got %v", c.OpenJitter)
 	}
 	if c.MaxKeys < 0 {
 		bad("MaxKeys must be >= 0 (0 means default), got %d", c.MaxKeys)
 	}
-	if c.IdleTimeout < 0 {
-		bad("IdleTimeout must be >= 0 (0 means default), got %v", c.IdleTimeout)
-	}
+	nonNegative("IdleTimeout", c.IdleTimeout)
 	return errors.Join(errs...)
 }
 

@@ -1,14 +1,13 @@
 package breaker
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 
-	"github.com/grpc-resilience/resilience/internal/outcome"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/internal/outcome"
 )
 
 // ErrOpen is the sentinel every rejection by a [Set] matches:
@@ -68,9 +67,10 @@ func (e *OpenError) GRPCStatus() *status.Status {
 	return status.New(codes.Unavailable, e.Error())
 }
 
-// DefaultIsFailure is the classification used when [Config.IsFailure] is nil.
-// It reports whether an attempt's error means the server (or the path to it)
-// is in trouble:
+// DefaultIsFailure is the classification used when [Config.IsFailure] is nil,
+// the library's one classification of outcomes (the interceptors' engine
+// and package endpoint use the same). It reports whether an attempt's error
+// means the server (or the path to it) is in trouble:
 //
 //   - failures: codes Unavailable, DeadlineExceeded (an attempt timeout or a
 //     server-sent deadline, as a gRPC status), ResourceExhausted, Internal,
@@ -87,8 +87,7 @@ func (e *OpenError) GRPCStatus() *status.Status {
 // deadline, codes.Canceled) are decided before IsFailure is consulted, so
 // DefaultIsFailure returns false for them too.
 func DefaultIsFailure(err error) bool {
-	excluded, failure := defaultClassify(err)
-	return failure && !excluded
+	return outcome.Of(err) == outcome.ServerFailure
 }
 
 // DefaultIsExcluded is the exclusion rule used when [Config.IsExcluded] is nil.
@@ -98,55 +97,13 @@ func DefaultIsFailure(err error) bool {
 // status with codes.Canceled. Excluded outcomes count neither as success nor
 // as failure, and a half-open probe that ends excluded frees its slot.
 //
+// A refusal passed on by the server (a status its own client marked as its
+// downstream's, see the interceptors' Error) is excluded too: the server
+// that answered is not the one in trouble.
+//
 // A gRPC status with codes.DeadlineExceeded is not excluded: it is an attempt
 // timeout or a deadline sent by the server, and counts as a failure.
 func DefaultIsExcluded(err error) bool {
-	excluded, _ := defaultClassify(err)
-	return excluded
-}
-
-// defaultClassify decides DefaultIsExcluded and DefaultIsFailure together.
-func defaultClassify(err error) (excluded, failure bool) {
-	if err == nil {
-		return false, false
-	}
-	if err == context.Canceled || err == context.DeadlineExceeded {
-		return true, false
-	}
-	// Fast path: a bare gRPC status error, as grpc-go returns.
-	if gs, ok := err.(grpcStatuser); ok && !wraps(err) {
-		return classifyCode(gs.GRPCStatus())
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return true, false
-	}
-	if errors.Is(err, io.EOF) {
-		return false, false
-	}
-	var gs grpcStatuser
-	if !errors.As(err, &gs) {
-		return false, true // no status: it would surface as Unknown
-	}
-	return classifyCode(gs.GRPCStatus())
-}
-
-func classifyCode(st *status.Status) (excluded, failure bool) {
-	switch st.Code() { // a nil *Status is OK
-	case codes.Canceled:
-		return true, false
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted,
-		codes.Internal, codes.Unknown, codes.DataLoss:
-		return false, true
-	}
-	return false, false
-}
-
-type grpcStatuser interface{ GRPCStatus() *status.Status }
-
-func wraps(err error) bool {
-	switch err.(type) {
-	case interface{ Unwrap() error }, interface{ Unwrap() []error }:
-		return true
-	}
-	return false
+	k := outcome.Of(err)
+	return k == outcome.CallerGone || k == outcome.Refused
 }

@@ -130,10 +130,9 @@ func (m *Member) SetFleet(key string, f Fleet) {
 		e.frun = 0
 	}
 	if e.state == StateClosed && e.fleetRuleHolds() {
-		e.now = now
-		e.forceFailure(0, false)
+		e.openLocked(now, 0, false)
 	}
-	s.unlockAndDispatch(e)
+	s.unlock(e)
 }
 
 // Open opens the key's breaker for d on the fleet's word (another member
@@ -159,10 +158,9 @@ func (m *Member) Open(key string, d time.Duration) {
 		if e.state == StateOpen {
 			e.openUntil = max(e.openUntil, until)
 		} else {
-			e.now = now
-			e.forceFailure(int64(d), true)
+			e.openLocked(now, until-now, true)
 		}
-		s.unlockAndDispatch(e)
+		s.unlock(e)
 		return
 	}
 }
@@ -182,25 +180,11 @@ func (m *Member) Close(key string) {
 		e.mu.Unlock()
 		return
 	}
-	e.now = now
-	e.fromFleet = true
 	if e.state == StateOpen {
-		e.openUntil = now
-		e.cb.State() // gobreaker's 1ns open timeout is over: half-open
+		e.setStateLocked(StateHalfOpen, now, 0, true)
 	}
-	for i := uint32(0); e.state == StateHalfOpen && i <= s.probes; i++ {
-		gd := e.gbDone
-		if gd == nil {
-			var err error
-			if gd, err = e.cb.Allow(); err != nil {
-				break
-			}
-			e.gbDone = gd
-		}
-		gd(nil) // HalfOpenProbes successes in a row close it
-	}
-	e.fromFleet = false
-	s.unlockAndDispatch(e)
+	e.setStateLocked(StateClosed, now, 0, true)
+	s.unlock(e)
 }
 
 // Lease gives the key's half-open breaker the fleet's probe lease: it may
@@ -250,13 +234,6 @@ func (s *Set) attach(sh Shared) error {
 	return nil
 }
 
-// lookup returns the key's breaker, or nil if the Set does not hold it.
-func (s *Set) lookup(key string) *entry {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.m[key]
-}
-
 // fleetRuleHolds reports whether the trip rule holds on the local and fleet
 // counts together. Caller holds e.mu.
 func (e *entry) fleetRuleHolds() bool {
@@ -271,24 +248,8 @@ func (e *entry) fleetRuleHolds() bool {
 // fleet counts. Caller holds e.mu.
 func (e *entry) windowRuleHolds(rsucc, rfail uint64) bool {
 	s := e.s
-	fail := uint64(e.win.fail) + rfail
-	total := uint64(e.win.succ) + rsucc + fail
-	return total >= uint64(s.minRequests) && float64(fail)/float64(total) >= s.ratio
-}
-
-// forceFailure opens a closed or half-open breaker through gobreaker (the
-// only way into its open state is a failure it is told of): for openFor, or
-// OpenTimeout if zero. fromFleet marks the transition as the fleet's. Caller
-// holds e.mu and has set e.now.
-func (e *entry) forceFailure(openFor int64, fromFleet bool) {
-	gd := e.gbDone
-	if gd == nil {
-		var err error
-		if gd, err = e.cb.Allow(); err != nil {
-			return
-		}
-	}
-	e.force, e.forceFor, e.fromFleet = true, openFor, fromFleet
-	gd(errFailure)
-	e.force, e.forceFor, e.fromFleet = false, 0, false
+	succ, fail := e.win.Counts()
+	nfail := uint64(fail) + rfail
+	total := uint64(succ) + rsucc + nfail
+	return total >= uint64(s.minRequests) && float64(nfail)/float64(total) >= s.ratio
 }

@@ -3,7 +3,6 @@ package endpoint
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/serviceconfig"
 	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/internal/outcome"
 )
 
 // Name is the name the policy is registered under, the key of its entry in a
@@ -243,8 +244,8 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	done, ctx, det := res.Done, info.Ctx, p.det
 	res.Done = func(di balancer.DoneInfo) {
-		if o := classify(di.Err, ctx, c); o != excluded {
-			if det.record(r.ep, o == failed) && c != nil {
+		if k := classify(di.Err, ctx, c); k != outcome.CallerGone {
+			if det.record(r.ep, k == outcome.ServerFailure) && c != nil {
 				c.markEjected(idx)
 			}
 		}
@@ -307,47 +308,25 @@ func (p *picker) choose(start uint32, c *call) (i int, expired bool) {
 	return int(first), expired // an ejection changed between the passes
 }
 
-type outcome int8
-
-const (
-	succeeded outcome = iota
-	failed
-	excluded
-)
-
-// classify sorts an attempt's outcome. The caller's giving up (codes.Canceled,
-// context errors, DeadlineExceeded once the call's context is done) says
-// nothing about the endpoint; the codes of an endpoint or path in trouble are
-// failures; every other code means the endpoint answered.
-func classify(err error, attemptCtx context.Context, c *call) outcome {
-	if err == nil {
-		return succeeded
+// classify sorts an attempt's outcome for the detector: outcome.Of, whose
+// server failures count against the endpoint, whose request faults count
+// as answers and whose caller-gone outcomes are not counted; and a
+// DeadlineExceeded status is the caller giving up, not the endpoint's
+// failure, once the call's context is done. With a record, the call's own
+// context tells the caller's deadline from an attempt timeout or a deadline
+// the server sent; without one, a done attempt context is taken as the
+// caller's.
+func classify(err error, attemptCtx context.Context, c *call) outcome.Kind {
+	k := outcome.Of(err)
+	if k != outcome.ServerFailure || status.Code(err) != codes.DeadlineExceeded {
+		return k
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return excluded
+	callCtx := attemptCtx
+	if c != nil {
+		callCtx = c.Context
 	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return failed
+	if callCtx != nil && callCtx.Err() != nil {
+		return outcome.CallerGone
 	}
-	switch st.Code() {
-	case codes.Canceled:
-		return excluded
-	case codes.DeadlineExceeded:
-		// With a record, the call's own context tells the caller's deadline
-		// from an attempt timeout or a deadline the server sent; without
-		// one, a done attempt context is taken as the caller's.
-		callCtx := attemptCtx
-		if c != nil {
-			callCtx = c.Context
-		}
-		if callCtx != nil && callCtx.Err() != nil {
-			return excluded
-		}
-		return failed
-	case codes.Unavailable, codes.Internal, codes.Unknown, codes.ResourceExhausted, codes.DataLoss:
-		return failed
-	default:
-		return succeeded
-	}
+	return k
 }

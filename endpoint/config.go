@@ -76,13 +76,14 @@ type Config struct {
 	// carry a func.
 	OnEject func(target, addr string, ejected bool)
 
-	// now is the clock (time.Now when nil) and onBuild is told about every
-	// balancer built with this configuration; tests set them.
-	now     func() time.Time
+	// onBuild is told about every balancer built with this configuration;
+	// tests set it to reach the balancer.
 	onBuild func(*lbBalancer)
 }
 
-func (c Config) hasTestHooks() bool { return c.now != nil || c.onBuild != nil }
+// hasFuncs reports whether c holds funcs, which JSON cannot carry: they
+// reach the policy through DialOption's process-local handle.
+func (c Config) hasFuncs() bool { return c.OnEject != nil || c.onBuild != nil }
 
 // DefaultConfig returns the configuration a zero Config stands for, as a
 // fresh value. It is the one place the defaults live.
@@ -108,9 +109,6 @@ func (c Config) withDefaults() Config {
 	c.BaseEjectionTime = cmp.Or(c.BaseEjectionTime, d.BaseEjectionTime)
 	c.MaxEjectionTime = cmp.Or(c.MaxEjectionTime, d.MaxEjectionTime)
 	c.MaxEjectedRatio = cmp.Or(c.MaxEjectedRatio, d.MaxEjectedRatio)
-	if c.now == nil {
-		c.now = time.Now
-	}
 	return c
 }
 

@@ -5,28 +5,32 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	hookq "github.com/grpc-resilience/resilience/internal/hooks"
+	"github.com/grpc-resilience/resilience/internal/window"
 )
 
 // detector is the ejection logic of one channel, free of gRPC: it is fed
-// outcomes per endpoint and reads time only from its clock, so tests and the
-// simulation drive it directly. Ejections end lazily: an endpoint whose
-// ejection time is over returns to service at the next outcome, pick or
-// sweep that notices it. No timer or goroutine runs.
+// outcomes per endpoint and reads time.Now, so tests and the simulation
+// drive it directly (in a testing/synctest bubble for time). Ejections end
+// lazily: an endpoint whose ejection time is over returns to service at the
+// next outcome, pick or sweep that notices it. No timer or goroutine runs.
 type detector struct {
 	target string
-	now    func() time.Time
-	base   time.Time // time 0 of the ns offsets below
+	base   time.Time                // time 0 of the ns offsets below
+	events *hookq.Queue[ejectEvent] // for cfg.OnEject, delivered outside mu
 
-	mu         sync.Mutex
-	cfg        Config // every default filled in
-	width      int64  // bucket width in ns: cfg.Window / buckets
-	eps        map[*epStats]struct{}
-	nEjected   int
-	queue      []ejectEvent // for cfg.OnEject, delivered outside mu
-	delivering bool
+	mu       sync.Mutex
+	cfg      Config // every default filled in
+	width    int64  // bucket width in ns: cfg.Window / buckets
+	eps      map[*epStats]struct{}
+	nEjected int
 }
 
+// ejectEvent is an ejection or a return, for the OnEject in force when it
+// happened.
 type ejectEvent struct {
+	hook    func(target, addr string, ejected bool)
 	addr    string
 	ejected bool
 }
@@ -40,10 +44,7 @@ type epStats struct {
 
 	// Guarded by det.mu.
 	removed       bool
-	head          int64 // absolute index of the newest bucket
-	ok, fail      [buckets]uint32
-	okSum         int
-	failSum       int
+	win           window.Window
 	consecutive   int
 	ejections     int   // the multiplier of the ejection time
 	backInService int64 // when the last ejection ended (ns), or -1
@@ -51,28 +52,31 @@ type epStats struct {
 
 func newDetector(target string, cfg Config) *detector {
 	cfg = cfg.withDefaults()
-	return &detector{
+	d := &detector{
 		target: target,
-		now:    cfg.now,
-		base:   cfg.now(),
+		base:   time.Now(),
 		cfg:    cfg,
 		width:  int64(cfg.Window / buckets),
 		eps:    make(map[*epStats]struct{}),
 	}
+	d.events = hookq.New(func(ev ejectEvent) { ev.hook(d.target, ev.addr, ev.ejected) })
+	return d
 }
 
-// elapsed returns the clock's reading in ns since d.base.
-func (d *detector) elapsed() int64 { return int64(d.now().Sub(d.base)) }
+// elapsed returns the time in ns since d.base, on the monotonic clock.
+func (d *detector) elapsed() int64 { return int64(time.Since(d.base)) }
 
-// reconfigure applies a new configuration (every default filled in). The
-// clock stays the first one. A new Window restarts every endpoint's window.
+// reconfigure applies a new configuration (every default filled in). A new
+// Window restarts every endpoint's window and run.
 func (d *detector) reconfigure(cfg Config) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if cfg.Window != d.cfg.Window {
 		d.width = int64(cfg.Window / buckets)
+		t := d.elapsed()
 		for e := range d.eps {
-			e.resetCounts(d.elapsed() / d.width)
+			e.win.SetWidth(d.width, t)
+			e.consecutive = 0
 		}
 	}
 	d.cfg = cfg
@@ -82,7 +86,7 @@ func (d *detector) reconfigure(cfg Config) {
 func (d *detector) add(addr string) *epStats {
 	e := &epStats{addr: addr, backInService: -1}
 	d.mu.Lock()
-	e.resetCounts(d.elapsed() / d.width)
+	e.win = window.New(buckets, d.width, d.elapsed())
 	d.eps[e] = struct{}{}
 	d.mu.Unlock()
 	return e
@@ -156,18 +160,14 @@ func (d *detector) record(e *epStats, failure bool) (ejected bool) {
 		d.unlockAndDeliver()
 		return false
 	}
-	slot := e.roll(t / d.width)
+	e.win.Add(t, failure)
 	if failure {
-		e.fail[slot]++
-		e.failSum++
 		e.consecutive++
 		if d.tripsLocked(e) && d.nEjected < d.maxEjectedLocked() {
 			d.ejectLocked(e, t)
 			ejected = true
 		}
 	} else {
-		e.ok[slot]++
-		e.okSum++
 		e.consecutive = 0
 	}
 	d.unlockAndDeliver()
@@ -179,8 +179,9 @@ func (d *detector) tripsLocked(e *epStats) bool {
 	if e.consecutive >= d.cfg.ConsecutiveFailures {
 		return true
 	}
-	total := e.okSum + e.failSum
-	return total >= d.cfg.MinRequests && float64(e.failSum) >= d.cfg.FailureRatio*float64(total)
+	succ, fail := e.win.Counts()
+	total := int(succ) + int(fail)
+	return total >= d.cfg.MinRequests && float64(fail) >= d.cfg.FailureRatio*float64(total)
 }
 
 // maxEjectedLocked is how many endpoints may be ejected at once: at most
@@ -205,7 +206,7 @@ func (d *detector) ejectLocked(e *epStats, t int64) {
 	}
 	e.until.Store(t + int64(min(time.Duration(e.ejections)*base, limit)))
 	d.nEjected++
-	e.resetCounts(t / d.width)
+	e.resetCounts(t)
 	d.queueLocked(e.addr, true)
 }
 
@@ -214,76 +215,27 @@ func (d *detector) returnLocked(e *epStats, t int64) {
 	e.until.Store(0)
 	e.backInService = t
 	d.nEjected--
-	e.resetCounts(t / d.width)
+	e.resetCounts(t)
 	d.queueLocked(e.addr, false)
 }
 
 func (d *detector) queueLocked(addr string, ejected bool) {
 	if d.cfg.OnEject != nil {
-		d.queue = append(d.queue, ejectEvent{addr, ejected})
+		d.events.Push(ejectEvent{d.cfg.OnEject, addr, ejected})
 	}
 }
 
-// unlockAndDeliver releases d.mu after handing queued events to OnEject in
-// order. Only one goroutine delivers at a time; events queued meanwhile are
-// delivered by it, so the hook never runs concurrently with itself and never
-// under d.mu.
+// unlockAndDeliver releases d.mu, then hands the queued events to OnEject
+// in order: never concurrently with itself and never under d.mu.
 func (d *detector) unlockAndDeliver() {
-	if d.delivering || len(d.queue) == 0 {
-		d.mu.Unlock()
-		return
-	}
-	d.delivering = true
-	locked := true
-	defer func() { // also when the hook panics
-		if !locked {
-			d.mu.Lock()
-		}
-		d.delivering = false
-		d.mu.Unlock()
-	}()
-	for len(d.queue) > 0 {
-		q, hook := d.queue, d.cfg.OnEject
-		d.queue = nil
-		d.mu.Unlock()
-		locked = false
-		for _, ev := range q {
-			if hook != nil {
-				hook(d.target, ev.addr, ev.ejected)
-			}
-		}
-		d.mu.Lock()
-		locked = true
-	}
+	d.mu.Unlock()
+	d.events.Deliver()
 }
 
-// resetCounts empties e's window and run, with idx as the newest bucket.
-func (e *epStats) resetCounts(idx int64) {
-	e.ok, e.fail = [buckets]uint32{}, [buckets]uint32{}
-	e.okSum, e.failSum, e.consecutive = 0, 0, 0
-	e.head = idx
-}
-
-// roll moves e's window forward to bucket idx and returns its slot.
-func (e *epStats) roll(idx int64) int {
-	if idx > e.head {
-		if idx-e.head >= buckets {
-			// The whole window is stale; the run of failures is not.
-			e.ok, e.fail = [buckets]uint32{}, [buckets]uint32{}
-			e.okSum, e.failSum = 0, 0
-			e.head = idx
-		} else {
-			for i := e.head + 1; i <= idx; i++ {
-				s := i % buckets
-				e.okSum -= int(e.ok[s])
-				e.failSum -= int(e.fail[s])
-				e.ok[s], e.fail[s] = 0, 0
-			}
-			e.head = idx
-		}
-	}
-	// A clock that went back lands in the newest bucket.
-	return int(e.head % buckets)
+// resetCounts empties e's window and run, as of time t.
+func (e *epStats) resetCounts(t int64) {
+	e.win.Reset(t)
+	e.consecutive = 0
 }
 
 // ejectedAddrs lists the endpoints ejected now, for tests.

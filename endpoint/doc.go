@@ -15,7 +15,9 @@
 // per endpoint the resolver reports (pick_first walks an endpoint's
 // addresses and reconnects it). The picker round-robins over the ready
 // endpoints that are in service and wraps every pick's Done callback, so it
-// sees each attempt's outcome per endpoint:
+// sees each attempt's outcome per endpoint, classified as the rest of the
+// library classifies outcomes (package breaker's DefaultIsFailure and
+// DefaultIsExcluded), with the call's context deciding DeadlineExceeded:
 //
 //   - failure (the endpoint or the path to it is in trouble): Unavailable,
 //     Internal, Unknown, ResourceExhausted, DataLoss, errors without a gRPC
@@ -141,16 +143,17 @@
 // made in order, never concurrently with each other and never under a lock
 // of the policy: the goroutine whose outcome or pick caused a transition
 // delivers it before it returns, unless another one is delivering, which then
-// delivers it too. A panic in OnEject reaches the goroutine delivering it
-// and drops the rest of the transitions it was delivering; later ones are
-// delivered.
+// delivers it too. A panic in OnEject reaches the goroutine delivering it;
+// the transitions queued behind it are not lost but delivered by the next
+// outcome or pick that causes or notices one.
 //
 // # Time
 //
-// The window and ejection times run on a clock (time.Now; tests inject a
-// fake one). No timer or goroutine runs: an ejection whose time is over ends
-// for the picker at once and is reported (OnEject) by the next outcome or
-// pick that notices it.
+// The window and ejection times run on time.Now's monotonic clock; nothing
+// is injected (the tests run the policy's logic in testing/synctest
+// bubbles, whose fake clock time.Now follows). No timer or goroutine runs:
+// an ejection whose time is over ends for the picker at once and is
+// reported (OnEject) by the next outcome or pick that notices it.
 //
 // # Concurrency and cost
 //

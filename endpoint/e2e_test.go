@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpc-resilience/resilience/internal/outcome"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 )
 
@@ -464,28 +465,41 @@ func TestClassify(t *testing.T) {
 		err  error
 		ctx  context.Context
 		call *call
-		want outcome
+		want string // how the detector takes it: succeeded, failed or excluded
 	}{
-		{"nil", nil, live, nil, succeeded},
-		{"unavailable", status.Error(codes.Unavailable, ""), live, nil, failed},
-		{"internal", status.Error(codes.Internal, ""), live, nil, failed},
-		{"unknown", status.Error(codes.Unknown, ""), live, nil, failed},
-		{"exhausted", status.Error(codes.ResourceExhausted, ""), live, nil, failed},
-		{"dataloss", status.Error(codes.DataLoss, ""), live, nil, failed},
-		{"no status", errors.New("boom"), live, nil, failed},
-		{"deadline from server", status.Error(codes.DeadlineExceeded, ""), live, nil, failed},
-		{"caller's deadline", status.Error(codes.DeadlineExceeded, ""), gone, nil, excluded},
-		{"attempt timeout, call alive", status.Error(codes.DeadlineExceeded, ""), gone, NewCall(live).(*call), failed},
-		{"call's deadline", status.Error(codes.DeadlineExceeded, ""), gone, NewCall(gone).(*call), excluded},
-		{"canceled", status.Error(codes.Canceled, ""), live, nil, excluded},
-		{"context error", context.Canceled, live, nil, excluded},
-		{"context deadline", context.DeadlineExceeded, live, nil, excluded},
-		{"invalid argument", status.Error(codes.InvalidArgument, ""), live, nil, succeeded},
-		{"not found", status.Error(codes.NotFound, ""), live, nil, succeeded},
-		{"permission", status.Error(codes.PermissionDenied, ""), live, nil, succeeded},
+		{"nil", nil, live, nil, "succeeded"},
+		{"unavailable", status.Error(codes.Unavailable, ""), live, nil, "failed"},
+		{"internal", status.Error(codes.Internal, ""), live, nil, "failed"},
+		{"unknown", status.Error(codes.Unknown, ""), live, nil, "failed"},
+		{"exhausted", status.Error(codes.ResourceExhausted, ""), live, nil, "failed"},
+		{"dataloss", status.Error(codes.DataLoss, ""), live, nil, "failed"},
+		{"no status", errors.New("boom"), live, nil, "failed"},
+		{"deadline from server", status.Error(codes.DeadlineExceeded, ""), live, nil, "failed"},
+		{"caller's deadline", status.Error(codes.DeadlineExceeded, ""), gone, nil, "excluded"},
+		{"attempt timeout, call alive", status.Error(codes.DeadlineExceeded, ""), gone, NewCall(live).(*call), "failed"},
+		{"call's deadline", status.Error(codes.DeadlineExceeded, ""), gone, NewCall(gone).(*call), "excluded"},
+		{"canceled", status.Error(codes.Canceled, ""), live, nil, "excluded"},
+		{"context error", context.Canceled, live, nil, "excluded"},
+		{"context deadline", context.DeadlineExceeded, live, nil, "excluded"},
+		{"invalid argument", status.Error(codes.InvalidArgument, ""), live, nil, "succeeded"},
+		{"not found", status.Error(codes.NotFound, ""), live, nil, "succeeded"},
+		{"permission", status.Error(codes.PermissionDenied, ""), live, nil, "succeeded"},
 	} {
-		if got := classify(tc.err, tc.ctx, tc.call); got != tc.want {
-			t.Errorf("%s: got %d, want %d", tc.name, got, tc.want)
+		if got := detectorTakes(classify(tc.err, tc.ctx, tc.call)); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
 		}
 	}
+}
+
+// detectorTakes says how the picker's Done hands an outcome to the
+// detector: a failure, an answer (a success or the request's fault), or
+// not at all.
+func detectorTakes(k outcome.Kind) string {
+	switch k {
+	case outcome.ServerFailure:
+		return "failed"
+	case outcome.CallerGone:
+		return "excluded"
+	}
+	return "succeeded"
 }

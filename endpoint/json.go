@@ -61,7 +61,7 @@ func durationJSON(d time.Duration) string {
 // It returns an error wrapping [ErrInvalidConfig] if cfg is invalid or has
 // OnEject set: JSON cannot carry a func, use [DialOption] for that.
 func ServiceConfig(cfg Config) (string, error) {
-	if cfg.OnEject != nil || cfg.hasTestHooks() {
+	if cfg.hasFuncs() {
 		return "", fmt.Errorf("%w: OnEject cannot be carried by JSON; use DialOption", ErrInvalidConfig)
 	}
 	return serviceConfig(cfg, "")
@@ -107,7 +107,7 @@ func serviceConfig(cfg Config, hooks string) (string, error) {
 // key) by which the policy finds the func again; the handle lives as long
 // as the returned option or a channel dialled with it does.
 func DialOption(cfg Config) (grpc.DialOption, error) {
-	if cfg.OnEject == nil && !cfg.hasTestHooks() {
+	if !cfg.hasFuncs() {
 		js, err := serviceConfig(cfg, "")
 		if err != nil {
 			return nil, err
@@ -236,7 +236,7 @@ func parseConfig(js json.RawMessage) (*lbConfig, error) {
 		return nil, err
 	}
 	if h != nil {
-		c.OnEject, c.now, c.onBuild = h.cfg.OnEject, h.cfg.now, h.cfg.onBuild
+		c.OnEject, c.onBuild = h.cfg.OnEject, h.cfg.onBuild
 	}
 	return &lbConfig{cfg: c.withDefaults()}, nil
 }

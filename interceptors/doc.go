@@ -71,7 +71,7 @@
 //	call timeout          10 s (DefaultCallTimeout), only when the caller set no deadline
 //	connect (DialOptions) MinConnectTimeout 3 s; reconnect backoff 1 s × 1.6^n, cap 3 s, jitter 0.2
 //	retry budget          100 tokens, TokenRatio 1 (budget.DefaultConfig), per target
-//	circuit breaker       per target: opens on >= 70 % failures of >= 50 in 10 s or 25 in a row; open 5 s (breaker.DefaultConfig)
+//	circuit breaker       per target: opens on >= 70 % failures of >= 50 in 10 s or 25 in a row; open 25 ms, x2 per failed probe up to 100 ms (breaker.DefaultConfig)
 //	ready wait            2 s, reconnect probe every 100 ms on average (each wait 50–150 ms)
 //	endpoint ejection     off (WithEndpointEjection)
 //	stream replay buffer  256 KiB

@@ -105,10 +105,11 @@ func hedging(d time.Duration, inFlight int) Option {
 }
 
 // tripped returns breaker settings that open at the first failure and let
-// one probe through after a second.
+// one probe through after exactly a second.
 func tripped() breaker.Config {
 	c := breaker.DefaultConfig()
 	c.ConsecutiveFailures, c.OpenTimeout, c.HalfOpenProbes = 1, time.Second, 1
+	c.OpenJitter = backoff.NoJitter
 	return c
 }
 

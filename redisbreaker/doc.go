@@ -36,11 +36,16 @@
 // holds the fleet's probe lease (SET NX with expiry); the first member to
 // ask gets it and runs the HalfOpenProbes probes a local breaker would. If
 // they succeed it closes, deletes the open key and publishes the closing,
-// and the others close; if one fails it reopens and publishes that. A member
-// without the lease answers as a half-open breaker whose probes are all out
-// (AllowWait waits for a slot). The lease is asked for in the background
-// right after the breaker turns half-open, so the first probe waits one
-// round trip to Redis.
+// and the others close; if one fails it reopens and publishes that. A
+// member gives the lease back as soon as it leaves half-open, also when
+// another member's opening reopened it. With the breaker's default open
+// period (25ms growing to 100ms) the fleet probes a dead downstream about
+// 10 times a second in all, not per member, and finds it healed within
+// about a period (the tests: 9.5 attempts/s for 5 members, first success
+// 65-85ms after healing). A member without the lease answers as a
+// half-open breaker whose probes are all out (AllowWait waits for a slot).
+// The lease is asked for in the background right after the breaker turns
+// half-open, so the first probe waits one round trip to Redis.
 //
 // The fleet's failure run is the sum of the members' runs, where a member's
 // run is its failures since the last success it knows of, its own or (seen

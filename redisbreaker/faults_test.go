@@ -136,7 +136,6 @@ func tripLocal(t *testing.T, m *member, key string) int {
 // fleet shares again.
 func TestRedisFaultsMidRun(t *testing.T) {
 	r := startRedis(t)
-	clk := newFakeClock()
 	rd := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
 	defer mp.Shutdown(context.Background())
@@ -149,7 +148,9 @@ func TestRedisFaultsMidRun(t *testing.T) {
 		if i == 0 {
 			oi.MeterProvider = mp
 		}
-		fleet = append(fleet, newMember(t, r, clk, oi))
+		// Open for a minute: the test checks that openings are shared, not
+		// when breakers probe again.
+		fleet = append(fleet, newMember(t, r, breaker.Config{OpenTimeout: time.Minute}, oi))
 	}
 	for _, m := range fleet {
 		synced(t, m.sh)
@@ -228,9 +229,8 @@ func TestRedisFaultsMidRun(t *testing.T) {
 func TestRedisDownAtStart(t *testing.T) {
 	r := startRedis(t)
 	r.kill()
-	clk := newFakeClock()
 	lg := &degradedLog{}
-	m := newMember(t, r, clk, Options{Prefix: prefix(t), Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+	m := newMember(t, r, breaker.Config{}, Options{Prefix: prefix(t), Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond, OnDegraded: lg.hook})
 	eventually(t, 5*time.Second, "degraded reported", func() bool { got, _, _ := lg.last(); return got })
 	t0 := time.Now()

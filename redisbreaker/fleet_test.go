@@ -2,6 +2,7 @@ package redisbreaker
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,16 +16,6 @@ import (
 
 var errDown = status.Error(codes.Unavailable, "connection refused")
 
-// fakeClock drives the breakers' logic (open periods, windows); the network
-// with real Redis runs on real time.
-type fakeClock struct {
-	base time.Time
-	off  atomic.Int64
-}
-
-func newFakeClock() *fakeClock                   { return &fakeClock{base: time.Unix(1_000_000, 0)} }
-func (c *fakeClock) Now() time.Time              { return c.base.Add(time.Duration(c.off.Load())) }
-func (c *fakeClock) Advance(d time.Duration)     { c.off.Add(int64(d)) }
 func (m *member) state(key string) breaker.State { return m.set.State(key) }
 
 // member is one instance of a fleet: its own Redis client, Shared and Set.
@@ -36,7 +27,10 @@ type member struct {
 	opened time.Time // real time of the last transition to open
 }
 
-func newMember(t *testing.T, r *redisServer, clk *fakeClock, o Options) *member {
+// newMember starts a member whose Set has the breaker settings of bc (its
+// Shared and OnStateChange are the member's). The breakers run on real
+// time, as Redis does: a test that needs one open for long says so in bc.
+func newMember(t *testing.T, r *redisServer, bc breaker.Config, o Options) *member {
 	t.Helper()
 	sh, err := New(r.client(t), o)
 	if err != nil {
@@ -44,28 +38,26 @@ func newMember(t *testing.T, r *redisServer, clk *fakeClock, o Options) *member 
 	}
 	t.Cleanup(func() { sh.Close() })
 	m := &member{sh: sh}
-	m.set, err = breaker.NewSet(breaker.Config{
-		Now:    clk.Now,
-		Shared: sh,
-		OnStateChange: func(_ string, _, to breaker.State) {
-			if to == breaker.StateOpen {
-				m.mu.Lock()
-				m.opened = time.Now()
-				m.mu.Unlock()
-			}
-		},
-	})
+	bc.Shared = sh
+	bc.OnStateChange = func(_ string, _, to breaker.State) {
+		if to == breaker.StateOpen {
+			m.mu.Lock()
+			m.opened = time.Now()
+			m.mu.Unlock()
+		}
+	}
+	m.set, err = breaker.NewSet(bc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
 
-func newFleet(t *testing.T, r *redisServer, n int, clk *fakeClock, o Options) []*member {
+func newFleet(t *testing.T, r *redisServer, n int, bc breaker.Config, o Options) []*member {
 	t.Helper()
 	fleet := make([]*member, n)
 	for i := range fleet {
-		fleet[i] = newMember(t, r, clk, o)
+		fleet[i] = newMember(t, r, bc, o)
 	}
 	for _, m := range fleet {
 		synced(t, m.sh)
@@ -88,8 +80,10 @@ func allState(fleet []*member, key string, want breaker.State) bool {
 // HalfOpenProbes probes, not HalfOpenProbes per member.
 func TestFleetTripsAndProbesTogether(t *testing.T) {
 	r := sharedRedis(t)
-	clk := newFakeClock()
-	fleet := newFleet(t, r, 5, clk, Options{Prefix: prefix(t)})
+	// Open for 500ms: long beside the pub/sub latency that spreads the
+	// members' openings, short enough to wait for in real time.
+	const openFor = 500 * time.Millisecond
+	fleet := newFleet(t, r, 5, breaker.Config{OpenTimeout: openFor}, Options{Prefix: prefix(t)})
 	const key = "dns:///orders.example:443"
 	for _, m := range fleet { // a healthy start: every member knows the key
 		done, err := m.set.Allow(key)
@@ -138,8 +132,8 @@ func TestFleetTripsAndProbesTogether(t *testing.T) {
 		t.Errorf("members opened over %v, want within one Interval (100ms)", spread)
 	}
 
-	// Recovery: the open period ends on every member at once (one clock).
-	clk.Advance(5 * time.Second)
+	// Recovery: the open period ends on every member within the spread of
+	// their openings; the load runs on until the fleet has closed.
 	probes := 0
 	start = time.Now()
 	for !allState(fleet, key, breaker.StateClosed) {
@@ -167,8 +161,8 @@ func TestFleetTripsAndProbesTogether(t *testing.T) {
 // Pub/sub carries an opening to the other members in milliseconds.
 func TestOpenReachesFleetByPubSub(t *testing.T) {
 	r := sharedRedis(t)
-	clk := newFakeClock()
-	fleet := newFleet(t, r, 3, clk, Options{Prefix: prefix(t), Interval: time.Hour / 2, MaxBackoff: time.Hour})
+	// Open for a minute: each round sees the members open, then closes them.
+	fleet := newFleet(t, r, 3, breaker.Config{OpenTimeout: time.Minute}, Options{Prefix: prefix(t), Interval: time.Hour / 2, MaxBackoff: time.Hour})
 	const key = "k"
 	// With a half-hour Interval only pub/sub can carry the news.
 	for _, m := range fleet[1:] {
@@ -188,8 +182,7 @@ func TestOpenReachesFleetByPubSub(t *testing.T) {
 			eventually(t, 2*time.Second, "member opens", func() bool { return m.state(key) == breaker.StateOpen })
 		}
 		lat = append(lat, time.Since(t0))
-		// Let the fleet close again for the next round: the opener probes.
-		clk.Advance(5 * time.Second)
+		// Let the fleet close again for the next round.
 		for _, m := range fleet[1:] {
 			m.sh.member.Close(key)
 		}
@@ -244,3 +237,110 @@ func TestNewErrors(t *testing.T) {
 }
 
 func containsLine(s, sub string) bool { return strings.Contains(s, sub) }
+
+// With the default open schedule a fleet of 5, each member at 100 calls/s,
+// probes a dead downstream through the lease holder only: about one probe
+// per open period for the whole fleet, where five local breakers would send
+// one each. Once the downstream heals, a probe finds it within about a
+// period.
+func TestFleetProbesDeadDownstreamTogether(t *testing.T) {
+	r := sharedRedis(t)
+	// A prefix of this run's own: a lease left by an earlier run (-count)
+	// would hold the fleet's probes back for its ProbeLease.
+	p := prefix(t) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	fleet := newFleet(t, r, 5, breaker.Config{}, Options{Prefix: p})
+	const key = "k"
+	var healed atomic.Bool
+	var attempts, successes atomic.Int64
+	var firstSuccess atomic.Int64 // ns since start, 0 until then
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, m := range fleet {
+		wg.Go(func() {
+			pace := time.NewTicker(10 * time.Millisecond) // the load's rate
+			defer pace.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-pace.C:
+				}
+				done, err := m.set.Allow(key)
+				if err != nil {
+					continue
+				}
+				attempts.Add(1)
+				if healed.Load() {
+					successes.Add(1)
+					firstSuccess.CompareAndSwap(0, int64(time.Since(start)))
+					done(nil)
+				} else {
+					done(errDown)
+				}
+			}
+		})
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	eventually(t, 5*time.Second, "fleet opens", func() bool { return allState(fleet, key, breaker.StateOpen) })
+	before := attempts.Load()
+	const dead = 2 * time.Second
+	time.Sleep(dead) // the downstream stays dead: the load runs on
+	probes := attempts.Load() - before
+	perSecond := float64(probes) / dead.Seconds()
+	t.Logf("dead downstream, fleet of %d at 100 calls/s each: %d attempts in %v (%.1f/s; %d local breakers: about %d/s)",
+		len(fleet), probes, dead, perSecond, len(fleet), 10*len(fleet))
+	if perSecond > 20 {
+		t.Errorf("%.1f attempts/s across the fleet while dead, want about 10 (at most 20)", perSecond)
+	}
+	healAt := time.Since(start)
+	healed.Store(true)
+	eventually(t, 5*time.Second, "a success after healing", func() bool { return firstSuccess.Load() != 0 })
+	took := time.Duration(firstSuccess.Load()) - healAt
+	t.Logf("first success %v after the downstream healed", took)
+	if took > 300*time.Millisecond {
+		t.Errorf("first success %v after healing, want about one open period (100ms), at most 300ms", took)
+	}
+}
+
+// A lease holder reopened on another member's word (an opening that
+// crossed its lease) gives the lease back at once: kept, it would hold the
+// whole fleet's probes back for ProbeLease, its own included.
+func TestLeaseReleasedWhenTheFleetReopens(t *testing.T) {
+	r := sharedRedis(t)
+	p := prefix(t) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	m := newMember(t, r, breaker.Config{OpenTimeout: 50 * time.Millisecond}, Options{Prefix: p})
+	synced(t, m.sh)
+	const key = "k"
+	for m.state(key) != breaker.StateOpen {
+		if done, err := m.set.Allow(key); err == nil {
+			done(errDown)
+		}
+	}
+	leased := func() bool {
+		for _, l := range m.sh.member.Snapshot(nil) {
+			if l.Key == key && l.Leased {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, 2*time.Second, "the member holds the lease", func() bool { m.state(key); return leased() })
+	admin := r.client(t)
+	lease := "{" + p + ":" + key + "}:lease"
+	if holder, _ := admin.Get(t.Context(), lease).Result(); holder != m.sh.Instance() {
+		t.Fatalf("lease held by %q, want %q", holder, m.sh.Instance())
+	}
+	// Another member's probe failed: it publishes its opening.
+	if err := admin.Publish(t.Context(), p+":events", "o 60000 other "+key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "the member reopens on the fleet's word", func() bool { return m.state(key) == breaker.StateOpen })
+	eventually(t, 2*time.Second, "the lease is given back", func() bool {
+		n, err := admin.Exists(t.Context(), lease).Result()
+		return err == nil && n == 0
+	})
+}

@@ -91,7 +91,6 @@ func (s *Shared) round(full bool) error {
 			}
 			pipe.Set(ctx, tag+":open", s.inst, rem)
 			pipe.Publish(ctx, s.ch, "o "+strconv.FormatInt(rem.Milliseconds(), 10)+" "+s.inst+" "+t.Key)
-			pipe.Eval(ctx, releaseLease, []string{tag + ":lease"}, s.inst)
 			published++
 		case t.To == breaker.StateClosed:
 			key := t.Key
@@ -103,12 +102,19 @@ func (s *Shared) round(full bool) error {
 			if !t.Fleet && t.From == breaker.StateHalfOpen {
 				pipe.Del(ctx, tag+":open")
 				pipe.Publish(ctx, s.ch, "c 0 "+s.inst+" "+t.Key)
-				pipe.Eval(ctx, releaseLease, []string{tag + ":lease"}, s.inst)
 				published++
 			}
 		case t.To == breaker.StateHalfOpen && last[t.Key] == i && !leasing[t.Key]:
 			leasing[t.Key] = true
 			after = append(after, s.askLease(ctx, pipe, t.Key))
+		}
+		if t.From == breaker.StateHalfOpen {
+			// Leaving half-open, by its own probes or on the fleet's word
+			// (another member's opening that crossed this member's lease):
+			// the probe lease, if this member holds it, goes back now.
+			// Kept, it would hold every member's probes back, this one's
+			// too (SET NX fails on its own key), for ProbeLease.
+			pipe.Eval(ctx, releaseLease, []string{tag + ":lease"}, s.inst)
 		}
 	}
 

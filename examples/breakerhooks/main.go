@@ -49,7 +49,7 @@ func run(w io.Writer) error {
 	m, err := interceptors.New(
 		interceptors.WithBreaker(breaker.Config{
 			ConsecutiveFailures: 5,           // default 25
-			OpenTimeout:         openTimeout, // default 5s
+			OpenTimeout:         openTimeout, // default 25ms, growing to 100ms
 			HalfOpenProbes:      1,           // default 3
 			// Called on every transition, in order, outside the breaker's
 			// locks: export a gauge, log, page someone. key is the target

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/fallback"
 	"github.com/grpc-resilience/resilience/interceptors"
@@ -210,7 +211,11 @@ func (d *demo) newClient(ctx context.Context, name string, tel *telemetry) (_ *c
 func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Option {
 	opts := []interceptors.Option{
 		interceptors.WithBreaker(breaker.Config{
+			// A fixed period, as the README's figures were taken with:
+			// unjittered, the breaker's phase against the timeline (open
+			// or probing when the restart begins) is the same every run.
 			OpenTimeout: d.cfg.OpenTimeout,
+			OpenJitter:  backoff.NoJitter,
 			OnStateChange: func(_ string, from, to breaker.State) {
 				c.breaker.Store(int32(to))
 				d.timeline.transition(d.elapsed(), to)
@@ -489,7 +494,7 @@ func (d *demo) printHeader(tel *telemetry) {
 	w.printf("plain:     grpc.NewClient + grpc.WithDisableRetry\n")
 	w.printf("resilient: interceptors.New(...).DialOptions(), library defaults (3 attempts, backoff 50ms x 2^n,\n")
 	w.printf("           retry budget, breaker, ready wait) except:\n")
-	w.printf("             breaker OpenTimeout %v (default 5s)                    -open-timeout\n", c.OpenTimeout)
+	w.printf("             breaker OpenTimeout %v (default 25ms-100ms)           -open-timeout\n", c.OpenTimeout)
 	if c.Hedge > 0 {
 		w.printf("             Echo hedged after %v, 2 in flight (default: no hedging)  -hedge=0 to turn off\n", c.Hedge)
 	} else {

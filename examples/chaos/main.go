@@ -40,9 +40,9 @@
 // The plain client is grpc.NewClient with insecure credentials and
 // grpc.WithDisableRetry (grpc-go's defaults otherwise). The resilient one
 // adds interceptors.New(...).DialOptions() with the library's defaults
-// except for what the demo prints at start: a shorter breaker OpenTimeout
-// (-open-timeout, 1 s instead of 5 s, so that recovery shows within a
-// phase) and hedging of Echo (-hedge, 25 ms; 0 turns it off), an opt-in
+// except for what the demo prints at start: a fixed breaker OpenTimeout
+// (-open-timeout, 1 s; the library's open period starts at 25 ms and grows
+// to 100 ms while probes fail) and hedging of Echo (-hedge, 25 ms; 0 turns it off), an opt-in
 // per-method policy that the slow phase is there to show.
 //
 // An attempt is counted for the phase in which it reached the server, a
@@ -125,7 +125,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.Tail, "tail", 0.05, "fraction of attempts delayed in the slow phase")
 	fs.DurationVar(&c.TailLatency, "tail-latency", 100*time.Millisecond, "delay of the slow attempts")
 	fs.DurationVar(&c.Down, "down", 0, "how long the server is stopped in the restart phase (0: a fifth of the phase)")
-	fs.DurationVar(&c.OpenTimeout, "open-timeout", time.Second, "breaker OpenTimeout of the resilient client (library default 5s)")
+	fs.DurationVar(&c.OpenTimeout, "open-timeout", time.Second, "breaker OpenTimeout of the resilient client (library default 25ms, growing to 100ms)")
 	fs.DurationVar(&c.Hedge, "hedge", 25*time.Millisecond, "hedge Echo after this delay in the resilient client (0: no hedging, the library default)")
 	fs.IntVar(&c.Keys, "keys", 50, "distinct requests the clients make (call i asks for item i mod keys)")
 	fs.BoolVar(&c.Stale, "stale", true, "the resilient client answers Echo from a stale copy when the server cannot (fallback)")

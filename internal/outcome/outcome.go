@@ -1,36 +1,10 @@
-// Package outcome classifies how an attempt of a gRPC call ended: the one
-// place the library decides whose failure an error is. The engine, the
-// breaker, the endpoint detector and the fallback all read it.
-//
-// # Model
-//
-// An attempt ends in one of five ways ([Kind]): the server answered
-// ([Success]), the server or the path to it failed ([ServerFailure]), the
-// server answered and the request was at fault ([RequestFault]), the caller
-// gave up ([CallerGone]), or the attempt could not reach a server that
-// would serve it ([Refused]: refused by this client, or answered by a
-// service with its own downstream's failure, passed on). [Of] decides from
-// an error alone; only the engine knows of its own gates' refusals and of
-// a caller's deadline that surfaced as a server's DeadlineExceeded, and
-// says so itself.
-//
-// # Passing failures on
-//
-// [MarkDownstream] adds a google.rpc.ErrorInfo detail to the status of a
-// call that failed for its downstream's sake. A service that returns such
-// an error to its own caller passes the detail on, and the caller's
-// classification turns it into Refused: in a chain of services, only the
-// hop next to the trouble counts a failure and retries it.
-//
-// # Concurrency
-//
-// Everything here is a pure function of its arguments.
 package outcome
 
 import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -78,7 +52,7 @@ func (k Kind) String() string {
 	case Refused:
 		return "refused"
 	}
-	return "unknown"
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
 // Of classifies an attempt's error. A bare gRPC status error, as grpc-go
@@ -101,11 +75,11 @@ func Of(err error) Kind {
 	if errors.Is(err, io.EOF) {
 		return Success
 	}
-	var gs grpcStatuser
-	if !errors.As(err, &gs) {
+	gs, ok := errors.AsType[statusError](err)
+	if !ok {
 		return ServerFailure // no status: it would surface as Unknown
 	}
-	return OfStatus(gs.GRPCStatus())
+	return OfStatus(gs.GRPCStatus()) // a nil *Status is OK
 }
 
 // OfStatus classifies a gRPC status as OfCode does its code, except that
@@ -137,6 +111,13 @@ func OfCode(c codes.Code) Kind {
 }
 
 type grpcStatuser interface{ GRPCStatus() *status.Status }
+
+// statusError is an error that carries a gRPC status, as status.FromError
+// finds it in an error's tree.
+type statusError interface {
+	error
+	grpcStatuser
+}
 
 func wraps(err error) bool {
 	switch err.(type) {
