@@ -53,6 +53,15 @@
 // say nothing about latency (the connection down, a server failing at
 // once, the caller gone) are Dropped: measured neither way.
 //
+// # Watching the limit
+//
+// [Limiter.Limit], [Limiter.InFlight] and [Limiter.Queued] read the state
+// at any time; [Config.OnLimitChange] is told each change of the limit,
+// outside the limiter's lock and never concurrently with itself (changes
+// made while it runs are merged into one). The interceptors read the
+// former for their gauges and log the changes worth knowing through the
+// latter.
+//
 // # Why written here
 //
 // failsafe-go's adaptivelimiter and platinummonkey/go-concurrency-limits

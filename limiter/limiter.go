@@ -67,6 +67,12 @@ type Limiter struct {
 	// rtt is the latest window's mean round trip: what an attempt is
 	// expected to take, for deciding whether a call can still wait.
 	rtt time.Duration
+
+	// Config.OnLimitChange: the limit it was last told (the initial one
+	// at first), and whether a goroutine is telling it changes now.
+	hook    func(from, to int)
+	told    int
+	telling bool
 }
 
 type waiter struct {
@@ -98,6 +104,8 @@ func New(c Config) (*Limiter, error) {
 		max:      float64(d.MaxLimit),
 		queueCap: c.Queue,
 		limit:    float64(d.InitialLimit),
+		hook:     c.OnLimitChange,
+		told:     d.InitialLimit,
 	}, nil
 }
 
@@ -245,10 +253,42 @@ func (l *Limiter) handOffLocked() {
 func (l *Limiter) done(p Permit, o Outcome) {
 	now := time.Now()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.inflight--
 	l.measureLocked(now, p, o)
 	l.handOffLocked()
+	tell := l.hook != nil && !l.telling && int(l.limit) != l.told
+	l.telling = l.telling || tell
+	l.mu.Unlock()
+	if tell {
+		l.tellChanges()
+	}
+}
+
+// tellChanges calls the OnLimitChange hook until it has been told the
+// current limit. Only the goroutine that set l.telling calls it; a change
+// made meanwhile by another goroutine is left to this one, which tells it,
+// merged with any other, once the hook returns. The hook runs without
+// l.mu held.
+func (l *Limiter) tellChanges() {
+	returned := false
+	defer func() {
+		if !returned { // the hook panicked: the next change is told again
+			l.mu.Lock()
+			l.telling = false
+			l.mu.Unlock()
+		}
+	}()
+	l.mu.Lock()
+	for int(l.limit) != l.told {
+		from, to := l.told, int(l.limit)
+		l.told = to
+		l.mu.Unlock()
+		l.hook(from, to)
+		l.mu.Lock()
+	}
+	l.telling = false
+	returned = true
+	l.mu.Unlock()
 }
 
 // Limit returns the current limit.
