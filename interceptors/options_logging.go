@@ -13,6 +13,9 @@ const (
 	LogBreakerClosed   = telemetry.MsgBreakerClosed   // Info
 	LogCallGaveUp      = telemetry.MsgGaveUp          // Warn
 	LogCallStopped     = telemetry.MsgStopped         // Info
+	LogLimitFell       = telemetry.MsgLimitFell       // Warn
+	LogLimitMinimum    = telemetry.MsgLimitMinimum    // Warn
+	LogLimitRecovered  = telemetry.MsgLimitRecovered  // Info
 )
 
 // Log attribute keys (see WithLogger).
@@ -25,6 +28,7 @@ const (
 	LogKeySuppressed = telemetry.LogSuppressed
 	LogKeyBreaker    = telemetry.LogBreaker
 	LogKeyFrom       = telemetry.LogFrom
+	LogKeyLimit      = telemetry.LogLimit
 )
 
 // WithLogger sets the logger the Middleware reports to; nil (the default)
@@ -41,7 +45,16 @@ const (
 //     and reason: the retry budget, a breaker's refusal of a retry, or
 //     the server's pushback): the library shedding load as designed,
 //     whose cause is logged (a breaker opening) or alerted on (the budget
-//     throttling metric) on its own.
+//     throttling metric) on its own;
+//   - a target's concurrency limit (WithConcurrencyLimit) that fell to
+//     half or less of its highest since the last such record (Warn:
+//     target, method for limiters keyed by method, limit, from), that
+//     reached its minimum (Warn: the downstream times out), and that,
+//     after either, rose back to twice its lowest since (Info). Moves of
+//     fewer than 4 are not logged, and a limit that is not used does not
+//     rise: a downstream that recovered while the client sent it little
+//     is not reported. These records are rate limited per limiter as call
+//     records are per target.
 //
 // Nothing is logged for calls that succeed, for a failure that was not
 // retried (a code that is not retried, MaxAttempts(1)), for calls

@@ -15,20 +15,34 @@ import (
 // limit was reached and the call could not wait for a permit.
 var ErrLimited = errors.New("limiter: concurrency limit reached")
 
+// ErrQueueTimeout is matched, besides [ErrLimited], by the refusal of a
+// call that waited in the queue for as long as its deadline allowed. The
+// other refusals come at once, without waiting: the queue was full, or
+// the deadline left no time to wait.
+var ErrQueueTimeout = errors.New("limiter: waited for a permit as long as the deadline allows")
+
 // limitedError is a refusal: codes.Unavailable, so that a caller (and
 // grpc-go's own retry, or a caller's) treats it as "try again later".
-type limitedError struct{ st *status.Status }
+type limitedError struct {
+	st     *status.Status
+	waited bool // matches ErrQueueTimeout too
+}
 
 func (e *limitedError) Error() string              { return e.st.Message() }
-func (e *limitedError) Unwrap() error              { return ErrLimited }
 func (e *limitedError) GRPCStatus() *status.Status { return e.st }
+func (e *limitedError) Unwrap() []error {
+	if e.waited {
+		return []error{ErrLimited, ErrQueueTimeout}
+	}
+	return []error{ErrLimited}
+}
 
 // The refusals carry outcome.RefusalStatus's detail, so that a service
 // passing one on to its caller passes it on as a refusal.
 var (
-	errFull    = &limitedError{outcome.RefusalStatus("limiter: concurrency limit reached, queue full")}
-	errNoTime  = &limitedError{outcome.RefusalStatus("limiter: concurrency limit reached, no time left to wait for a permit")}
-	errTimeout = &limitedError{outcome.RefusalStatus("limiter: concurrency limit reached, waited as long as the deadline allows")}
+	errFull    = &limitedError{st: outcome.RefusalStatus("limiter: concurrency limit reached, queue full")}
+	errNoTime  = &limitedError{st: outcome.RefusalStatus("limiter: concurrency limit reached, no time left to wait for a permit")}
+	errTimeout = &limitedError{st: outcome.RefusalStatus("limiter: concurrency limit reached, waited as long as the deadline allows"), waited: true}
 )
 
 // Outcome is how an attempt that held a permit ended, as the limiter
@@ -141,8 +155,8 @@ func (l *Limiter) TryAcquire() (p Permit, ok bool) {
 // permit frees, ctx ends, or the latest moment its attempt could still end
 // before ctx's deadline (the deadline less the expected round trip); a
 // call that finds the queue full, or no time to wait, is refused at once.
-// A refusal matches [ErrLimited] and carries codes.Unavailable; a wait
-// that ctx ended returns ctx.Err().
+// A refusal matches [ErrLimited] and carries codes.Unavailable, and after
+// a wait also [ErrQueueTimeout]; a wait that ctx ended returns ctx.Err().
 func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	l.mu.Lock()
 	if l.nWaiting == 0 && float64(l.inflight) < l.limit {
