@@ -49,12 +49,12 @@ const (
 //   - a target's concurrency limit (WithConcurrencyLimit) that fell to
 //     half or less of its highest since the last such record (Warn:
 //     target, method for limiters keyed by method, limit, from), that
-//     reached its minimum (Warn: the downstream times out), and that,
-//     after either, rose back to twice its lowest since (Info). Moves of
-//     fewer than 4 are not logged, and a limit that is not used does not
-//     rise: a downstream that recovered while the client sent it little
-//     is not reported. These records are rate limited per limiter as call
-//     records are per target.
+//     reached its minimum (Warn), and that, after either, rose back to
+//     twice its lowest since (Info). Moves of fewer than 4 are not
+//     logged, and a limit that is not used does not rise: a downstream
+//     that recovered while the client sent it little is not reported.
+//     These records are rate limited per limiter as call records are per
+//     target.
 //
 // Nothing is logged for calls that succeed, for a failure that was not
 // retried (a code that is not retried, MaxAttempts(1)), for calls

@@ -19,8 +19,9 @@ const limitStep = 4
 //     since the last record (or since it started), and by limitStep or
 //     more: the downstream takes longer the more this client sends it —
 //     it is saturated or slowing down;
-//   - MsgLimitMinimum (Warn): the limit reached min, which a timing-out
-//     downstream drives it to;
+//   - MsgLimitMinimum (Warn): the limit reached min: attempts that time
+//     out, or a downstream that serves little more than one at a time,
+//     drive it there;
 //   - MsgLimitRecovered (Info): after either, the limit rose back to twice
 //     its lowest since, and by limitStep or more.
 //
