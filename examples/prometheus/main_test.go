@@ -132,31 +132,41 @@ scrape_configs:
 	}
 }
 
-// firingAlerts reads the names of the firing alerts from /api/v1/alerts.
-func firingAlerts(base string) (map[string]bool, error) {
-	resp, err := http.Get(base + "/api/v1/alerts")
+// apiGet reads the data of a GET of Prometheus's HTTP API at path into
+// data.
+func apiGet(base, path string, data any) error {
+	resp, err := http.Get(base + path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var r struct {
+	r := struct {
 		Status string
-		Data   struct {
-			Alerts []struct {
-				Labels map[string]string
-				State  string
-			}
+		Data   any
+	}{Data: data}
+	if err := json.Unmarshal(body, &r); err != nil || r.Status != "success" {
+		return fmt.Errorf("%s: %v: %s", path, err, body)
+	}
+	return nil
+}
+
+// firingAlerts reads the names of the firing alerts from /api/v1/alerts.
+func firingAlerts(base string) (map[string]bool, error) {
+	var data struct {
+		Alerts []struct {
+			Labels map[string]string
+			State  string
 		}
 	}
-	if err := json.Unmarshal(body, &r); err != nil || r.Status != "success" {
-		return nil, fmt.Errorf("/api/v1/alerts: %v: %s", err, body)
+	if err := apiGet(base, "/api/v1/alerts", &data); err != nil {
+		return nil, err
 	}
 	out := map[string]bool{}
-	for _, a := range r.Data.Alerts {
+	for _, a := range data.Alerts {
 		if a.State == "firing" {
 			out[a.Labels["alertname"]] = true
 		}
@@ -322,21 +332,7 @@ func alertsFireAndResolve(t *testing.T, names string) {
 // seriesLabels reads the label sets of the series of metric name from
 // /api/v1/series.
 func seriesLabels(base, name string) ([]map[string]string, error) {
-	resp, err := http.Get(base + "/api/v1/series?match[]=" + url.QueryEscape(name))
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	var r struct {
-		Status string
-		Data   []map[string]string
-	}
-	if err := json.Unmarshal(body, &r); err != nil || r.Status != "success" {
-		return nil, fmt.Errorf("/api/v1/series: %v: %s", err, body)
-	}
-	return r.Data, nil
+	var data []map[string]string
+	err := apiGet(base, "/api/v1/series?match[]="+url.QueryEscape(name), &data)
+	return data, err
 }
