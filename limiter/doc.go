@@ -12,8 +12,9 @@
 // its context ends, or its deadline less the expected round trip (the
 // latest moment its attempt could still finish); a call that finds the
 // queue full (by default as long as the limit) or no time to wait is
-// refused at once. A refusal matches [ErrLimited] and carries
-// codes.Unavailable: the caller, or its own caller, may try again later.
+// refused at once. A refusal matches [ErrLimited] (and, after a wait,
+// [ErrQueueTimeout]) and carries codes.Unavailable: the caller, or its own
+// caller, may try again later.
 // A refused call never reached the downstream, so it is nobody's failure:
 // the interceptors count it against neither the breaker, nor the retry
 // budget, nor the endpoint detector.
