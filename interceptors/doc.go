@@ -195,6 +195,8 @@
 //	resilience.breaker.rejected  resilience.attempt (the attempt refused), error.type
 //	resilience.budget.exhausted  resilience.attempt (the retry refused)
 //	resilience.pushback          resilience.pushback.delay (s), or resilience.pushback.stop=true
+//	resilience.refused           resilience.attempt, resilience.refusal (limiter, throttle), error.type
+//	resilience.limiter.queued    resilience.attempt, resilience.limiter.wait (s), resilience.limiter.admitted
 //
 // A call refused by a breaker before any attempt still leaves its call span.
 // Attempt spans are CLIENT spans with rpc.system.name, rpc.method,
@@ -226,27 +228,42 @@
 // Metrics are named resilience.client.* so that they never collide with
 // otelgrpc's rpc.client.*:
 //
-//	resilience.client.attempts            counter    {attempt}    attempts that reached the transport
-//	resilience.client.retries             counter    {retry}      retries scheduled, by the code retried
-//	resilience.client.call.duration       histogram  s            logical calls, backoff waits included
-//	resilience.client.attempt.duration    histogram  s            single attempts
-//	resilience.client.breaker.state       gauge      {state}      0 closed, 1 half-open, 2 open; by resilience.breaker.key
-//	resilience.client.breaker.rejections  counter    {rejection}  attempts refused by a breaker
-//	resilience.client.budget.throttled    counter    {retry}      retries refused by the retry budget
-//	resilience.client.fallbacks           counter    {call}       fallbacks asked to answer, by resilience.fallback.result
-//	resilience.client.policy.ignored      counter    {call}       calls a setting of their policy did not apply to, by resilience.policy.setting
+//	resilience.client.attempts               counter    {attempt}    attempts that reached the transport
+//	resilience.client.retries                counter    {retry}      retries scheduled, by the code retried
+//	resilience.client.call.duration          histogram  s            logical calls, backoff waits included
+//	resilience.client.attempt.duration       histogram  s            single attempts
+//	resilience.client.breaker.state          gauge      {state}      0 closed, 1 half-open, 2 open; by resilience.breaker.key
+//	resilience.client.breaker.rejections     counter    {rejection}  attempts refused by a breaker
+//	resilience.client.budget.throttled       counter    {retry}      retries refused by the retry budget
+//	resilience.client.fallbacks              counter    {call}       fallbacks asked to answer, by resilience.fallback.result
+//	resilience.client.policy.ignored         counter    {call}       calls a setting of their policy did not apply to, by resilience.policy.setting
+//	resilience.client.refusals               counter    {attempt}    attempts the client refused itself, by resilience.refusal (limiter, throttle)
+//	resilience.client.limiter.queue_wait     histogram  s            waits in the limiter's queue, by resilience.limiter.admitted
+//	resilience.client.limiter.limit          gauge      {attempt}    concurrency limit, per target (or target and method)
+//	resilience.client.limiter.in_flight      updown     {attempt}    attempts holding a place under it
+//	resilience.client.limiter.queued         updown     {attempt}    attempts waiting in its queue
+//	resilience.client.throttle.probability   gauge      1            probability that throttling refuses the next attempt
 //
 // WithMetricNames(MetricNamesGRPC) records the call and attempt metrics
 // under gRPC's standard names instead (gRFC A66 grpc.client.attempt.started,
 // grpc.client.attempt.duration, grpc.client.call.duration and A96
 // grpc.client.call.retries, .hedges, .retry_delay); the breaker, budget,
-// fallback and policy ignored metrics keep their names (and take
-// grpc.method and grpc.target). Package monitoring ships Prometheus
+// fallback, policy ignored and overload metrics keep their names (and
+// take grpc.method and grpc.target). Package monitoring ships Prometheus
 // rules and dashboards for both namings.
 //
-// They carry rpc.system.name, rpc.method, server.address and server.port;
-// attempts, retries and the durations add rpc.response.status_code, and
-// the durations of failures error.type.
+// They carry rpc.system.name, rpc.method, server.address and server.port
+// (with MetricNamesGRPC: grpc.method and grpc.target); attempts, retries
+// and the durations add rpc.response.status_code, and the durations of
+// failures error.type. The limiter and throttle gauges are per target, not
+// per call: they carry resilience.target, the target as dialled (with
+// MetricNamesGRPC: grpc.target), and rpc.method (grpc.method) for limiters
+// keyed by method. They are observable instruments (updown: an
+// UpDownCounter, which adds up across targets; Prometheus shows it as a
+// gauge), read from the Middleware's limiters when the metrics are
+// collected, at no cost to the calls. The MeterProvider holds the
+// Middleware weakly: a Middleware that is no longer used is garbage
+// collected, and its gauges stop.
 //
 // Payloads and metadata values are never recorded: spans and metrics hold
 // the method, the target, status codes and, as span status descriptions,
@@ -263,9 +280,11 @@
 // WithLogger(*slog.Logger) logs what an operator acts on: breaker
 // transitions (open at Warn), calls that gave up after retries or whose
 // retries a policy stopped (attempts, last code, reason), rate-limited per
-// target, and, once per setting, method and target, a setting that did
-// not apply to the calls it was given for (Warn: hedging on a stream,
-// endpoint ejection replaced by the channel's own service config). Nothing is logged for successful calls, and never a payload or a
+// target, once per setting, method and target, a setting that did not
+// apply to the calls it was given for (Warn: hedging on a stream,
+// endpoint ejection replaced by the channel's own service config), and a
+// concurrency limit that fell by half or to its minimum (Warn) or
+// recovered (Info). Nothing is logged for successful calls, and never a payload or a
 // metadata value. Off by default.
 //
 // # Concurrency

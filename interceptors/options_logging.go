@@ -14,6 +14,9 @@ const (
 	LogCallGaveUp      = telemetry.MsgGaveUp          // Warn
 	LogCallStopped     = telemetry.MsgStopped         // Info
 	LogPolicyIgnored   = telemetry.MsgPolicyIgnored   // Warn
+	LogLimitFell       = telemetry.MsgLimitFell       // Warn
+	LogLimitMinimum    = telemetry.MsgLimitMinimum    // Warn
+	LogLimitRecovered  = telemetry.MsgLimitRecovered  // Info
 )
 
 // Log attribute keys (see WithLogger).
@@ -27,6 +30,7 @@ const (
 	LogKeyBreaker    = telemetry.LogBreaker
 	LogKeyFrom       = telemetry.LogFrom
 	LogKeySetting    = telemetry.LogSetting
+	LogKeyLimit      = telemetry.LogLimit
 )
 
 // WithLogger sets the logger the Middleware reports to; nil (the default)
@@ -49,6 +53,15 @@ const (
 //     reason): hedging on a streaming method (streams are never hedged),
 //     endpoint ejection replaced by a service config of the channel's own.
 //     The resilience.client.policy.ignored counter counts those calls.
+//   - a target's concurrency limit (WithConcurrencyLimit) that fell to
+//     half or less of its highest since the last such record (Warn:
+//     target, method for limiters keyed by method, limit, from), that
+//     reached its minimum (Warn), and that, after either, rose back to
+//     twice its lowest since (Info). Moves of fewer than 4 are not
+//     logged, and a limit that is not used does not rise: a downstream
+//     that recovered while the client sent it little is not reported.
+//     These records are rate limited per limiter as call records are per
+//     target.
 //
 // Nothing is logged for calls that succeed, for a failure that was not
 // retried (a code that is not retried, MaxAttempts(1)), for calls

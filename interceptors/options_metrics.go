@@ -33,9 +33,11 @@ const (
 	// same connection and MeterProvider with this setting: both would
 	// write grpc.client.* series (under different instrumentation scopes),
 	// and its grpc.client.call.duration times each of our attempts as a
-	// call. otelgrpc (rpc.client.*) goes with either setting. The breaker
-	// and budget instruments keep their resilience.client.* names, which
-	// no gRFC covers, and take the grpc.* attributes.
+	// call. otelgrpc (rpc.client.*) goes with either setting. The breaker,
+	// budget, fallback and overload instruments keep their
+	// resilience.client.* names, which no gRFC covers, and take the grpc.*
+	// attributes (the limiter and throttle gauges, per target,
+	// grpc.target, and grpc.method for limiters keyed by method).
 	MetricNamesGRPC
 )
 

@@ -15,11 +15,17 @@ import (
 // budget or endpoint detector counts it, and a fallback may answer the
 // call. Streams are not limited. Invalid values are rejected by name.
 // Default limiter.DefaultConfig(): adaptive, starting unlimited (1000)
-// until a queue at the target is measured.
+// until a queue at the target is measured. c.OnLimitChange must be nil:
+// each target's limit is reported by the resilience.client.limiter.*
+// gauges and, with WithLogger, its changes worth knowing are logged.
 func WithConcurrencyLimit(c limiter.Config) Option {
 	return optionFunc(func(cfg *config) error {
 		if err := c.Validate(); err != nil {
 			return invalid("WithConcurrencyLimit", "%v", err)
+		}
+		if c.OnLimitChange != nil {
+			return invalid("WithConcurrencyLimit", "OnLimitChange must be nil: the Middleware keeps a limiter per target "+
+				"and reports their changes itself (WithLogger, and the resilience.client.limiter.limit gauge)")
 		}
 		cfg.limiter = &c
 		return nil

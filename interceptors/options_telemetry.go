@@ -33,6 +33,12 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // otel.SetMeterProvider after New takes effect. To turn metrics off
 // whatever the global provider, pass
 // go.opentelemetry.io/otel/metric/noop.NewMeterProvider(). nil is invalid.
+//
+// The limiter and throttle gauges are observable instruments: the
+// provider calls back into the Middleware when it collects. It holds the
+// Middleware weakly, so a Middleware that is no longer used (its
+// connections closed, no reference left) is garbage collected as if the
+// provider did not know it, and its gauges stop.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) error {
 		if isNil(mp) {

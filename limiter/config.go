@@ -38,6 +38,17 @@ type Config struct {
 	// before its deadline, is refused at once. Zero means as many as the
 	// current limit; NoQueue refuses every call over the limit at once.
 	Queue int
+	// OnLimitChange, if not nil, is told of the limit's changes (as
+	// [Limiter.Limit] reports it): from the limit it was last told, or the
+	// initial one, to the new one. It is called by the [Permit.Done] that
+	// moved the limit, after the limiter's lock is released, in order and
+	// never concurrently with itself: a change made while it runs is told
+	// when it returns, merged with any others made meanwhile into one
+	// (from the limit it was last told to the latest), so that a slow hook
+	// delays one caller, never piles up work. It may call the Limiter. A
+	// panic in it reaches the caller of that Done; later changes are still
+	// told. A bulkhead's limit never changes. nil means none.
+	OnLimitChange func(from, to int)
 }
 
 // DefaultConfig returns the configuration a zero Config stands for, as a

@@ -12,8 +12,9 @@
 // its context ends, or its deadline less the expected round trip (the
 // latest moment its attempt could still finish); a call that finds the
 // queue full (by default as long as the limit) or no time to wait is
-// refused at once. A refusal matches [ErrLimited] and carries
-// codes.Unavailable: the caller, or its own caller, may try again later.
+// refused at once. A refusal matches [ErrLimited] (and, after a wait,
+// [ErrQueueTimeout]) and carries codes.Unavailable: the caller, or its own
+// caller, may try again later.
 // A refused call never reached the downstream, so it is nobody's failure:
 // the interceptors count it against neither the breaker, nor the retry
 // budget, nor the endpoint detector.
@@ -52,6 +53,15 @@
 // of queueing at the server until its callers have given up. Failures that
 // say nothing about latency (the connection down, a server failing at
 // once, the caller gone) are Dropped: measured neither way.
+//
+// # Watching the limit
+//
+// [Limiter.Limit], [Limiter.InFlight] and [Limiter.Queued] read the state
+// at any time; [Config.OnLimitChange] is told each change of the limit,
+// outside the limiter's lock and never concurrently with itself (changes
+// made while it runs are merged into one). The interceptors read the
+// former for their gauges and log the changes worth knowing through the
+// latter.
 //
 // # Why written here
 //

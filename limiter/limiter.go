@@ -15,20 +15,34 @@ import (
 // limit was reached and the call could not wait for a permit.
 var ErrLimited = errors.New("limiter: concurrency limit reached")
 
+// ErrQueueTimeout is matched, besides [ErrLimited], by the refusal of a
+// call that waited in the queue for as long as its deadline allowed. The
+// other refusals come at once, without waiting: the queue was full, or
+// the deadline left no time to wait.
+var ErrQueueTimeout = errors.New("limiter: waited for a permit as long as the deadline allows")
+
 // limitedError is a refusal: codes.Unavailable, so that a caller (and
 // grpc-go's own retry, or a caller's) treats it as "try again later".
-type limitedError struct{ st *status.Status }
+type limitedError struct {
+	st     *status.Status
+	waited bool // matches ErrQueueTimeout too
+}
 
 func (e *limitedError) Error() string              { return e.st.Message() }
-func (e *limitedError) Unwrap() error              { return ErrLimited }
 func (e *limitedError) GRPCStatus() *status.Status { return e.st }
+func (e *limitedError) Unwrap() []error {
+	if e.waited {
+		return []error{ErrLimited, ErrQueueTimeout}
+	}
+	return []error{ErrLimited}
+}
 
 // The refusals carry outcome.RefusalStatus's detail, so that a service
 // passing one on to its caller passes it on as a refusal.
 var (
-	errFull    = &limitedError{outcome.RefusalStatus("limiter: concurrency limit reached, queue full")}
-	errNoTime  = &limitedError{outcome.RefusalStatus("limiter: concurrency limit reached, no time left to wait for a permit")}
-	errTimeout = &limitedError{outcome.RefusalStatus("limiter: concurrency limit reached, waited as long as the deadline allows")}
+	errFull    = &limitedError{st: outcome.RefusalStatus("limiter: concurrency limit reached, queue full")}
+	errNoTime  = &limitedError{st: outcome.RefusalStatus("limiter: concurrency limit reached, no time left to wait for a permit")}
+	errTimeout = &limitedError{st: outcome.RefusalStatus("limiter: concurrency limit reached, waited as long as the deadline allows"), waited: true}
 )
 
 // Outcome is how an attempt that held a permit ended, as the limiter
@@ -67,6 +81,12 @@ type Limiter struct {
 	// rtt is the latest window's mean round trip: what an attempt is
 	// expected to take, for deciding whether a call can still wait.
 	rtt time.Duration
+
+	// Config.OnLimitChange: the limit it was last told (the initial one
+	// at first), and whether a goroutine is telling it changes now.
+	hook    func(from, to int)
+	told    int
+	telling bool
 }
 
 type waiter struct {
@@ -98,6 +118,8 @@ func New(c Config) (*Limiter, error) {
 		max:      float64(d.MaxLimit),
 		queueCap: c.Queue,
 		limit:    float64(d.InitialLimit),
+		hook:     c.OnLimitChange,
+		told:     d.InitialLimit,
 	}, nil
 }
 
@@ -133,8 +155,8 @@ func (l *Limiter) TryAcquire() (p Permit, ok bool) {
 // permit frees, ctx ends, or the latest moment its attempt could still end
 // before ctx's deadline (the deadline less the expected round trip); a
 // call that finds the queue full, or no time to wait, is refused at once.
-// A refusal matches [ErrLimited] and carries codes.Unavailable; a wait
-// that ctx ended returns ctx.Err().
+// A refusal matches [ErrLimited] and carries codes.Unavailable, and after
+// a wait also [ErrQueueTimeout]; a wait that ctx ended returns ctx.Err().
 func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	l.mu.Lock()
 	if l.nWaiting == 0 && float64(l.inflight) < l.limit {
@@ -245,10 +267,42 @@ func (l *Limiter) handOffLocked() {
 func (l *Limiter) done(p Permit, o Outcome) {
 	now := time.Now()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.inflight--
 	l.measureLocked(now, p, o)
 	l.handOffLocked()
+	tell := l.hook != nil && !l.telling && int(l.limit) != l.told
+	l.telling = l.telling || tell
+	l.mu.Unlock()
+	if tell {
+		l.tellChanges()
+	}
+}
+
+// tellChanges calls the OnLimitChange hook until it has been told the
+// current limit. Only the goroutine that set l.telling calls it; a change
+// made meanwhile by another goroutine is left to this one, which tells it,
+// merged with any other, once the hook returns. The hook runs without
+// l.mu held.
+func (l *Limiter) tellChanges() {
+	returned := false
+	defer func() {
+		if !returned { // the hook panicked: the next change is told again
+			l.mu.Lock()
+			l.telling = false
+			l.mu.Unlock()
+		}
+	}()
+	l.mu.Lock()
+	for int(l.limit) != l.told {
+		from, to := l.told, int(l.limit)
+		l.told = to
+		l.mu.Unlock()
+		l.hook(from, to)
+		l.mu.Lock()
+	}
+	l.telling = false
+	returned = true
+	l.mu.Unlock()
 }
 
 // Limit returns the current limit.

@@ -108,7 +108,7 @@ func TestQueueIsFIFOAndBounded(t *testing.T) {
 		if q := l.Queued(); q != 2 {
 			t.Fatalf("queued %d, want 2", q)
 		}
-		if _, err := l.Acquire(context.Background()); !errors.Is(err, ErrLimited) {
+		if _, err := l.Acquire(context.Background()); !errors.Is(err, ErrLimited) || errors.Is(err, ErrQueueTimeout) {
 			t.Fatalf("a third waiter: %v, want refused at once (queue full)", err)
 		}
 		held.Done(Answered)
@@ -135,15 +135,15 @@ func TestQueueWaitEndsWhereTheAttemptCouldStillFinish(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		if _, err := l.Acquire(ctx); !errors.Is(err, ErrLimited) || time.Since(start) != 0 {
-			t.Fatalf("20 ms left: %v after %v, want refused at once", err, time.Since(start))
+		if _, err := l.Acquire(ctx); !errors.Is(err, ErrLimited) || errors.Is(err, ErrQueueTimeout) || time.Since(start) != 0 {
+			t.Fatalf("20 ms left: %v after %v, want refused at once, not as a queue timeout", err, time.Since(start))
 		}
 		// 100 ms left: waits 70 ms, the latest start that can finish.
 		ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		start = time.Now()
-		if _, err := l.Acquire(ctx); !errors.Is(err, ErrLimited) || time.Since(start) != 70*time.Millisecond {
-			t.Fatalf("100 ms left: %v after %v, want refused after 70ms", err, time.Since(start))
+		if _, err := l.Acquire(ctx); !errors.Is(err, ErrLimited) || !errors.Is(err, ErrQueueTimeout) || time.Since(start) != 70*time.Millisecond {
+			t.Fatalf("100 ms left: %v after %v, want refused after 70ms as a queue timeout", err, time.Since(start))
 		}
 		if q := l.Queued(); q != 0 {
 			t.Errorf("%d still queued after the wait ended", q)

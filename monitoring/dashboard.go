@@ -2,6 +2,7 @@ package monitoring
 
 import (
 	"encoding/json"
+	"strings"
 )
 
 // Panel is one dashboard panel: a time series of PromQL queries.
@@ -18,8 +19,9 @@ type Query struct {
 }
 
 // Panels returns the dashboard's panels for the naming p selects. Apart
-// from latency and the breaker state, they read the recorded series of
-// [RecordingRules], so the rules must be loaded.
+// from latency, the breaker state, the limiter and throttle gauges and the
+// refusals by reason, they read the recorded series of [RecordingRules],
+// so the rules must be loaded.
 func Panels(p RuleParams) []Panel {
 	n := p.withDefaults().naming()
 	legend := "{{job}} → {{" + LabelServerAddress + "}}:{{" + LabelServerPort + "}}"
@@ -28,9 +30,15 @@ func Panels(p RuleParams) []Panel {
 		legend = "{{job}} → {{" + LabelGRPCTarget + "}}"
 		callDur, attemptDur = GRPCCallDuration, GRPCAttemptDuration
 	}
-	quantile := func(q, hist string) string {
-		return "histogram_quantile(" + q + ", sum by (le, job, " + n.by + ") (rate(" + hist + "_bucket[$__rate_interval])))"
+	quantile := func(q, hist string, matchers ...string) string {
+		sel := hist + "_bucket"
+		if len(matchers) > 0 {
+			sel += "{" + strings.Join(matchers, ",") + "}"
+		}
+		return "histogram_quantile(" + q + ", sum by (le, job, " + n.by + ") (rate(" + sel + "[$__rate_interval])))"
 	}
+	// The limiter and throttle gauges are per target, not per call.
+	gaugeLegend := "{{job}} → {{" + n.gaugeBy + "}}"
 	return []Panel{
 		{Title: "Calls and attempts per second", Unit: "reqps", Queries: []Query{
 			{RecordCalls, "calls " + legend},
@@ -54,6 +62,21 @@ func Panels(p RuleParams) []Panel {
 		{Title: "Call and attempt latency, p99", Unit: "s", Queries: []Query{
 			{quantile("0.99", callDur), "call " + legend},
 			{quantile("0.99", attemptDur), "attempt " + legend},
+		}},
+		{Title: "Concurrency limit, attempts in flight and queued", Unit: "none", Queries: []Query{
+			{"sum by (job, " + n.gaugeBy + ") (" + LimiterLimit + ")", "limit " + gaugeLegend},
+			{"sum by (job, " + n.gaugeBy + ") (" + LimiterInFlight + ")", "in flight " + gaugeLegend},
+			{"sum by (job, " + n.gaugeBy + ") (" + LimiterQueued + ")", "queued " + gaugeLegend},
+		}},
+		{Title: "Wait for a concurrency limit permit, p99 (admitted attempts)", Unit: "s", Queries: []Query{
+			{quantile("0.99", LimiterQueueWait, LabelAdmitted+`="true"`), legend},
+		}},
+		{Title: "Refused by the client itself, per second, by reason", Unit: "reqps", Queries: []Query{
+			{"sum by (job, " + n.by + ", " + LabelRefusal + ") (rate(" + Refusals + "[$__rate_interval]))", "{{" + LabelRefusal + "}} " + legend},
+		}},
+		{Title: "Share of attempts refused by the client, and throttle probability", Unit: "percentunit", Queries: []Query{
+			{RecordRefusedRatio, "refused " + legend},
+			{"max by (job, " + n.gaugeBy + ") (" + ThrottleProbability + ")", "throttle " + gaugeLegend},
 		}},
 	}
 }

@@ -17,16 +17,28 @@
 //
 // Recording rules turn the interceptors' counters into per-target rates
 // and ratios over a short window (5m) — attempts, attempts failing with
-// Unavailable, retries, breaker rejections, budget refusals — and record
-// each ratio's baseline: its average over a long window (1d) that ends an
-// hour ago, so that an incident does not raise its own baseline. Every
+// Unavailable, retries, breaker rejections, budget refusals, attempts the
+// client refused itself — and record each ratio's baseline: its average
+// over a long window (1d) that ends an hour ago, so that an incident does
+// not raise its own baseline. Every
 // recorded series is named resilience:*, under both namings, so the alerts
-// and the dashboard are the same for both. The alerts:
+// and the dashboard are the same for both. Attempts the client refuses
+// itself (its concurrency limit, client-side throttling) never reach the
+// transport, so they are not among the attempts: their share is
+// refused / (refused + attempts). The alerts:
 //
 //	ResilienceRetryRatioHigh         retries per attempt above 5% and above twice the baseline, for 10m
 //	ResilienceUnavailableHigh        attempts failing with Unavailable above 5% and twice the baseline, for 10m
 //	ResilienceBreakerOpen            a breaker not closed (open or half-open) for 5m
 //	ResilienceRetryBudgetThrottling  the retry budget refusing retries, for 5m
+//	ResilienceClientShedding         the client refusing more than 5% of its attempts to a target itself, for 5m
+//	ResilienceServingFallbacks       fallbacks answering failed calls, for 5m
+//
+// The dashboard adds, per target, the concurrency limit against the
+// attempts in flight and queued, the p99 wait for a permit, the refusals
+// by reason (limiter, throttle) and the throttle's refusal probability,
+// read from the interceptors' gauges (labelled resilience_target, or
+// grpc_target with gRPC's names).
 //
 // A ratio with no baseline yet (a new target) is held to the floor alone.
 // [RuleParams] sets windows, thresholds and durations; [Rules] renders a

@@ -59,6 +59,12 @@ func TestPrometheusNames(t *testing.T) {
 		GRPCCallRetries:     "grpc_client_call_retries",
 		GRPCCallRetryDelay:  "grpc_client_call_retry_delay_seconds",
 		GRPCAttemptDuration: "grpc_client_attempt_duration_seconds",
+		Refusals:            "resilience_client_refusals_total",
+		LimiterQueueWait:    "resilience_client_limiter_queue_wait_seconds",
+		LimiterLimit:        "resilience_client_limiter_limit",
+		LimiterInFlight:     "resilience_client_limiter_in_flight",
+		LimiterQueued:       "resilience_client_limiter_queued",
+		ThrottleProbability: "resilience_client_throttle_probability_ratio",
 	} {
 		if got != want {
 			t.Errorf("name %q, want %q", got, want)
@@ -167,6 +173,49 @@ func TestRulesReadOnlyKnownNames(t *testing.T) {
 					t.Errorf("rule %s%s (grpc names %v) reads unknown %q", r.Record, r.Alert, grpc, n)
 				}
 			}
+		}
+	}
+}
+
+// The overload gates are on both dashboards: the limiter and throttle
+// gauges, the queue wait, the refusals by reason and the share the alert
+// reads, each on the target label of its naming.
+func TestOverloadIsOnTheDashboards(t *testing.T) {
+	for _, grpc := range []bool{false, true} {
+		p := RuleParams{GRPCNames: grpc}
+		target := LabelTarget
+		if grpc {
+			target = LabelGRPCTarget
+		}
+		read := map[string]string{} // metric or recorded series -> its query
+		for _, pl := range Panels(p) {
+			for _, q := range pl.Queries {
+				for _, n := range metricNames(q.Expr) {
+					read[n] = q.Expr
+				}
+			}
+		}
+		for _, gauge := range []string{LimiterLimit, LimiterInFlight, LimiterQueued, ThrottleProbability} {
+			if q, ok := read[gauge]; !ok || !strings.Contains(q, "by (job, "+target+")") {
+				t.Errorf("grpc names %v: the dashboard reads %s as %q, want it by job and %s", grpc, gauge, q, target)
+			}
+		}
+		for _, name := range []string{Refusals, LimiterQueueWait + "_bucket", RecordRefusedRatio} {
+			if _, ok := read[name]; !ok {
+				t.Errorf("grpc names %v: no panel reads %s", grpc, name)
+			}
+		}
+		if q := read[Refusals]; !strings.Contains(q, LabelRefusal) {
+			t.Errorf("grpc names %v: refusals read as %q, want them by %s", grpc, q, LabelRefusal)
+		}
+		var alert *Rule
+		for _, r := range AlertingRules(p) {
+			if r.Alert == AlertShedding {
+				alert = &r
+			}
+		}
+		if alert == nil || !slices.Contains(metricNames(alert.Expr), RecordRefusedRatio) {
+			t.Errorf("grpc names %v: %s = %+v, want it on %s", grpc, AlertShedding, alert, RecordRefusedRatio)
 		}
 	}
 }

@@ -29,6 +29,11 @@ type RuleParams struct {
 	RatioFor   time.Duration
 	BreakerFor time.Duration
 	BudgetFor  time.Duration
+	// ShedRatio is the least share of a target's attempts that the client
+	// refuses itself (concurrency limit, throttling) that alerts (default
+	// 0.05), for ShedFor (default 5m).
+	ShedRatio float64
+	ShedFor   time.Duration
 }
 
 // DefaultRuleParams returns the settings of the shipped rule files, for
@@ -43,6 +48,8 @@ func DefaultRuleParams() RuleParams {
 		RatioFor:       10 * time.Minute,
 		BreakerFor:     5 * time.Minute,
 		BudgetFor:      5 * time.Minute,
+		ShedRatio:      0.05,
+		ShedFor:        5 * time.Minute,
 	}
 }
 
@@ -59,6 +66,10 @@ func (p RuleParams) withDefaults() RuleParams {
 	set(&p.RatioFor, d.RatioFor)
 	set(&p.BreakerFor, d.BreakerFor)
 	set(&p.BudgetFor, d.BudgetFor)
+	set(&p.ShedFor, d.ShedFor)
+	if p.ShedRatio == 0 {
+		p.ShedRatio = d.ShedRatio
+	}
 	if p.RatioFloor == 0 {
 		p.RatioFloor = d.RatioFloor
 	}
@@ -82,6 +93,11 @@ const (
 	RecordUnavailableRatio  = "resilience:unavailable_ratio"
 	RecordRetryBaseline     = "resilience:retry_ratio:baseline"
 	RecordUnavailBaseline   = "resilience:unavailable_ratio:baseline"
+	// RecordRefusals is the rate of attempts the client refused itself
+	// (limiter and throttle), RecordRefusedRatio their share of the
+	// attempts it meant to make: refused / (refused + made).
+	RecordRefusals     = "resilience:refusals:rate"
+	RecordRefusedRatio = "resilience:refused_ratio"
 )
 
 // Alert names.
@@ -91,6 +107,7 @@ const (
 	AlertBreakerOpen    = "ResilienceBreakerOpen"
 	AlertBudgetThrottle = "ResilienceRetryBudgetThrottling"
 	AlertServingStale   = "ResilienceServingFallbacks"
+	AlertShedding       = "ResilienceClientShedding"
 )
 
 // Rule is one recording or alerting rule.
@@ -106,6 +123,7 @@ type Rule struct {
 // naming is what differs between the two metric namings.
 type naming struct {
 	by          string // the target's labels
+	gaugeBy     string // the target's label on the limiter and throttle gauges
 	targetText  string // the target in annotations
 	calls       string // counter of calls
 	attempts    string // counter of completed attempts
@@ -117,6 +135,7 @@ func (p RuleParams) naming() naming {
 	if p.GRPCNames {
 		return naming{
 			by:          LabelGRPCTarget,
+			gaugeBy:     LabelGRPCTarget,
 			targetText:  "{{ $labels." + LabelGRPCTarget + " }}",
 			calls:       GRPCCallDuration + "_count",
 			attempts:    GRPCAttemptDuration + "_count",
@@ -126,6 +145,7 @@ func (p RuleParams) naming() naming {
 	}
 	return naming{
 		by:          LabelServerAddress + ", " + LabelServerPort,
+		gaugeBy:     LabelTarget,
 		targetText:  "{{ $labels." + LabelServerAddress + " }}:{{ $labels." + LabelServerPort + " }}",
 		calls:       CallDuration + "_count",
 		attempts:    Attempts,
@@ -169,6 +189,10 @@ func RecordingRules(p RuleParams) []Rule {
 		{Record: RecordUnavailableRatio, Expr: RecordUnavailable + " / " + RecordAttempts},
 		{Record: RecordRetryBaseline, Expr: baseline(RecordRetryRatio)},
 		{Record: RecordUnavailBaseline, Expr: baseline(RecordUnavailableRatio)},
+		// Refused attempts never reach the transport: they are not in
+		// the attempts counted above.
+		{Record: RecordRefusals, Expr: orZero(Refusals)},
+		{Record: RecordRefusedRatio, Expr: RecordRefusals + " / (" + RecordAttempts + " + " + RecordRefusals + ")"},
 	}
 }
 
@@ -178,6 +202,7 @@ func AlertingRules(p RuleParams) []Rule {
 	n := p.naming()
 	floor := strconv.FormatFloat(p.RatioFloor, 'g', -1, 64)
 	factor := strconv.FormatFloat(p.BaselineFactor, 'g', -1, 64)
+	shed := strconv.FormatFloat(p.ShedRatio, 'g', -1, 64)
 	aboveBaseline := func(ratio, baseline string) string {
 		// unless: a ratio without a baseline (a new target) is held to
 		// the floor alone.
@@ -218,6 +243,16 @@ func AlertingRules(p RuleParams) []Rule {
 				{"summary", "The retry budget is refusing retries to " + n.targetText},
 				{"description", "Job {{ $labels.job }} has been refusing retries to " + n.targetText + " for " + promDuration(p.BudgetFor) +
 					": so many of its attempts fail that retrying would multiply the load; calls fail after one attempt."},
+			},
+		},
+		{
+			Alert: AlertShedding, Expr: RecordRefusedRatio + " > " + shed, For: promDuration(p.ShedFor),
+			Labels: [][2]string{{"severity", "warning"}},
+			Annotations: [][2]string{
+				{"summary", "Job {{ $labels.job }} refuses its own attempts to " + n.targetText},
+				{"description", "For " + promDuration(p.ShedFor) + ", job {{ $labels.job }} has refused more than " + shed +
+					" of its attempts to " + n.targetText + " itself (concurrency limit or client-side throttling): the downstream " +
+					"cannot take this client's load, and the excess fails fast instead of queueing there. See the limit, attempts in flight and refusals by reason."},
 			},
 		},
 		{

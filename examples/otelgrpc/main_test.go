@@ -26,6 +26,9 @@ metrics:
     resilience.client.attempts
     resilience.client.breaker.state
     resilience.client.call.duration
+    resilience.client.limiter.in_flight
+    resilience.client.limiter.limit
+    resilience.client.limiter.queued
     resilience.client.retries
     rpc.client.call.duration
 

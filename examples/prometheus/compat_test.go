@@ -19,11 +19,13 @@ import (
 	"github.com/grpc-resilience/resilience/monitoring"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 	"github.com/grpc-resilience/resilience/resiliencetest"
+	"github.com/grpc-resilience/resilience/throttle"
 )
 
 // families runs calls, some of them retried, through a client made with
 // names and the stats handlers of with ("grpc-go": grpc-go's
-// stats/opentelemetry client metrics; "otelgrpc"), all on one
+// stats/opentelemetry client metrics; "otelgrpc"; "throttle" adds
+// client-side throttling, whose first call succeeds), all on one
 // MeterProvider read by the OpenTelemetry Prometheus exporter, and returns
 // what the registry gathers: for each metric family, the instrumentation
 // scopes that wrote it, and the label names of its series.
@@ -51,6 +53,7 @@ func families(t *testing.T, names interceptors.MetricNames, with ...string) (sco
 	defer gs.Stop()
 
 	var opts []grpc.DialOption
+	mopts := []interceptors.Option{interceptors.WithMeterProvider(mp), interceptors.WithMetricNames(names)}
 	for _, w := range with {
 		switch w {
 		case "grpc-go":
@@ -58,9 +61,12 @@ func families(t *testing.T, names interceptors.MetricNames, with ...string) (sco
 			opts = append(opts, grpcotel.DialOption(grpcotel.Options{MetricsOptions: grpcotel.MetricsOptions{MeterProvider: mp}}))
 		case "otelgrpc":
 			opts = append(opts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithMeterProvider(mp))))
+		case "throttle":
+			// After a success, a K this large never refuses the retries below.
+			mopts = append(mopts, interceptors.WithThrottle(throttle.Config{K: 1000}))
 		}
 	}
-	m := interceptors.MustNew(interceptors.WithMeterProvider(mp), interceptors.WithMetricNames(names))
+	m := interceptors.MustNew(mopts...)
 	opts = append(opts, m.DialOptions()...)
 	opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	conn, err := grpc.NewClient(lis.Addr().String(), opts...)
@@ -70,6 +76,9 @@ func families(t *testing.T, names interceptors.MetricNames, with ...string) (sco
 	defer conn.Close()
 	stub := testingv1.NewEchoServiceClient(conn)
 	const method = testingv1.EchoService_Echo_FullMethodName
+	if _, err := stub.Echo(context.Background(), &testingv1.EchoRequest{Message: "hi"}); err != nil {
+		t.Fatal(err)
+	}
 	for range 5 {
 		if err := faults.InjectNext(method, 1, resiliencetest.Fail(codes.Unavailable)); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,10 @@
 // The phases, one after the other:
 //
 //	healthy     every attempt succeeds
+//	saturated   the server serves -saturated-capacity (half) of the calls
+//	            sent, one at a time, and queues the rest: the concurrency
+//	            limit falls to what it serves and the client refuses the
+//	            excess itself, at once, instead of letting it queue there
 //	degraded    -degraded-failures (30 %) of attempts fail with Unavailable:
 //	            retries climb, and they save the calls
 //	overloaded  -overloaded-failures (60 %) fail: the retry budget refuses
@@ -23,8 +27,9 @@
 //	  - job_name: app
 //	    static_configs: [{targets: ["127.0.0.1:9464"]}]
 //
-// The breaker transitions and the calls that give up are logged (slog,
-// text, on stderr) through interceptors.WithLogger.
+// The breaker transitions, the concurrency limit's falls and recoveries and
+// the calls that give up are logged (slog, text, on stderr) through
+// interceptors.WithLogger.
 package main
 
 import (
@@ -39,6 +44,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +55,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/interceptors"
@@ -81,6 +89,8 @@ type config struct {
 	Names              string
 	Rate               float64
 	Healthy            time.Duration
+	Saturated          time.Duration
+	SaturatedCapacity  float64
 	Degraded           time.Duration
 	DegradedFailures   float64
 	Overloaded         time.Duration
@@ -98,6 +108,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Names, "names", "resilience", "metric names: resilience (the default) or grpc (gRFC A66/A96)")
 	fs.Float64Var(&c.Rate, "rate", 50, "calls per second")
 	fs.DurationVar(&c.Healthy, "healthy", 30*time.Second, "length of the healthy phase")
+	fs.DurationVar(&c.Saturated, "saturated", time.Minute, "length of the saturated phase")
+	fs.Float64Var(&c.SaturatedCapacity, "saturated-capacity", 0.5, "calls the server serves in the saturated phase, as a fraction of -rate")
 	fs.DurationVar(&c.Degraded, "degraded", time.Minute, "length of the degraded phase")
 	fs.Float64Var(&c.DegradedFailures, "degraded-failures", 0.3, "fraction of attempts failing in the degraded phase")
 	fs.DurationVar(&c.Overloaded, "overloaded", time.Minute, "length of the overloaded phase")
@@ -114,12 +126,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if !(c.Rate > 0) || !(c.DegradedFailures >= 0 && c.DegradedFailures <= 1) || !(c.OverloadedFailures >= 0 && c.OverloadedFailures <= 1) {
 		return c, errors.New("-rate must be > 0, -degraded-failures and -overloaded-failures in [0, 1]")
 	}
+	if !(c.SaturatedCapacity > 0 && c.SaturatedCapacity <= 1) {
+		return c, fmt.Errorf("-saturated-capacity: want a fraction of -rate in (0, 1], got %v", c.SaturatedCapacity)
+	}
 	return c, nil
 }
 
 // Phase names, as reported to run's onPhase.
 const (
 	PhaseHealthy    = "healthy"
+	PhaseSaturated  = "saturated"
 	PhaseDegraded   = "degraded"
 	PhaseOverloaded = "overloaded"
 	PhaseOutage     = "outage"
@@ -154,7 +170,8 @@ func run(ctx context.Context, cfg config, lis net.Listener, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer(faults.ServerOptions()...)
+	var capa capacity
+	gs := grpc.NewServer(append(faults.ServerOptions(), grpc.ChainUnaryInterceptor(capa.intercept))...)
 	testingv1.RegisterEchoServiceServer(gs, resiliencetest.EchoServer{})
 	go func() { _ = gs.Serve(glis) }()
 	defer gs.Stop()
@@ -185,12 +202,14 @@ func run(ctx context.Context, cfg config, lis net.Listener, stdout, stderr io.Wr
 		name     string
 		dur      time.Duration
 		failures float64
+		service  time.Duration // the saturated server's time per call; 0: no limit
 	}{
-		{PhaseHealthy, cfg.Healthy, 0},
-		{PhaseDegraded, cfg.Degraded, cfg.DegradedFailures},
-		{PhaseOverloaded, cfg.Overloaded, cfg.OverloadedFailures},
-		{PhaseOutage, cfg.Outage, 1},
-		{PhaseRecovered, cfg.Recovered, 0},
+		{PhaseHealthy, cfg.Healthy, 0, 0},
+		{PhaseSaturated, cfg.Saturated, 0, time.Duration(float64(time.Second) / (cfg.Rate * cfg.SaturatedCapacity))},
+		{PhaseDegraded, cfg.Degraded, cfg.DegradedFailures, 0},
+		{PhaseOverloaded, cfg.Overloaded, cfg.OverloadedFailures, 0},
+		{PhaseOutage, cfg.Outage, 1, 0},
+		{PhaseRecovered, cfg.Recovered, 0, 0},
 	}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
 	defer tick.Stop()
@@ -202,6 +221,7 @@ func run(ctx context.Context, cfg config, lis net.Listener, stdout, stderr io.Wr
 		}
 	}()
 	for _, p := range phases {
+		capa.set(p.service)
 		faults.Clear(method)
 		if p.failures > 0 {
 			if err := faults.InjectFraction(method, p.failures, resiliencetest.Fail(codes.Unavailable)); err != nil {
@@ -242,4 +262,39 @@ func run(ctx context.Context, cfg config, lis net.Listener, stdout, stderr io.Wr
 		}
 	}
 	return nil
+}
+
+// capacity, while set, makes the server serve one unary call at a time,
+// each for a fixed time, and hold the others in line (first come, first
+// served) until their turn or their deadline: a server at its capacity,
+// whose queue, left alone, grows as long as it is sent more than it
+// serves.
+type capacity struct {
+	service atomic.Int64  // ns per call; 0: unlimited
+	once    sync.Once     // makes slot
+	slot    chan struct{} // the one worker's place
+}
+
+func (c *capacity) set(service time.Duration) { c.service.Store(int64(service)) }
+
+func (c *capacity) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	d := time.Duration(c.service.Load())
+	if d == 0 {
+		return handler(ctx, req)
+	}
+	c.once.Do(func() { c.slot = make(chan struct{}, 1) })
+	select {
+	case c.slot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	defer func() { <-c.slot }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return handler(ctx, req)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,31 +132,41 @@ scrape_configs:
 	}
 }
 
-// firingAlerts reads the names of the firing alerts from /api/v1/alerts.
-func firingAlerts(base string) (map[string]bool, error) {
-	resp, err := http.Get(base + "/api/v1/alerts")
+// apiGet reads the data of a GET of Prometheus's HTTP API at path into
+// data.
+func apiGet(base, path string, data any) error {
+	resp, err := http.Get(base + path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var r struct {
+	r := struct {
 		Status string
-		Data   struct {
-			Alerts []struct {
-				Labels map[string]string
-				State  string
-			}
+		Data   any
+	}{Data: data}
+	if err := json.Unmarshal(body, &r); err != nil || r.Status != "success" {
+		return fmt.Errorf("%s: %v: %s", path, err, body)
+	}
+	return nil
+}
+
+// firingAlerts reads the names of the firing alerts from /api/v1/alerts.
+func firingAlerts(base string) (map[string]bool, error) {
+	var data struct {
+		Alerts []struct {
+			Labels map[string]string
+			State  string
 		}
 	}
-	if err := json.Unmarshal(body, &r); err != nil || r.Status != "success" {
-		return nil, fmt.Errorf("/api/v1/alerts: %v: %s", err, body)
+	if err := apiGet(base, "/api/v1/alerts", &data); err != nil {
+		return nil, err
 	}
 	out := map[string]bool{}
-	for _, a := range r.Data.Alerts {
+	for _, a := range data.Alerts {
 		if a.State == "firing" {
 			out[a.Labels["alertname"]] = true
 		}
@@ -166,8 +177,11 @@ func firingAlerts(base string) (map[string]bool, error) {
 // TestAlertsFireAndResolve runs the example's phases, shortened, under a
 // real Prometheus that scrapes it every second with the shipped rules
 // rendered for short windows, and reads the alerts back through the HTTP
-// API: each alert must fire in the degraded or outage phase, and all must
-// resolve once the downstream has recovered.
+// API: the shedding alert must fire once the server is saturated and no
+// other alert with it (overload is not an outage), each other alert in the
+// degraded to outage phases, and all must resolve once the downstream has
+// recovered. The overload series the dashboards read must be in what
+// Prometheus scraped.
 func TestAlertsFireAndResolve(t *testing.T) {
 	for _, names := range []string{"resilience", "grpc"} {
 		t.Run(names, func(t *testing.T) {
@@ -179,14 +193,16 @@ func TestAlertsFireAndResolve(t *testing.T) {
 
 func alertsFireAndResolve(t *testing.T, names string) {
 	bin := need(t, "prometheus")
+	const window = 4 * time.Second
 	rules := monitoring.Rules(monitoring.RuleParams{
 		GRPCNames:      names == "grpc",
-		Window:         4 * time.Second,
+		Window:         window,
 		BaselineWindow: time.Minute,
 		BaselineOffset: 10 * time.Minute, // longer than the run: no baseline, the floor alone
 		RatioFor:       2 * time.Second,
 		BreakerFor:     3 * time.Second,
 		BudgetFor:      2 * time.Second,
+		ShedFor:        2 * time.Second,
 	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -196,7 +212,8 @@ func alertsFireAndResolve(t *testing.T, names string) {
 
 	cfg := config{
 		Names: names, Rate: 100, OpenTimeout: time.Second,
-		Healthy: 5 * time.Second, Degraded: 7 * time.Second, DegradedFailures: 0.3,
+		Healthy: 5 * time.Second, Saturated: 8 * time.Second, SaturatedCapacity: 0.5,
+		Degraded: 7 * time.Second, DegradedFailures: 0.3,
 		Overloaded: 7 * time.Second, OverloadedFailures: 0.6, Outage: 7 * time.Second,
 		Recovered: 0, // until the test is done
 	}
@@ -223,10 +240,11 @@ func alertsFireAndResolve(t *testing.T, names string) {
 		return d, ok
 	}
 
-	all := []string{monitoring.AlertRetryRatio, monitoring.AlertUnavailable, monitoring.AlertBreakerOpen, monitoring.AlertBudgetThrottle}
+	all := []string{monitoring.AlertRetryRatio, monitoring.AlertUnavailable, monitoring.AlertBreakerOpen, monitoring.AlertBudgetThrottle,
+		monitoring.AlertShedding}
 	fired := map[string]time.Duration{}
 	resolved := map[string]time.Duration{}
-	deadline := time.Now().Add(50 * time.Second)
+	deadline := time.Now().Add(62 * time.Second)
 	for {
 		firing, err := firingAlerts(base)
 		if err != nil {
@@ -253,6 +271,7 @@ func alertsFireAndResolve(t *testing.T, names string) {
 		time.Sleep(250 * time.Millisecond) // polling Prometheus's API
 	}
 
+	saturated, _ := phase(PhaseSaturated)
 	degraded, _ := phase(PhaseDegraded)
 	outage, _ := phase(PhaseOutage)
 	recovered, _ := phase(PhaseRecovered)
@@ -260,8 +279,15 @@ func alertsFireAndResolve(t *testing.T, names string) {
 	for _, name := range all {
 		f, r := fired[name], resolved[name]
 		lines = append(lines, fmt.Sprintf("%-32s fired %5.1fs  resolved %5.1fs", name, f.Seconds(), r.Seconds()))
-		if f < degraded || f > recovered {
-			t.Errorf("%s fired at %v, outside the faults (%v to %v)", name, f, degraded, recovered)
+		from, to := degraded, recovered
+		if name == monitoring.AlertShedding {
+			// Saturation, and nothing else, makes the client shed: the
+			// alert fires in that phase, or within the rate window
+			// after it, while the window still holds its refusals.
+			from, to = saturated, degraded+window
+		}
+		if f < from || f > to {
+			t.Errorf("%s fired at %v, outside its faults (%v to %v)", name, f, from, to)
 		}
 	}
 	// Connection errors and an open breaker last as long as the faults do:
@@ -275,8 +301,38 @@ func alertsFireAndResolve(t *testing.T, names string) {
 	if f := fired[monitoring.AlertBreakerOpen]; f < outage {
 		t.Errorf("%s fired at %v, before the outage (%v)", monitoring.AlertBreakerOpen, f, outage)
 	}
+	// The gauges are per target; the refusals and waits per call.
+	gauge, call := monitoring.LabelTarget, monitoring.LabelServerAddress
+	if names == "grpc" {
+		gauge, call = monitoring.LabelGRPCTarget, monitoring.LabelGRPCTarget
+	}
+	for name, label := range map[string]string{
+		monitoring.LimiterLimit: gauge, monitoring.LimiterInFlight: gauge, monitoring.LimiterQueued: gauge,
+		monitoring.Refusals: call, monitoring.LimiterQueueWait + "_bucket": call,
+	} {
+		series, err := seriesLabels(base, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(series) == 0 {
+			t.Errorf("Prometheus scraped no %s series", name)
+		}
+		for _, l := range series {
+			if _, ok := l[label]; !ok {
+				t.Errorf("%s series %v has no %s label", name, l, label)
+			}
+		}
+	}
 	sort.Strings(lines)
 	overloaded, _ := phase(PhaseOverloaded)
-	t.Logf("phases: degraded %.1fs, overloaded %.1fs, outage %.1fs, recovered %.1fs\n%s",
-		degraded.Seconds(), overloaded.Seconds(), outage.Seconds(), recovered.Seconds(), strings.Join(lines, "\n"))
+	t.Logf("phases: saturated %.1fs, degraded %.1fs, overloaded %.1fs, outage %.1fs, recovered %.1fs\n%s",
+		saturated.Seconds(), degraded.Seconds(), overloaded.Seconds(), outage.Seconds(), recovered.Seconds(), strings.Join(lines, "\n"))
+}
+
+// seriesLabels reads the label sets of the series of metric name from
+// /api/v1/series.
+func seriesLabels(base, name string) ([]map[string]string, error) {
+	var data []map[string]string
+	err := apiGet(base, "/api/v1/series?match[]="+url.QueryEscape(name), &data)
+	return data, err
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,9 @@ func New(cfg Config, l Layers) *Engine {
 	}
 	e.conns = conns{interval: cfg.ProbeInterval, rand: e.cfg.Random}
 	e.budget.Store(cfg.Budget)
+	if cfg.Limiter != nil || cfg.Throttle != nil {
+		telemetry.ObserveGates(e.cfg.Telemetry, e, (*Engine).gateStates)
+	}
 	return e
 }
 
@@ -102,6 +106,7 @@ func newBudget(c *budget.Config) *budget.Budget {
 
 // target is what an Engine keeps per target.
 type target struct {
+	name     string                        // as dialled: the connection's Target()
 	budget   atomic.Pointer[budget.Budget] // nil when budgets are off
 	limiter  *limiter.Limiter              // nil: no concurrency limit
 	throttle *throttle.Throttle            // nil: no client-side throttling
@@ -143,10 +148,10 @@ func (t *target) wantsTrailer(n int) bool {
 
 func (e *Engine) target(name string) *target {
 	return loadOrCreate(&e.mu, &e.targets, name, func() *target {
-		t := &target{}
+		t := &target{name: name}
 		t.budget.Store(newBudget(e.budget.Load()))
-		if c := e.cfg.Limiter; c != nil && !e.cfg.LimiterPerMethod {
-			t.limiter, _ = limiter.New(*c) // validated by the interceptors
+		if e.cfg.Limiter != nil && !e.cfg.LimiterPerMethod {
+			t.limiter = e.newLimiter(name, "")
 		}
 		if c := e.cfg.Throttle; c != nil {
 			t.throttle, _ = throttle.New(*c) // validated by the interceptors
@@ -167,9 +172,60 @@ func (e *Engine) limiterFor(t *target, method string) *limiter.Limiter {
 		return t.limiter
 	}
 	return loadOrCreate(&t.mu, &t.limiters, method, func() *limiter.Limiter {
-		l, _ := limiter.New(*c) // validated by the interceptors
-		return l
+		return e.newLimiter(t.name, method)
 	})
+}
+
+// newLimiter returns a concurrency limiter for the calls to target (of
+// method, for limiters keyed by method), whose changes worth knowing are
+// logged.
+func (e *Engine) newLimiter(target, method string) *limiter.Limiter {
+	c := *e.cfg.Limiter
+	least := cmp.Or(c.MinLimit, limiter.DefaultConfig().MinLimit)
+	c.OnLimitChange = e.cfg.Telemetry.LimitLog(target, method, least)
+	l, _ := limiter.New(c) // validated by the interceptors
+	return l
+}
+
+// gateStates reports the state of every target's concurrency limiters
+// and throttle to the gauges (telemetry.ObserveGates): it runs when they
+// are collected, never on the call path, and holds the engine's locks
+// only to list the targets and limiters.
+func (e *Engine) gateStates(report func(telemetry.GateState)) {
+	e.mu.RLock()
+	targets := make([]*target, 0, len(e.targets))
+	for _, t := range e.targets {
+		targets = append(targets, t)
+	}
+	e.mu.RUnlock()
+	for _, t := range targets {
+		g := telemetry.GateState{Target: t.name}
+		if t.limiter != nil {
+			limiterState(&g, t.limiter)
+		}
+		if t.throttle != nil {
+			g.Throttle, g.Probability = true, t.throttle.Probability()
+		}
+		if g.Limiter || g.Throttle {
+			report(g)
+		}
+		t.mu.RLock()
+		methods := make([]string, 0, len(t.limiters))
+		limiters := make([]*limiter.Limiter, 0, len(t.limiters))
+		for m, l := range t.limiters {
+			methods, limiters = append(methods, m), append(limiters, l)
+		}
+		t.mu.RUnlock()
+		for i, l := range limiters {
+			g := telemetry.GateState{Target: t.name, Method: methods[i]}
+			limiterState(&g, l)
+			report(g)
+		}
+	}
+}
+
+func limiterState(g *telemetry.GateState, l *limiter.Limiter) {
+	g.Limiter, g.Limit, g.InFlight, g.Queued = true, l.Limit(), l.InFlight(), l.Queued()
 }
 
 // random returns a number in [0, 1) from the engine's random source.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"math"
 	"time"
 
@@ -43,7 +44,11 @@ func (g *limiterGate) before(c *call, a *attempt) error {
 	end := c.wait(a.ctx, math.MaxInt64, false, func(wctx context.Context) {
 		a.permit, err = g.lim.Acquire(wctx)
 	})
-	c.g.telemetry.call.LimiterWait(time.Since(queued), err == nil && end == nil)
+	// A refusal at once (the queue full, no time to wait) did not wait:
+	// it is recorded as a refusal only.
+	if end != nil || err == nil || !errors.Is(err, limiter.ErrLimited) || errors.Is(err, limiter.ErrQueueTimeout) {
+		c.g.telemetry.call.LimiterWait(time.Since(queued), err == nil && end == nil)
+	}
 	if end != nil {
 		a.permit.Done(limiter.Dropped) // a permit granted as the wait ended goes back
 		a.permit = limiter.Permit{}

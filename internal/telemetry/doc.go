@@ -17,12 +17,22 @@
 // instruments (the MetricGRPC constants) in place of the call, attempt and
 // retry ones. Payloads and metadata values are never recorded.
 //
+// The overload gates' state (each target's concurrency limit, attempts in
+// flight and queued, throttle probability) is reported by observable
+// gauges whose callback reads the engine at collection time
+// ([ObserveGates]): nothing is done for them on the call path. The engine
+// is held weakly, so that a MeterProvider never keeps a dropped Middleware
+// alive; the callback is unregistered once it is collected.
+//
 // # Logs
 //
 // With [Options.Logger] set, breaker transitions (opened at Warn, others at
 // Info), calls that failed after retries (Warn) and failed calls whose
 // retries a policy stopped (Info, with the reason) are logged; call records
-// are rate limited per target. Logging keeps its per-call state inside
+// are rate limited per target. The changes of a concurrency limit worth
+// knowing (it fell by half, reached its minimum, recovered) are logged
+// through the limiter's hook that [Recorder.LimitLog] returns, rate
+// limited per limiter. Logging keeps its per-call state inside
 // [Call], so a successful call neither logs nor allocates for it.
 //
 // # Defaults

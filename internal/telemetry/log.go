@@ -27,6 +27,16 @@ const (
 	// stopped (LogReason): the retry budget, a breaker's refusal of a
 	// retry, or the server's pushback.
 	MsgStopped = "resilience: call failed, retries stopped"
+	// MsgLimitFell (Warn), MsgLimitMinimum (Warn) and MsgLimitRecovered
+	// (Info) report the changes of a concurrency limit worth knowing (see
+	// Recorder.LimitLog): it fell to half or less of its highest since the
+	// last such record (LogFrom); it reached its least value (LogFrom: the
+	// limit before); after either, it rose back to twice its lowest since
+	// (LogFrom). They carry LogTarget, LogMethod for limiters keyed by
+	// method, and LogLimit.
+	MsgLimitFell      = "resilience: concurrency limit fell"
+	MsgLimitMinimum   = "resilience: concurrency limit at its minimum"
+	MsgLimitRecovered = "resilience: concurrency limit recovered"
 )
 
 // Log attribute keys.
@@ -38,7 +48,8 @@ const (
 	LogReason     = "reason"     // why retries stopped: ReasonBudget, ReasonBreaker, ReasonPushback
 	LogSuppressed = "suppressed" // records of this target dropped by the rate limit since the last one
 	LogBreaker    = "breaker"    // the breaker's key
-	LogFrom       = "from"       // the state a breaker left
+	LogFrom       = "from"       // the state a breaker left; the limit a concurrency limit moved from
+	LogLimit      = "limit"      // a concurrency limit, after its change
 )
 
 // Reasons, the values of LogReason.

@@ -22,9 +22,11 @@ const (
 	// grpc.client.call.duration) and the retry instruments of gRFC A96
 	// (grpc.client.call.retries, grpc.client.call.hedges,
 	// grpc.client.call.retry_delay), with the grpc.method, grpc.target and
-	// grpc.status attributes. The breaker and budget instruments, which
-	// neither gRFC covers, keep their resilience.client.* names and take
-	// grpc.method and grpc.target too.
+	// grpc.status attributes. The breaker, budget, fallback and overload
+	// instruments, which neither gRFC covers, keep their
+	// resilience.client.* names and take grpc.method and grpc.target too
+	// (the limiter and throttle gauges, which are per target: grpc.target,
+	// and grpc.method for limiters keyed by method).
 	NamesGRPC
 )
 

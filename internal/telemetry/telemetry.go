@@ -69,8 +69,8 @@ const (
 	// attrEndpointAddress is the address of an endpoint an attempt's
 	// failure ejected.
 	attrEndpointAddress = attribute.Key("resilience.endpoint.address")
-	// attrTarget is the channel's canonical target on the ejected
-	// endpoints counter.
+	// attrTarget is the channel's target, as dialled, on the ejected
+	// endpoints counter and, with the default names, the gate gauges.
 	attrTarget = attribute.Key("resilience.target")
 	// attrRefusal says which gate refused an attempt: RefusalLimiter,
 	// RefusalThrottle.
@@ -112,6 +112,12 @@ const (
 	MetricRefusals          = "resilience.client.refusals"
 	MetricLimiterQueueWait  = "resilience.client.limiter.queue_wait"
 	MetricPolicyIgnored     = "resilience.client.policy.ignored"
+	// The gate gauges (see ObserveGates), per target, or per target and
+	// method for limiters keyed so.
+	MetricLimiterLimit        = "resilience.client.limiter.limit"
+	MetricLimiterInFlight     = "resilience.client.limiter.in_flight"
+	MetricLimiterQueued       = "resilience.client.limiter.queued"
+	MetricThrottleProbability = "resilience.client.throttle.probability"
 )
 
 // Breaker states as recorded by the breaker state gauge and attempt spans.
@@ -238,8 +244,14 @@ type state struct {
 	tracing      atomic.Pointer[tracing]
 	metrics      atomic.Pointer[instruments]
 
-	mu    sync.Mutex // serializes writers of attrs
+	mu    sync.Mutex // serializes writers of attrs and metrics; guards the gate gauges
 	attrs atomic.Pointer[map[attrKey]*callAttrs]
+
+	// The gate gauges (ObserveGates): their source, nil until set or once
+	// its owner is gone, and their callback's registration with the
+	// current instruments' meter.
+	gates    func(report func(GateState))
+	gatesReg metric.Registration
 }
 
 // maxCachedAttrs bounds the (method, target) cache. Beyond it, attributes
@@ -310,6 +322,14 @@ type instruments struct {
 	refusals          metric.Int64Counter
 	queueWait         metric.Float64Histogram
 	policyIgnored     metric.Int64Counter
+
+	// The gate gauges, observed by the callback ObserveGates registers
+	// with meter.
+	meter               metric.Meter
+	limit               metric.Int64ObservableGauge
+	inFlight            metric.Int64ObservableUpDownCounter
+	queued              metric.Int64ObservableUpDownCounter
+	throttleProbability metric.Float64ObservableGauge
 
 	// gRFC A66/A96 names (Names == NamesGRPC); attempts and retries are
 	// then nil.
@@ -402,6 +422,22 @@ func newInstruments(mp metric.MeterProvider, global bool, names Names) *instrume
 	in.policyIgnored, e = m.Int64Counter(MetricPolicyIgnored, metric.WithUnit("{call}"),
 		metric.WithDescription("Calls whose policy has a setting that did not apply to them, by resilience.policy.setting."))
 	handle(e)
+	// The limit and the probability are gauges; the attempts in flight and
+	// queued add up across targets and methods, so they are UpDownCounters
+	// (which Prometheus shows as gauges too).
+	in.meter = m
+	in.limit, e = m.Int64ObservableGauge(MetricLimiterLimit, metric.WithUnit("{attempt}"),
+		metric.WithDescription("Concurrency limit of unary attempts, per target (or target and method)."))
+	handle(e)
+	in.inFlight, e = m.Int64ObservableUpDownCounter(MetricLimiterInFlight, metric.WithUnit("{attempt}"),
+		metric.WithDescription("Unary attempts holding a place under the concurrency limit."))
+	handle(e)
+	in.queued, e = m.Int64ObservableUpDownCounter(MetricLimiterQueued, metric.WithUnit("{attempt}"),
+		metric.WithDescription("Unary attempts waiting in the concurrency limiter's queue."))
+	handle(e)
+	in.throttleProbability, e = m.Float64ObservableGauge(MetricThrottleProbability, metric.WithUnit("1"),
+		metric.WithDescription("Probability with which client-side throttling refuses the next attempt to the target."))
+	handle(e)
 	if err != nil {
 		// The instruments are still usable (the SDK returns working
 		// instruments along with naming errors); report and carry on.
@@ -418,13 +454,33 @@ func (s *state) instruments() *instruments {
 		mp := otel.GetMeterProvider()
 		in = s.metrics.Load()
 		if in == nil || !in.comparable || in.mp != mp {
-			in = newInstruments(mp, true, s.opts.MetricNames)
-			s.metrics.Store(in)
+			in = s.resolveMetrics(mp)
 		}
 	}
 	if in.off {
 		return nil
 	}
+	return in
+}
+
+// resolveMetrics makes the instruments of the global provider mp, the
+// first time it is seen, and moves the gate gauges' callback to them. A
+// provider of a non-comparable type is resolved on each call, and gets no
+// gate gauges: a callback per call would pile up.
+func (s *state) resolveMetrics(mp metric.MeterProvider) *instruments {
+	if !isComparable(mp) {
+		in := newInstruments(mp, true, s.opts.MetricNames)
+		s.metrics.Store(in)
+		return in
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in := s.metrics.Load(); in != nil && in.comparable && in.mp == mp {
+		return in // resolved meanwhile
+	}
+	in := newInstruments(mp, true, s.opts.MetricNames)
+	s.metrics.Store(in)
+	s.registerGatesLocked(in)
 	return in
 }
 
@@ -546,10 +602,7 @@ type metricAttrs struct {
 }
 
 func newCallAttrs(method, target string, grpcNames bool) *callAttrs {
-	name := method
-	if len(name) > 1 && name[0] == '/' {
-		name = name[1:]
-	}
+	name := methodName(method)
 	base := make([]attribute.KeyValue, 0, 4)
 	base = append(base, semconv.RPCSystemNameGRPC, semconv.RPCMethod(name))
 	base = append(base, serverAttrs(target)...)
