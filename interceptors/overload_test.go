@@ -204,3 +204,57 @@ func TestBulkheadPerMethod(t *testing.T) {
 		<-held
 	})
 }
+
+// A breaker that opened while the connection was down probes as soon as
+// the connection is back, whatever is left of its open period: the calls
+// it refuses meanwhile nudge the connection to reconnect (about once per
+// reconnect probe interval), and the first refused call that finds it
+// ready again turns the breaker half-open.
+func TestBreakerProbesAsSoonAsTheConnectionIsBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lis := resiliencetest.ListenMemory()
+		serveEcho(t, lis)
+		cfg := breaker.DefaultConfig()
+		cfg.ConsecutiveFailures, cfg.OpenTimeout, cfg.OpenJitter = 1, time.Hour, backoff.NoJitter
+		m := MustNew(WithBreaker(cfg), WithReadyWait(50*time.Millisecond), MaxAttempts(1))
+		conn := dialListener(t, lis, m.DialOptions()...)
+		client := testingv1.NewEchoServiceClient(conn)
+		if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		lis.Stop()
+		// A call finds the connection down (not counted: it may be a
+		// restart); the next waits 50 ms for it, then fails fast: that
+		// failure opens the breaker, for an hour.
+		for i := 0; m.Breakers().State(conn.Target()) != breaker.StateOpen; i++ {
+			if i == 3 {
+				t.Fatal("the breaker never opened while the server was gone")
+			}
+			if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); status.Code(err) != codes.Unavailable {
+				t.Fatalf("call while the server is gone: %v, want Unavailable", err)
+			}
+		}
+		time.Sleep(time.Second)
+		if err := lis.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		back := time.Now()
+		for {
+			_, err := client.Echo(context.Background(), &testingv1.EchoRequest{})
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, breaker.ErrOpen) {
+				t.Fatalf("call after the restart: %v, want refused by the breaker or answered", err)
+			}
+			if time.Since(back) > time.Second {
+				t.Fatal("still refused a second after the server came back (open period: an hour)")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if took := time.Since(back); took > 200*time.Millisecond {
+			t.Errorf("first success %v after the server came back, want within about a reconnect probe interval", took)
+		}
+		t.Logf("first success %v after the server came back", time.Since(back))
+	})
+}

@@ -122,6 +122,10 @@ type target struct {
 	// (a dial refused, say), until an attempt succeeds: a ready wait that
 	// a call's deadline ends before its first attempt reports it.
 	connErr atomic.Pointer[error]
+	// connDown is set when an attempt, or a breaker's refusal, found the
+	// connection down, and cleared when a refusal finds it ready again:
+	// the breaker then probes at once.
+	connDown atomic.Bool
 }
 
 // troubledCalls is how many successful attempts after a failure keep

@@ -5,6 +5,7 @@ import (
 
 	"github.com/grpc-resilience/resilience/breaker"
 	oc "github.com/grpc-resilience/resilience/internal/outcome"
+	"google.golang.org/grpc/connectivity"
 )
 
 // breakerGate asks the circuit breaker of the call's key (its target, or
@@ -38,6 +39,12 @@ func (g *breakerGate) before(c *call, a *attempt) error {
 		return nil
 	}
 	done, err := g.set.Allow(g.key)
+	if oe, ok := err.(*breaker.OpenError); ok && oe.State == breaker.StateOpen && g.reconnected(c) {
+		// The connection that was down is back: probe now rather than at
+		// the end of the open period.
+		g.set.Ready(g.key)
+		done, err = g.set.Allow(g.key)
+	}
 	if err != nil && c.e.cfg.ReadyWait > 0 {
 		if oe, ok := err.(*breaker.OpenError); ok && oe.State == breaker.StateHalfOpen {
 			end := c.wait(a.ctx, c.e.cfg.ReadyWait, false, func(wctx context.Context) {
@@ -61,6 +68,26 @@ func (g *breakerGate) before(c *call, a *attempt) error {
 		a.breakerState = int8(g.set.State(g.key))
 	}
 	return nil
+}
+
+// reconnected reports, for an attempt an open breaker refused, whether the
+// target's connection was down and is ready again. While it is still
+// down, the connection is nudged to reconnect (at most once per reconnect
+// probe interval on average, jittered), so that a server that restarts
+// while the breaker is open is found as soon as it listens.
+func (g *breakerGate) reconnected(c *call) bool {
+	t := c.g.target.t
+	if t == nil || c.e.cfg.ReadyWait <= 0 {
+		return false
+	}
+	if s := c.cc.GetState(); s != connectivity.Ready {
+		if notReady(s) {
+			t.connDown.Store(true)
+			c.e.conns.nudge(c.cc)
+		}
+		return false
+	}
+	return t.connDown.CompareAndSwap(true, false)
 }
 
 func (g *breakerGate) after(_ *call, a *attempt, o *outcome) {
