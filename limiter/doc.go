@@ -29,18 +29,26 @@
 //
 //   - the queue this client keeps at the downstream is estimated from
 //     Little's law: of the attempts in flight, the share 1 − noLoad/rtt is
-//     waiting, not being served (noLoad is the least round trip of the
-//     last 10 seconds, rtt the window's mean);
-//   - above beta = max(4, 6·log10(limit)) queued, the limit falls at once
-//     to what the downstream serves without a queue (in flight ×
-//     noLoad/rtt) plus alpha, and by at least max(1, log10(limit));
-//   - below alpha = max(2, 3·log10(limit)) it rises — by a quarter while
+//     waiting, not being served. rtt is the window's median round trip and
+//     noLoad the least of the windows' lower quartiles over the last 10
+//     seconds: a loaded client's own scheduling delays inflate the mean of
+//     round trips, and one early answer would pass for the downstream's
+//     speed, so neither is used;
+//   - above beta = max(10, 6·log10(limit)) queued, the limit takes back
+//     half the excess from what was in flight (from no higher than the
+//     most that was, and by at most half in one window);
+//   - below alpha = max(5, 3·log10(limit)) it rises — by a quarter while
 //     nothing queues at all, else by max(1, log10(limit)) — but only if
 //     the window used the limit, so that a client below its limit never
 //     inflates it;
 //   - an attempt that timed out or that the server refused for want of
 //     resources (Overloaded) cuts the limit by 10 %, at most once per
 //     round trip.
+//
+// The thresholds keep a short queue at the downstream on purpose: a
+// server whose workers never wait for work serves at its capacity, and a
+// queue of five to ten costs its callers a few service times, far less
+// than the deadlines that make queueing without a limit fatal.
 //
 // The limit starts at its maximum: nothing is limited until a queue is
 // measured, so a client that fans out a hundred calls at once to an idle

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -98,8 +99,7 @@ type waiter struct {
 type window struct {
 	start       time.Time
 	n           int
-	sum         time.Duration
-	min         time.Duration
+	rtts        [maxSamples]time.Duration // the first maxSamples round trips
 	inflightSum int
 	maxInflight int
 	overloaded  int
@@ -331,6 +331,7 @@ func (l *Limiter) Queued() int {
 // maxWindow whatever it holds.
 const (
 	minSamples = 20
+	maxSamples = 64 // kept for the window's median
 	maxWindow  = time.Second
 	// decrease is the factor an overloaded window applies to the limit.
 	decrease = 0.9
@@ -346,14 +347,12 @@ func (l *Limiter) measureLocked(now time.Time, p Permit, o Outcome) {
 	switch o {
 	case Answered:
 		rtt := now.Sub(p.start)
-		if w.n == 0 || rtt < w.min {
-			w.min = rtt
+		if w.n < maxSamples {
+			w.rtts[w.n] = rtt
 		}
 		w.n++
-		w.sum += rtt
 		w.inflightSum += p.inflight
 		w.maxInflight = max(w.maxInflight, p.inflight)
-		l.noLoad.add(now, rtt)
 	case Overloaded:
 		w.overloaded++
 		w.maxInflight = max(w.maxInflight, p.inflight)
@@ -362,6 +361,9 @@ func (l *Limiter) measureLocked(now time.Time, p Permit, o Outcome) {
 	}
 	age := now.Sub(w.start)
 	full := w.n >= minSamples && age >= 2*l.noLoad.get(now)
+	if w.n >= maxSamples && age < maxWindow {
+		full = true // the samples kept are all the window will have
+	}
 	// An overload closes the window once a round trip has passed since
 	// it began: one cut per round trip, however many attempts time out.
 	cut := w.overloaded > 0 && age >= l.rtt
@@ -369,23 +371,32 @@ func (l *Limiter) measureLocked(now time.Time, p Permit, o Outcome) {
 		return
 	}
 	l.updateLocked(now)
-	*w = window{start: now}
+	w.start, w.n, w.inflightSum, w.maxInflight, w.overloaded = now, 0, 0, 0, 0
 }
 
-// updateLocked keeps the window's mean round trip (the expected time of
-// an attempt, for the queue) and, unless the limit is fixed, moves it at
+// updateLocked keeps the window's median round trip (the expected time
+// of an attempt, for the queue) and, unless the limit is fixed, moves it at
 // the end of a window. An overloaded window cuts it by a tenth. Otherwise
 // the queue the downstream holds for this client is estimated from
 // Little's law, as TCP Vegas does: of the attempts in flight, the share
-// (1 − noLoad/rtt) is waiting rather than being served. Above beta the
-// limit falls to what the downstream serves without a queue plus alpha
-// (at least one step down); below alpha it rises, but only if the window
-// used it: by a quarter while nothing queues at all, else by a step. The
-// thresholds and the step grow with log10 of the limit.
+// (1 − noLoad/rtt) is waiting rather than being served. The median, not
+// the mean, stands for the window: a loaded client's own scheduling delays
+// inflate the mean of round trips, not their median, and would read as a
+// queue at the downstream. Above beta the limit falls — from the most in
+// flight in the window, not from an unused limit — by half the excess;
+// below alpha it rises, but only if the window used it: by a quarter while
+// nothing queues at all, else by a step. The thresholds and the step grow
+// with log10 of the limit.
 func (l *Limiter) updateLocked(now time.Time) {
 	w := &l.win
 	if w.n > 0 {
-		l.rtt = w.sum / time.Duration(w.n)
+		rtts := w.rtts[:min(w.n, maxSamples)]
+		slices.Sort(rtts)
+		l.rtt = rtts[len(rtts)/2]
+		// The window's lower quartile is its candidate no-load round
+		// trip: a minimum would take one lucky (or early) answer for the
+		// downstream's speed.
+		l.noLoad.add(now, rtts[len(rtts)/4])
 	}
 	switch {
 	case l.fixed:
@@ -397,14 +408,19 @@ func (l *Limiter) updateLocked(now time.Time) {
 			return // nothing measured yet
 		}
 		inflight := float64(w.inflightSum) / float64(w.n)
-		served := inflight * float64(noLoad) / float64(rtt)
-		queue := inflight - served
+		queue := inflight * (1 - float64(noLoad)/float64(rtt))
 		lg := math.Log10(max(l.limit, 1))
-		alpha, beta, step := max(2, 3*lg), max(4, 6*lg), max(1, lg)
+		alpha, beta, step := max(5, 3*lg), max(10, 6*lg), max(1, lg)
 		used := float64(w.maxInflight) >= l.limit-step
 		switch {
 		case queue > beta:
-			l.limit = max(l.min, min(l.limit-step, served+alpha))
+			// Take back half the excess queue from what was in flight,
+			// from no higher than the most that was (a limit above it
+			// says nothing) and by at most half in one window: the
+			// estimate lags a limit already cut.
+			from := min(l.limit, float64(w.maxInflight))
+			target := inflight - (queue-beta)/2
+			l.limit = max(l.min, from/2, min(from, target))
 		case queue < 1 && used:
 			l.limit = min(l.max, l.limit+max(step, l.limit/4))
 		case queue < alpha && used:

@@ -14,6 +14,7 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/interceptors"
+	"github.com/grpc-resilience/resilience/throttle"
 )
 
 // Names of the stacks only the overload comparison has.
@@ -42,6 +43,7 @@ type OursVariant struct {
 //	{Name: "ours+limiter", Doc: "WithConcurrencyLimit(defaults)", Options: []interceptors.Option{interceptors.WithConcurrencyLimit(limit.Config{})}},
 var OursFamily = []OursVariant{
 	{Name: Ours, Doc: "none"},
+	{Name: Ours + "+throttle", Doc: "WithThrottle(throttle.Config{})", Options: []interceptors.Option{interceptors.WithThrottle(throttle.Config{})}},
 }
 
 // Overload returns the stacks of the overload comparison in table order:
