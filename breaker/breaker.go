@@ -257,8 +257,14 @@ func (e *entry) admitProbeLocked(now int64) error {
 	}
 	// The fleet leases its probes: without the lease a half-open breaker
 	// admits nothing (turning half-open told the Shared, which asks the
-	// fleet for the lease).
-	if (!e.leased && s.fleet.Load()) || e.probes >= s.probes {
+	// fleet for the lease). The first probe goes alone: a downstream that
+	// is still gone costs one attempt per open period, not HalfOpenProbes;
+	// once it succeeds the others may go at once.
+	slots := uint32(1)
+	if e.probeOK > 0 {
+		slots = s.probes
+	}
+	if (!e.leased && s.fleet.Load()) || e.probes >= slots {
 		return e.rejection(StateHalfOpen)
 	}
 	e.probes++

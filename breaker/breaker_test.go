@@ -578,12 +578,15 @@ func TestHalfOpenProbesCloseOnRecovery(t *testing.T) {
 		time.Sleep(time.Nanosecond)
 		checkState(t, s, "k", StateHalfOpen)
 
-		probes := []func(error){mustAllow(t, s, "k"), mustAllow(t, s, "k"), mustAllow(t, s, "k")}
-		mustReject(t, s, "k", StateHalfOpen) // 3 probes by default
-		probes[0](nil)
-		probes[1](errNotFound) // the server answered: healthy
+		first := mustAllow(t, s, "k")
+		mustReject(t, s, "k", StateHalfOpen) // the first probe goes alone
+		first(nil)
 		checkState(t, s, "k", StateHalfOpen)
-		probes[2](nil)
+		probes := []func(error){mustAllow(t, s, "k"), mustAllow(t, s, "k")}
+		mustReject(t, s, "k", StateHalfOpen) // 3 probes by default
+		probes[0](errNotFound)               // the server answered: healthy
+		checkState(t, s, "k", StateHalfOpen)
+		probes[1](nil)
 		checkState(t, s, "k", StateClosed)
 		if !attempt(s, "k", nil) {
 			t.Error("closed breaker rejected an attempt")
@@ -610,6 +613,7 @@ func TestHalfOpenFailedProbeReopens(t *testing.T) {
 		trip(t, s, "k")
 		open := DefaultConfig().OpenTimeout
 		time.Sleep(open)
+		mustAllow(t, s, "k")(nil) // the first probe succeeds: the others may go
 		p1, p2 := mustAllow(t, s, "k"), mustAllow(t, s, "k")
 		p1(errUnavailable)
 		checkState(t, s, "k", StateOpen)
@@ -727,12 +731,14 @@ func TestCancelledProbeFreesSlot(t *testing.T) {
 			s := newTestSet(t, Config{HalfOpenProbes: 3})
 			trip(t, s, "k")
 			time.Sleep(5 * time.Second)
-			a, b, c := mustAllow(t, s, "k"), mustAllow(t, s, "k"), mustAllow(t, s, "k")
+			first := mustAllow(t, s, "k")
+			mustReject(t, s, "k", StateHalfOpen) // the first probe goes alone
+			first(nil)
+			b, c := mustAllow(t, s, "k"), mustAllow(t, s, "k")
 			mustReject(t, s, "k", StateHalfOpen)
 			b(context.Canceled)
 			d := mustAllow(t, s, "k")
 			mustReject(t, s, "k", StateHalfOpen)
-			a(nil)
 			c(nil)
 			checkState(t, s, "k", StateHalfOpen)
 			d(nil)

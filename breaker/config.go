@@ -72,8 +72,9 @@ type Config struct {
 	// (0, 1].
 	OpenJitter float64
 	// HalfOpenProbes is how many probe attempts a half-open breaker admits at
-	// once; that many successes in a row close it, one failure reopens it.
-	// A probe whose outcome is excluded frees its slot. Zero means 3.
+	// once once its first probe, which goes alone, has succeeded; that many
+	// successes in a row close it, one failure reopens it. A probe whose
+	// outcome is excluded frees its slot. Zero means 3.
 	HalfOpenProbes uint32
 	// MaxKeys caps how many breakers the Set keeps. Zero means 10,000.
 	MaxKeys int

@@ -27,8 +27,9 @@
 //   - Open: every attempt is rejected for the open period: OpenTimeout
 //     (default 25ms) after a trip, growing while probes fail (see "Open
 //     period and recovery").
-//   - Half-open: up to HalfOpenProbes (default 3) probe attempts are
-//     admitted, further ones rejected. HalfOpenProbes successes close the
+//   - Half-open: the first probe goes alone; once it succeeds, up to
+//     HalfOpenProbes (default 3) probe attempts are admitted at once,
+//     further ones rejected. HalfOpenProbes successes close the
 //     breaker; one failed probe reopens it for the next open period. A
 //     probe whose outcome is excluded frees its slot (a probe that succeeds
 //     does not: a half-open period admits at most HalfOpenProbes probes
@@ -126,8 +127,8 @@
 //     the ConsecutiveFailures that opened the breaker and the 3 probes of
 //     the ramp (the tests count 10 to 11 attempts in every second at 50,
 //     100 and 1000 calls/s). A downstream that fails slowly, each probe
-//     taking L to fail while calls keep coming, can take up to
-//     HalfOpenProbes probes per period: at most 3/(95ms + L). Through
+//     taking L to fail while calls keep coming, still gets one probe per
+//     period, as the first probe goes alone: at most 1/(95ms + L). Through
 //     redisbreaker only the lease holder probes, so a fleet sends about
 //     10 attempts/s in all (its tests: 9.5/s for 5 members at 100 calls/s
 //     each, where 5 local breakers send about 50).

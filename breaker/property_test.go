@@ -75,7 +75,11 @@ func (m *refBreaker) allow(now time.Duration) (admitted bool, refused State) {
 		m.to(StateHalfOpen, now)
 	}
 	if m.state == StateHalfOpen {
-		if m.probes >= int(m.c.HalfOpenProbes) {
+		slots := 1 // the first probe goes alone
+		if m.ok > 0 {
+			slots = int(m.c.HalfOpenProbes)
+		}
+		if m.probes >= slots {
 			return false, StateHalfOpen
 		}
 		m.probes++

@@ -58,8 +58,8 @@ func TestOpenPeriodGrowsToTheCapAndResets(t *testing.T) {
 			for _, d := range []time.Duration{25 * ms, 50 * ms, 100 * ms, 100 * ms, 100 * ms} {
 				stillOpenUntil(t, s, "k", d)(errUnavailable)
 			}
-			p := stillOpenUntil(t, s, "k", 100*ms)
-			mustAllow(t, s, "k")(nil)
+			stillOpenUntil(t, s, "k", 100*ms)(nil) // the first probe goes alone
+			p := mustAllow(t, s, "k")
 			mustAllow(t, s, "k")(nil)
 			p(nil)
 			checkState(t, s, "k", StateClosed)
