@@ -206,10 +206,11 @@ func TestBulkheadPerMethod(t *testing.T) {
 }
 
 // A breaker that opened while the connection was down probes as soon as
-// the connection is back, whatever is left of its open period: the calls
-// it refuses meanwhile nudge the connection to reconnect (about once per
-// reconnect probe interval), and the first refused call that finds it
-// ready again turns the breaker half-open.
+// the connection is back, whatever is left of its open period: a call it
+// would refuse while the connection is down waits for the connection
+// instead (as a ready wait: within its deadline, the reconnect probe
+// cutting grpc-go's backoff short), and once the connection is back turns
+// the breaker half-open and goes as its probe.
 func TestBreakerProbesAsSoonAsTheConnectionIsBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lis := resiliencetest.ListenMemory()
@@ -256,5 +257,43 @@ func TestBreakerProbesAsSoonAsTheConnectionIsBack(t *testing.T) {
 			t.Errorf("first success %v after the server came back, want within about a reconnect probe interval", took)
 		}
 		t.Logf("first success %v after the server came back", time.Since(back))
+	})
+}
+
+// A call that an open breaker meets while the connection is down — a
+// restart that outlasted the ready wait — waits for the connection and
+// succeeds when the server is back within its deadline, instead of
+// failing at once; nothing reaches the server meanwhile.
+func TestACallWaitsOutARestartThatOpenedTheBreaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lis := resiliencetest.ListenMemory()
+		serveEcho(t, lis)
+		cfg := breaker.DefaultConfig()
+		cfg.ConsecutiveFailures, cfg.OpenTimeout, cfg.OpenJitter = 1, time.Hour, backoff.NoJitter
+		m := MustNew(WithBreaker(cfg), WithReadyWait(time.Second), MaxAttempts(1))
+		conn := dialListener(t, lis, m.DialOptions()...)
+		client := testingv1.NewEchoServiceClient(conn)
+		if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		lis.Stop()
+		synctest.Wait() // the client has seen its connection go
+		for i := 0; m.Breakers().State(conn.Target()) != breaker.StateOpen; i++ {
+			if i == 3 {
+				t.Fatal("the breaker never opened while the server was gone")
+			}
+			_, _ = client.Echo(context.Background(), &testingv1.EchoRequest{})
+		}
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			_ = lis.Restart()
+		}()
+		start := time.Now()
+		if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+			t.Fatalf("a call during the restart, with time to wait: %v, want answered once the server is back", err)
+		}
+		if took := time.Since(start); took < 300*time.Millisecond || took > 450*time.Millisecond {
+			t.Errorf("answered after %v, want soon after the server came back at 300ms", took)
+		}
 	})
 }

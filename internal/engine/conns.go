@@ -30,8 +30,6 @@ type conns struct {
 	// for any more; entries older than recentProbe intervals go at the next
 	// register or release, so at most one connection is held past that.
 	probed map[*grpc.ClientConn]time.Time
-	// nudged holds when nudge last kicked a connection.
-	nudged map[*grpc.ClientConn]time.Time
 }
 
 // recentProbe is how long, in probe intervals, a connection counts as
@@ -120,35 +118,6 @@ func (c *conns) release(cc *grpc.ClientConn, w *waiter, ready bool) (closed bool
 		<-wa.done
 	}
 	return closed
-}
-
-// nudge makes cc try to connect now, unless it was kicked within the last
-// jittered probe interval (a wait drawn from [0.5, 1.5) × interval): about
-// one connection attempt per interval however many calls ask, and no
-// lockstep across a fleet. It starts no goroutine.
-func (c *conns) nudge(cc *grpc.ClientConn) {
-	if c.interval <= 0 {
-		return
-	}
-	now := time.Now()
-	c.mu.Lock()
-	last, ok := c.nudged[cc]
-	due := !ok || now.Sub(last) >= c.probeWait()
-	if due {
-		if c.nudged == nil {
-			c.nudged = make(map[*grpc.ClientConn]time.Time)
-		}
-		for k, at := range c.nudged { // forget the connections nudged long ago
-			if now.Sub(at) >= recentProbe*c.interval {
-				delete(c.nudged, k)
-			}
-		}
-		c.nudged[cc] = now
-	}
-	c.mu.Unlock()
-	if due {
-		kick(cc)
-	}
 }
 
 // recentlyProbedLocked reports whether the probe ran for cc within the

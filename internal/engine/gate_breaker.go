@@ -39,11 +39,17 @@ func (g *breakerGate) before(c *call, a *attempt) error {
 		return nil
 	}
 	done, err := g.set.Allow(g.key)
-	if oe, ok := err.(*breaker.OpenError); ok && oe.State == breaker.StateOpen && g.reconnected(c) {
-		// The connection that was down is back: probe now rather than at
-		// the end of the open period.
-		g.set.Ready(g.key)
-		done, err = g.set.Allow(g.key)
+	if oe, ok := err.(*breaker.OpenError); ok && oe.State == breaker.StateOpen {
+		back, end := g.reconnected(c, a)
+		if end != nil {
+			return waitError(end, "waiting for a ready connection", a.lastErr)
+		}
+		if back {
+			// The connection that was down is back: probe now rather
+			// than at the end of the open period.
+			g.set.Ready(g.key)
+			done, err = g.set.Allow(g.key)
+		}
 	}
 	if err != nil && c.e.cfg.ReadyWait > 0 {
 		if oe, ok := err.(*breaker.OpenError); ok && oe.State == breaker.StateHalfOpen {
@@ -71,23 +77,29 @@ func (g *breakerGate) before(c *call, a *attempt) error {
 }
 
 // reconnected reports, for an attempt an open breaker refused, whether the
-// target's connection was down and is ready again. While it is still
-// down, the connection is nudged to reconnect (at most once per reconnect
-// probe interval on average, jittered), so that a server that restarts
-// while the breaker is open is found as soon as it listens.
-func (g *breakerGate) reconnected(c *call) bool {
+// target's connection was down and is ready again. An attempt that finds
+// it down waits for it, as the ready gate does (for at most the ready
+// wait, within the call's deadline, while the reconnect probe cuts
+// grpc-go's backoff short): what opened the breaker may be a restart, and
+// a call that can wait for it then succeeds instead of failing at once.
+// Nothing reaches the downstream meanwhile. end is set when the caller's
+// context or the connection ended the wait.
+func (g *breakerGate) reconnected(c *call, a *attempt) (back bool, end error) {
 	t := c.g.target.t
 	if t == nil || c.e.cfg.ReadyWait <= 0 {
-		return false
+		return false, nil
 	}
 	if s := c.cc.GetState(); s != connectivity.Ready {
-		if notReady(s) {
-			t.connDown.Store(true)
-			c.e.conns.nudge(c.cc)
+		if s == connectivity.Shutdown {
+			return false, nil
 		}
-		return false
+		t.connDown.Store(true)
+		ready, end := c.waitConn(a.ctx)
+		if !ready || end != nil {
+			return false, end
+		}
 	}
-	return t.connDown.CompareAndSwap(true, false)
+	return t.connDown.CompareAndSwap(true, false), nil
 }
 
 func (g *breakerGate) after(_ *call, a *attempt, o *outcome) {

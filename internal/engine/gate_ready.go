@@ -44,23 +44,7 @@ func (g *readyGate) before(c *call, a *attempt) error {
 	if !a.waitReady {
 		return nil
 	}
-	ready := false
-	end := c.wait(a.ctx, c.e.cfg.ReadyWait, true, func(wctx context.Context) {
-		for s := c.cc.GetState(); ; s = c.cc.GetState() {
-			switch s {
-			case connectivity.Ready:
-				ready = true
-				return
-			case connectivity.Shutdown:
-				return
-			case connectivity.Idle:
-				c.cc.Connect()
-			}
-			if !c.cc.WaitForStateChange(wctx, s) {
-				return
-			}
-		}
-	})
+	ready, end := c.waitConn(a.ctx)
 	switch {
 	case ready:
 	case end != nil:
@@ -84,6 +68,29 @@ func (g *readyGate) after(_ *call, _ *attempt, o *outcome) {
 	if o.kind != oc.Refused && o.kind != oc.CallerGone {
 		g.notReady = o.noConn
 	}
+}
+
+// waitConn waits, for at most the ready wait, until the connection is
+// ready, while the reconnect probe shortens grpc-go's reconnect backoff.
+// end is set when the caller's context or the connection ended the wait.
+func (c *call) waitConn(ctx context.Context) (ready bool, end error) {
+	end = c.wait(ctx, c.e.cfg.ReadyWait, true, func(wctx context.Context) {
+		for s := c.cc.GetState(); ; s = c.cc.GetState() {
+			switch s {
+			case connectivity.Ready:
+				ready = true
+				return
+			case connectivity.Shutdown:
+				return
+			case connectivity.Idle:
+				c.cc.Connect()
+			}
+			if !c.cc.WaitForStateChange(wctx, s) {
+				return
+			}
+		}
+	})
+	return ready, end
 }
 
 // notReady reports whether a connection in state s has lost its
