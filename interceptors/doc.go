@@ -161,8 +161,13 @@
 //	methodConfig[].resilience.hedgingPercentile   0.95: hedge at the method's observed p95 (with a hedgingPolicy)
 //	methodConfig[].resilience.breaker             false: the methods bypass the breaker
 //	resilience.readyWait                          "2s": WithReadyWait (read by New only)
-//	resilience.breaker                            window, openTimeout, minRequests, failureRatio,
+//	resilience.breaker                            window, openTimeout, maxOpenTimeout, openMultiplier,
+//	                                              openJitter, minRequests, failureRatio,
 //	                                              consecutiveFailures, halfOpenProbes (read by New only)
+//	resilience.concurrencyLimit                   false, or fixed, initialLimit, minLimit, maxLimit,
+//	                                              queue (a count or "none"), perMethod:
+//	                                              WithConcurrencyLimit (read by New only)
+//	resilience.throttle                           false, or {} / k, window: WithThrottle (read by New only)
 //
 // Errors name the JSON path and the value. SetServiceConfig swaps the JSON
 // of a running Middleware atomically; MethodPolicy tells what a method

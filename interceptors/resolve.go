@@ -53,6 +53,18 @@ func WithServiceConfig(json string) Option {
 		if sc.breaker != nil {
 			c.breaker = mergeBreaker(c.breaker, sc.breaker)
 		}
+		if l := sc.limit; l != nil {
+			c.limiter, c.limiterMethod = nil, l.perMethod
+			if !l.off {
+				c.limiter = ptr(l.cfg)
+			}
+		}
+		if th := sc.clientThrottle; th != nil {
+			c.throttle = nil
+			if !th.off {
+				c.throttle = ptr(th.cfg)
+			}
+		}
 		return nil
 	})
 }
@@ -81,6 +93,15 @@ func (m *Middleware) SetServiceConfig(json string) error {
 	}
 	if !reflect.DeepEqual(sc.breaker, wasBreaker) {
 		return errors.New("interceptors: SetServiceConfig: resilience.breaker: set by New only; it cannot change while running")
+	}
+	if was == nil {
+		was = &serviceConfig{}
+	}
+	if !reflect.DeepEqual(sc.limit, was.limit) {
+		return errors.New("interceptors: SetServiceConfig: resilience.concurrencyLimit: set by New only; it cannot change while running")
+	}
+	if !reflect.DeepEqual(sc.clientThrottle, was.clientThrottle) {
+		return errors.New("interceptors: SetServiceConfig: resilience.throttle: set by New only; it cannot change while running")
 	}
 	if err := checkResolved(&m.cfg, sc); err != nil {
 		return fmt.Errorf("interceptors: SetServiceConfig: %w", err)
@@ -124,6 +145,15 @@ func mergeBreaker(base, o *breaker.Config) *breaker.Config {
 	}
 	if o.FailureRatio != 0 {
 		c.FailureRatio = o.FailureRatio
+	}
+	if o.MaxOpenTimeout != 0 {
+		c.MaxOpenTimeout = o.MaxOpenTimeout
+	}
+	if o.OpenMultiplier != 0 {
+		c.OpenMultiplier = o.OpenMultiplier
+	}
+	if o.OpenJitter != 0 {
+		c.OpenJitter = o.OpenJitter
 	}
 	return &c
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/internal/engine"
+	"github.com/grpc-resilience/resilience/limiter"
+	"github.com/grpc-resilience/resilience/throttle"
 )
 
 // ExtensionKey is the key of this library's extension in a service config:
@@ -32,6 +34,26 @@ type serviceConfig struct {
 	// Middleware-wide settings, read by New only.
 	readyWait *time.Duration
 	breaker   *breaker.Config // fields that are not zero override WithBreaker's
+	limit     *limitSetting   // nil: WithConcurrencyLimit's
+	// clientThrottle is the extension's "throttle": client-side
+	// throttling on (its config) or off (off set); nil: WithThrottle's.
+	clientThrottle *throttleSetting
+}
+
+// limitSetting is the extension's "concurrencyLimit": false turns it off,
+// an object sets the limiter (over the default) and whether it is kept
+// per method.
+type limitSetting struct {
+	off       bool
+	cfg       limiter.Config
+	perMethod bool
+}
+
+// throttleSetting is the extension's "throttle": false turns it off, an
+// object (even an empty one) turns it on with those fields.
+type throttleSetting struct {
+	off bool
+	cfg throttle.Config
 }
 
 // methodConfig is what one methodConfig entry sets; nil or false fields
@@ -121,7 +143,9 @@ func parseServiceConfig(js string) (*serviceConfig, error) {
 					sc.readyWait = &d
 				}
 			},
-			"breaker": func(path string, v any) { sc.breaker = p.breaker(path, v) },
+			"breaker":          func(path string, v any) { sc.breaker = p.breaker(path, v) },
+			"concurrencyLimit": func(path string, v any) { sc.limit = p.concurrencyLimit(path, v) },
+			"throttle":         func(path string, v any) { sc.clientThrottle = p.clientThrottle(path, v) },
 		})
 	}
 	if err := errors.Join(p.errs...); err != nil {
@@ -431,8 +455,19 @@ func (p *scParser) breaker(path string, v any) *breaker.Config {
 		}
 	}
 	p.object(path, v, map[string]func(string, any){
-		"window":              dur(&c.Window),
-		"openTimeout":         dur(&c.OpenTimeout),
+		"window":         dur(&c.Window),
+		"openTimeout":    dur(&c.OpenTimeout),
+		"maxOpenTimeout": dur(&c.MaxOpenTimeout),
+		"openMultiplier": func(path string, v any) {
+			if f, ok := p.number(path, v); ok {
+				c.OpenMultiplier = f
+			}
+		},
+		"openJitter": func(path string, v any) {
+			if f, ok := p.number(path, v); ok {
+				c.OpenJitter = f
+			}
+		},
 		"minRequests":         count(&c.MinRequests),
 		"consecutiveFailures": count(&c.ConsecutiveFailures),
 		"halfOpenProbes":      count(&c.HalfOpenProbes),
@@ -446,7 +481,90 @@ func (p *scParser) breaker(path string, v any) *breaker.Config {
 			}
 		},
 	})
+	if err := c.Validate(); err != nil {
+		p.fail(path, "%v", err)
+	}
 	return c
+}
+
+// concurrencyLimit reads the extension's "concurrencyLimit": false, or an
+// object of limiter.Config's fields (fixed, initialLimit, minLimit,
+// maxLimit, queue: a count or "none") and perMethod. The limiter validates
+// the values; its errors are reported at the path.
+func (p *scParser) concurrencyLimit(path string, v any) *limitSetting {
+	if b, ok := v.(bool); ok {
+		if b {
+			p.fail(path, "must be false or an object, got true (an empty object is the default limiter)")
+			return nil
+		}
+		return &limitSetting{off: true}
+	}
+	s := &limitSetting{}
+	count := func(f *int) func(string, any) {
+		return func(path string, v any) {
+			n, ok := v.(json.Number)
+			i, err := strconv.ParseInt(n.String(), 10, 32)
+			if !ok || err != nil || i < 0 {
+				p.fail(path, "must be a non-negative integer, got %s", kind(v))
+				return
+			}
+			*f = int(i)
+		}
+	}
+	p.object(path, v, map[string]func(string, any){
+		"fixed":        count(&s.cfg.Fixed),
+		"initialLimit": count(&s.cfg.InitialLimit),
+		"minLimit":     count(&s.cfg.MinLimit),
+		"maxLimit":     count(&s.cfg.MaxLimit),
+		"queue": func(path string, v any) {
+			if str, ok := v.(string); ok && str == "none" {
+				s.cfg.Queue = limiter.NoQueue
+				return
+			}
+			count(&s.cfg.Queue)(path, v)
+		},
+		"perMethod": func(path string, v any) {
+			b, ok := v.(bool)
+			if !ok {
+				p.fail(path, "must be a boolean, got %s", kind(v))
+				return
+			}
+			s.perMethod = b
+		},
+	})
+	if err := s.cfg.Validate(); err != nil {
+		p.fail(path, "%v", err)
+	}
+	return s
+}
+
+// clientThrottle reads the extension's "throttle": false, or an object of
+// throttle.Config's fields (k, window) that turns throttling on.
+func (p *scParser) clientThrottle(path string, v any) *throttleSetting {
+	if b, ok := v.(bool); ok {
+		if b {
+			p.fail(path, "must be false or an object, got true (an empty object is the default throttle)")
+			return nil
+		}
+		return &throttleSetting{off: true}
+	}
+	s := &throttleSetting{}
+	p.object(path, v, map[string]func(string, any){
+		"k": func(path string, v any) {
+			if f, ok := p.number(path, v); ok {
+				s.cfg.K = f
+			}
+		},
+		"window": func(path string, v any) {
+			if d, ok := p.duration(path, v); ok {
+				s.cfg.Window = d
+			}
+		},
+	})
+	if err := s.cfg.Validate(); err != nil {
+		p.fail(path, "%v", err)
+	}
+	return s
 }
 
 func (p *scParser) required(path string, obj map[string]any, k string) (any, bool) {
