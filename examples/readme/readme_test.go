@@ -225,6 +225,7 @@ var known = map[string]how{
 	"go -C examples run ./chaining":                                {},
 	"go -C examples test ./testkit":                                {},
 	"go -C redisbreaker run ./cmd/fleet":                           {needs: "redis-server"},
+	"go -C bench run ./cmd/overload":                               {short: "go -C bench run ./cmd/overload -quick -q -stacks bare,ours -scenarios chain"},
 	"go -C redisbreaker test -run '^$' -bench AllowDone -benchmem": {short: "go -C redisbreaker test -run '^$' -bench AllowDone -benchmem -benchtime 1000x"},
 	"scripts/generate.sh --check":                                  {needs: "git"},
 	"scripts/generate.sh":                                          {skip: "it rewrites the generated code; scripts/generate.sh --check runs the same steps", check: executable("scripts/generate.sh")},
