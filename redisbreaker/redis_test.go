@@ -162,6 +162,9 @@ func (r *redisServer) client(t *testing.T) *redis.Client {
 	return c
 }
 
+// dial is client as fleets take it.
+func (r *redisServer) dial(t *testing.T) redis.UniversalClient { return r.client(t) }
+
 var prefixes sync.Map
 
 // prefix returns a key prefix of the test's own.

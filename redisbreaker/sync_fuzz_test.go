@@ -19,6 +19,7 @@ type recorder struct {
 
 func (r *recorder) Attach(m *breaker.Member) error  { r.m = m; return nil }
 func (r *recorder) Transition(t breaker.Transition) { r.trs = append(r.trs, t) }
+func (r *recorder) Voted(string, bool)              {}
 
 // applyTo returns a Shared named "me" whose member is a fresh Set's, and
 // the recorder of that Set's transitions. Nothing runs in the background.
@@ -107,35 +108,68 @@ func FuzzApply(f *testing.F) {
 	})
 }
 
-// FuzzParseU checks the reading of the counts stored in Redis: never a
-// panic; a decimal number is read saturated at math.MaxUint32; anything
-// else (a sign, spaces, hex, garbage, a number past uint64, which no Redis
-// counter holds) reads as 0.
+// FuzzParseVote checks the reading of the votes stored in Redis: never a
+// panic; "0 <ms>" and "1 <ms>", ms a decimal number of milliseconds that
+// fits an int64, read back as written (formatVote's form); anything else
+// is refused and counts as no vote.
 //
-//	go test -run '^$' -fuzz FuzzParseU -fuzztime 60s .
-func FuzzParseU(f *testing.F) {
-	for _, seed := range []string{"0", "7", "4294967295", "4294967296", "18446744073709551615", "18446744073709551616",
-		"", "-1", "+1", " 1", "1 ", "0x10", "1e3", "007"} {
+//	go test -run '^$' -fuzz FuzzParseVote -fuzztime 60s .
+func FuzzParseVote(f *testing.F) {
+	for _, seed := range []string{"0 0", "1 1700000000000", "1 9223372036854775807", "1 9223372036854775808",
+		"", "1", "1 ", " 1 5", "2 5", "1 -5", "1 +5", "1 5 ", "1  5", "1 0x10", "true 5", "01 5", "1 007"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		got := parseU(v)
-		decimal := v != ""
-		for _, r := range v {
-			decimal = decimal && r >= '0' && r <= '9'
+		failing, ms, ok := parseVote(v)
+		flag, num, found := strings.Cut(v, " ")
+		want := found && (flag == "0" || flag == "1") && num != ""
+		for _, r := range num {
+			want = want && r >= '0' && r <= '9'
 		}
-		if !decimal {
-			if got != 0 {
-				t.Fatalf("parseU(%q) = %d, want 0", v, got)
+		var wantMs int64
+		if want {
+			n, err := strconv.ParseInt(num, 10, 64)
+			want, wantMs = err == nil, n
+		}
+		if ok != want {
+			t.Fatalf("parseVote(%q) ok = %v, want %v", v, ok, want)
+		}
+		if !ok {
+			if failing || ms != 0 {
+				t.Fatalf("parseVote(%q) refused but returned %v, %d", v, failing, ms)
 			}
 			return
 		}
-		var want uint32
-		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
-			want = uint32(min(n, math.MaxUint32))
+		if failing != (flag == "1") || ms != wantMs {
+			t.Fatalf("parseVote(%q) = %v, %d; want %v, %d", v, failing, ms, flag == "1", wantMs)
 		}
-		if got != want {
-			t.Fatalf("parseU(%q) = %d, want %d", v, got, want)
+		if f2, ms2, ok2 := parseVote(formatVote(failing, ms)); f2 != failing || ms2 != ms || !ok2 {
+			t.Fatalf("formatVote(%v, %d) = %q reads back as %v, %d, %v", failing, ms, formatVote(failing, ms), f2, ms2, ok2)
 		}
 	})
+}
+
+// The tally of a key's votes: every other member once, its newest bucket
+// winning; this member's own vote, malformed votes (as a member, not
+// failing) and failing votes from before the breaker last closed left out
+// of the failing count.
+func TestTally(t *testing.T) {
+	s := &Shared{inst: "me"}
+	cur := map[string]string{
+		"v:me": "1 100",               // this member
+		"v:a":  "1 100",               // failing
+		"v:b":  "0 100",               // healthy now, failing in the previous bucket
+		"v:c":  "1 40",                // failing, before the breaker closed at 50
+		"v:d":  "garbage",             // a member, no vote
+		"x:e":  "1 100",               // not a vote
+		"v:":   formatVote(true, 100), // an empty instance name is still a member
+	}
+	prev := map[string]string{"v:b": "1 90", "v:f": "1 90", "v:g": "0 90", "v:a": "0 90"}
+	got := s.tally(cur, prev, 50)
+	if want := (breaker.Fleet{Members: 7, Failing: 3}); got != want { // a, b, c, d, "", f, g; failing: a, "", f
+		t.Fatalf("tally = %+v, want %+v", got, want)
+	}
+	if got := s.tally(nil, nil, 0); got != (breaker.Fleet{}) {
+		t.Fatalf("tally of nothing = %+v", got)
+	}
 }
