@@ -122,7 +122,7 @@ type entry struct {
 	// or not a Shared is attached: an increment costs less than a branch.
 	calls      uint64 // Allow calls, admitted or refused, since creation
 	own        bool   // not closed on this member's own trouble, which the fleet did not share
-	voted      bool   // the vote last told to the Shared (Shared.Voted)
+	voted      Vote   // the vote last told to the Shared (Shared.Voted)
 	leased     bool   // half-open and holding the fleet's probe lease
 	fleetUntil int64  // the fleet's view below holds until then (ns); 0: no view
 	members    uint32 // the fleet's view: other members that called the key recently
@@ -425,7 +425,7 @@ func (e *entry) countLocked(now int64, kind outcome.Kind) {
 	default:
 		e.win.Add(now, false)
 		e.consec = 0
-		if e.voted { // a success only ever ends a vote
+		if e.voted == VoteFailing { // a success only ever ends a failing vote
 			e.revoteLocked(now)
 		}
 	}

@@ -31,7 +31,7 @@ func (o *openings) Transition(t Transition) {
 	}
 }
 
-func (o *openings) Voted(string, bool) {}
+func (o *openings) Voted(string, Vote) {}
 
 func (o *openings) list() []time.Duration {
 	o.mu.Lock()

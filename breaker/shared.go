@@ -21,9 +21,9 @@ import (
 // closed ([Member.Close]) a breaker, and which breaker holds the fleet's
 // half-open probe lease ([Member.Lease]). With a Shared attached:
 //
-//   - a member votes: it sees a key failing when its own outcomes meet the
-//     trip rule with thresholds shared out over the quorum, or when its
-//     breaker is open on its own trouble ([Local.Failing]);
+//   - a member votes ([Local.Vote]): it sees a key failing when its own
+//     outcomes meet the trip rule with thresholds shared out over the
+//     quorum;
 //   - the fleet opens a key when a quorum of the members that called it
 //     recently vote failing ([Config.Quorum], a majority by default), each
 //     member counted once whatever its call rate; the member that sees the
@@ -31,7 +31,8 @@ import (
 //   - a member whose own outcomes trip the rule without a quorum behind it
 //     opens its own breaker only: it is on its own schedule ([Local.Own]),
 //     probes as a local breaker does, and its failed probes reopen only
-//     itself;
+//     itself; meanwhile it abstains, as its path says nothing about the
+//     others';
 //   - a half-open breaker on the fleet's schedule admits probes only while
 //     it holds the fleet's lease, so a recovering downstream gets
 //     HalfOpenProbes probes from the fleet rather than from every member,
@@ -53,12 +54,44 @@ type Shared interface {
 	// at once (queue the work for a goroutine of its own) and must not call
 	// into the Set or the Member.
 	Transition(t Transition)
-	// Voted is told when a breaker's vote ([Local.Failing]) changes, while
+	// Voted is told when a breaker's vote ([Local.Vote]) changes, while
 	// that breaker's lock is held, with the same rules as Transition. It
 	// lets the Shared publish a vote at once rather than at its next
 	// round: the fleet's quorum is then decided within a round trip of the
 	// vote that completes it.
-	Voted(key string, failing bool)
+	Voted(key string, v Vote)
+}
+
+// Vote is a member's vote on one key: what its own outcomes say about the
+// downstream.
+type Vote int8
+
+// The votes.
+const (
+	// VoteHealthy: the member's own outcomes do not meet its share of the
+	// trip rule (or the fleet opened the key: it has none to judge by).
+	VoteHealthy Vote = iota
+	// VoteFailing: the member's own outcomes meet the trip rule with the
+	// thresholds shared out over the quorum.
+	VoteFailing
+	// VoteAbstain: the member's breaker is open on its own trouble
+	// (Local.Own): its path fails where the others' did not, so its
+	// outcomes say nothing about theirs. It counts neither as failing nor
+	// among the members that called the key.
+	VoteAbstain
+)
+
+// String returns "healthy", "failing" or "abstain".
+func (v Vote) String() string {
+	switch v {
+	case VoteHealthy:
+		return "healthy"
+	case VoteFailing:
+		return "failing"
+	case VoteAbstain:
+		return "abstain"
+	}
+	return fmt.Sprintf("Vote(%d)", int8(v))
 }
 
 // Transition is one state transition as reported to [Shared.Transition].
@@ -93,12 +126,9 @@ type Local struct {
 	// evicted and created again): a member called the key since an earlier
 	// Snapshot if Calls changed.
 	Calls uint64
-	// Failing is the member's vote: it sees the key failing. A closed
-	// breaker votes failing while its own outcomes meet the trip rule with
-	// the thresholds shared out over the quorum (see the package
-	// documentation); one that is not closed votes failing while it is on
-	// its own trouble (Own).
-	Failing bool
+	// Vote is the member's vote on the key (see the package
+	// documentation for the thresholds).
+	Vote Vote
 	// Own reports that the breaker is not closed on this member's own
 	// trouble, which the fleet did not share (see [Transition.Own]).
 	Own bool
@@ -112,10 +142,9 @@ type Local struct {
 type Fleet struct {
 	// Members is how many other members called the key recently (the
 	// Shared says how recently; redisbreaker: within one to two buckets of
-	// the Window).
+	// the Window), less those that abstain.
 	Members uint32
-	// Failing is how many of them vote failing ([Local.Failing]); at most
-	// Members.
+	// Failing is how many of them vote failing; at most Members.
 	Failing uint32
 }
 
@@ -138,7 +167,7 @@ func (m *Member) Snapshot(dst []Local) []Local {
 		e.mu.Lock()
 		dst = append(dst, Local{
 			Key: k, State: e.state, Calls: e.calls,
-			Failing: e.failingLocked(now), Own: e.own, Leased: e.leased,
+			Vote: e.voteLocked(now), Own: e.own, Leased: e.leased,
 		})
 		e.mu.Unlock()
 	}
@@ -166,7 +195,7 @@ func (m *Member) SetFleet(key string, f Fleet) {
 	}
 	e.fleetUntil = now + s.period
 	e.members, e.failing = f.Members, min(f.Failing, f.Members)
-	if e.state == StateClosed && e.failingLocked(now) && e.quorumHoldsLocked(now) {
+	if e.state == StateClosed && e.voteLocked(now) == VoteFailing && e.quorumHoldsLocked(now) {
 		e.own = false
 		e.openLocked(now, 0, false)
 	} else {
@@ -320,13 +349,18 @@ func (e *entry) viewLocked(now int64) (fresh bool, quorum uint32) {
 	return true, e.s.quorumOf(1 + e.members)
 }
 
-// failingLocked is the breaker's vote. Caller holds e.mu.
-func (e *entry) failingLocked(now int64) bool {
-	if e.state != StateClosed {
-		return e.own
+// voteLocked is the breaker's vote. Caller holds e.mu.
+func (e *entry) voteLocked(now int64) Vote {
+	switch {
+	case e.state != StateClosed && e.own:
+		return VoteAbstain
+	case e.state != StateClosed:
+		return VoteHealthy
 	}
-	_, q := e.viewLocked(now)
-	return e.ruleHoldsLocked(e.s.voteThresholds(q))
+	if _, q := e.viewLocked(now); e.ruleHoldsLocked(e.s.voteThresholds(q)) {
+		return VoteFailing
+	}
+	return VoteHealthy
 }
 
 // quorumHoldsLocked reports whether the fleet's view is at hand and, this
@@ -343,7 +377,7 @@ func (e *entry) revoteLocked(now int64) {
 	if sh == nil || e.evicted {
 		return
 	}
-	if v := e.failingLocked(now); v != e.voted {
+	if v := e.voteLocked(now); v != e.voted {
 		e.voted = v
 		sh.Voted(e.key, v)
 	}

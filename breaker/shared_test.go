@@ -45,10 +45,10 @@ func (r *recShared) Transition(t Transition) {
 	r.got = append(r.got, s)
 }
 
-func (r *recShared) Voted(key string, failing bool) {
+func (r *recShared) Voted(key string, v Vote) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.votes = append(r.votes, fmt.Sprintf("%s:%v", key, failing))
+	r.votes = append(r.votes, fmt.Sprintf("%s:%v", key, v))
 }
 
 func (r *recShared) list() []string {
@@ -185,8 +185,8 @@ func TestOwnTroubleOpensOnlyItself(t *testing.T) {
 		s, sh := member(t, Config{}, key, Fleet{Members: 4})
 		failN(s, key, 1000) // far past ConsecutiveFailures, at any rate
 		checkState(t, s, key, StateOpen)
-		if l := sh.local(t, key); !l.Own || !l.Failing {
-			t.Fatalf("Snapshot = %+v, want Own and Failing", l)
+		if l := sh.local(t, key); !l.Own || l.Vote != VoteAbstain {
+			t.Fatalf("Snapshot = %+v, want Own, abstaining", l)
 		}
 		sh.m.Close(key) // another member's probes: not this member's path
 		checkState(t, s, key, StateOpen)
@@ -204,7 +204,7 @@ func TestOwnTroubleOpensOnlyItself(t *testing.T) {
 			"k:closed->open for 25ms (own)", "k:open->half-open (own)", "k:half-open->open for 50ms (own)",
 			"k:open->half-open (own)", "k:half-open->closed (own)",
 		})
-		sameList(t, "votes", sh.voteList(), []string{"k:true", "k:false"})
+		sameList(t, "votes", sh.voteList(), []string{"k:failing", "k:abstain", "k:healthy"})
 	})
 }
 
@@ -216,21 +216,21 @@ func TestQuorumOpensTheFleet(t *testing.T) {
 		const key = "k"
 		s, sh := member(t, Config{}, key, Fleet{Members: 4, Failing: 1})
 		failN(s, key, 8)
-		if l := sh.local(t, key); l.Failing {
+		if l := sh.local(t, key); l.Vote != VoteHealthy {
 			t.Fatal("voting failing after 8 failures, want 9")
 		}
 		failN(s, key, 1)
-		if l := sh.local(t, key); !l.Failing || l.State != StateClosed {
+		if l := sh.local(t, key); l.Vote != VoteFailing || l.State != StateClosed {
 			t.Fatalf("after 9 failures: %+v, want closed and voting failing", l)
 		}
-		sameList(t, "votes", sh.voteList(), []string{"k:true"})
+		sameList(t, "votes", sh.voteList(), []string{"k:failing"})
 		sh.m.SetFleet(key, Fleet{Members: 4, Failing: 1}) // 2 of 5
 		checkState(t, s, key, StateClosed)
 		sh.m.SetFleet(key, Fleet{Members: 4, Failing: 2}) // 3 of 5
 		checkState(t, s, key, StateOpen)
 		sameList(t, "transitions", sh.list(), []string{"k:closed->open for 25ms"})
-		if l := sh.local(t, key); l.Own || l.Failing {
-			t.Fatalf("fleet opening: %+v, want neither Own nor Failing", l)
+		if l := sh.local(t, key); l.Own || l.Vote != VoteHealthy {
+			t.Fatalf("fleet opening: %+v, want not Own, voting healthy", l)
 		}
 		// Half-open on the fleet's schedule: only the lease holder probes.
 		time.Sleep(25 * time.Millisecond)
@@ -348,16 +348,16 @@ func TestWindowVote(t *testing.T) {
 				attempt(s, key, errUnavailable)
 			}
 		}
-		if l := sh.local(t, key); l.Failing {
+		if l := sh.local(t, key); l.Vote != VoteHealthy {
 			t.Fatal("voting failing with 24 outcomes in the window")
 		}
 		attempt(s, key, errUnavailable) // 17 of 25 failed: 68%
-		if l := sh.local(t, key); l.Failing {
+		if l := sh.local(t, key); l.Vote != VoteHealthy {
 			t.Fatal("voting failing at 68%")
 		}
 		attempt(s, key, errUnavailable) // 18 of 26: 69%
 		attempt(s, key, errUnavailable) // 19 of 27: 70.4%
-		if l := sh.local(t, key); !l.Failing {
+		if l := sh.local(t, key); l.Vote != VoteFailing {
 			t.Fatal("not voting failing at 70% of 27")
 		}
 		sh.m.SetFleet(key, Fleet{Members: 4, Failing: 2})
@@ -378,8 +378,8 @@ func TestFleetOpeningKeepsOwnTrouble(t *testing.T) {
 		mustReject(t, s, key, StateOpen)
 		time.Sleep(80 * time.Millisecond)
 		mustAllow(t, s, key)(nil) // no lease needed
-		if l := sh.local(t, key); !l.Own {
-			t.Fatalf("%+v, want still Own", l)
+		if l := sh.local(t, key); !l.Own || l.Vote != VoteAbstain {
+			t.Fatalf("%+v, want still Own, abstaining", l)
 		}
 		// Half-open, reopened on the fleet's word: still its own.
 		sh.m.Open(key, 100*time.Millisecond)
@@ -388,8 +388,8 @@ func TestFleetOpeningKeepsOwnTrouble(t *testing.T) {
 		mustAllow(t, s, key)(nil)
 		mustAllow(t, s, key)(nil)
 		checkState(t, s, key, StateClosed)
-		if l := sh.local(t, key); l.Own || l.Failing {
-			t.Fatalf("%+v after its probes closed it, want neither Own nor Failing", l)
+		if l := sh.local(t, key); l.Own || l.Vote != VoteHealthy {
+			t.Fatalf("%+v after its probes closed it, want not Own, voting healthy", l)
 		}
 	})
 }
@@ -488,6 +488,14 @@ func TestVotedTellsChanges(t *testing.T) {
 		failN(s, key, 3) // no news
 		attempt(s, key, nil)
 		attempt(s, key, nil)
-		sameList(t, "votes", sh.voteList(), []string{"k:true", "k:false"})
+		sameList(t, "votes", sh.voteList(), []string{"k:failing", "k:healthy"})
 	})
+}
+
+func TestVoteString(t *testing.T) {
+	for v, want := range map[Vote]string{VoteHealthy: "healthy", VoteFailing: "failing", VoteAbstain: "abstain", 7: "Vote(7)"} {
+		if got := v.String(); got != want {
+			t.Errorf("Vote(%d).String() = %q, want %q", int8(v), got, want)
+		}
+	}
 }

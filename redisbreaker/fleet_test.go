@@ -350,83 +350,96 @@ func TestOneBadMemberOpensOnlyItself(t *testing.T) {
 	}
 }
 
-// A fleet of 5 against a downstream that is down opens on the quorum of
-// its members (3 of 5, each after its share of the rule: 9 failures in a
-// row), not on 25 per member, and every member opens within milliseconds
-// of the first. On recovery the fleet sends HalfOpenProbes probes, not
-// HalfOpenProbes per member.
+// A fleet against a downstream that is down opens on the quorum of its
+// members, each after its share of the rule (fleets of 2, 5, 20: 2, 3, 11
+// members with 13, 9, 4 failures in a row), not on 25 per member, and
+// every member opens within milliseconds of the first. On recovery the
+// fleet sends HalfOpenProbes probes, not HalfOpenProbes per member. The
+// load is 100 attempts/s for the whole fleet, spread evenly.
 func TestFleetTripsAndProbesTogether(t *testing.T) {
 	r := sharedRedis(t)
-	// Open for 500ms: long beside the pub/sub latency that spreads the
-	// members' openings, short enough to wait for in real time.
-	const openFor = 500 * time.Millisecond
-	fleet := newFleet(t, r.dial, 5, breaker.Config{OpenTimeout: openFor}, Options{Prefix: prefix(t)})
-	const key = "dns:///orders.example:443"
-	warmUp(t, r.client(t), fleet, key)
+	for _, tc := range []struct {
+		members, share, limit int
+	}{
+		{2, 13, 2*13 + 2},
+		{5, 9, 60}, // the bound
+		{20, 4, 20*4 + 20},
+	} {
+		t.Run(fmt.Sprint(tc.members, " members"), func(t *testing.T) {
+			// Open for 500ms: long beside the pub/sub latency that spreads
+			// the members' openings, short enough to wait for in real time.
+			const openFor = 500 * time.Millisecond
+			fleet := newFleet(t, r.dial, tc.members, breaker.Config{OpenTimeout: openFor}, Options{Prefix: prefix(t)})
+			const key = "dns:///orders.example:443"
+			warmUp(t, r.client(t), fleet, key)
 
-	// 100 attempts/s across the fleet (each member 20/s), all failing.
-	failed := 0
-	pace := time.NewTicker(50 * time.Millisecond)
-	defer pace.Stop()
-	start := time.Now()
-	for !allState(fleet, key, breaker.StateOpen) {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("fleet not open after %d failures", failed)
-		}
-		for _, m := range fleet {
-			if done, err := m.set.Allow(key); err == nil {
-				failed++
-				done(errDown)
-			}
-		}
-		<-pace.C // the load's rate, not a wait for behaviour
-	}
-	var first, last time.Time
-	for _, m := range fleet {
-		o := m.opened(key)
-		if first.IsZero() || o.Before(first) {
-			first = o
-		}
-		if o.After(last) {
-			last = o
-		}
-		if m.local(key).Own {
-			t.Errorf("member %s opened on its own, want on the fleet's quorum", m.sh.Instance())
-		}
-	}
-	spread := last.Sub(first)
-	t.Logf("fleet of %d open after %d failed attempts in total (local-only: %d); first to last opening: %v",
-		len(fleet), failed, 25*len(fleet), spread)
-	if failed > 60 {
-		t.Errorf("%d failed attempts reached the downstream before the fleet opened, want <= 60", failed)
-	}
-	if spread > 100*time.Millisecond { // one Interval
-		t.Errorf("members opened over %v, want within one Interval (100ms)", spread)
-	}
-
-	// Recovery: the open period ends on every member within the spread of
-	// their openings; the load runs on until the fleet has closed.
-	probes := 0
-	start = time.Now()
-	for !allState(fleet, key, breaker.StateClosed) {
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("fleet not closed after %d probes", probes)
-		}
-		for _, m := range fleet {
-			before := m.state(key)
-			if done, err := m.set.Allow(key); err == nil {
-				if before != breaker.StateClosed {
-					probes++
+			// Every member calls once a tick, all failing.
+			failed := 0
+			pace := time.NewTicker(time.Duration(tc.members) * 10 * time.Millisecond)
+			defer pace.Stop()
+			start := time.Now()
+			for !allState(fleet, key, breaker.StateOpen) {
+				if time.Since(start) > 10*time.Second {
+					t.Fatalf("fleet not open after %d failures", failed)
 				}
-				done(nil)
+				for _, m := range fleet {
+					if done, err := m.set.Allow(key); err == nil {
+						failed++
+						done(errDown)
+					}
+				}
+				<-pace.C // the load's rate, not a wait for behaviour
 			}
-		}
-		time.Sleep(time.Millisecond) // load pacing
-	}
-	t.Logf("fleet closed after %d half-open probes in total (local-only: %d) in %v",
-		probes, 3*len(fleet), time.Since(start))
-	if probes > 3 {
-		t.Errorf("%d probes across the fleet, want <= HalfOpenProbes (3)", probes)
+			took := time.Since(start)
+			var first, last time.Time
+			for _, m := range fleet {
+				o := m.opened(key)
+				if first.IsZero() || o.Before(first) {
+					first = o
+				}
+				if o.After(last) {
+					last = o
+				}
+				if m.local(key).Own {
+					t.Errorf("member %s opened on its own, want on the fleet's quorum", m.sh.Instance())
+				}
+			}
+			spread := last.Sub(first)
+			t.Logf("fleet of %d open after %d failed attempts in total (%d each: %d; local-only: %d) in %v; first to last opening: %v",
+				len(fleet), failed, tc.share, tc.members*tc.share, 25*len(fleet), took, spread)
+			if failed > tc.limit {
+				t.Errorf("%d failed attempts reached the downstream before the fleet opened, want <= %d", failed, tc.limit)
+			}
+			if spread > 100*time.Millisecond { // one Interval
+				t.Errorf("members opened over %v, want within one Interval (100ms)", spread)
+			}
+
+			// Recovery: the open period ends on every member within the
+			// spread of their openings; the load runs on until the fleet
+			// has closed.
+			probes := 0
+			start = time.Now()
+			for !allState(fleet, key, breaker.StateClosed) {
+				if time.Since(start) > 10*time.Second {
+					t.Fatalf("fleet not closed after %d probes", probes)
+				}
+				for _, m := range fleet {
+					before := m.state(key)
+					if done, err := m.set.Allow(key); err == nil {
+						if before != breaker.StateClosed {
+							probes++
+						}
+						done(nil)
+					}
+				}
+				time.Sleep(time.Millisecond) // load pacing
+			}
+			t.Logf("fleet closed after %d half-open probes in total (local-only: %d) in %v",
+				probes, 3*len(fleet), time.Since(start))
+			if probes > 3 {
+				t.Errorf("%d probes across the fleet, want <= HalfOpenProbes (3)", probes)
+			}
+		})
 	}
 }
 

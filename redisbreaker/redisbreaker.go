@@ -88,7 +88,7 @@ type Shared struct {
 
 	mu      sync.Mutex
 	pending []pendingTransition
-	votes   map[string]bool // votes changed since the last round, by key
+	votes   map[string]breaker.Vote // votes changed since the last round, by key
 	wake    chan struct{}
 
 	degraded atomic.Bool // as reported to OnDegraded
@@ -232,13 +232,13 @@ func (s *Shared) Transition(t breaker.Transition) {
 // Voted implements [breaker.Shared]: it queues the key's new vote for the
 // background goroutine, which publishes it and reads the fleet's at once,
 // and wakes it. It never blocks.
-func (s *Shared) Voted(key string, failing bool) {
+func (s *Shared) Voted(key string, v breaker.Vote) {
 	s.mu.Lock()
 	if s.votes == nil {
-		s.votes = make(map[string]bool)
+		s.votes = make(map[string]breaker.Vote)
 	}
 	if _, queued := s.votes[key]; queued || len(s.votes) < maxPending {
-		s.votes[key] = failing
+		s.votes[key] = v
 	}
 	s.mu.Unlock()
 	s.wakeUp()

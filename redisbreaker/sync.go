@@ -99,7 +99,7 @@ func (s *Shared) round(full bool) error {
 			ks.seen = s.roundNo
 			if _, changed := votes[l.Key]; changed || l.Calls != ks.calls {
 				ks.active = now
-				s.writeVote(ctx, pipe, l.Key, l.Failing, now, bnow)
+				s.writeVote(ctx, pipe, l.Key, l.Vote, now, bnow)
 				calls := l.Calls
 				after = append(after, func() { ks.calls = calls })
 			}
@@ -122,10 +122,10 @@ func (s *Shared) round(full bool) error {
 		// A vote that changed goes out now, and the fleet's come back with
 		// it: the vote that completes a quorum opens the fleet within this
 		// round trip.
-		for key, failing := range votes {
+		for key, v := range votes {
 			ks := s.keyState(key)
 			ks.active = now
-			s.writeVote(ctx, pipe, key, failing, now, bnow)
+			s.writeVote(ctx, pipe, key, v, now, bnow)
 			after = append(after, s.readVotes(ctx, pipe, key, ks, bnow, false))
 		}
 	}
@@ -158,7 +158,7 @@ func (s *Shared) keyState(key string) *keyState {
 
 // requeue puts transitions and votes a failed round took back in front of
 // the queue; a vote queued since is newer and wins.
-func (s *Shared) requeue(trs []pendingTransition, votes map[string]bool) {
+func (s *Shared) requeue(trs []pendingTransition, votes map[string]breaker.Vote) {
 	if len(trs) == 0 && len(votes) == 0 {
 		return
 	}
@@ -171,7 +171,7 @@ func (s *Shared) requeue(trs []pendingTransition, votes map[string]bool) {
 	for k, v := range votes {
 		if _, newer := s.votes[k]; !newer && len(s.votes) < maxPending {
 			if s.votes == nil {
-				s.votes = make(map[string]bool)
+				s.votes = make(map[string]breaker.Vote)
 			}
 			s.votes[k] = v
 		}
@@ -192,9 +192,9 @@ func (s *Shared) askLease(ctx context.Context, pipe redis.Pipeliner, key string)
 }
 
 // writeVote queues this member's vote on key into the current bucket.
-func (s *Shared) writeVote(ctx context.Context, pipe redis.Pipeliner, key string, failing bool, now time.Time, bnow int64) {
+func (s *Shared) writeVote(ctx context.Context, pipe redis.Pipeliner, key string, v breaker.Vote, now time.Time, bnow int64) {
 	bk := bucketKey(s.tag(key), bnow)
-	pipe.HSet(ctx, bk, "v:"+s.inst, formatVote(failing, now.UnixMilli()))
+	pipe.HSet(ctx, bk, "v:"+s.inst, formatVote(v, now.UnixMilli()))
 	// The bucket is read while it is the current or the previous one.
 	pipe.PExpire(ctx, bk, 3*s.period)
 }
@@ -224,8 +224,9 @@ func (s *Shared) readVotes(ctx context.Context, pipe redis.Pipeliner, key string
 }
 
 // tally counts the other members' votes in the current bucket cur and the
-// previous one prev (a member's newest vote counts): how many voted, and
-// how many of them failing since the breaker last closed (unix ms).
+// previous one prev (a member's newest vote counts): how many voted, less
+// those abstaining, and how many of them failing since the breaker last
+// closed (unix ms).
 func (s *Shared) tally(cur, prev map[string]string, since int64) breaker.Fleet {
 	var f breaker.Fleet
 	count := func(m map[string]string, skip map[string]string) {
@@ -237,8 +238,12 @@ func (s *Shared) tally(cur, prev map[string]string, since int64) breaker.Fleet {
 			if _, newer := skip["v:"+inst]; newer {
 				continue
 			}
+			vote, at, ok := parseVote(v)
+			if ok && vote == breaker.VoteAbstain {
+				continue
+			}
 			f.Members++
-			if failing, at, ok := parseVote(v); ok && failing && at >= since {
+			if ok && vote == breaker.VoteFailing && at >= since {
 				f.Failing++
 			}
 		}
@@ -248,24 +253,27 @@ func (s *Shared) tally(cur, prev map[string]string, since int64) breaker.Fleet {
 	return f
 }
 
-// A vote is stored as "1 <unix ms>" (failing) or "0 <unix ms>".
-func formatVote(failing bool, ms int64) string {
-	v := "0 "
-	if failing {
-		v = "1 "
-	}
-	return v + strconv.FormatInt(ms, 10)
+// A vote is stored as "<h|f|a> <unix ms>": healthy, failing or abstain,
+// and when it was cast.
+const voteLetters = "hfa" // indexed by breaker.Vote
+
+func formatVote(v breaker.Vote, ms int64) string {
+	return voteLetters[v:v+1] + " " + strconv.FormatInt(ms, 10)
 }
 
 // parseVote reads a stored vote; ok is false for anything else.
-func parseVote(v string) (failing bool, ms int64, ok bool) {
-	f, t, found := strings.Cut(v, " ")
-	if !found || (f != "0" && f != "1") {
-		return false, 0, false
+func parseVote(s string) (v breaker.Vote, ms int64, ok bool) {
+	l, t, found := strings.Cut(s, " ")
+	i := strings.Index(voteLetters, l)
+	if !found || len(l) != 1 || i < 0 {
+		return 0, 0, false
+	}
+	if t == "" || t[0] < '0' || t[0] > '9' { // no sign: ParseInt takes "+5" and "-0"
+		return 0, 0, false
 	}
 	ms, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || ms < 0 || strings.HasPrefix(t, "+") {
-		return false, 0, false
+	if err != nil {
+		return 0, 0, false
 	}
-	return f == "1", ms, true
+	return breaker.Vote(i), ms, true
 }

@@ -19,7 +19,7 @@ type recorder struct {
 
 func (r *recorder) Attach(m *breaker.Member) error  { r.m = m; return nil }
 func (r *recorder) Transition(t breaker.Transition) { r.trs = append(r.trs, t) }
-func (r *recorder) Voted(string, bool)              {}
+func (r *recorder) Voted(string, breaker.Vote)      {}
 
 // applyTo returns a Shared named "me" whose member is a fresh Set's, and
 // the recorder of that Set's transitions. Nothing runs in the background.
@@ -109,20 +109,20 @@ func FuzzApply(f *testing.F) {
 }
 
 // FuzzParseVote checks the reading of the votes stored in Redis: never a
-// panic; "0 <ms>" and "1 <ms>", ms a decimal number of milliseconds that
-// fits an int64, read back as written (formatVote's form); anything else
-// is refused and counts as no vote.
+// panic; "<h|f|a> <ms>", ms a decimal number of milliseconds that fits an
+// int64, reads back as written (formatVote's form); anything else is
+// refused.
 //
 //	go test -run '^$' -fuzz FuzzParseVote -fuzztime 60s .
 func FuzzParseVote(f *testing.F) {
-	for _, seed := range []string{"0 0", "1 1700000000000", "1 9223372036854775807", "1 9223372036854775808",
-		"", "1", "1 ", " 1 5", "2 5", "1 -5", "1 +5", "1 5 ", "1  5", "1 0x10", "true 5", "01 5", "1 007"} {
+	for _, seed := range []string{"h 0", "f 1700000000000", "a 9223372036854775807", "f 9223372036854775808",
+		"", "f", "f ", " f 5", "x 5", "f -5", "f +5", "f 5 ", "f  5", "f 0x10", "fa 5", "1 5", "f 007", "hfa 5"} {
 		f.Add(seed)
 	}
-	f.Fuzz(func(t *testing.T, v string) {
-		failing, ms, ok := parseVote(v)
-		flag, num, found := strings.Cut(v, " ")
-		want := found && (flag == "0" || flag == "1") && num != ""
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ms, ok := parseVote(s)
+		letter, num, found := strings.Cut(s, " ")
+		want := found && len(letter) == 1 && strings.Contains("hfa", letter) && num != ""
 		for _, r := range num {
 			want = want && r >= '0' && r <= '9'
 		}
@@ -132,39 +132,43 @@ func FuzzParseVote(f *testing.F) {
 			want, wantMs = err == nil, n
 		}
 		if ok != want {
-			t.Fatalf("parseVote(%q) ok = %v, want %v", v, ok, want)
+			t.Fatalf("parseVote(%q) ok = %v, want %v", s, ok, want)
 		}
 		if !ok {
-			if failing || ms != 0 {
-				t.Fatalf("parseVote(%q) refused but returned %v, %d", v, failing, ms)
+			if v != 0 || ms != 0 {
+				t.Fatalf("parseVote(%q) refused but returned %v, %d", s, v, ms)
 			}
 			return
 		}
-		if failing != (flag == "1") || ms != wantMs {
-			t.Fatalf("parseVote(%q) = %v, %d; want %v, %d", v, failing, ms, flag == "1", wantMs)
+		wantVote := map[string]breaker.Vote{"h": breaker.VoteHealthy, "f": breaker.VoteFailing, "a": breaker.VoteAbstain}[letter]
+		if v != wantVote || ms != wantMs {
+			t.Fatalf("parseVote(%q) = %v, %d; want %v, %d", s, v, ms, wantVote, wantMs)
 		}
-		if f2, ms2, ok2 := parseVote(formatVote(failing, ms)); f2 != failing || ms2 != ms || !ok2 {
-			t.Fatalf("formatVote(%v, %d) = %q reads back as %v, %d, %v", failing, ms, formatVote(failing, ms), f2, ms2, ok2)
+		if v2, ms2, ok2 := parseVote(formatVote(v, ms)); v2 != v || ms2 != ms || !ok2 {
+			t.Fatalf("formatVote(%v, %d) = %q reads back as %v, %d, %v", v, ms, formatVote(v, ms), v2, ms2, ok2)
 		}
 	})
 }
 
 // The tally of a key's votes: every other member once, its newest bucket
-// winning; this member's own vote, malformed votes (as a member, not
-// failing) and failing votes from before the breaker last closed left out
-// of the failing count.
+// winning; this member's own vote and abstentions left out, malformed votes
+// counted as members not failing, and failing votes from before the
+// breaker last closed not failing.
 func TestTally(t *testing.T) {
 	s := &Shared{inst: "me"}
+	fail, healthy, abstain := breaker.VoteFailing, breaker.VoteHealthy, breaker.VoteAbstain
 	cur := map[string]string{
-		"v:me": "1 100",               // this member
-		"v:a":  "1 100",               // failing
-		"v:b":  "0 100",               // healthy now, failing in the previous bucket
-		"v:c":  "1 40",                // failing, before the breaker closed at 50
-		"v:d":  "garbage",             // a member, no vote
-		"x:e":  "1 100",               // not a vote
-		"v:":   formatVote(true, 100), // an empty instance name is still a member
+		"v:me": formatVote(fail, 100),    // this member
+		"v:a":  formatVote(fail, 100),    // failing
+		"v:b":  formatVote(healthy, 100), // healthy now, failing in the previous bucket
+		"v:c":  formatVote(fail, 40),     // failing, before the breaker closed at 50
+		"v:d":  "garbage",                // a member, no vote
+		"x:e":  formatVote(fail, 100),    // not a vote
+		"v:":   formatVote(fail, 100),    // an empty instance name is still a member
+		"v:h":  formatVote(abstain, 100), // abstains now, failing in the previous bucket
 	}
-	prev := map[string]string{"v:b": "1 90", "v:f": "1 90", "v:g": "0 90", "v:a": "0 90"}
+	prev := map[string]string{"v:b": formatVote(fail, 90), "v:f": formatVote(fail, 90), "v:g": formatVote(healthy, 90),
+		"v:a": formatVote(healthy, 90), "v:h": formatVote(fail, 90), "v:i": formatVote(abstain, 90)}
 	got := s.tally(cur, prev, 50)
 	if want := (breaker.Fleet{Members: 7, Failing: 3}); got != want { // a, b, c, d, "", f, g; failing: a, "", f
 		t.Fatalf("tally = %+v, want %+v", got, want)
