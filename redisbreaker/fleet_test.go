@@ -290,12 +290,25 @@ func watchChannel(t *testing.T, admin redis.UniversalClient, channel string) fun
 	}
 }
 
-// The four cases on the Set: five members share one key, four
-// reach a healthy downstream, one has a broken path of its own. The
-// healthy members' breakers never leave closed and all their attempts go
-// through; the bad member opens its own breaker, on its own (nothing
-// published), and keeps protecting itself: after its 25 failures about 10
-// probes a second.
+// watchedFleet starts a fleet of 5 members with the default breaker on
+// clients from dial, warms it up on key, and records what it publishes
+// from then on; it returns the fleet, a client of its own and the record.
+func watchedFleet(t *testing.T, dial func(t *testing.T) redis.UniversalClient, key string) ([]*member, redis.UniversalClient, func() []string) {
+	t.Helper()
+	o := Options{Prefix: prefix(t)}
+	fleet := newFleet(t, dial, 5, breaker.Config{}, o)
+	admin := dial(t)
+	warmUp(t, admin, fleet, key)
+	return fleet, admin, watchChannel(t, admin, o.Prefix+":events")
+}
+
+// The four cases of one bad member, on the Set: five members share one
+// key, four reach a healthy downstream, one has a broken path of its own
+// (50 calls/s each, or the bad one at 500/s and the others at 20/s; its
+// connects refused, or its server failing). The healthy members' breakers
+// never leave closed and all their attempts go through; the bad member
+// opens its own breaker, on its own (nothing published), and keeps
+// protecting itself: after its 25 failures about 10 probes a second.
 func TestOneBadMemberOpensOnlyItself(t *testing.T) {
 	r := sharedRedis(t)
 	for _, tc := range []struct {
@@ -309,12 +322,8 @@ func TestOneBadMemberOpensOnlyItself(t *testing.T) {
 		{"bad member at 500/s, others at 20/s, failing", 500, 20, failing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := Options{Prefix: prefix(t)}
-			fleet := newFleet(t, r.dial, 5, breaker.Config{}, o)
 			const key = "dns:///orders.example:443"
-			admin := r.client(t)
-			warmUp(t, admin, fleet, key)
-			published := watchChannel(t, admin, o.Prefix+":events")
+			fleet, _, published := watchedFleet(t, r.dial, key)
 			d := startDrive(t, fleet, key, []float64{tc.bad, tc.good, tc.good, tc.good, tc.good})
 			start := time.Now()
 			d.loads[0].set(tc.broken)
@@ -446,13 +455,8 @@ func TestFleetTripsAndProbesTogether(t *testing.T) {
 // Independent 30% noise on every member opens nothing, neither the fleet
 // nor any member on its own.
 func TestFleetUnderNoiseOpensNothing(t *testing.T) {
-	r := sharedRedis(t)
-	o := Options{Prefix: prefix(t)}
-	fleet := newFleet(t, r.dial, 5, breaker.Config{}, o)
 	const key = "k"
-	admin := r.client(t)
-	warmUp(t, admin, fleet, key)
-	published := watchChannel(t, admin, o.Prefix+":events")
+	fleet, _, published := watchedFleet(t, sharedRedis(t).dial, key)
 	d := startDrive(t, fleet, key, []float64{100, 100, 100, 100, 100})
 	for _, l := range d.loads {
 		l.set(noisy)
@@ -514,12 +518,8 @@ func leaseHolders(t *testing.T, admin redis.UniversalClient, lease string) func(
 // client; failover, if not nil, runs in the middle of the healthy phase
 // (the Sentinel test fails the primary over there).
 func badMemberThenOutage(t *testing.T, dial func(t *testing.T) redis.UniversalClient, failover func()) {
-	o := Options{Prefix: prefix(t)}
-	fleet := newFleet(t, dial, 5, breaker.Config{}, o)
 	const key = "dns:///orders.example:443"
-	admin := dial(t)
-	warmUp(t, admin, fleet, key)
-	published := watchChannel(t, admin, o.Prefix+":events")
+	fleet, admin, published := watchedFleet(t, dial, key)
 	holders := leaseHolders(t, admin, fleet[0].sh.tag(key)+":lease")
 	d := startDrive(t, fleet, key, []float64{200, 50, 50, 50, 50})
 	bad := d.loads[0]

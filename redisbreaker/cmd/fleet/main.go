@@ -93,7 +93,7 @@ type Scenario struct {
 	healthy []int // members with a working path
 }
 
-// Scenarios are the four cases, a full outage, and noise.
+// Scenarios are the four cases of one bad member, a full outage, and noise.
 func Scenarios() []Scenario {
 	s := []Scenario{
 		{Name: "1 bad, connects refused; 50/s each", Rates: [5]float64{50, 50, 50, 50, 50}, Bad: Refused},
