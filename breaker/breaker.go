@@ -69,6 +69,7 @@ type Set struct {
 	cfg    Config      // as configured, defaults filled in (Member.Config)
 	shared Shared      // nil: every breaker is local
 	fleet  atomic.Bool // shared is attached and not degraded
+	quorum float64     // Config.Quorum
 
 	mu        sync.RWMutex
 	m         map[string]*entry // guarded by mu
@@ -117,13 +118,15 @@ type entry struct {
 	openErr   *OpenError    // cached rejections, built on first use
 	probeErr  *OpenError
 
-	// Fleet sharing (Config.Shared). The counts are kept whether or not a
-	// Shared is attached: two increments cost less than a branch would save.
-	nsucc, nfail uint64 // outcomes counted while closed, since creation
-	frun         uint32 // failures since the last success known here or in the fleet
-	rsucc, rfail uint32 // the fleet's other members' window (Member.SetFleet)
-	rrun         uint32 // the fleet's other members' failure run
-	leased       bool   // half-open and holding the fleet's probe lease
+	// Fleet sharing (Config.Shared); see shared.go. calls is kept whether
+	// or not a Shared is attached: an increment costs less than a branch.
+	calls      uint64 // Allow calls, admitted or refused, since creation
+	own        bool   // not closed on this member's own trouble, which the fleet did not share
+	voted      Vote   // the vote last told to the Shared (Shared.Voted)
+	leased     bool   // half-open and holding the fleet's probe lease
+	fleetUntil int64  // the fleet's view below holds until then (ns); 0: no view
+	members    uint32 // the fleet's view: other members that called the key recently
+	failing    uint32 // the fleet's view: how many of them see it failing
 }
 
 // NewSet returns an empty Set configured by c (zero fields take their
@@ -150,6 +153,7 @@ func NewSet(c Config) (*Set, error) {
 		epoch:       time.Now(),
 		m:           make(map[string]*entry),
 		cfg:         c,
+		quorum:      c.Quorum,
 	}
 	s.events = hooks.New(func(ev event) { s.hook(ev.key, ev.from, ev.to) })
 	s.rand = c.Rand
@@ -223,6 +227,7 @@ func (s *Set) Allow(key string) (done func(err error), err error) {
 			e.mu.Unlock()
 			continue
 		}
+		e.calls++
 		// A closed breaker admits without reading the clock: done stamps
 		// lastUsed, and an entry with attempts in flight is never idle.
 		if e.state != StateClosed {
@@ -256,15 +261,16 @@ func (e *entry) admitProbeLocked(now int64) error {
 		e.setStateLocked(StateHalfOpen, now, 0, false)
 	}
 	// The fleet leases its probes: without the lease a half-open breaker
-	// admits nothing (turning half-open told the Shared, which asks the
-	// fleet for the lease). The first probe goes alone: a downstream that
-	// is still gone costs one attempt per open period, not HalfOpenProbes;
-	// once it succeeds the others may go at once.
+	// on the fleet's schedule admits nothing (turning half-open told the
+	// Shared, which asks the fleet for the lease). One on its own trouble
+	// probes as a local breaker does. The first probe goes alone: a
+	// downstream that is still gone costs one attempt per open period, not
+	// HalfOpenProbes; once it succeeds the others may go at once.
 	slots := uint32(1)
 	if e.probeOK > 0 {
 		slots = s.probes
 	}
-	if (!e.leased && s.fleet.Load()) || e.probes >= slots {
+	if (!e.leased && !e.own && s.fleet.Load()) || e.probes >= slots {
 		return e.rejection(StateHalfOpen)
 	}
 	e.probes++
@@ -408,22 +414,26 @@ func (e *entry) done(gen uint64, err error) {
 }
 
 // countLocked counts an outcome of the closed state and opens the breaker
-// if the trip rule then holds. Caller holds e.mu.
+// if the trip rule then holds: for the fleet if its quorum holds too, else
+// for this member alone. Caller holds e.mu.
 func (e *entry) countLocked(now int64, kind outcome.Kind) {
 	switch kind {
 	case outcome.CallerGone: // neither extends nor breaks a run
 	case outcome.ServerFailure:
 		e.win.Add(now, true)
-		e.nfail++
-		e.frun++
 		e.consec++
 		if e.tripsLocked() {
+			e.own = !e.quorumHoldsLocked(now)
 			e.openLocked(now, 0, false)
+		} else if e.s.shared != nil {
+			e.revoteLocked(now)
 		}
 	default:
 		e.win.Add(now, false)
-		e.nsucc++
-		e.frun, e.consec = 0, 0
+		e.consec = 0
+		if e.voted == VoteFailing { // a success only ever ends a failing vote
+			e.revoteLocked(now)
+		}
 	}
 }
 
@@ -465,21 +475,28 @@ func (s *Set) classify(err error) outcome.Kind {
 	return outcome.Success
 }
 
-// tripsLocked is the trip rule, evaluated after a failure was counted.
-// Caller holds e.mu.
+// tripsLocked is the trip rule on this breaker's own outcomes, evaluated
+// after a failure was counted. Caller holds e.mu.
 func (e *entry) tripsLocked() bool {
-	if e.consec >= e.s.consecutive {
+	return e.ruleHoldsLocked(e.s.consecutive, e.s.minRequests)
+}
+
+// ruleHoldsLocked is the trip rule on this breaker's own outcomes with the
+// given thresholds: run failures in a row, or at least requests outcomes
+// in the window with the failure ratio. Caller holds e.mu.
+func (e *entry) ruleHoldsLocked(run, requests uint32) bool {
+	if e.consec >= run {
 		return true
 	}
-	if e.s.fleet.Load() {
-		return e.fleetRuleHolds()
-	}
-	return e.windowRuleHolds(0, 0)
+	succ, fail := e.win.Counts()
+	total := uint64(succ) + uint64(fail)
+	return total >= uint64(requests) && float64(fail)/float64(total) >= e.s.ratio
 }
 
 // openLocked opens a closed or half-open breaker: for d if d > 0 (the
 // fleet's word), else for the open period of its next opening. fleet marks
-// the opening as the fleet's. Caller holds e.mu.
+// an opening on the fleet's word; e.own, set by the caller, says whose
+// trouble it is. Caller holds e.mu.
 func (e *entry) openLocked(now, d int64, fleet bool) {
 	e.opens++
 	if d <= 0 {
@@ -498,6 +515,7 @@ func (e *entry) setStateLocked(to State, now, openFor int64, fleet bool) {
 	if from == to {
 		return
 	}
+	own := e.own
 	e.state = to
 	e.gen++
 	e.doneFn = nil
@@ -512,18 +530,19 @@ func (e *entry) setStateLocked(to State, now, openFor int64, fleet bool) {
 		}
 	case StateClosed:
 		e.win.Reset(now)
-		e.opens, e.frun, e.rsucc, e.rfail, e.rrun = 0, 0, 0, 0, 0
+		e.opens, e.own, e.failing = 0, false, 0
 	}
 	if e.evicted {
 		return
 	}
 	e.queue(from, to)
 	if sh := e.s.shared; sh != nil {
-		t := Transition{Key: e.key, From: from, To: to, Fleet: fleet}
+		t := Transition{Key: e.key, From: from, To: to, Fleet: fleet, Own: own}
 		if to == StateOpen {
 			t.OpenFor = time.Duration(openFor)
 		}
 		sh.Transition(t)
+		e.revoteLocked(now)
 	}
 }
 

@@ -104,6 +104,16 @@ type Config struct {
 	// fleet of processes) through a store such as Redis; NewSet attaches it.
 	// nil keeps every breaker local. See [Shared].
 	Shared Shared
+	// Quorum is, with a Shared, the share of the members that called a key
+	// recently that must see it failing for the whole fleet to open: more
+	// than Quorum of them, all of them at most (a lone caller is its own
+	// quorum). Each member counts once, whatever its call rate; one whose
+	// own outcomes trip the rule without a quorum behind it opens only its
+	// own breaker. Zero means 0.5, a majority; otherwise it must be in
+	// (0, 1]: 1 asks for every member, a value below 1/n for a fleet of n
+	// lets any one member open the fleet. Ignored without a Shared. See the
+	// package documentation for the rule and why a majority.
+	Quorum float64
 }
 
 // DefaultConfig returns the configuration a zero Config stands for. It is the
@@ -122,6 +132,7 @@ func DefaultConfig() Config {
 		HalfOpenProbes:      3,
 		MaxKeys:             10_000,
 		IdleTimeout:         10 * time.Minute,
+		Quorum:              0.5,
 		// IsFailure and IsExcluded stay nil: DefaultIsFailure and
 		// DefaultIsExcluded, classified in a single pass.
 	}
@@ -142,6 +153,7 @@ func (c Config) withDefaults() Config {
 	c.HalfOpenProbes = cmp.Or(c.HalfOpenProbes, d.HalfOpenProbes)
 	c.MaxKeys = cmp.Or(c.MaxKeys, d.MaxKeys)
 	c.IdleTimeout = cmp.Or(c.IdleTimeout, d.IdleTimeout)
+	c.Quorum = cmp.Or(c.Quorum, d.Quorum)
 	if c.IsFailure == nil {
 		c.IsFailure = DefaultIsFailure
 	}
@@ -193,6 +205,9 @@ func (c Config) Validate() error {
 		bad("MaxKeys must be >= 0 (0 means default), got %d", c.MaxKeys)
 	}
 	nonNegative("IdleTimeout", c.IdleTimeout)
+	if !(c.Quorum >= 0 && c.Quorum <= 1) { // also NaN
+		bad("Quorum must be in (0,1] (0 means default), got %v", c.Quorum)
+	}
 	return errors.Join(errs...)
 }
 

@@ -135,7 +135,7 @@
 //   - A downstream that heals gets a probe at most one period later: within
 //     100ms plus the wait for the next call, 50ms on average (the tests,
 //     200 random healing times at 1000 calls/s: mean 46ms, max 96ms; a
-//     fleet through Redis: 65 to 85ms).
+//     fleet through Redis: 77 to 97ms).
 //   - A longer cap trades the one for the other: MaxOpenTimeout 1s sends a
 //     dead downstream about 1 attempt/s and notices recovery within 1s.
 //   - The trip rule is unchanged, so 30% noise opens the breaker no more
@@ -228,13 +228,101 @@
 // [Config.Shared] connects the Set to a [Shared], which shares its breakers
 // with other processes' Sets (module
 // github.com/grpc-resilience/resilience/redisbreaker does it on Redis). The
-// call path stays local: Allow and done never call the Shared; it reads the
-// Set's counts and hands back the fleet's from its own goroutines, through a
-// [Member]. While fleet counts are at hand, the trip rule adds them to the
-// local window and failure run, a half-open breaker probes only while it
-// holds the fleet's lease, and the Shared can open or close a breaker on
-// another member's word. A degraded Shared (its store unreachable) leaves
+// call path stays local: Allow and done never wait for the Shared; it
+// reads the Set's votes and hands back the fleet's from its own goroutines,
+// through a [Member]. A degraded Shared (its store unreachable) leaves
 // every breaker purely local, as without one.
+//
+// The fleet opens a key on its members' votes, not on the sum of their
+// outcomes. Summed, a member that calls ten times as often counts ten
+// times, and one member whose own path is broken (a bad route, a dead
+// sidecar, its own server failing) opens the breaker for every member:
+// a shared breaker would be less safe than local ones. Each member votes
+// on each key it calls ([Vote]):
+//
+//   - failing, while its own outcomes meet the trip rule with the
+//     thresholds shared out over the quorum Q: ceil(ConsecutiveFailures/Q)
+//     failures in a row, at least 4, or ceil(MinRequests/Q) outcomes in its
+//     own window, at least 25, FailureRatio of them failures (never more
+//     than the whole rule);
+//   - abstain, while its breaker is open on its own trouble (below): its
+//     path failing where the others' did not says nothing about theirs;
+//   - healthy otherwise.
+//
+// Among the n members that called the key recently (redisbreaker: within
+// the last one to two buckets of Window, 1-2s; abstaining members not
+// counted), the fleet opens when more than Quorum x n vote failing, and
+// all n at most: with the default Quorum 0.5, a majority (1 of 1, 2 of 2,
+// 2 of 3, 3 of 4 or 5, 11 of 20). Each member counts once, whatever its
+// call rate. A member whose vote changes has it published at once and reads
+// the others' in the same round trip; the member that completes the quorum
+// opens its breaker for its open period and the Shared tells the others,
+// which open for the same. A lone caller is its own quorum: the whole rule,
+// as before sharing.
+//
+// A member whose own outcomes meet the whole trip rule without a quorum
+// behind it opens its own breaker only ([Transition.Own], [Local.Own]). It
+// protects itself as a local breaker does, on its own schedule: its probes
+// take no lease, a failed probe reopens only itself, the fleet's closing
+// leaves it to its own probes. If the downstream then fails for the others
+// too, the fleet opens around it; it stays on its own schedule. Without a
+// view of the fleet (none yet for a new key, none within one bucket, the
+// Shared degraded), every trip is the member's own.
+//
+// On the fleet's schedule a half-open breaker admits probes only while it
+// holds the fleet's lease, which members on their own trouble never take:
+// the fleet's probes come from members whose path worked when the fleet
+// opened, HalfOpenProbes at a time, and a failed one reopens the fleet.
+//
+// Why these defaults, for fleets of 2, 5 and 20 members (every member at
+// the same rate; the outage figures are also what redisbreaker's tests
+// measure on a real Redis, at 100 attempts/s for the whole fleet):
+//
+//	members  quorum  each member's share    outage: attempts (time)     false openings per hour,
+//	                 (in a row / window)    shared         local         30% noise, 1-1000 calls/s each
+//	   1       1       25 / 50              25 (0.25s)     25 (0.25s)    2e-7 (one local breaker)
+//	   2       2       13 / 25              26 (0.26s)     50 (0.50s)    below 2e-7
+//	   5       3        9 / 25              45 (0.45s)    125 (1.25s)    below 6e-7
+//	  20      11        4 / 25              80 (0.80s)    500 (5.0s)     below 5e-11
+//
+// In detail:
+//
+//   - Under a full outage every member reaches its share after share/rate,
+//     and the fleet opens then, plus a round trip to the store: n x share
+//     attempts in all (every member fails at once), against 25 per member
+//     for local breakers. The share falls as the quorum grows, to 4 from
+//     fleets of 12 up: 20 members pay 80 attempts, where summing the
+//     fleet's failures opened after about 25, at the price of opening for
+//     any one member's trouble.
+//   - A false opening needs Q members in runs of their share at once.
+//     Under independent 30% noise a member's last share outcomes all
+//     failed with probability 0.3^share (1.6e-7 for 13, 2e-5 for 9, 8e-3
+//     for 4); the fleet looks at the quorum at each member's round (every
+//     redisbreaker Interval, 100ms) and at each change of vote, and the
+//     window's part adds P(at least 70% of 25 outcomes fail) = 2.6e-4 at
+//     the rate where a member's window holds 25. A union bound over every
+//     such moment gives the last column, the worst over 1 to 1000 calls/s
+//     per member: below local breakers' rate for the same fleet (each
+//     breaker 0.7 x 0.3^25 per attempt, 2e-7 per hour at 1000 calls/s).
+//   - The floors (4 in a row, 25 in the window) keep large fleets from
+//     voting on noise: a share of 1 would have 30% noise make a third of
+//     any fleet vote failing, and a majority of 50 members would form about
+//     a thousand times an hour; with 4, a member votes on noise with
+//     probability 0.008 and a majority of 20 or more stays out of reach.
+//   - A majority tells the downstream's trouble from a member's: a fault
+//     on fewer than half of the paths opens only those members' breakers;
+//     one on more than half opens the fleet. A smaller Quorum opens sooner
+//     on fewer votes (0.2 in a fleet of 5: any 2 members, 13 failures each)
+//     and lets fewer broken paths open everyone; 1 waits for every member,
+//     so one member's healthy path keeps the fleet closed. The rule cannot
+//     tell a failing downstream from a majority of paths failing together
+//     (a shared proxy, a zone): then the fleet opens, as it should for
+//     that majority.
+//   - One member broken, the others under noise: it abstains once its own
+//     breaker opens, and the rest form a fleet of n-1, with the figures of
+//     that size (a pair's healthy member needs the whole rule again).
+//     Until it opens (its 25 failures, 0.32s after its vote at 50 calls/s),
+//     its failing vote counts: one vote less for the others to find.
 //
 // # Concurrency and cost
 //

@@ -31,6 +31,8 @@ func (o *openings) Transition(t Transition) {
 	}
 }
 
+func (o *openings) Voted(string, Vote) {}
+
 func (o *openings) list() []time.Duration {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -210,7 +212,7 @@ func TestReady(t *testing.T) {
 // probe still waits for the fleet's lease.
 func TestReadyInAFleet(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, sh := newSharedSet(t, Config{})
+		s, sh := member(t, Config{}, "k", Fleet{}) // a lone caller: its trip is the fleet's
 		trip(t, s, "k")
 		s.Ready("k")
 		mustReject(t, s, "k", StateHalfOpen)
@@ -230,7 +232,7 @@ func TestReadyInAFleet(t *testing.T) {
 // reopens it for the period after that.
 func TestFleetOpeningAdvancesTheSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, sh := newSharedSet(t, Config{})
+		s, sh := member(t, Config{}, "k", Fleet{})
 		trip(t, s, "k") // opening 1: 25ms
 		time.Sleep(25 * time.Millisecond)
 		checkState(t, s, "k", StateHalfOpen)

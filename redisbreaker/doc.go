@@ -19,84 +19,95 @@
 // # Model
 //
 // Nothing is on the call path: Allow and done stay local and allocation-free
-// (the Set counts, as it does without sharing). One background goroutine
-// runs a round every Interval (100ms): one pipeline that adds the counts
-// since the last round to the current bucket, publishes this member's
-// failure run, and reads the fleet's buckets back. The Set's trip rule then
-// sees the fleet: the window rule on the fleet's window, the consecutive
-// rule on the fleet's failures since its last success. A breaker that opens
-// sets its open key and publishes the opening on the prefix's pub/sub
-// channel, which a second goroutine listens to: the other members open for
-// the rest of the open period within milliseconds (about 3ms measured on
-// loopback). A member that missed the message (its subscription was down)
-// reads the open key in its next round, for every key it has used within a
-// Window.
+// (the Set counts, as it does without sharing). The fleet opens a key on a
+// quorum of its members' votes (see package breaker, "Sharing breakers
+// across a fleet", for the rule and its defaults): each member votes
+// healthy, failing (its own outcomes meet its share of the trip rule) or
+// abstain (its breaker open on its own trouble), and the fleet opens when
+// a majority of the members that called the key recently vote failing,
+// each counted once whatever its call rate. One member's broken path opens
+// only that member's breaker.
 //
-// When the open period ends, a half-open breaker admits probes only while it
-// holds the fleet's probe lease (SET NX with expiry); the first member to
-// ask gets it and runs the HalfOpenProbes probes a local breaker would. If
-// they succeed it closes, deletes the open key and publishes the closing,
-// and the others close; if one fails it reopens and publishes that. A
-// member gives the lease back as soon as it leaves half-open, also when
-// another member's opening reopened it. With the breaker's default open
-// period (25ms growing to 100ms) the fleet probes a dead downstream about
-// 10 times a second in all, not per member, and finds it healed within
-// about a period (the tests: 9.5 attempts/s for 5 members, first success
-// 65-85ms after healing). A member without the lease answers as a
-// half-open breaker whose probes are all out (AllowWait waits for a slot).
-// The lease is asked for in the background right after the breaker turns
-// half-open, so the first probe waits one round trip to Redis.
+// One background goroutine runs a round every Interval (100ms): one
+// pipeline that writes this member's vote on every key it called since
+// the last round into the current bucket (Window/Buckets, 1s by default)
+// and reads the fleet's votes back from the current and the previous
+// bucket. A vote that changes is written at once, in a round of its own
+// that reads the others' too, so the vote completing a quorum opens the
+// fleet within a round trip to Redis. The member that sees the quorum
+// opens its breaker, sets the key's open key and publishes the opening on
+// the prefix's pub/sub channel, which a second goroutine listens to: the
+// other members open for the rest of the open period within milliseconds
+// (about 3ms measured on loopback). A member that missed the message (its
+// subscription was down) reads the open key in its next round, for every
+// key it called within the last two buckets.
 //
-// The fleet's failure run is the sum of the members' runs, where a member's
-// run is its failures since the last success it knows of, its own or (seen
-// in a round) another member's. Reading a success elsewhere restarts it, so
-// the sum undercounts by at most about one Interval of failures and never
-// counts failures that a success separated: under noise the fleet trips no
-// more readily than one breaker seeing every attempt would.
+// When the open period ends, a half-open breaker admits probes only while
+// it holds the fleet's probe lease (SET NX with expiry); the first member
+// to ask gets it and runs the HalfOpenProbes probes a local breaker would.
+// If they succeed it closes, deletes the open key and publishes the
+// closing, and the others close; if one fails it reopens and publishes
+// that. A member gives the lease back as soon as it leaves half-open, also
+// when another member's opening reopened it. A member on its own trouble
+// never asks for the lease: it probes on its own schedule, its failures
+// reopen only itself, and nothing it does is published. With the
+// breaker's default open period (25ms growing to 100ms) the fleet probes a
+// dead downstream about 10 times a second in all, not per member, and
+// finds it healed within about a period (the tests: 9.5 attempts/s for 5
+// members, first success 77-97ms after healing, also with one member's
+// path still broken). A member without the lease answers as a half-open
+// breaker whose probes are all out (AllowWait waits for a slot). The lease
+// is asked for in the background right after the breaker turns half-open,
+// so the first probe waits one round trip to Redis.
 //
 // # Defaults
 //
-// Interval 100ms; Timeout 1s per round; ProbeLease 5s; MaxBackoff 5s. Under
-// a full outage the fleet has opened after about ConsecutiveFailures
-// failures plus what the fleet sends in one to two Intervals (the tests: 50
-// failed attempts at 100 attempts/s across 5 members, against 125 for five
-// local breakers).
+// Interval 100ms; Timeout 1s per round; ProbeLease 5s; MaxBackoff 5s. A
+// Set whose bucket (Window/Buckets) is not longer than Interval is refused
+// at NewSet: a member's view of the fleet holds for one bucket. Under a
+// full outage a fleet of 5 opens after 45 attempts in all (9 per member),
+// against 125 for five local breakers; see package breaker for fleets of 2
+// and 20 and for false openings under noise.
 //
 // # Redis keys, commands and TTLs
 //
 // Every key of one breaker carries the hash tag {<Prefix>:<breaker key>}, so
-// a Cluster keeps them in one slot. Nothing but counts, states, instance
-// names and timestamps is stored:
+// a Cluster keeps them in one slot. Nothing but votes, instance names and
+// timestamps is stored:
 //
-//	{P:K}:b:<n>    hash, bucket n (unix time / (Window/Buckets)): fields s and f
-//	               (HINCRBY: the fleet's successes and failures), r:<instance>
-//	               (HSET: that member's failure run); PEXPIRE Window + 2 buckets
+//	{P:K}:v:<n>    hash, bucket n (unix time / (Window/Buckets)): field
+//	               v:<instance> = "<h|f|a> <unix ms>", that member's vote
+//	               (healthy, failing, abstain) and when it cast it (HSET);
+//	               PEXPIRE 3 buckets
 //	{P:K}:open     string, the opener's instance; SET PX the open period; DEL on closing
 //	{P:K}:lease    string, the probe holder's instance; SET NX PX ProbeLease;
 //	               released by a compare-and-delete EVAL on closing or reopening
 //	P:events       pub/sub channel: "o <ms> <instance> <key>" (opened for ms),
 //	               "c 0 <instance> <key>" (closed)
 //
-// A round also reads HGETALL of the current and previous bucket (the older
-// ones once each, after they are over) and PTTL of the open key, for each
-// closed key used within a Window: about 5 commands per key per member per
-// Interval, in one pipeline.
+// A round writes HSET and PEXPIRE for each key called since the last one,
+// and reads HGETALL of the current and the previous bucket and PTTL of the
+// open key for each key called within two buckets: at most 5 commands per
+// key per member per Interval, in one pipeline. A failing vote written
+// before the breaker last closed counts as healthy (the last episode's).
 //
 // # Failure modes
 //
 // Redis failing is not the users' outage. When a round fails or times out
 // (Redis down, slow, unreachable) or the subscription is down, the member
-// runs degraded: its Set drops the fleet's counts and acts as a local
-// breaker (half-open breakers probe without a lease), OnDegraded(true, err)
+// runs degraded: its Set drops the fleet's votes and acts as a local
+// breaker (every trip its own, half-open breakers probing without a
+// lease), OnDegraded(true, err)
 // is called and the resilience.redisbreaker.degraded gauge reads 1. No call
 // ever waits on Redis. The goroutine retries with a jittered backoff (from
 // Interval doubling to MaxBackoff, each wait drawn in [w/2, w]); the first
 // round that succeeds with the subscription up ends it (OnDegraded(false,
-// nil)). Redis restarted with its data lost loses the fleet's window and
-// leases; the members carry on from their own counts, and the counts they
-// subtract as their own are clamped so nothing goes negative. Counts of a
-// round that failed after Redis executed part of it may be published again
-// (at least once). A lease holder that goes away blocks the fleet's probes
+// nil)). Redis restarted with its data lost loses the fleet's votes and
+// leases; the members' next rounds write their votes again. Until the
+// others' have (about an Interval), a member sees fewer callers, possibly
+// none: a smaller quorum of larger shares, down to its own whole rule.
+// A vote of a round that failed after Redis executed part of it is written
+// again in the next. A lease holder that goes away blocks the fleet's probes
 // for at most ProbeLease; two members may then probe once each other's
 // lease expired mid-probe, so the fleet sees at most 2 x HalfOpenProbes
 // probes in that case, and HalfOpenProbes otherwise (plus any member that
@@ -105,6 +116,14 @@
 // The round's Timeout is a context deadline, which go-redis honours only
 // with ContextTimeoutEnabled set on the client; otherwise the client's read
 // and write timeouts bound a round.
+//
+// The client may be a *redis.Client, a *redis.ClusterClient or a
+// Sentinel-backed failover client (redis.NewFailoverClient). The tests run
+// the fleet on each: a Cluster of three masters (each breaker's keys in
+// one slot, different breakers on different masters), and a primary with
+// a replica and three Sentinels, the primary killed mid-run: the members
+// run degraded until the replica is promoted (about 2s) and the client
+// finds it, then share again.
 //
 // # Metrics
 //

@@ -150,7 +150,7 @@ func TestRedisFaultsMidRun(t *testing.T) {
 		}
 		// Open for a minute: the test checks that openings are shared, not
 		// when breakers probe again.
-		fleet = append(fleet, newMember(t, r, breaker.Config{OpenTimeout: time.Minute}, oi))
+		fleet = append(fleet, newMember(t, r.client(t), breaker.Config{OpenTimeout: time.Minute}, oi))
 	}
 	for _, m := range fleet {
 		synced(t, m.sh)
@@ -161,6 +161,9 @@ func TestRedisFaultsMidRun(t *testing.T) {
 
 	shares := func(phase, key string) {
 		t.Helper()
+		// The only caller of key, with its view of the fleet: its own
+		// quorum, its trip the fleet's.
+		warmUp(t, admin, fleet[:1], key)
 		tripLocal(t, fleet[0], key)
 		d := eventually(t, 2*time.Second, phase+": other member opens", func() bool { return fleet[1].state(key) == breaker.StateOpen })
 		t.Logf("%s: the other member opened %v after the first", phase, d)
@@ -230,7 +233,7 @@ func TestRedisDownAtStart(t *testing.T) {
 	r := startRedis(t)
 	r.kill()
 	lg := &degradedLog{}
-	m := newMember(t, r, breaker.Config{}, Options{Prefix: prefix(t), Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
+	m := newMember(t, r.client(t), breaker.Config{}, Options{Prefix: prefix(t), Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond,
 		MaxBackoff: 200 * time.Millisecond, OnDegraded: lg.hook})
 	eventually(t, 5*time.Second, "degraded reported", func() bool { got, _, _ := lg.last(); return got })
 	t0 := time.Now()

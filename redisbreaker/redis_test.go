@@ -35,6 +35,9 @@ type redisServer struct {
 	addr string
 	dir  string
 	cmd  *exec.Cmd
+	// args are redis-server's arguments; nil: a plain server on addr with
+	// persistence off.
+	args []string
 }
 
 var (
@@ -83,21 +86,45 @@ func startRedis(t *testing.T) *redisServer {
 
 func startRedisIn(t testing.TB, dir string) *redisServer {
 	t.Helper()
+	return startRedisWith(t, dir, freeAddr(t), nil)
+}
+
+// startRedisWith starts redis-server in dir with args (nil: a plain server
+// on addr) and waits until it answers on addr. Without redis-server on
+// PATH the test skips, unless CI is set: then it fails.
+func startRedisWith(t testing.TB, dir, addr string, args []string) *redisServer {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("redis-server not on PATH (CI is set, so this fails): %v", err)
 		}
 		t.Skipf("redis-server not on PATH: install Debian package redis-server to run this test (%v)", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	r := &redisServer{t: t, addr: addr, dir: dir}
+	r := &redisServer{t: t, addr: addr, dir: dir, args: args}
 	r.start()
 	return r
+}
+
+// handedOut holds the ports freeAddr returned: the kernel may offer a port
+// again once its listener is closed, before the server meant to take it
+// has.
+var handedOut sync.Map
+
+// freeAddr returns a loopback address with a port free at the time, never
+// the same twice in one test binary.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
+	}
 }
 
 func (r *redisServer) start() {
@@ -108,8 +135,11 @@ func (r *redisServer) start() {
 		r.t.Fatal(err)
 	}
 	defer log.Close()
-	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir)
+	args := r.args
+	if args == nil {
+		args = []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir}
+	}
+	r.cmd = exec.Command("redis-server", args...)
 	r.cmd.Stdout, r.cmd.Stderr = log, log
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
@@ -125,7 +155,8 @@ func (r *redisServer) start() {
 			return
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s not answering after 10s: %v (log in %s)", r.addr, err, r.dir)
+			out, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+			r.t.Fatalf("redis-server on %s not answering after 10s: %v; its log:\n%s", r.addr, err, out)
 		}
 		time.Sleep(10 * time.Millisecond) // polling for the process to come up
 	}
@@ -161,6 +192,9 @@ func (r *redisServer) client(t *testing.T) *redis.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// dial is client as fleets take it.
+func (r *redisServer) dial(t *testing.T) redis.UniversalClient { return r.client(t) }
 
 var prefixes sync.Map
 

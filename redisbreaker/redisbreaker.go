@@ -88,6 +88,7 @@ type Shared struct {
 
 	mu      sync.Mutex
 	pending []pendingTransition
+	votes   map[string]breaker.Vote // votes changed since the last round, by key
 	wake    chan struct{}
 
 	degraded atomic.Bool // as reported to OnDegraded
@@ -99,7 +100,7 @@ type Shared struct {
 	// owned by the sync goroutine
 	keys    map[string]*keyState
 	snap    []breaker.Local
-	cfg     breaker.Config
+	period  time.Duration // the breakers' bucket, Window/Buckets: votes are kept per bucket
 	roundNo uint64
 
 	received  atomic.Int64  // pub/sub messages applied (tests)
@@ -204,8 +205,14 @@ func (s *Shared) Attach(m *breaker.Member) error {
 	if s.member != nil {
 		return errors.New("redisbreaker: already attached to a Set; create one Shared per Set")
 	}
+	c := m.Config()
+	period := c.Window / time.Duration(c.Buckets)
+	if s.o.Interval >= period {
+		return fmt.Errorf("redisbreaker: Interval (%v) must be shorter than the breakers' bucket, Window/Buckets (%v): "+
+			"a member's view of the fleet's votes holds for one bucket", s.o.Interval, period)
+	}
 	s.member = m
-	s.cfg = m.Config()
+	s.period = period
 	close(s.attached)
 	return nil
 }
@@ -219,6 +226,26 @@ func (s *Shared) Transition(t breaker.Transition) {
 	}
 	s.pending = append(s.pending, pendingTransition{Transition: t, at: time.Now()})
 	s.mu.Unlock()
+	s.wakeUp()
+}
+
+// Voted implements [breaker.Shared]: it queues the key's new vote for the
+// background goroutine, which publishes it and reads the fleet's at once,
+// and wakes it. It never blocks.
+func (s *Shared) Voted(key string, v breaker.Vote) {
+	s.mu.Lock()
+	if s.votes == nil {
+		s.votes = make(map[string]breaker.Vote)
+	}
+	if _, queued := s.votes[key]; queued || len(s.votes) < maxPending {
+		s.votes[key] = v
+	}
+	s.mu.Unlock()
+	s.wakeUp()
+}
+
+// wakeUp asks the sync goroutine for a round, without blocking.
+func (s *Shared) wakeUp() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -391,10 +418,7 @@ func (s *Shared) subscribeLoop() {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && !s.listening.Swap(true) {
-				select { // a round now, to leave degraded mode
-				case s.wake <- struct{}{}:
-				default:
-				}
+				s.wakeUp() // a round now, to leave degraded mode
 			}
 		case *redis.Message:
 			s.apply(m.Payload)

@@ -2,7 +2,6 @@ package redisbreaker
 
 import (
 	"context"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -13,36 +12,10 @@ import (
 
 // keyState is what the sync goroutine remembers of one breaker key.
 type keyState struct {
-	pubSucc, pubFail uint64        // the Set's totals already published
-	own              []bucketCount // ring: what this member added per bucket
-	remote           []bucketCount // ring: the other members' counts per bucket, as last read
-	since            int64         // buckets before this one are ignored: the breaker closed after them
-	lastRun          uint32        // run last published
-	runBucket        int64         // bucket it was published in
-	active           time.Time     // last round with local outcomes
-	hadFleet         bool          // the Set holds non-zero fleet counts
-	seen             uint64        // last round the Set held the key
-}
-
-type bucketCount struct {
-	b    int64 // bucket number; the slot is empty unless it matches
-	s, f uint32
-	read bool // remote: read after the bucket was over (final)
-}
-
-func (ks *keyState) slot(ring []bucketCount, b int64) *bucketCount {
-	p := &ring[b%int64(len(ring))]
-	if p.b != b {
-		*p = bucketCount{b: b}
-	}
-	return p
-}
-
-func (ks *keyState) at(ring []bucketCount, b int64) bucketCount {
-	if p := ring[b%int64(len(ring))]; p.b == b {
-		return p
-	}
-	return bucketCount{b: b}
+	calls  uint64    // Local.Calls when the vote was last written
+	active time.Time // last round that found the key called
+	since  int64     // unix ms the breaker last closed: older failing votes are the last episode's
+	seen   uint64    // last round the Set held the key
 }
 
 // Keys of one breaker share the hash tag {<prefix>:<key>}, so a Cluster
@@ -50,22 +23,22 @@ func (ks *keyState) at(ring []bucketCount, b int64) bucketCount {
 // node.
 func (s *Shared) tag(key string) string { return "{" + s.o.Prefix + ":" + key + "}" }
 
-func bucketKey(tag string, b int64) string { return tag + ":b:" + strconv.FormatInt(b, 10) }
+func bucketKey(tag string, b int64) string { return tag + ":v:" + strconv.FormatInt(b, 10) }
 
 // releaseLease deletes the lease only if this member holds it.
 const releaseLease = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
 
-// round runs one pipeline: the queued transitions and, if full, this
-// member's counts out and the fleet's in. Results are applied only once the
-// whole pipeline succeeded.
+// round runs one pipeline: the queued transitions and votes and, if full,
+// every recent key's vote out and the fleet's votes in. Results are applied
+// only once the whole pipeline succeeded.
 func (s *Shared) round(full bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 	defer cancel()
 	start := time.Now()
 
 	s.mu.Lock()
-	trs := s.pending
-	s.pending = nil
+	trs, votes := s.pending, s.votes
+	s.pending, s.votes = nil, nil
 	s.mu.Unlock()
 
 	pipe := s.rdb.Pipeline()
@@ -78,13 +51,13 @@ func (s *Shared) round(full bool) error {
 	for i, t := range trs {
 		last[t.Key] = i
 	}
-	period := s.cfg.Window / time.Duration(s.cfg.Buckets)
 	now := time.Now()
-	bnow := now.UnixNano() / int64(period)
+	bnow := now.UnixNano() / int64(s.period)
 	for i, t := range trs {
 		tag := s.tag(t.Key)
+		forFleet := !t.Fleet && !t.Own // this member's decision for the fleet
 		switch {
-		case t.To == breaker.StateOpen && !t.Fleet:
+		case t.To == breaker.StateOpen && forFleet:
 			rem := t.OpenFor - now.Sub(t.at)
 			if rem < time.Millisecond {
 				break
@@ -93,22 +66,18 @@ func (s *Shared) round(full bool) error {
 			pipe.Publish(ctx, s.ch, "o "+strconv.FormatInt(rem.Milliseconds(), 10)+" "+s.inst+" "+t.Key)
 			published++
 		case t.To == breaker.StateClosed:
-			key := t.Key
-			after = append(after, func() {
-				if ks := s.keys[key]; ks != nil {
-					ks.since = bnow + 1
-				}
-			})
-			if !t.Fleet && t.From == breaker.StateHalfOpen {
+			key, at := t.Key, t.at.UnixMilli()
+			after = append(after, func() { s.keyState(key).since = at })
+			if forFleet && t.From == breaker.StateHalfOpen {
 				pipe.Del(ctx, tag+":open")
 				pipe.Publish(ctx, s.ch, "c 0 "+s.inst+" "+t.Key)
 				published++
 			}
-		case t.To == breaker.StateHalfOpen && last[t.Key] == i && !leasing[t.Key]:
+		case t.To == breaker.StateHalfOpen && !t.Own && last[t.Key] == i && !leasing[t.Key]:
 			leasing[t.Key] = true
 			after = append(after, s.askLease(ctx, pipe, t.Key))
 		}
-		if t.From == breaker.StateHalfOpen {
+		if t.From == breaker.StateHalfOpen && !t.Own {
 			// Leaving half-open, by its own probes or on the fleet's word
 			// (another member's opening that crossed this member's lease):
 			// the probe lease, if this member holds it, goes back now.
@@ -122,12 +91,23 @@ func (s *Shared) round(full bool) error {
 		s.snap = s.member.Snapshot(s.snap[:0])
 		s.roundNo++
 		for _, l := range s.snap {
-			if l.State == breaker.StateHalfOpen && !l.Leased && !leasing[l.Key] {
+			if l.State == breaker.StateHalfOpen && !l.Own && !l.Leased && !leasing[l.Key] {
 				leasing[l.Key] = true
 				after = append(after, s.askLease(ctx, pipe, l.Key))
 			}
-			if f := s.queueCounts(ctx, pipe, l, now, bnow); f != nil {
-				after = append(after, f)
+			ks := s.keyState(l.Key)
+			ks.seen = s.roundNo
+			if _, changed := votes[l.Key]; changed || l.Calls != ks.calls {
+				ks.active = now
+				s.writeVote(ctx, pipe, l.Key, l.Vote, now, bnow)
+				calls := l.Calls
+				after = append(after, func() { ks.calls = calls })
+			}
+			// Only a key in use reads the fleet's votes; one idle for two
+			// buckets lets its view expire (the Set drops a view one
+			// bucket old) until it is called again.
+			if now.Sub(ks.active) <= 2*s.period {
+				after = append(after, s.readVotes(ctx, pipe, l.Key, ks, bnow, l.State == breaker.StateClosed))
 			}
 		}
 		for k, ks := range s.keys {
@@ -138,12 +118,22 @@ func (s *Shared) round(full bool) error {
 		if pipe.Len() == 0 {
 			pipe.Ping(ctx) // an idle Set still learns whether Redis is there
 		}
+	} else {
+		// A vote that changed goes out now, and the fleet's come back with
+		// it: the vote that completes a quorum opens the fleet within this
+		// round trip.
+		for key, v := range votes {
+			ks := s.keyState(key)
+			ks.active = now
+			s.writeVote(ctx, pipe, key, v, now, bnow)
+			after = append(after, s.readVotes(ctx, pipe, key, ks, bnow, false))
+		}
 	}
 	if pipe.Len() == 0 {
 		return nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		s.requeue(trs)
+		s.requeue(trs, votes)
 		return err
 	}
 	for _, f := range after {
@@ -156,17 +146,36 @@ func (s *Shared) round(full bool) error {
 	return nil
 }
 
-// requeue puts transitions a failed round took back in front of the queue.
-func (s *Shared) requeue(trs []pendingTransition) {
-	if len(trs) == 0 {
+// keyState returns the sync goroutine's record of key, creating it.
+func (s *Shared) keyState(key string) *keyState {
+	ks := s.keys[key]
+	if ks == nil {
+		ks = &keyState{seen: s.roundNo}
+		s.keys[key] = ks
+	}
+	return ks
+}
+
+// requeue puts transitions and votes a failed round took back in front of
+// the queue; a vote queued since is newer and wins.
+func (s *Shared) requeue(trs []pendingTransition, votes map[string]breaker.Vote) {
+	if len(trs) == 0 && len(votes) == 0 {
 		return
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.pending = append(trs, s.pending...)
 	if n := len(s.pending) - maxPending; n > 0 {
 		s.pending = s.pending[n:]
 	}
-	s.mu.Unlock()
+	for k, v := range votes {
+		if _, newer := s.votes[k]; !newer && len(s.votes) < maxPending {
+			if s.votes == nil {
+				s.votes = make(map[string]breaker.Vote)
+			}
+			s.votes[k] = v
+		}
+	}
 }
 
 // askLease queues a try for the key's probe lease and returns what to do with
@@ -182,141 +191,89 @@ func (s *Shared) askLease(ctx context.Context, pipe redis.Pipeliner, key string)
 	}
 }
 
-// queueCounts queues the key's new counts and the reads of the fleet's, and
-// returns what to do with the answers (nil: nothing).
-func (s *Shared) queueCounts(ctx context.Context, pipe redis.Pipeliner, l breaker.Local, now time.Time, bnow int64) func() {
-	n := s.cfg.Buckets
-	ks := s.keys[l.Key]
-	if ks == nil {
-		ks = &keyState{own: make([]bucketCount, n), remote: make([]bucketCount, n), active: now}
-		s.keys[l.Key] = ks
+// writeVote queues this member's vote on key into the current bucket.
+func (s *Shared) writeVote(ctx context.Context, pipe redis.Pipeliner, key string, v breaker.Vote, now time.Time, bnow int64) {
+	bk := bucketKey(s.tag(key), bnow)
+	pipe.HSet(ctx, bk, "v:"+s.inst, formatVote(v, now.UnixMilli()))
+	// The bucket is read while it is the current or the previous one.
+	pipe.PExpire(ctx, bk, 3*s.period)
+}
+
+// readVotes queues the reads of the fleet's votes on key (the current and
+// the previous bucket, and the open key when the breaker is closed) and
+// returns what to do with the answers: hand them to the Set.
+func (s *Shared) readVotes(ctx context.Context, pipe redis.Pipeliner, key string, ks *keyState, bnow int64, closed bool) func() {
+	tag := s.tag(key)
+	buckets := [2]*redis.MapStringStringCmd{
+		pipe.HGetAll(ctx, bucketKey(tag, bnow)),
+		pipe.HGetAll(ctx, bucketKey(tag, bnow-1)),
 	}
-	ks.seen = s.roundNo
-	tag := s.tag(l.Key)
-	bk := bucketKey(tag, bnow)
-	ds, df := l.Successes-ks.pubSucc, l.Failures-ks.pubFail
-	if l.Successes < ks.pubSucc || l.Failures < ks.pubFail { // the breaker was created again
-		ds, df = l.Successes, l.Failures
-	}
-	wrote := false
-	if ds > 0 {
-		pipe.HIncrBy(ctx, bk, "s", int64(ds))
-		wrote = true
-	}
-	if df > 0 {
-		pipe.HIncrBy(ctx, bk, "f", int64(df))
-		wrote = true
-	}
-	run := l.Run
-	if run != ks.lastRun || (run > 0 && ks.runBucket != bnow) {
-		pipe.HSet(ctx, bk, "r:"+s.inst, run)
-		wrote = true
-	}
-	if wrote {
-		period := s.cfg.Window / time.Duration(n)
-		pipe.PExpire(ctx, bk, s.cfg.Window+2*period)
-	}
-	if ds+df > 0 {
-		ks.active = now
-	}
-	// Only a closed breaker reads the fleet (its trip rule needs it), and
-	// only while it is in use: a key idle for a window drops the fleet's
-	// counts until its next outcome; opens still reach it by pub/sub.
-	reading := l.State == breaker.StateClosed && now.Sub(ks.active) <= s.cfg.Window
-	var reads []bucketRead
 	var pttl *redis.DurationCmd
-	if reading {
-		for i := range int64(n) {
-			b := bnow - i
-			if b < ks.since {
-				break
-			}
-			if i >= 2 && ks.at(ks.remote, b).read {
-				continue // over, and already read after it was
-			}
-			reads = append(reads, bucketRead{b: b, cmd: pipe.HGetAll(ctx, bucketKey(tag, b))})
-		}
+	if closed {
+		// An opening this member missed on pub/sub.
 		pttl = pipe.PTTL(ctx, tag+":open")
 	}
-	key := l.Key
 	return func() {
-		ks.pubSucc, ks.pubFail = l.Successes, l.Failures
-		o := ks.slot(ks.own, bnow)
-		o.s = sat32(uint64(o.s) + ds)
-		o.f = sat32(uint64(o.f) + df)
-		ks.lastRun, ks.runBucket = run, bnow
-		if !reading {
-			if ks.hadFleet {
-				ks.hadFleet = false
-				s.member.SetFleet(key, breaker.Fleet{})
+		s.member.SetFleet(key, s.tally(buckets[0].Val(), buckets[1].Val(), ks.since))
+		if pttl != nil {
+			if d := pttl.Val(); d > 0 {
+				s.member.Open(key, d)
 			}
-			return
 		}
-		var f breaker.Fleet
-		runs := make(map[string]uint32)
-		for _, r := range reads {
-			m := r.cmd.Val()
-			own := ks.at(ks.own, r.b)
-			rs := sub32(parseU(m["s"]), own.s)
-			rf := sub32(parseU(m["f"]), own.f)
-			prev := ks.at(ks.remote, r.b)
-			if r.b >= bnow-1 && rs > prev.s {
-				f.ResetRun = true // a success elsewhere since the last round
-			}
-			*ks.slot(ks.remote, r.b) = bucketCount{b: r.b, s: rs, f: rf, read: r.b < bnow-1}
-			if r.b < bnow-1 {
+	}
+}
+
+// tally counts the other members' votes in the current bucket cur and the
+// previous one prev (a member's newest vote counts): how many voted, less
+// those abstaining, and how many of them failing since the breaker last
+// closed (unix ms).
+func (s *Shared) tally(cur, prev map[string]string, since int64) breaker.Fleet {
+	var f breaker.Fleet
+	count := func(m map[string]string, skip map[string]string) {
+		for k, v := range m {
+			inst, ok := strings.CutPrefix(k, "v:")
+			if !ok || inst == s.inst {
 				continue
 			}
-			for k, v := range m { // the newest bucket wins for each member
-				inst, ok := strings.CutPrefix(k, "r:")
-				if !ok || inst == s.inst {
-					continue
-				}
-				if _, seen := runs[inst]; !seen || r.b == bnow {
-					runs[inst] = parseU(v)
-				}
+			if _, newer := skip["v:"+inst]; newer {
+				continue
 			}
-		}
-		var succ, fail, rsum uint64
-		for i := range int64(n) {
-			b := bnow - i
-			if b < ks.since {
-				break
+			vote, at, ok := parseVote(v)
+			if ok && vote == breaker.VoteAbstain {
+				continue
 			}
-			c := ks.at(ks.remote, b)
-			succ += uint64(c.s)
-			fail += uint64(c.f)
-		}
-		for _, v := range runs {
-			rsum += uint64(v)
-		}
-		f.Successes, f.Failures, f.Run = sat32(succ), sat32(fail), sat32(rsum)
-		ks.hadFleet = f != breaker.Fleet{}
-		s.member.SetFleet(key, f)
-		if d := pttl.Val(); d > 0 {
-			s.member.Open(key, d) // an open this member missed on pub/sub
+			f.Members++
+			if ok && vote == breaker.VoteFailing && at >= since {
+				f.Failing++
+			}
 		}
 	}
+	count(cur, nil)
+	count(prev, cur)
+	return f
 }
 
-type bucketRead struct {
-	b   int64
-	cmd *redis.MapStringStringCmd
+// A vote is stored as "<h|f|a> <unix ms>": healthy, failing or abstain,
+// and when it was cast.
+const voteLetters = "hfa" // indexed by breaker.Vote
+
+func formatVote(v breaker.Vote, ms int64) string {
+	return voteLetters[v:v+1] + " " + strconv.FormatInt(ms, 10)
 }
 
-func parseU(v string) uint32 {
-	n, err := strconv.ParseUint(v, 10, 64)
+// parseVote reads a stored vote; ok is false for anything else.
+func parseVote(s string) (v breaker.Vote, ms int64, ok bool) {
+	l, t, found := strings.Cut(s, " ")
+	i := strings.Index(voteLetters, l)
+	if !found || len(l) != 1 || i < 0 {
+		return 0, 0, false
+	}
+	if t == "" || t[0] < '0' || t[0] > '9' { // no sign: ParseInt takes "+5" and "-0"
+		return 0, 0, false
+	}
+	ms, err := strconv.ParseInt(t, 10, 64)
 	if err != nil {
-		return 0
+		return 0, 0, false
 	}
-	return sat32(n)
-}
-
-func sat32(n uint64) uint32 { return uint32(min(n, math.MaxUint32)) }
-
-func sub32(a, b uint32) uint32 {
-	if a < b {
-		return 0 // Redis lost the data (restart): only what is there counts
-	}
-	return a - b
+	return breaker.Vote(i), ms, true
 }

@@ -19,6 +19,7 @@ type recorder struct {
 
 func (r *recorder) Attach(m *breaker.Member) error  { r.m = m; return nil }
 func (r *recorder) Transition(t breaker.Transition) { r.trs = append(r.trs, t) }
+func (r *recorder) Voted(string, breaker.Vote)      {}
 
 // applyTo returns a Shared named "me" whose member is a fresh Set's, and
 // the recorder of that Set's transitions. Nothing runs in the background.
@@ -107,35 +108,72 @@ func FuzzApply(f *testing.F) {
 	})
 }
 
-// FuzzParseU checks the reading of the counts stored in Redis: never a
-// panic; a decimal number is read saturated at math.MaxUint32; anything
-// else (a sign, spaces, hex, garbage, a number past uint64, which no Redis
-// counter holds) reads as 0.
+// FuzzParseVote checks the reading of the votes stored in Redis: never a
+// panic; "<h|f|a> <ms>", ms a decimal number of milliseconds that fits an
+// int64, reads back as written (formatVote's form); anything else is
+// refused.
 //
-//	go test -run '^$' -fuzz FuzzParseU -fuzztime 60s .
-func FuzzParseU(f *testing.F) {
-	for _, seed := range []string{"0", "7", "4294967295", "4294967296", "18446744073709551615", "18446744073709551616",
-		"", "-1", "+1", " 1", "1 ", "0x10", "1e3", "007"} {
+//	go test -run '^$' -fuzz FuzzParseVote -fuzztime 60s .
+func FuzzParseVote(f *testing.F) {
+	for _, seed := range []string{"h 0", "f 1700000000000", "a 9223372036854775807", "f 9223372036854775808",
+		"", "f", "f ", " f 5", "x 5", "f -5", "f +5", "f 5 ", "f  5", "f 0x10", "fa 5", "1 5", "f 007", "hfa 5"} {
 		f.Add(seed)
 	}
-	f.Fuzz(func(t *testing.T, v string) {
-		got := parseU(v)
-		decimal := v != ""
-		for _, r := range v {
-			decimal = decimal && r >= '0' && r <= '9'
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ms, ok := parseVote(s)
+		letter, num, found := strings.Cut(s, " ")
+		want := found && len(letter) == 1 && strings.Contains("hfa", letter) && num != ""
+		for _, r := range num {
+			want = want && r >= '0' && r <= '9'
 		}
-		if !decimal {
-			if got != 0 {
-				t.Fatalf("parseU(%q) = %d, want 0", v, got)
+		var wantMs int64
+		if want {
+			n, err := strconv.ParseInt(num, 10, 64)
+			want, wantMs = err == nil, n
+		}
+		if ok != want {
+			t.Fatalf("parseVote(%q) ok = %v, want %v", s, ok, want)
+		}
+		if !ok {
+			if v != 0 || ms != 0 {
+				t.Fatalf("parseVote(%q) refused but returned %v, %d", s, v, ms)
 			}
 			return
 		}
-		var want uint32
-		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
-			want = uint32(min(n, math.MaxUint32))
+		wantVote := map[string]breaker.Vote{"h": breaker.VoteHealthy, "f": breaker.VoteFailing, "a": breaker.VoteAbstain}[letter]
+		if v != wantVote || ms != wantMs {
+			t.Fatalf("parseVote(%q) = %v, %d; want %v, %d", s, v, ms, wantVote, wantMs)
 		}
-		if got != want {
-			t.Fatalf("parseU(%q) = %d, want %d", v, got, want)
+		if v2, ms2, ok2 := parseVote(formatVote(v, ms)); v2 != v || ms2 != ms || !ok2 {
+			t.Fatalf("formatVote(%v, %d) = %q reads back as %v, %d, %v", v, ms, formatVote(v, ms), v2, ms2, ok2)
 		}
 	})
+}
+
+// The tally of a key's votes: every other member once, its newest bucket
+// winning; this member's own vote and abstentions left out, malformed votes
+// counted as members not failing, and failing votes from before the
+// breaker last closed not failing.
+func TestTally(t *testing.T) {
+	s := &Shared{inst: "me"}
+	fail, healthy, abstain := breaker.VoteFailing, breaker.VoteHealthy, breaker.VoteAbstain
+	cur := map[string]string{
+		"v:me": formatVote(fail, 100),    // this member
+		"v:a":  formatVote(fail, 100),    // failing
+		"v:b":  formatVote(healthy, 100), // healthy now, failing in the previous bucket
+		"v:c":  formatVote(fail, 40),     // failing, before the breaker closed at 50
+		"v:d":  "garbage",                // a member, no vote
+		"x:e":  formatVote(fail, 100),    // not a vote
+		"v:":   formatVote(fail, 100),    // an empty instance name is still a member
+		"v:h":  formatVote(abstain, 100), // abstains now, failing in the previous bucket
+	}
+	prev := map[string]string{"v:b": formatVote(fail, 90), "v:f": formatVote(fail, 90), "v:g": formatVote(healthy, 90),
+		"v:a": formatVote(healthy, 90), "v:h": formatVote(fail, 90), "v:i": formatVote(abstain, 90)}
+	got := s.tally(cur, prev, 50)
+	if want := (breaker.Fleet{Members: 7, Failing: 3}); got != want { // a, b, c, d, "", f, g; failing: a, "", f
+		t.Fatalf("tally = %+v, want %+v", got, want)
+	}
+	if got := s.tally(nil, nil, 0); got != (breaker.Fleet{}) {
+		t.Fatalf("tally of nothing = %+v", got)
+	}
 }

@@ -224,7 +224,7 @@ var known = map[string]how{
 	"go -C examples run ./otelgrpc":                                {},
 	"go -C examples run ./chaining":                                {},
 	"go -C examples test ./testkit":                                {},
-	"go -C redisbreaker run ./cmd/fleet":                           {needs: "redis-server"},
+	"go -C redisbreaker run ./cmd/fleet":                           {needs: "redis-server", short: "go -C redisbreaker run ./cmd/fleet -duration 2s -warmup 500ms"},
 	"go -C bench run ./cmd/overload":                               {short: "go -C bench run ./cmd/overload -quick -q -stacks bare,ours -scenarios chain"},
 	"go -C redisbreaker test -run '^$' -bench AllowDone -benchmem": {short: "go -C redisbreaker test -run '^$' -bench AllowDone -benchmem -benchtime 1000x"},
 	"scripts/generate.sh --check":                                  {needs: "git"},

@@ -1,29 +1,35 @@
 // Command fleet measures what sharing breakers through Redis changes for a
-// fleet of clients, in one process and one run: the figures of issue 15.
+// fleet of five gRPC clients that share one breaker key, in one process,
+// one run and one table:
 //
 //	go -C redisbreaker run ./cmd/fleet
 //
 // It starts its own redis-server (persistence off, in a temporary
-// directory, on a free loopback port) and a gRPC EchoService on loopback,
-// then runs the same scenario twice, with local breakers and with breakers
-// shared through redisbreaker:
+// directory, on a free loopback port) and gRPC EchoServices on loopback,
+// then runs six scenarios, each twice: with local breakers and with
+// breakers shared through redisbreaker. Five members (interceptors.New
+// with the library's defaults, one grpc.NewClient connection each, all to
+// the same target "passthrough:///orders.fleet", so one breaker key) call
+// at fixed rates; a dialer of each member's own decides where its
+// connection goes. After a healthy warm-up:
 //
-//  1. warm-up: Clients Middlewares (interceptors.New, one grpc.NewClient
-//     connection each, retries off so one call is one attempt) call the
-//     healthy server at Rate calls/s each, for WarmUp;
-//  2. outage: the server fails every call with Unavailable; the program
-//     counts the attempts that reach it until every breaker has opened, and
-//     the time from the first opening to the last;
-//  3. recovery: the server answers again; the program counts the attempts
-//     made by breakers that were not closed (half-open probes) until every
-//     breaker is closed, and the time that took.
+//   - four cases with one bad member (member 0) and four healthy ones that
+//     reach a healthy server: 50 calls/s each, or the bad member at 500/s
+//     and the others at 20/s; the bad member's connects refused, or its
+//     server failing every call (Unavailable);
+//   - a full outage: all five at 20 calls/s, the server failing every call
+//     for the first half of the run, healthy again for the second half;
+//   - noise: all five at 50 calls/s, the server failing 30% of calls.
 //
-// Then it measures the happy path, Allow plus done(nil) on a closed breaker,
-// with testing.Benchmark: a local Set against a Set attached to a Shared
-// that runs its rounds against Redis, BenchPairs pairs in alternating order.
-// It prints a table of the figures on standard output, progress on
-// standard error. Without redis-server on PATH it exits with status 1 and
-// says so.
+// Each scenario runs for Duration after the warm-up. The table reports,
+// per scenario and kind of breaker, the share of the healthy members'
+// calls that succeeded, how long the longest-open healthy breaker was not
+// closed, the bad member's attempts per second once its breaker opened
+// (what its own path still gets), the attempts at the server until every
+// breaker had opened in the outage, the attempts per second at the dead
+// server after that, and the first success after it healed. Progress goes
+// to standard error. Without redis-server on PATH it exits with status 1
+// and says so.
 package main
 
 import (
@@ -36,11 +42,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"text/tabwriter"
 	"time"
 
@@ -56,75 +60,101 @@ import (
 	"github.com/grpc-resilience/resilience/resiliencetest"
 )
 
-// Params sets the scenario; DefaultParams are the figures' settings.
+// Params sets the run; DefaultParams are the figures' settings.
 type Params struct {
-	Clients     int           // Middlewares in the fleet
-	Rate        float64       // calls per second per client
-	WarmUp      time.Duration // healthy calls before the outage
-	OpenTimeout time.Duration // breaker.Config.OpenTimeout
-	Interval    time.Duration // redisbreaker.Options.Interval
-	Limit       time.Duration // longest a phase may take before the run fails
-	BenchPairs  int           // local/shared benchmark pairs; 0 skips the benchmark
+	Duration time.Duration // each scenario, after the warm-up
+	WarmUp   time.Duration // healthy calls before each scenario
+	Interval time.Duration // redisbreaker.Options.Interval
 }
 
-// DefaultParams: 20 clients at 5 calls/s each (100 calls/s for the fleet),
-// breakers with the default trip rules (25 failures in a row, 3 half-open
-// probes) but open for 1s, Redis rounds every 100ms (the default).
+// DefaultParams: 8s per scenario (the length of the runs that found the
+// problem), 1s of warm-up, Redis rounds every 100ms (the default).
 func DefaultParams() Params {
-	return Params{
-		Clients:     20,
-		Rate:        5,
-		WarmUp:      time.Second,
-		OpenTimeout: time.Second,
-		Interval:    100 * time.Millisecond,
-		Limit:       30 * time.Second,
-		BenchPairs:  5,
-	}
+	return Params{Duration: 8 * time.Second, WarmUp: time.Second, Interval: 100 * time.Millisecond}
 }
 
-// Phase is what one fleet (local or shared) measured.
-type Phase struct {
-	Clients int
-	// AttemptsBeforeOpen counts the attempts that reached the server from
-	// the start of the outage until the last breaker opened.
-	AttemptsBeforeOpen int
-	// OutageToAllOpen is the time from the start of the outage to the last
-	// breaker's opening; FirstToLastOpen from the first opening to the last.
-	OutageToAllOpen, FirstToLastOpen time.Duration
-	// Probes counts the attempts that breakers not closed let through,
-	// from the server's recovery until every breaker was closed.
-	Probes int
-	// RecoveryToAllClosed is the time from the server's recovery to the
-	// last breaker's closing; HalfOpenToAllClosed from the first breaker
-	// turning half-open to the last closing.
-	RecoveryToAllClosed, HalfOpenToAllClosed time.Duration
-	// Calls is every call made, Degraded whether any Shared ran degraded.
-	Calls    int
+// Path is where a member's connection goes.
+type Path int
+
+const (
+	Healthy Path = iota // the shared server
+	Refused             // a port nothing listens on: connects refused
+	Failing             // a server of its own that fails every call
+)
+
+// Scenario is one row pair of the table.
+type Scenario struct {
+	Name    string
+	Rates   [5]float64 // calls/s per member; member 0 is the bad one, if any
+	Bad     Path       // member 0's path (Healthy: no bad member)
+	Outage  bool       // the shared server fails everything for the first half
+	Noise   float64    // the share of the shared server's answers that fail
+	hasBad  bool
+	healthy []int // members with a working path
+}
+
+// Scenarios are the four cases of one bad member, a full outage, and noise.
+func Scenarios() []Scenario {
+	s := []Scenario{
+		{Name: "1 bad, connects refused; 50/s each", Rates: [5]float64{50, 50, 50, 50, 50}, Bad: Refused},
+		{Name: "1 bad, its server fails all; 50/s each", Rates: [5]float64{50, 50, 50, 50, 50}, Bad: Failing},
+		{Name: "1 bad at 500/s, refused; others 20/s", Rates: [5]float64{500, 20, 20, 20, 20}, Bad: Refused},
+		{Name: "1 bad at 500/s, failing; others 20/s", Rates: [5]float64{500, 20, 20, 20, 20}, Bad: Failing},
+		{Name: "full outage, then healed; 20/s each", Rates: [5]float64{20, 20, 20, 20, 20}, Outage: true},
+		{Name: "30% noise on all; 50/s each", Rates: [5]float64{50, 50, 50, 50, 50}, Noise: 0.3},
+	}
+	for i := range s {
+		s[i].hasBad = s[i].Bad != Healthy
+		for m := range 5 {
+			if (m != 0 || !s[i].hasBad) && !s[i].Outage {
+				s[i].healthy = append(s[i].healthy, m)
+			}
+		}
+	}
+	return s
+}
+
+// Result is what one scenario measured with one kind of breaker. Fields
+// that do not apply to the scenario are negative.
+type Result struct {
+	// HealthySuccess is the share of the calls of members with a working
+	// path that succeeded.
+	HealthySuccess float64
+	// HealthyOpen is the longest time a healthy member's breaker was not
+	// closed.
+	HealthyOpen time.Duration
+	// BadAttemptsPerSec is the bad member's attempts per second from its
+	// breaker's first opening to the end.
+	BadAttemptsPerSec float64
+	// BadOpened reports that the bad member's breaker opened.
+	BadOpened bool
+	// Openings counts every member's transitions to open.
+	Openings int
+	// UntilAllOpen is the attempts at the server from the outage's start
+	// until every breaker had opened; DeadPerSec the attempts per second
+	// at the server after that until it healed; FirstSuccess the time from
+	// its healing to the first call that succeeded.
+	UntilAllOpen int
+	DeadPerSec   float64
+	FirstSuccess time.Duration
+	// Degraded reports that a Shared ran degraded (Redis unreachable).
 	Degraded bool
 }
 
-// Figures are the run's results.
-type Figures struct {
-	Params        Params
-	Local, Shared Phase
-	// LocalNs and SharedNs are the fastest of the benchmark runs in ns per
-	// Allow+done (the least disturbed by other load on the machine); Ratio
-	// is SharedNs/LocalNs, PairRatio the median of the pairs' ratios.
-	LocalNs, SharedNs, Ratio, PairRatio float64
-	Allocs                              int64 // most allocations per op seen, either side
+// Row is one scenario with both kinds of breaker.
+type Row struct {
+	Scenario      Scenario
+	Local, Shared Result
 }
 
 func main() {
 	p := DefaultParams()
-	flag.IntVar(&p.Clients, "clients", p.Clients, "Middlewares in the fleet")
-	flag.Float64Var(&p.Rate, "rate", p.Rate, "calls per second per client")
-	flag.DurationVar(&p.WarmUp, "warmup", p.WarmUp, "healthy calls before the outage")
-	flag.DurationVar(&p.OpenTimeout, "open-timeout", p.OpenTimeout, "breaker OpenTimeout")
+	flag.DurationVar(&p.Duration, "duration", p.Duration, "each scenario's run, after the warm-up")
+	flag.DurationVar(&p.WarmUp, "warmup", p.WarmUp, "healthy calls before each scenario")
 	flag.DurationVar(&p.Interval, "interval", p.Interval, "redisbreaker Interval")
-	flag.IntVar(&p.BenchPairs, "bench-pairs", p.BenchPairs, "local/shared happy-path benchmark pairs (0: none)")
 	flag.Parse()
-	if err := checkParams(p); err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
+	if p.Duration <= 0 || p.WarmUp < 0 || p.Interval <= 0 {
+		fmt.Fprintln(os.Stderr, "fleet: -duration and -interval must be > 0, -warmup >= 0")
 		os.Exit(2)
 	}
 	rs, err := startRedis()
@@ -132,284 +162,220 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		os.Exit(1)
 	}
-	f, err := Run(context.Background(), rs.addr, p, os.Stderr)
+	rows, err := Run(context.Background(), rs.addr, p, Scenarios(), os.Stderr)
 	rs.stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fleet:", err)
 		os.Exit(1)
 	}
-	Print(os.Stdout, f)
+	Print(os.Stdout, p, rows)
 }
 
-func checkParams(p Params) error {
-	switch {
-	case p.Clients < 1:
-		return fmt.Errorf("-clients must be >= 1, got %d", p.Clients)
-	case !(p.Rate > 0):
-		return fmt.Errorf("-rate must be > 0, got %v", p.Rate)
-	case p.WarmUp < 0 || p.OpenTimeout <= 0 || p.Interval <= 0 || p.Limit <= 0:
-		return errors.New("-warmup must be >= 0, -open-timeout and -interval > 0")
-	case p.BenchPairs < 0:
-		return fmt.Errorf("-bench-pairs must be >= 0, got %d", p.BenchPairs)
-	}
-	return nil
-}
-
-// Run runs both fleets and the benchmark against the Redis at redisAddr,
-// logging progress to log.
-func Run(ctx context.Context, redisAddr string, p Params, log io.Writer) (Figures, error) {
-	f := Figures{Params: p}
-	var err error
-	fmt.Fprintf(log, "local fleet: %d clients at %v calls/s each\n", p.Clients, p.Rate)
-	if f.Local, err = runFleet(ctx, "", p); err != nil {
-		return f, fmt.Errorf("local fleet: %w", err)
-	}
-	fmt.Fprintf(log, "shared fleet: %d clients at %v calls/s each, Redis on %s\n", p.Clients, p.Rate, redisAddr)
-	if f.Shared, err = runFleet(ctx, redisAddr, p); err != nil {
-		return f, fmt.Errorf("shared fleet: %w", err)
-	}
-	if p.BenchPairs > 0 {
-		fmt.Fprintf(log, "happy path: %d benchmark pairs\n", p.BenchPairs)
-		if err := bench(redisAddr, p, &f); err != nil {
-			return f, fmt.Errorf("benchmark: %w", err)
-		}
-	}
-	return f, nil
-}
-
-// client is one member of the fleet: a Middleware, its connection, and its
-// Shared and Redis client when shared.
-type client struct {
-	mw     *interceptors.Middleware
-	conn   *grpc.ClientConn
-	echo   testingv1.EchoServiceClient
-	sh     *redisbreaker.Shared
-	rdb    *redis.Client
-	target string
-}
-
-// fleetState collects the breakers' transitions and the probes.
-type fleetState struct {
-	mu          sync.Mutex
-	n           int
-	opened      []time.Time // first opening of each client in the outage
-	openedCount int
-	allOpen     chan struct{}
-	firstHalf   time.Time
-	lastClosed  time.Time
-	recovering  bool
-	serverAtAll int // server attempts when the last breaker opened
-	attempts    func() int
-
-	probes atomic.Int64
-	calls  atomic.Int64
-}
-
-func (s *fleetState) onChange(i int) func(string, breaker.State, breaker.State) {
-	return func(_ string, _, to breaker.State) {
-		now := time.Now()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		switch to {
-		case breaker.StateOpen:
-			if s.recovering || !s.opened[i].IsZero() {
-				return
+// Run runs every scenario with local and with shared breakers against the
+// Redis at redisAddr, logging progress to log.
+func Run(ctx context.Context, redisAddr string, p Params, scenarios []Scenario, log io.Writer) ([]Row, error) {
+	var rows []Row
+	for _, sc := range scenarios {
+		row := Row{Scenario: sc}
+		for _, shared := range []bool{false, true} {
+			kind, addr := "local", ""
+			if shared {
+				kind, addr = "shared", redisAddr
 			}
-			s.opened[i] = now
-			s.openedCount++
-			if s.openedCount == s.n {
-				s.serverAtAll = s.attempts()
-				close(s.allOpen)
+			fmt.Fprintf(log, "%s, %s breakers\n", sc.Name, kind)
+			r, err := runScenario(ctx, sc, addr, p)
+			if err != nil {
+				return rows, fmt.Errorf("%s, %s breakers: %w", sc.Name, kind, err)
 			}
-		case breaker.StateHalfOpen:
-			if s.recovering && s.firstHalf.IsZero() {
-				s.firstHalf = now
-			}
-		case breaker.StateClosed:
-			if s.recovering {
-				s.lastClosed = now
+			if shared {
+				row.Shared = r
+			} else {
+				row.Local = r
 			}
 		}
+		rows = append(rows, row)
 	}
+	return rows, nil
 }
 
-// runFleet runs one fleet: shared through the Redis at redisAddr, or local
-// when redisAddr is empty.
-func runFleet(ctx context.Context, redisAddr string, p Params) (ph Phase, err error) {
-	ph.Clients = p.Clients
+// server is a gRPC EchoService on loopback with its fault injection.
+type server struct {
+	faults *resiliencetest.Faults
+	addr   string
+	stop   func()
+}
+
+func startServer() (*server, error) {
 	faults, err := resiliencetest.NewFaults()
 	if err != nil {
-		return ph, err
+		return nil, err
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return ph, err
+		return nil, err
 	}
 	srv := grpc.NewServer(faults.ServerOptions()...)
 	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
 	served := make(chan struct{})
 	go func() { defer close(served); _ = srv.Serve(lis) }()
-	defer func() { srv.Stop(); <-served }()
-
-	st := &fleetState{
-		n:        p.Clients,
-		opened:   make([]time.Time, p.Clients),
-		allOpen:  make(chan struct{}),
-		attempts: func() int { return faults.Attempts(resiliencetest.AllMethods) },
-	}
-	prefix := fmt.Sprintf("fleet-%d-%d", os.Getpid(), time.Now().UnixNano())
-	clients := make([]*client, 0, p.Clients)
-	defer func() {
-		for _, c := range clients {
-			c.close()
-		}
-	}()
-	for i := range p.Clients {
-		c, err := newClient(i, lis.Addr().String(), redisAddr, prefix, p, st)
-		if err != nil {
-			return ph, err
-		}
-		clients = append(clients, c)
-	}
-
-	// The load: each client calls at its rate, the clients spread evenly
-	// over one period so that the fleet does not call in lockstep.
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	period := time.Duration(float64(time.Second) / p.Rate)
-	for i, c := range clients {
-		wg.Go(func() { c.load(loadCtx, period, period*time.Duration(i)/time.Duration(len(clients)), st) })
-	}
-	defer func() { stopLoad(); wg.Wait() }()
-
-	wait := func(what string, done func() bool) error {
-		deadline := time.Now().Add(p.Limit)
-		for !done() {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s: not within %v", what, p.Limit)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Millisecond):
-			}
-		}
-		return nil
-	}
-
-	// 1. Warm-up: healthy calls, so every breaker (and every Shared) knows
-	// the target before the outage.
-	select {
-	case <-time.After(p.WarmUp):
-	case <-ctx.Done():
-		return ph, ctx.Err()
-	}
-	if redisAddr != "" {
-		if err := wait("every Shared in touch with Redis", func() bool {
-			return !slices.ContainsFunc(clients, func(c *client) bool { return c.sh.Degraded() })
-		}); err != nil {
-			return ph, err
-		}
-	}
-
-	// 2. Outage: every call fails with Unavailable.
-	before := faults.Attempts(resiliencetest.AllMethods)
-	outage := time.Now()
-	if err := faults.InjectFraction(resiliencetest.AllMethods, 1, resiliencetest.Fail(codes.Unavailable)); err != nil {
-		return ph, err
-	}
-	select {
-	case <-st.allOpen:
-	case <-time.After(p.Limit):
-		st.mu.Lock()
-		n := st.openedCount
-		st.mu.Unlock()
-		return ph, fmt.Errorf("%d of %d breakers open after %v of outage", n, p.Clients, p.Limit)
-	case <-ctx.Done():
-		return ph, ctx.Err()
-	}
-
-	// 3. Recovery: the server answers again, at once.
-	st.mu.Lock()
-	st.recovering = true
-	ph.AttemptsBeforeOpen = st.serverAtAll - before
-	first, last := st.opened[0], st.opened[0]
-	for _, o := range st.opened {
-		first = minTime(first, o)
-		last = maxTime(last, o)
-	}
-	ph.OutageToAllOpen, ph.FirstToLastOpen = last.Sub(outage), last.Sub(first)
-	st.probes.Store(0)
-	recovery := time.Now()
-	faults.Clear(resiliencetest.AllMethods)
-	st.mu.Unlock()
-	if err := wait("every breaker closed", func() bool {
-		return !slices.ContainsFunc(clients, func(c *client) bool {
-			return c.mw.Breakers().State(c.target) != breaker.StateClosed
-		})
-	}); err != nil {
-		return ph, err
-	}
-	st.mu.Lock()
-	ph.Probes = int(st.probes.Load())
-	ph.RecoveryToAllClosed = st.lastClosed.Sub(recovery)
-	ph.HalfOpenToAllClosed = st.lastClosed.Sub(st.firstHalf)
-	st.mu.Unlock()
-	stopLoad()
-	wg.Wait()
-	ph.Calls = int(st.calls.Load())
-	for _, c := range clients {
-		ph.Degraded = ph.Degraded || (c.sh != nil && c.sh.Degraded())
-	}
-	return ph, nil
+	return &server{faults: faults, addr: lis.Addr().String(), stop: func() { srv.Stop(); <-served }}, nil
 }
 
-func newClient(i int, addr, redisAddr, prefix string, p Params, st *fleetState) (*client, error) {
-	c := &client{}
-	cfg := breaker.Config{OpenTimeout: p.OpenTimeout, OnStateChange: st.onChange(i)}
+func (s *server) attempts() int { return s.faults.Attempts(resiliencetest.AllMethods) }
+
+// member is one client of the fleet and what it saw.
+type member struct {
+	mw   *interceptors.Middleware
+	conn *grpc.ClientConn
+	echo testingv1.EchoServiceClient
+	sh   *redisbreaker.Shared
+	rdb  *redis.Client
+
+	attempts atomic.Int64 // attempts its breaker let through
+
+	mu         sync.Mutex
+	trs        []trans // its breaker's transitions
+	calls, oks int     // calls that ended within the measurement, and of them successes
+	firstOK    time.Time
+	measure    time.Time // calls ending before are not counted
+	healedAt   time.Time // firstOK is the first success after it
+	attAtOpen  int64     // attempts when its breaker first opened in the measurement
+	openedOnce bool
+}
+
+type trans struct {
+	at time.Time
+	to breaker.State
+}
+
+func (m *member) onChange(_ string, _, to breaker.State) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.trs = append(m.trs, trans{now, to})
+	if to == breaker.StateOpen && !m.measure.IsZero() && !m.openedOnce {
+		m.openedOnce = true
+		m.attAtOpen = m.attempts.Load()
+	}
+}
+
+// notClosed returns how long the breaker was not closed within [from, to].
+func (m *member) notClosed(from, to time.Time) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var total time.Duration
+	var since time.Time // when it last left closed; zero while closed
+	for _, tr := range m.trs {
+		switch {
+		case tr.to != breaker.StateClosed && since.IsZero():
+			since = tr.at
+		case tr.to == breaker.StateClosed && !since.IsZero():
+			total += overlap(since, tr.at, from, to)
+			since = time.Time{}
+		}
+	}
+	if !since.IsZero() {
+		total += overlap(since, to, from, to)
+	}
+	return total
+}
+
+func overlap(a, b, from, to time.Time) time.Duration {
+	if a.Before(from) {
+		a = from
+	}
+	if b.After(to) {
+		b = to
+	}
+	return max(b.Sub(a), 0)
+}
+
+func (m *member) firstOpen(after time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, tr := range m.trs {
+		if tr.to == breaker.StateOpen && !tr.at.Before(after) {
+			return tr.at
+		}
+	}
+	return time.Time{}
+}
+
+func (m *member) openings(after time.Time) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, tr := range m.trs {
+		if tr.to == breaker.StateOpen && !tr.at.Before(after) {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *member) close() {
+	if m.conn != nil {
+		m.conn.Close()
+	}
+	if m.sh != nil {
+		m.sh.Close()
+	}
+	if m.rdb != nil {
+		m.rdb.Close()
+	}
+}
+
+const target = "passthrough:///orders.fleet"
+
+func newMember(i int, dialAddr, redisAddr, prefix string, p Params) (*member, error) {
+	m := &member{}
+	cfg := breaker.Config{OnStateChange: m.onChange}
 	if redisAddr != "" {
-		c.rdb = redis.NewClient(&redis.Options{Addr: redisAddr, ContextTimeoutEnabled: true})
-		sh, err := redisbreaker.New(c.rdb, redisbreaker.Options{
-			Prefix:   prefix,
-			Interval: p.Interval,
-			Instance: fmt.Sprintf("client-%d", i),
-		})
+		m.rdb = redis.NewClient(&redis.Options{Addr: redisAddr, ContextTimeoutEnabled: true})
+		sh, err := redisbreaker.New(m.rdb, redisbreaker.Options{Prefix: prefix, Interval: p.Interval, Instance: fmt.Sprint("member-", i)})
 		if err != nil {
-			c.rdb.Close()
+			m.close()
 			return nil, err
 		}
-		c.sh = sh
+		m.sh = sh
 		cfg.Shared = sh
 	}
-	mw, err := interceptors.New(interceptors.WithBreaker(cfg), interceptors.MaxAttempts(1))
+	mw, err := interceptors.New(interceptors.WithBreaker(cfg))
 	if err != nil {
-		c.close()
+		m.close()
 		return nil, err
 	}
-	c.mw = mw
-	// The counting interceptor runs inside the Middleware's, once per
-	// attempt that its breaker let through.
+	m.mw = mw
+	// Inside the Middleware: runs once per attempt its breaker let through.
 	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		if mw.Breakers().State(cc.Target()) != breaker.StateClosed {
-			st.probes.Add(1)
-		}
+		m.attempts.Add(1)
 		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	dial := func(ctx context.Context, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", dialAddr)
 	}
 	opts := append(mw.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dial),
 		grpc.WithChainUnaryInterceptor(count))
-	conn, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		c.close()
+	if m.conn, err = grpc.NewClient(target, opts...); err != nil {
+		m.close()
 		return nil, err
 	}
-	c.conn, c.echo, c.target = conn, testingv1.NewEchoServiceClient(conn), conn.Target()
-	return c, nil
+	m.echo = testingv1.NewEchoServiceClient(m.conn)
+	return m, nil
 }
 
-// load calls every period, starting after offset, until ctx ends. A call
-// that is still running when the next is due makes the tick pass.
-func (c *client) load(ctx context.Context, period, offset time.Duration, st *fleetState) {
+// maxInFlight bounds a member's calls in flight: a tick that finds this
+// many still running passes.
+const maxInFlight = 4096
+
+// load starts a call every period, starting after offset, until ctx ends:
+// open-loop, as independent callers do, whether earlier calls have ended or
+// not (a member whose connects are refused has its calls wait for the
+// connection meanwhile). Each call may take up to callTimeout.
+func (m *member) load(ctx context.Context, period, offset time.Duration) {
 	select {
 	case <-time.After(offset):
 	case <-ctx.Done():
@@ -417,11 +383,18 @@ func (c *client) load(ctx context.Context, period, offset time.Duration, st *fle
 	}
 	tick := time.NewTicker(period)
 	defer tick.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	inFlight := make(chan struct{}, maxInFlight)
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, _ = c.echo.Echo(cctx, &testingv1.EchoRequest{Message: "ping"})
-		cancel()
-		st.calls.Add(1)
+		select {
+		case inFlight <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-inFlight }()
+				m.call(ctx)
+			})
+		default:
+		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
@@ -430,132 +403,297 @@ func (c *client) load(ctx context.Context, period, offset time.Duration, st *fle
 	}
 }
 
-func (c *client) close() {
-	if c.conn != nil {
-		c.conn.Close()
+const callTimeout = 5 * time.Second
+
+// call makes one call and records it if it ended within the measurement.
+func (m *member) call(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	_, err := m.echo.Echo(cctx, &testingv1.EchoRequest{Message: "ping"})
+	cancel()
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.measure.IsZero() || ctx.Err() != nil {
+		return
 	}
-	if c.sh != nil {
-		c.sh.Close()
-	}
-	if c.rdb != nil {
-		c.rdb.Close()
+	m.calls++
+	if err == nil {
+		m.oks++
+		if !m.healedAt.IsZero() && m.firstOK.IsZero() {
+			m.firstOK = now
+		}
 	}
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
+// refusedAddr returns a loopback address nothing listens on.
+func refusedAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
 	}
-	return a
+	addr := l.Addr().String()
+	return addr, l.Close()
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
+// runScenario runs sc once: shared through the Redis at redisAddr, or
+// local when redisAddr is empty.
+func runScenario(ctx context.Context, sc Scenario, redisAddr string, p Params) (Result, error) {
+	res := Result{HealthyOpen: -1, BadAttemptsPerSec: -1, UntilAllOpen: -1, DeadPerSec: -1, FirstSuccess: -1}
+	srv, err := startServer()
+	if err != nil {
+		return res, err
 	}
-	return a
-}
+	defer srv.stop()
+	badAddr := srv.addr
+	var badSrv *server // member 0's server of its own, when it fails everything
+	switch sc.Bad {
+	case Refused:
+		if badAddr, err = refusedAddr(); err != nil {
+			return res, err
+		}
+	case Failing:
+		if badSrv, err = startServer(); err != nil {
+			return res, err
+		}
+		defer badSrv.stop()
+		badAddr = badSrv.addr
+	}
+	prefix := fmt.Sprintf("fleet-%d-%d", os.Getpid(), time.Now().UnixNano())
+	members := make([]*member, 0, 5)
+	defer func() {
+		for _, m := range members {
+			m.close()
+		}
+	}()
+	for i := range 5 {
+		addr := srv.addr
+		if i == 0 && sc.hasBad {
+			addr = badAddr
+		}
+		m, err := newMember(i, addr, redisAddr, prefix, p)
+		if err != nil {
+			return res, err
+		}
+		members = append(members, m)
+	}
 
-// bench alternates local and shared benchmarks of Allow + done(nil).
-func bench(redisAddr string, p Params, f *Figures) error {
-	const key = "dns:///orders.example:443"
-	local, err := breaker.NewSet(breaker.Config{})
-	if err != nil {
-		return err
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i, m := range members {
+		period := time.Duration(float64(time.Second) / sc.Rates[i])
+		wg.Go(func() { m.load(loadCtx, period, period*time.Duration(i)/5) })
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, ContextTimeoutEnabled: true})
-	defer rdb.Close()
-	sh, err := redisbreaker.New(rdb, redisbreaker.Options{Prefix: fmt.Sprintf("bench-%d", os.Getpid()), Interval: p.Interval})
-	if err != nil {
-		return err
+	defer func() { stopLoad(); wg.Wait() }()
+
+	// Warm-up: healthy calls, every member's breaker (and Shared) knows
+	// the key; the shared fleet waits for every Shared to be in touch.
+	if err := sleep(ctx, p.WarmUp); err != nil {
+		return res, err
 	}
-	defer sh.Close()
-	shared, err := breaker.NewSet(breaker.Config{Shared: sh})
-	if err != nil {
-		return err
-	}
-	run := func(s *breaker.Set) testing.BenchmarkResult {
-		return testing.Benchmark(func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				done, err := s.Allow(key)
-				if err != nil {
-					b.Fatal(err)
-				}
-				done(nil)
+	if redisAddr != "" {
+		deadline := time.Now().Add(10 * time.Second)
+		for slices.ContainsFunc(members, func(m *member) bool { return m.sh.Degraded() }) {
+			if time.Now().After(deadline) {
+				return res, errors.New("a Shared not in touch with Redis after 10s")
 			}
-		})
-	}
-	// One discarded run of each first; then the pairs, in alternating
-	// order and each after a collection, so that neither side always runs
-	// on the garbage or the cold caches the other left.
-	run(local)
-	run(shared)
-	var ls, ss, ratios []float64
-	for i := range p.BenchPairs {
-		var l, s testing.BenchmarkResult
-		if i%2 == 0 {
-			runtime.GC()
-			l = run(local)
-			runtime.GC()
-			s = run(shared)
-		} else {
-			runtime.GC()
-			s = run(shared)
-			runtime.GC()
-			l = run(local)
+			if err := sleep(ctx, 10*time.Millisecond); err != nil {
+				return res, err
+			}
 		}
-		if l.N == 0 || s.N == 0 {
-			return errors.New("a benchmark failed")
+	}
+
+	// The scenario's trouble starts.
+	start := time.Now()
+	for _, m := range members {
+		m.mu.Lock()
+		m.measure = start
+		m.mu.Unlock()
+	}
+	switch {
+	case badSrv != nil:
+		if err := badSrv.faults.InjectFraction(resiliencetest.AllMethods, 1, resiliencetest.Fail(codes.Unavailable)); err != nil {
+			return res, err
 		}
-		ln, sn := float64(l.T.Nanoseconds())/float64(l.N), float64(s.T.Nanoseconds())/float64(s.N)
-		ls, ss, ratios = append(ls, ln), append(ss, sn), append(ratios, sn/ln)
-		f.Allocs = max(f.Allocs, l.AllocsPerOp(), s.AllocsPerOp())
+	case sc.Outage, sc.Noise > 0:
+		share := sc.Noise
+		if sc.Outage {
+			share = 1
+		}
+		if err := srv.faults.InjectFraction(resiliencetest.AllMethods, share, resiliencetest.Fail(codes.Unavailable)); err != nil {
+			return res, err
+		}
 	}
-	if sh.Degraded() {
-		return errors.New("the Shared ran degraded during the benchmark")
+	before := srv.attempts()
+
+	if sc.Outage {
+		res.UntilAllOpen, res.DeadPerSec, res.FirstSuccess, err = outage(ctx, srv, members, start, before, p)
+		if err != nil {
+			return res, err
+		}
+	} else if err := sleep(ctx, p.Duration); err != nil {
+		return res, err
 	}
-	f.LocalNs, f.SharedNs, f.PairRatio = slices.Min(ls), slices.Min(ss), median(ratios)
-	f.Ratio = f.SharedNs / f.LocalNs
-	return nil
+	end := time.Now()
+	stopLoad()
+	wg.Wait()
+
+	for i, m := range members {
+		res.Openings += m.openings(start)
+		if slices.Contains(sc.healthy, i) {
+			res.HealthyOpen = max(res.HealthyOpen, m.notClosed(start, end))
+		}
+		if m.sh != nil && m.sh.Degraded() {
+			res.Degraded = true
+		}
+	}
+	if len(sc.healthy) > 0 {
+		calls, oks := 0, 0
+		for _, i := range sc.healthy {
+			m := members[i]
+			m.mu.Lock()
+			calls, oks = calls+m.calls, oks+m.oks
+			m.mu.Unlock()
+		}
+		res.HealthySuccess = float64(oks) / float64(max(calls, 1))
+	} else {
+		res.HealthySuccess = -1
+	}
+	if sc.hasBad {
+		bad := members[0]
+		if opened := bad.firstOpen(start); !opened.IsZero() {
+			bad.mu.Lock()
+			n := bad.attempts.Load() - bad.attAtOpen
+			bad.mu.Unlock()
+			res.BadOpened = true
+			res.BadAttemptsPerSec = float64(n) / end.Sub(opened).Seconds()
+		}
+	}
+	return res, nil
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
+// outage measures the outage scenario from its start: the attempts at the
+// server until every breaker opened, the attempts per second at the dead
+// server until the middle of the run, and, the server healed there, the
+// time to the first success; the run then goes on to its end.
+func outage(ctx context.Context, srv *server, members []*member, start time.Time, before int, p Params) (untilOpen int, deadPerSec float64, first time.Duration, err error) {
+	heal := start.Add(p.Duration / 2)
+	untilOpen = -1
+	var allOpenAt time.Time
+	atAllOpen := 0
+	for time.Now().Before(heal) {
+		if untilOpen < 0 && !slices.ContainsFunc(members, func(m *member) bool { return m.firstOpen(start).IsZero() }) {
+			atAllOpen, allOpenAt = srv.attempts(), time.Now()
+			untilOpen = atAllOpen - before
+		}
+		if err := sleep(ctx, time.Millisecond); err != nil { // polling the breakers' hooks
+			return 0, 0, 0, err
+		}
 	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	if untilOpen < 0 {
+		return 0, 0, 0, fmt.Errorf("not every breaker open after %v of outage", p.Duration/2)
+	}
+	healed := time.Now()
+	deadPerSec = float64(srv.attempts()-atAllOpen) / healed.Sub(allOpenAt).Seconds()
+	for _, m := range members {
+		m.mu.Lock()
+		m.healedAt = healed
+		m.mu.Unlock()
+	}
+	srv.faults.Clear(resiliencetest.AllMethods)
+	if err := sleep(ctx, time.Until(start.Add(p.Duration))); err != nil {
+		return 0, 0, 0, err
+	}
+	first = -1
+	for _, m := range members {
+		m.mu.Lock()
+		if !m.firstOK.IsZero() && (first < 0 || m.firstOK.Sub(healed) < first) {
+			first = m.firstOK.Sub(healed)
+		}
+		m.mu.Unlock()
+	}
+	return untilOpen, deadPerSec, first, nil
 }
 
-// Print writes the table of the figures.
-func Print(w io.Writer, f Figures) {
-	p := f.Params
-	fmt.Fprintf(w, "%d clients at %v calls/s each (retries off), separate connections, one process; breakers: default trip rules\n", p.Clients, p.Rate)
-	fmt.Fprintf(w, "(25 failures in a row), 3 half-open probes, OpenTimeout %v; shared: one Redis, Interval %v\n\n", p.OpenTimeout, p.Interval)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight|tabwriter.Debug)
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
-	row := func(name, l, s string) { fmt.Fprintf(tw, "%s\t%s\t%s\t\n", name, l, s) }
-	row("", "local", "shared")
-	row("attempts at the server before every breaker opened", fmt.Sprint(f.Local.AttemptsBeforeOpen), fmt.Sprint(f.Shared.AttemptsBeforeOpen))
-	row("outage start to last opening", ms(f.Local.OutageToAllOpen), ms(f.Shared.OutageToAllOpen))
-	row("first opening to last", ms(f.Local.FirstToLastOpen), ms(f.Shared.FirstToLastOpen))
-	row("half-open probes, fleet-wide", fmt.Sprint(f.Local.Probes), fmt.Sprint(f.Shared.Probes))
-	row("server recovery to all closed", ms(f.Local.RecoveryToAllClosed), ms(f.Shared.RecoveryToAllClosed))
-	row("first half-open to all closed", ms(f.Local.HalfOpenToAllClosed), ms(f.Shared.HalfOpenToAllClosed))
-	row("calls made", fmt.Sprint(f.Local.Calls), fmt.Sprint(f.Shared.Calls))
-	if f.LocalNs > 0 {
-		row("happy path, Allow+done (fastest run, ns/op)", fmt.Sprintf("%.1f", f.LocalNs), fmt.Sprintf("%.1f", f.SharedNs))
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Print writes the table.
+func Print(w io.Writer, p Params, rows []Row) {
+	fmt.Fprintf(w, "5 members share one breaker key (interceptors.New defaults, one connection each); %v per scenario after %v of\n", p.Duration, p.WarmUp)
+	fmt.Fprintf(w, "healthy calls; local: breakers of their own; shared: redisbreaker on one Redis, Interval %v\n\n", p.Interval)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight|tabwriter.Debug)
+	fmt.Fprintln(tw, "scenario\tbreakers\thealthy members' calls OK\thealthy breaker not closed\tbad member's attempts/s once open\topenings\tattempts until all open\tattempts/s while dead\tfirst success after healing\t")
+	for _, r := range rows {
+		for _, side := range []struct {
+			name string
+			r    Result
+		}{{"local", r.Local}, {"shared", r.Shared}} {
+			x := side.r
+			name := r.Scenario.Name
+			if side.name == "shared" {
+				name = ""
+			}
+			bad := "-"
+			if r.Scenario.hasBad {
+				bad = "never opened"
+				if x.BadOpened {
+					bad = fmt.Sprintf("%.1f", x.BadAttemptsPerSec)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", name, side.name,
+				pct(x.HealthySuccess), secs(x.HealthyOpen, p.Duration), bad, x.Openings,
+				num(x.UntilAllOpen), rate(x.DeadPerSec), msOrDash(x.FirstSuccess))
+		}
 	}
 	tw.Flush()
-	if f.LocalNs > 0 {
-		fmt.Fprintf(w, "happy-path ratio shared/local: %.3f (fastest runs), %.3f (median of %d pairs' ratios); at most %d allocs/op\n",
-			f.Ratio, f.PairRatio, p.BenchPairs, f.Allocs)
+	for _, r := range rows {
+		if r.Shared.Degraded {
+			fmt.Fprintf(w, "warning: %s: a Shared ran degraded (Redis unreachable)\n", r.Scenario.Name)
+		}
 	}
-	if f.Shared.Degraded {
-		fmt.Fprintln(w, "warning: a Shared ran degraded (Redis unreachable) during the shared fleet's run")
+}
+
+func pct(v float64) string {
+	if v < 0 {
+		return "-"
 	}
+	return fmt.Sprintf("%.1f%%", 100*v)
+}
+
+func secs(d, of time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fs of %v", d.Seconds(), of)
+}
+
+func num(n int) string {
+	if n < 0 {
+		return "-"
+	}
+	return fmt.Sprint(n)
+}
+
+func rate(v float64) string {
+	if v < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func msOrDash(d time.Duration) string {
+	if d < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
 }
 
 // redisServer is the program's own redis-server.
