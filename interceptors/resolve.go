@@ -1,6 +1,7 @@
 package interceptors
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
@@ -128,33 +129,16 @@ func mergeBreaker(base, o *breaker.Config) *breaker.Config {
 	if base != nil {
 		c = *base
 	}
-	if o.Window != 0 {
-		c.Window = o.Window
-	}
-	if o.OpenTimeout != 0 {
-		c.OpenTimeout = o.OpenTimeout
-	}
-	if o.MinRequests != 0 {
-		c.MinRequests = o.MinRequests
-	}
-	if o.ConsecutiveFailures != 0 {
-		c.ConsecutiveFailures = o.ConsecutiveFailures
-	}
-	if o.HalfOpenProbes != 0 {
-		c.HalfOpenProbes = o.HalfOpenProbes
-	}
-	if o.FailureRatio != 0 {
-		c.FailureRatio = o.FailureRatio
-	}
-	if o.MaxOpenTimeout != 0 {
-		c.MaxOpenTimeout = o.MaxOpenTimeout
-	}
-	if o.OpenMultiplier != 0 {
-		c.OpenMultiplier = o.OpenMultiplier
-	}
-	if o.OpenJitter != 0 {
-		c.OpenJitter = o.OpenJitter
-	}
+	c.Window = cmp.Or(o.Window, c.Window)
+	c.OpenTimeout = cmp.Or(o.OpenTimeout, c.OpenTimeout)
+	c.MaxOpenTimeout = cmp.Or(o.MaxOpenTimeout, c.MaxOpenTimeout)
+	c.OpenMultiplier = cmp.Or(o.OpenMultiplier, c.OpenMultiplier)
+	c.OpenJitter = cmp.Or(o.OpenJitter, c.OpenJitter)
+	c.MinRequests = cmp.Or(o.MinRequests, c.MinRequests)
+	c.ConsecutiveFailures = cmp.Or(o.ConsecutiveFailures, c.ConsecutiveFailures)
+	c.HalfOpenProbes = cmp.Or(o.HalfOpenProbes, c.HalfOpenProbes)
+	c.FailureRatio = cmp.Or(o.FailureRatio, c.FailureRatio)
+	c.Quorum = cmp.Or(o.Quorum, c.Quorum)
 	return &c
 }
 

@@ -1040,18 +1040,7 @@ func (ct *Call) RetryScheduled(next int, delay time.Duration, code codes.Code) {
 // BreakerRejected records that a breaker refused an attempt with err; the
 // call usually ends with err.
 func (ct *Call) BreakerRejected(err error) {
-	ct.l.stopped(reasonBreaker)
-	c := ct.c
-	if c == nil {
-		return
-	}
-	if c.span != nil {
-		c.span.AddEvent(eventBreakerRejected, trace.WithAttributes(
-			attrAttempt.Int(int(c.attempts.Load())+1),
-			semconv.ErrorTypeKey.String(codeString(status.Code(err))),
-		))
-	}
-	if c.in != nil {
+	if c := ct.refusal(reasonBreaker, eventBreakerRejected, err); c != nil && c.in != nil {
 		c.in.breakerRejections.Add(c.ctx, 1, c.attrs.metricAttrs().base...)
 	}
 }
@@ -1066,25 +1055,31 @@ const (
 // RefusalThrottle) with err before it reached a server. Breaker refusals
 // have BreakerRejected.
 func (ct *Call) Refused(reason string, err error) {
+	logReason := reasonThrottle
 	if reason == RefusalLimiter {
-		ct.l.stopped(reasonLimiter)
-	} else {
-		ct.l.stopped(reasonThrottle)
+		logReason = reasonLimiter
 	}
-	c := ct.c
-	if c == nil {
-		return
-	}
-	if c.span != nil {
-		c.span.AddEvent(eventRefused, trace.WithAttributes(
-			attrAttempt.Int(int(c.attempts.Load())+1),
-			attrRefusal.String(reason),
-			semconv.ErrorTypeKey.String(codeString(status.Code(err))),
-		))
-	}
-	if c.in != nil {
+	if c := ct.refusal(logReason, eventRefused, err, attrRefusal.String(reason)); c != nil && c.in != nil {
 		c.in.refusals.Add(c.ctx, 1, metric.WithAttributeSet(c.attrs.metricSetWith(attrRefusal.String(reason))))
 	}
+}
+
+// refusal records what every refusal records — the log reason, a span
+// event with the attempt, the error type and kvs — and returns the call's
+// state for its metric (nil when telemetry is off).
+func (ct *Call) refusal(logReason int32, event string, err error, kvs ...attribute.KeyValue) *callState {
+	ct.l.stopped(logReason)
+	c := ct.c
+	if c == nil {
+		return nil
+	}
+	if c.span != nil {
+		c.span.AddEvent(event, trace.WithAttributes(append(kvs,
+			attrAttempt.Int(int(c.attempts.Load())+1),
+			semconv.ErrorTypeKey.String(codeString(status.Code(err))),
+		)...))
+	}
+	return c
 }
 
 // LimiterWait records that an attempt over the concurrency limit waited d
