@@ -123,10 +123,10 @@ type Handler struct {
 func (h Handler) Validate() error {
 	var errs []error
 	if h.Answer == nil {
-		errs = append(errs, fmt.Errorf("%w: Answer is nil", ErrInvalidArgument))
+		errs = append(errs, fmt.Errorf("%w: Answer is nil", ErrInvalidConfig))
 	}
 	if h.Margin < 0 {
-		errs = append(errs, fmt.Errorf("%w: Margin must be >= 0 (0 means 10 %% of the time left), got %v", ErrInvalidArgument, h.Margin))
+		errs = append(errs, fmt.Errorf("%w: Margin must be >= 0 (0 means 10 %% of the time left), got %v", ErrInvalidConfig, h.Margin))
 	}
 	return errors.Join(errs...)
 }

@@ -19,8 +19,10 @@ import (
 var ErrTooLarge = errors.New("fallback: reply too large to keep")
 
 // ErrInvalidArgument is wrapped by the errors [Store.Save] and [Store.Load]
-// return for an argument they cannot use (an empty method, a nil message);
-// the message names the argument.
+// (and a Func's) return for an argument of one call they cannot use (an
+// empty method, a nil message); the message names the argument. Settings
+// (a Config, a Handler) that are wrong are reported at construction with
+// [ErrInvalidConfig], as everywhere in the module.
 var ErrInvalidArgument = errors.New("fallback: invalid argument")
 
 // entryOverhead is what one entry costs beyond its key and its reply's

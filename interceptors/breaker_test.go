@@ -151,7 +151,7 @@ func TestInvalidBreakerConfigRejectedByName(t *testing.T) {
 	c := breaker.DefaultConfig()
 	c.FailureRatio = 2
 	_, err := New(WithBreaker(c))
-	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "WithBreaker") || !strings.Contains(err.Error(), "FailureRatio") {
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "WithBreaker") || !strings.Contains(err.Error(), "FailureRatio") {
 		t.Errorf("New(WithBreaker(bad)) = %v, want an error naming WithBreaker and FailureRatio", err)
 	}
 }

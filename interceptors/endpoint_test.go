@@ -236,8 +236,8 @@ func TestEndpointHedgesNeverShare(t *testing.T) {
 
 func TestWithEndpointEjectionInvalid(t *testing.T) {
 	_, err := New(WithEndpointEjection(endpoint.Config{FailureRatio: 2}))
-	if err == nil || !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "WithEndpointEjection") || !strings.Contains(err.Error(), "FailureRatio") {
-		t.Fatalf("New: %v; want an ErrInvalidOption naming WithEndpointEjection and FailureRatio", err)
+	if err == nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "WithEndpointEjection") || !strings.Contains(err.Error(), "FailureRatio") {
+		t.Fatalf("New: %v; want an ErrInvalidConfig naming WithEndpointEjection and FailureRatio", err)
 	}
 }
 

@@ -411,16 +411,16 @@ func TestOnFinishRunsOncePerCall(t *testing.T) {
 
 func TestTypedNilsAreRejected(t *testing.T) {
 	var exp *backoff.Exponential // what NewExponential returns with its error
-	if _, err := New(Backoff(exp)); !errors.Is(err, ErrInvalidOption) {
-		t.Errorf("Backoff(typed nil): %v, want ErrInvalidOption", err)
+	if _, err := New(Backoff(exp)); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("Backoff(typed nil): %v, want ErrInvalidConfig", err)
 	}
 	var tp *sdktrace.TracerProvider
-	if _, err := New(WithTracerProvider(tp)); !errors.Is(err, ErrInvalidOption) {
-		t.Errorf("WithTracerProvider(typed nil): %v, want ErrInvalidOption", err)
+	if _, err := New(WithTracerProvider(tp)); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("WithTracerProvider(typed nil): %v, want ErrInvalidConfig", err)
 	}
 	var mp *sdkmetric.MeterProvider
-	if _, err := New(WithMeterProvider(mp)); !errors.Is(err, ErrInvalidOption) {
-		t.Errorf("WithMeterProvider(typed nil): %v, want ErrInvalidOption", err)
+	if _, err := New(WithMeterProvider(mp)); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("WithMeterProvider(typed nil): %v, want ErrInvalidConfig", err)
 	}
 	r := newRig(t)
 	r.failNext(1, codes.Unavailable)

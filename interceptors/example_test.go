@@ -108,8 +108,8 @@ func ExampleWithMethodPolicy() {
 func ExampleNew_invalid() {
 	_, err := interceptors.New(interceptors.MaxAttempts(0))
 	fmt.Println(err)
-	fmt.Println(errors.Is(err, interceptors.ErrInvalidOption))
+	fmt.Println(errors.Is(err, interceptors.ErrInvalidConfig))
 	// Output:
-	// interceptors: invalid option: MaxAttempts: must be >= 1, got 0
+	// interceptors: invalid config: MaxAttempts: must be >= 1, got 0
 	// true
 }

@@ -89,8 +89,8 @@ func TestLoggingAndMetricNamesOptionsAreValidated(t *testing.T) {
 		switch {
 		case tc.name == "" && err != nil:
 			t.Errorf("valid option rejected: %v", err)
-		case tc.name != "" && (!errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tc.name)):
-			t.Errorf("err %v, want ErrInvalidOption naming %s", err, tc.name)
+		case tc.name != "" && (!errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.name)):
+			t.Errorf("err %v, want ErrInvalidConfig naming %s", err, tc.name)
 		}
 	}
 }

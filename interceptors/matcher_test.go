@@ -29,7 +29,7 @@ func TestMatchersThatMatchNothingAreRejected(t *testing.T) {
 		{MethodMatcher{}, "MethodMatcher: zero value"},
 	} {
 		_, err := New(WithMethodPolicy(tc.m, MaxAttempts(1)))
-		if err == nil || !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "WithMethodPolicy: "+tc.want) {
+		if err == nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "WithMethodPolicy: "+tc.want) {
 			t.Errorf("New(WithMethodPolicy(bad matcher)) = %v\n  want an error with %q", err, "WithMethodPolicy: "+tc.want)
 		}
 		if tc.m.Match(echoMethod) || tc.m.Match("") {

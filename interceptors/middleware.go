@@ -60,7 +60,7 @@ type Middleware struct {
 }
 
 // New returns a Middleware configured by opts, or an error that wraps
-// ErrInvalidOption and names every invalid option.
+// ErrInvalidConfig and names every invalid option.
 func New(opts ...Option) (*Middleware, error) {
 	cfg := defaultConfig()
 	var errs []error

@@ -154,7 +154,7 @@ func TestPerAttemptTimeoutThatCannotFireIsRejected(t *testing.T) {
 			"the policy of the methods of s: PerAttemptTimeout (2s) " + never + " (1s)"},
 	} {
 		_, err := New(tc.opts...)
-		if err == nil || !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
+		if err == nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: New = %v\n  want an error with %q", tc.name, err, tc.want)
 		}
 	}

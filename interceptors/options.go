@@ -60,8 +60,8 @@ var DefaultConnectBackoff = grpcbackoff.Config{
 	MaxDelay:   3 * time.Second,
 }
 
-// ErrInvalidOption is wrapped by every error New returns for a bad option.
-var ErrInvalidOption = errors.New("interceptors: invalid option")
+// ErrInvalidConfig is wrapped by every error New returns for a bad option.
+var ErrInvalidConfig = errors.New("interceptors: invalid config")
 
 // Option configures a Middleware: its default call policy (every
 // PolicyOption is an Option) and the settings that are the Middleware's
@@ -143,7 +143,7 @@ func isNil(v any) bool {
 }
 
 func invalid(option, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", ErrInvalidOption, option, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, option, fmt.Sprintf(format, args...))
 }
 
 // WithConnectParams sets the connect parameters DialOptions hands out.

@@ -234,7 +234,7 @@ func TestLimitAtItsMinimumIsLogged(t *testing.T) {
 // changed.
 func TestConcurrencyLimitRejectsAHook(t *testing.T) {
 	_, err := New(WithConcurrencyLimit(limiter.Config{OnLimitChange: func(int, int) {}}))
-	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "WithConcurrencyLimit") || !strings.Contains(err.Error(), "OnLimitChange") {
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "WithConcurrencyLimit") || !strings.Contains(err.Error(), "OnLimitChange") {
 		t.Errorf("New with a limiter hook: %v, want an error naming WithConcurrencyLimit and OnLimitChange", err)
 	}
 }

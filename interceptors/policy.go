@@ -44,7 +44,7 @@ type policySetting = engine.Setting
 
 func (o PolicyOption) applyOption(c *config) error {
 	if err := o.check(); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidOption, err)
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	c.defaults = append(c.defaults, o.policySetting)
 	return nil

@@ -38,7 +38,7 @@ func layers(cfg *config, sc *serviceConfig) engine.Layers {
 // "resilience" extension (ExtensionKey) adds what A6 lacks; see the package
 // documentation. Errors name the JSON path and the value, e.g.
 //
-//	interceptors: invalid option: WithServiceConfig: methodConfig[1].retryPolicy.maxAttempts: must be >= 2, got 1
+//	interceptors: invalid config: WithServiceConfig: methodConfig[1].retryPolicy.maxAttempts: must be >= 2, got 1
 //
 // Use SetServiceConfig to change it while running.
 func WithServiceConfig(json string) Option {

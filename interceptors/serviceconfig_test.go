@@ -141,7 +141,7 @@ func TestServiceConfigErrorsNameThePath(t *testing.T) {
 		{`{`, "invalid JSON"},
 	} {
 		_, err := New(WithServiceConfig(tc.js))
-		if err == nil || !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "WithServiceConfig: ") || !strings.Contains(err.Error(), tc.want) {
+		if err == nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "WithServiceConfig: ") || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("WithServiceConfig(%s)\n  = %v\n  want an error with %q", tc.js, err, tc.want)
 		}
 	}

@@ -37,7 +37,7 @@ func TestServiceConfigRejectsUnknownFields(t *testing.T) {
 			`methodConfig[0].maxRequestMessageBytes: must be an integer, got 1.5`},
 	} {
 		_, err := New(WithServiceConfig(tc.js))
-		if err == nil || !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) {
+		if err == nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("WithServiceConfig(%s)\n  = %v\n  want an error with %q", tc.js, err, tc.want)
 		}
 	}

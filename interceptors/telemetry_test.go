@@ -761,8 +761,8 @@ func TestTelemetryOptionsRejectNil(t *testing.T) {
 		"WithPropagators":    WithPropagators(nil),
 	} {
 		_, err := New(opt)
-		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), name) {
-			t.Errorf("New(%s(nil)) = %v, want an ErrInvalidOption naming %s", name, err, name)
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), name) {
+			t.Errorf("New(%s(nil)) = %v, want an ErrInvalidConfig naming %s", name, err, name)
 		}
 	}
 }

@@ -385,8 +385,8 @@ func TestInvalidOptionsAreRejectedByName(t *testing.T) {
 			t.Errorf("New(%s) succeeded, want an error", tc.name)
 			continue
 		}
-		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), tc.name) {
-			t.Errorf("New(bad %s) = %q, want ErrInvalidOption naming %s", tc.name, err, tc.name)
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("New(bad %s) = %q, want ErrInvalidConfig naming %s", tc.name, err, tc.name)
 		}
 	}
 	_, err := New(MaxAttempts(0), Timeout(-1))

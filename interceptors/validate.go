@@ -18,7 +18,7 @@ import (
 // settings, by the engine when it resolves them.
 func checkResolved(cfg *config, sc *serviceConfig) error {
 	if err := engine.CheckTimeouts(engine.Layers{Settings: cfg.defaults}.Resolve("")); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidOption, err)
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	l := layers(cfg, sc)
 	names := []string{""}
@@ -36,7 +36,7 @@ func checkResolved(cfg *config, sc *serviceConfig) error {
 		}
 		seen[name] = true
 		if err := engine.CheckTimeouts(l.Resolve(name)); err != nil {
-			errs = append(errs, fmt.Errorf("%w: the policy of %s: %v", ErrInvalidOption, describeKey(name), err))
+			errs = append(errs, fmt.Errorf("%w: the policy of %s: %v", ErrInvalidConfig, describeKey(name), err))
 		}
 	}
 	return errors.Join(errs...)

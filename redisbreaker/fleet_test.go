@@ -648,7 +648,7 @@ func TestNewErrors(t *testing.T) {
 	c := r.client(t)
 	_, err := New(nil, Options{Prefix: "{x}", Interval: -1, MaxBackoff: time.Millisecond, Timeout: -time.Second})
 	for _, want := range []string{
-		"redisbreaker: invalid options: nil redis client",
+		"redisbreaker: invalid config: nil redis client",
 		"Prefix must not contain '{' or '}'",
 		"Interval must be >= 0",
 		"Timeout must be >= 0",
@@ -657,8 +657,8 @@ func TestNewErrors(t *testing.T) {
 			t.Errorf("New error = %v, want it to say %q", err, want)
 		}
 	}
-	if !errors.Is(err, ErrInvalidOptions) {
-		t.Errorf("error does not match ErrInvalidOptions: %v", err)
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("error does not match ErrInvalidConfig: %v", err)
 	}
 	if _, err := New(c, Options{}); err == nil || !strings.Contains(err.Error(), "Prefix is required") {
 		t.Errorf("New without Prefix: %v", err)

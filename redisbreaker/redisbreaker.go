@@ -19,9 +19,9 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 )
 
-// ErrInvalidOptions is wrapped by every error New returns for a nil client or
+// ErrInvalidConfig is wrapped by every error New returns for a nil client or
 // an invalid Options field.
-var ErrInvalidOptions = errors.New("redisbreaker: invalid options")
+var ErrInvalidConfig = errors.New("redisbreaker: invalid config")
 
 // ErrClosed is returned by Attach after Close.
 var ErrClosed = errors.New("redisbreaker: closed")
@@ -124,7 +124,7 @@ type pendingTransition struct {
 func New(client redis.UniversalClient, o Options) (*Shared, error) {
 	var errs []error
 	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, args...)...))
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
 	if client == nil {
 		bad("nil redis client")

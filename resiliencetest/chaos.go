@@ -57,7 +57,7 @@ type ChaosConfig struct {
 }
 
 // Validate reports every invalid field of c, joined; each error wraps
-// ErrInvalid and names its field.
+// ErrInvalidConfig and names its field.
 func (c ChaosConfig) Validate() error {
 	var errs []error
 	for i, m := range c.Methods {

@@ -258,8 +258,8 @@ func TestChaosConfigValidate(t *testing.T) {
 			t.Errorf("Validate: %v; want it to name %q", err, want)
 		}
 	}
-	if !errors.Is(err, resiliencetest.ErrInvalid) {
-		t.Errorf("Validate: %v does not wrap ErrInvalid", err)
+	if !errors.Is(err, resiliencetest.ErrInvalidConfig) {
+		t.Errorf("Validate: %v does not wrap ErrInvalidConfig", err)
 	}
 	for name, cfg := range map[string]resiliencetest.ChaosConfig{
 		"FaultCode: OK is not a fault": {FaultRate: 0.5},

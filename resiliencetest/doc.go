@@ -91,7 +91,7 @@
 // Bad arguments (a negative count, latency or message count, a fraction
 // that is NaN or outside [0, 1], codes.OK as a fault code, a malformed
 // method name) are reported when they are given, by an error that wraps
-// ErrInvalid and names the function and the field. Nothing panics later.
+// ErrInvalidConfig and names the function and the field. Nothing panics later.
 //
 // # Concurrency
 //

@@ -555,8 +555,8 @@ func TestInvalidArguments(t *testing.T) {
 			t.Errorf("%s: no error", tc.name)
 			continue
 		}
-		if !errors.Is(tc.err, resiliencetest.ErrInvalid) || !strings.Contains(tc.err.Error(), tc.want) {
-			t.Errorf("%s: %v, want an ErrInvalid naming %q", tc.name, tc.err, tc.want)
+		if !errors.Is(tc.err, resiliencetest.ErrInvalidConfig) || !strings.Contains(tc.err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an ErrInvalidConfig naming %q", tc.name, tc.err, tc.want)
 		}
 	}
 	// Nothing invalid was kept.

@@ -6,13 +6,13 @@ import (
 	"math/rand/v2"
 )
 
-// ErrInvalid is wrapped by every error about a bad argument or option. The
+// ErrInvalidConfig is wrapped by every error about a bad argument or option. The
 // message names the function and the field at fault.
-var ErrInvalid = errors.New("resiliencetest: invalid configuration")
+var ErrInvalidConfig = errors.New("resiliencetest: invalid config")
 
-// invalid returns an error wrapping ErrInvalid.
+// invalid returns an error wrapping ErrInvalidConfig.
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 }
 
 // Option configures NewFaults and NewChaos. Options are applied in order.

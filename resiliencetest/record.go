@@ -62,7 +62,7 @@ func (f *Faults) Records(method string) []Record {
 // move on to the attempt. It returns once the attempt is counted (step 1
 // of the package documentation), before it is held, delayed or given a
 // fault; in a bubble, synctest.Wait then lets it go as far as it can. A
-// malformed method or a negative n is an error wrapping ErrInvalid.
+// malformed method or a negative n is an error wrapping ErrInvalidConfig.
 func (f *Faults) WaitAttempts(ctx context.Context, method string, n int) error {
 	const fn = "WaitAttempts"
 	if err := validMethod(fn, method); err != nil {

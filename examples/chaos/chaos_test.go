@@ -83,9 +83,11 @@ func TestShortRun(t *testing.T) {
 	// for requests answered before; each such answer is counted. (The
 	// default 40 s timeline answers all of them; the margin is for busy CI
 	// machines.)
+	// In the restart, calls that can wait for the server are answered by
+	// it once it is back, so stale answers are not required there.
 	for _, p := range []string{"outage", "restart"} {
 		plain, resilient := get(p, "plain"), get(p, "resilient")
-		if float64(resilient.OK) < 0.95*float64(resilient.Calls) || resilient.Stale == 0 || resilient.Stale > resilient.OK {
+		if float64(resilient.OK) < 0.95*float64(resilient.Calls) || (p == "outage" && resilient.Stale == 0) || resilient.Stale > resilient.OK {
 			t.Errorf("%s: resilient client %d ok of %d, %d from stale copies; want >= 95 %% answered, stale ones counted",
 				p, resilient.OK, resilient.Calls, resilient.Stale)
 		}
