@@ -531,7 +531,7 @@ func (d *demo) schedule(ctx context.Context, clients []*client, start, end time.
 func (d *demo) applyPhase(p int, servers []*server) error {
 	const every = resiliencetest.AllMethods
 	for _, s := range servers {
-		if !d.hasCapacity(p) {
+		if p != overloadPhase+1 { // the outage keeps the overload's capacity
 			s.faults.Clear(every)
 		}
 		var err error
