@@ -122,16 +122,6 @@ func (f *Faults) Work(method string) Work {
 	return w
 }
 
-// workLocked returns the Work of method, creating it. f.mu must be held.
-func (f *Faults) workLocked(method string) *Work {
-	w := f.work[method]
-	if w == nil {
-		w = &Work{}
-		f.work[method] = w
-	}
-	return w
-}
-
 // pool is the workers and the queue of a Capacity. Faults.mu guards it.
 type pool struct {
 	cfg   Capacity
@@ -189,7 +179,7 @@ func (f *Faults) serve(ctx context.Context, method string) error {
 		return nil
 	}
 	p := r.pool
-	work := f.workLocked(method)
+	work := entry(f.work, method)
 	var s slot
 	var wait chan slot
 	switch {

@@ -428,13 +428,16 @@ func (f *Faults) AttemptNumbers(method string) map[int]int {
 }
 
 // rulesLocked returns the rules of method, creating them. f.mu must be held.
-func (f *Faults) rulesLocked(method string) *rules {
-	r := f.rules[method]
-	if r == nil {
-		r = &rules{}
-		f.rules[method] = r
+func (f *Faults) rulesLocked(method string) *rules { return entry(f.rules, method) }
+
+// entry returns m[key], creating it (a zero V) if absent.
+func entry[V any](m map[string]*V, key string) *V {
+	v := m[key]
+	if v == nil {
+		v = new(V)
+		m[key] = v
 	}
-	return r
+	return v
 }
 
 func validMethod(fn, method string) error {
