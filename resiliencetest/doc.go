@@ -1,7 +1,8 @@
 // Package resiliencetest is a kit to check how a gRPC client, with or
-// without the resilience interceptors, copes with a flaky, slow, restarting
-// or hung server: in the spirit of net/http/httptest, for the tests of your
-// own services, and for staging and game days.
+// without the resilience interceptors, copes with a flaky, slow,
+// restarting, hung or overloaded server: in the spirit of
+// net/http/httptest, for the tests of your own services, and for staging
+// and game days.
 //
 // It has three parts, independent of each other:
 //
@@ -13,11 +14,14 @@
 //     after a delay (Fault.WithDelay); Hang until the attempt's deadline;
 //     FailAfterSent or FailAfterReceived to fail a stream after k messages.
 //     SetLatency adds a fixed latency or a slow tail; Pause holds attempts
-//     until Resume, as a stalled server does. Attempts and AttemptNumbers
-//     count the attempts that arrived, by the attempt number the resilience
-//     client sends (AttemptMetadataKey); Records tells what each of them
-//     carried (metadata, deadline) and how it ended; WaitAttempts waits for
-//     them instead of a sleep.
+//     until Resume, as a stalled server does; SetCapacity makes the server
+//     one of finite capacity (a few workers, a service time, a bounded FIFO
+//     queue whose work is done even for callers who gave up, as most
+//     servers do), and Work says how much of that work was for nobody.
+//     Attempts and AttemptNumbers count the attempts that arrived, by the
+//     attempt number the resilience client sends (AttemptMetadataKey);
+//     Records tells what each of them carried (metadata, deadline) and how
+//     it ended; WaitAttempts waits for them instead of a sleep.
 //   - Listener: a net.Listener for that server, on a loopback TCP port
 //     (Listen) or in memory (ListenMemory), that Stop and Restart close and
 //     reopen on the same address, and whose mode (SetMode) serves, refuses
@@ -42,10 +46,17 @@
 //     attempts skip FailAfterSent and FailAfterReceived), which uses up one
 //     of its n; if none, the fraction set by InjectFraction decides; a
 //     fault with a delay (Fault.WithDelay) waits it out first;
-//  5. handed to your handler, unless the fault ended it (Fail, Hang).
+//  5. unless the fault ended it (Fail, Hang), served within the method's
+//     Capacity, if SetCapacity set one: it waits in the queue for a worker
+//     (or, the queue full, ends at once with codes.Unavailable) and takes
+//     the service time, whether or not its caller is still there;
+//  6. handed to your handler, unless its caller had gone when its work in
+//     step 5 ended.
 //
 // An attempt whose context ends while it waits (steps 2 to 4) ends with
-// codes.DeadlineExceeded or codes.Canceled; its record says so.
+// codes.DeadlineExceeded or codes.Canceled; its record says so. One whose
+// context ends in step 5 ends the same way, but only once its work is
+// done.
 //
 // An attempt on a method uses the rules set for that method if any were
 // set (and not removed by Clear or Reset), otherwise those set for
@@ -53,12 +64,13 @@
 //
 // # Defaults
 //
-// NewFaults starts with no rules and NewChaos switched off: neither does
-// anything until told to. Randomness is a math/rand/v2 PCG source seeded with
-// 0 unless WithSeed says otherwise, drawn only when a fraction is strictly
-// between 0 and 1, first for the latency, then for the fault, so a sequence
-// of calls sees the same pattern on every run. A Fault's status message is
-// "resiliencetest: injected fault" unless Fault.WithMessage says otherwise.
+// NewFaults starts with no rules (no faults, no latency, no capacity limit)
+// and NewChaos switched off: neither does anything until told to. Randomness
+// is a math/rand/v2 PCG source seeded with 0 unless WithSeed says otherwise,
+// drawn only when a fraction is strictly between 0 and 1, first for the
+// latency, then for the fault, so a sequence of calls sees the same pattern
+// on every run. A Fault's status message is "resiliencetest: injected fault"
+// unless Fault.WithMessage says otherwise.
 // Faults keeps the records of the latest 1000 attempts, so that a server
 // injecting faults for hours keeps bounded memory; counts are exact.
 //

@@ -289,3 +289,59 @@ func ExampleFaults_Pause() {
 	// held: true
 	// after Resume: OK
 }
+
+// A server of finite capacity: one worker, 200 ms per attempt, one place
+// in the queue. Of three calls made at once with a 300 ms deadline, the
+// first is served, the second waits for the worker and is served after its
+// caller has gone (work for nobody, counted as late), and the third finds
+// the queue full.
+func ExampleFaults_SetCapacity() {
+	faults, err := resiliencetest.NewFaults()
+	if err != nil {
+		log.Fatal(err)
+	}
+	const echo = testingv1.EchoService_Echo_FullMethodName
+	err = faults.SetCapacity(echo, resiliencetest.Capacity{Workers: 1, Service: 200 * time.Millisecond, Queue: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	lis, err := resiliencetest.Listen()
+	if err != nil {
+		log.Fatal(err)
+	}
+	// WaitForHandlers: Stop returns once the queued work is done.
+	srv := grpc.NewServer(append(faults.ServerOptions(), grpc.WaitForHandlers(true))...)
+	testingv1.RegisterEchoServiceServer(srv, resiliencetest.EchoServer{})
+	go func() { _ = srv.Serve(lis) }()
+
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	client := testingv1.NewEchoServiceClient(conn)
+	ended := make([]chan codes.Code, 3)
+	for i := range ended {
+		ended[i] = make(chan codes.Code, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := client.Echo(ctx, &testingv1.EchoRequest{Message: "hi"})
+			ended[i] <- status.Code(err)
+		}()
+		// Let each call reach the server before the next starts.
+		if err := faults.WaitAttempts(context.Background(), echo, i+1); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for i, ch := range ended {
+		fmt.Printf("call %d: %v\n", i+1, <-ch)
+	}
+	srv.Stop()
+	fmt.Printf("%+v\n", faults.Work(echo))
+	// Output:
+	// call 1: OK
+	// call 2: DeadlineExceeded
+	// call 3: Unavailable
+	// {Served:2 Late:1 QueueFull:1}
+}

@@ -196,6 +196,7 @@ type rules struct {
 	fractionFault   Fault
 	latency         time.Duration
 	latencyFraction float64
+	pool            *pool // the Capacity; nil: none
 }
 
 // resume lets the attempts held by r go on.
@@ -203,6 +204,14 @@ func (r *rules) resume() {
 	if r.paused != nil {
 		close(r.paused)
 		r.paused = nil
+	}
+}
+
+// remove lets every attempt held or queued by r go on, as r is removed.
+func (r *rules) remove() {
+	r.resume()
+	if r.pool != nil {
+		r.pool.release()
 	}
 }
 
@@ -216,6 +225,7 @@ type Faults struct {
 	rng     *rand.Rand
 	rules   map[string]*rules
 	counts  map[string]map[int]int // method → attempt number → attempts
+	work    map[string]*Work       // method → what its capacity limit did
 	records []*Record              // the latest attempts, oldest first; see keepLocked
 	arrival chan struct{}          // closed at the next arrival; nil without waiters
 }
@@ -230,6 +240,7 @@ func NewFaults(opts ...Option) (*Faults, error) {
 		rng:    cfg.rng(),
 		rules:  make(map[string]*rules),
 		counts: make(map[string]map[int]int),
+		work:   make(map[string]*Work),
 	}, nil
 }
 
@@ -319,13 +330,13 @@ func (f *Faults) SetLatency(method string, p float64, d time.Duration) error {
 	return nil
 }
 
-// Pause holds every attempt on method, once counted, until Resume(method)
-// or until its context ends (it then ends with codes.DeadlineExceeded or
+// Pause holds every attempt on method, once counted, until Resume(method) or
+// until its context ends (it then ends with codes.DeadlineExceeded or
 // codes.Canceled): a server that stalls, then recovers. Held attempts,
-// released, go on through latency and faults to the handler. Pausing a
-// paused method does nothing. method is a full method name or AllMethods;
-// like every rule, a pause for AllMethods applies to the methods without
-// rules of their own.
+// released, go on through latency, faults and capacity to the handler.
+// Pausing a paused method does nothing. method is a full method name or
+// AllMethods; like every rule, a pause for AllMethods applies to the methods
+// without rules of their own.
 func (f *Faults) Pause(method string) error {
 	if err := validMethod("Pause", method); err != nil {
 		return err
@@ -350,27 +361,29 @@ func (f *Faults) Resume(method string) {
 }
 
 // Clear removes every rule set for method; with AllMethods, the rules set
-// for AllMethods. Attempts held by its Pause go on; attempts already past a
-// rule are not affected. Counts and records are kept.
+// for AllMethods. Attempts held by its Pause go on, and so do those queued
+// by its Capacity (at once, to the handler); attempts already past a rule
+// are not affected. Counts, records and Work are kept.
 func (f *Faults) Clear(method string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r := f.rules[method]; r != nil {
-		r.resume()
+		r.remove()
 	}
 	delete(f.rules, method)
 }
 
-// Reset removes every rule, as Clear does for each, and every count and
-// record.
+// Reset removes every rule, as Clear does for each, and every count,
+// record and Work.
 func (f *Faults) Reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range f.rules {
-		r.resume()
+		r.remove()
 	}
 	clear(f.rules)
 	clear(f.counts)
+	clear(f.work)
 	f.records = nil
 }
 
@@ -415,13 +428,16 @@ func (f *Faults) AttemptNumbers(method string) map[int]int {
 }
 
 // rulesLocked returns the rules of method, creating them. f.mu must be held.
-func (f *Faults) rulesLocked(method string) *rules {
-	r := f.rules[method]
-	if r == nil {
-		r = &rules{}
-		f.rules[method] = r
+func (f *Faults) rulesLocked(method string) *rules { return entry(f.rules, method) }
+
+// entry returns m[key], creating it (a zero V) if absent.
+func entry[V any](m map[string]*V, key string) *V {
+	v := m[key]
+	if v == nil {
+		v = new(V)
+		m[key] = v
 	}
-	return r
+	return v
 }
 
 func validMethod(fn, method string) error {
@@ -478,8 +494,9 @@ func (f *Faults) rulesFor(method string) *rules {
 }
 
 // begin counts and records an attempt, holds it while its method is
-// paused, waits out its latency and picks its fault. A non-nil error ends
-// the attempt at once with it. The rules are looked up again after each
+// paused, waits out its latency, picks its fault and, unless the fault
+// ended it, does its work within the method's Capacity. A non-nil error
+// ends the attempt at once with it. The rules are looked up again after each
 // wait: they may have changed meanwhile.
 func (f *Faults) begin(ctx context.Context, method string, stream bool) (*Record, Fault, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -514,7 +531,7 @@ func (f *Faults) begin(ctx context.Context, method string, stream bool) (*Record
 	f.mu.Unlock()
 	switch fault.kind {
 	case noFault:
-		return rec, fault, nil
+		return rec, fault, f.serve(ctx, method)
 	case hangFault:
 		<-ctx.Done()
 		return rec, Fault{}, status.FromContextError(ctx.Err()).Err()
@@ -529,7 +546,7 @@ func (f *Faults) begin(ctx context.Context, method string, stream bool) (*Record
 		}
 		return rec, Fault{}, fault.status()
 	}
-	return rec, fault, nil
+	return rec, fault, f.serve(ctx, method)
 }
 
 // wait waits until ch is closed (if not nil) and d has passed, or until

@@ -19,10 +19,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/fallback"
 	"github.com/grpc-resilience/resilience/interceptors"
+	"github.com/grpc-resilience/resilience/limiter"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 	"github.com/grpc-resilience/resilience/resiliencetest"
 )
@@ -32,23 +32,45 @@ import (
 type causeKey struct{}
 
 // phaseNames are the phases of the timeline, in order.
-var phaseNames = [...]string{"noise", "slow", "outage", "restart"}
+var phaseNames = [...]string{"noise", "slow", "overload", "outage", "restart"}
 
-const numPhases = len(phaseNames)
+const (
+	numPhases = len(phaseNames)
+	// overloadPhase is the phase of a server at finite capacity, with a
+	// spike of load from a quarter to half of it.
+	overloadPhase = 2
+)
 
 // phaseStats are one client's figures for one phase.
 type phaseStats struct {
-	calls, ok, rejected, attempts atomic.Int64
-	stale                         atomic.Int64 // of ok: answered from a stale copy
+	calls, ok, attempts atomic.Int64
+	stale               atomic.Int64 // of ok: answered from a stale copy
+	// Calls refused before any attempt, by the open breaker and by the
+	// concurrency limiter.
+	refusedBreaker, refusedLimiter atomic.Int64
+	// late is the attempts the server served after their caller had
+	// gone, in the phase (set at the phase's end).
+	late atomic.Int64
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// latencies are those of the calls the server answered.
 	latencies []time.Duration
 }
 
-// totals are one client's running totals, for the progress lines.
+// totals are one client's figures, running totals or a second's, for the
+// progress lines and the picture.
 type totals struct {
-	calls, ok, rejected, attempts int64
-	stale                         int64 // of ok
+	calls, ok, attempts int64
+	stale               int64 // of ok
+	refusedBreaker      int64
+	refusedLimiter      int64
+	late                int64 // work the server did for callers who had gone
+}
+
+// sub returns t - u.
+func (t totals) sub(u totals) totals {
+	return totals{t.calls - u.calls, t.ok - u.ok, t.attempts - u.attempts, t.stale - u.stale,
+		t.refusedBreaker - u.refusedBreaker, t.refusedLimiter - u.refusedLimiter, t.late - u.late}
 }
 
 // client is one of the two clients, with its own server.
@@ -62,13 +84,33 @@ type client struct {
 
 	phases [numPhases]phaseStats
 	// Running totals for the progress lines.
-	calls, ok, rejected, attempts, stale atomic.Int64
+	calls, ok, attempts, stale, refusedBreaker, refusedLimiter atomic.Int64
 	// breaker is the state of the resilient client's breaker; -1 for none.
 	breaker atomic.Int32
+
+	// lateMark is the server's late work when the current phase began.
+	lateMark int64
+
+	// served are the latencies of the calls the server answered since the
+	// last progress line.
+	mu     sync.Mutex
+	served []time.Duration
 }
 
+// snapshot returns the client's running totals.
 func (c *client) snapshot() totals {
-	return totals{c.calls.Load(), c.ok.Load(), c.rejected.Load(), c.attempts.Load(), c.stale.Load()}
+	return totals{c.calls.Load(), c.ok.Load(), c.attempts.Load(), c.stale.Load(),
+		c.refusedBreaker.Load(), c.refusedLimiter.Load(), int64(c.srv.faults.Work(resiliencetest.AllMethods).Late)}
+}
+
+// takeServed returns the latencies of the calls the server answered since
+// the last call, and forgets them.
+func (c *client) takeServed() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.served
+	c.served = nil
+	return l
 }
 
 // demo is one run of the timeline.
@@ -115,6 +157,11 @@ func (d *demo) phaseDescription(p int) string {
 		return fmt.Sprintf("%s of attempts fail with Unavailable", percent(d.cfg.Noise))
 	case "slow":
 		return fmt.Sprintf("%s of attempts take %v longer", percent(d.cfg.Tail), d.cfg.TailLatency)
+	case "overload":
+		from, to := d.spike()
+		return fmt.Sprintf("the server serves %d at once, %v each (%.0f/s), queues %d more; "+
+			"load %.0f/s (%.1f x capacity) from %.1fs to %.1fs",
+			d.cfg.Workers, d.cfg.Service, d.cfg.capacity(), d.cfg.Queue, d.spikeRate(), d.cfg.Spike, from.Seconds(), to.Seconds())
 	case "outage":
 		return "every attempt fails with Unavailable (the server is up)"
 	default:
@@ -123,6 +170,31 @@ func (d *demo) phaseDescription(p int) string {
 }
 
 func percent(f float64) string { return strconv.FormatFloat(f*100, 'g', 4, 64) + "%" }
+
+// hasCapacity reports whether the server has a finite capacity in phase
+// p: from the overload phase until the restart.
+func (d *demo) hasCapacity(p int) bool {
+	return p == overloadPhase || p == overloadPhase+1
+}
+
+// spike returns when the overload phase's spike of load begins and ends,
+// since the start: from a quarter to half of the phase.
+func (d *demo) spike() (from, to time.Duration) {
+	start := time.Duration(overloadPhase) * d.phaseDur
+	return start + d.phaseDur/4, start + d.phaseDur/2
+}
+
+// spikeRate is the calls per second, per client, during the spike.
+func (d *demo) spikeRate() float64 { return d.cfg.Spike * d.cfg.capacity() }
+
+// rateAt is the calls per second, per client, scheduled at el since the
+// start.
+func (d *demo) rateAt(el time.Duration) float64 {
+	if from, to := d.spike(); el >= from && el < to {
+		return d.spikeRate()
+	}
+	return d.cfg.Rate
+}
 
 // runDemo starts the servers and clients, plays the timeline and returns
 // the figures. Progress lines go to progress.
@@ -205,17 +277,13 @@ func (d *demo) newClient(ctx context.Context, name string, tel *telemetry) (_ *c
 }
 
 // resilienceOptions are the resilient client's options: the library's
-// defaults except for the breaker's OpenTimeout, unless -hedge=0 hedging of
-// Echo, and unless -stale=false a stale-answer fallback for Echo.
+// defaults (the breaker's hook only watches it), unless -hedge=0 hedging
+// of Echo, and unless -stale=false a stale-answer fallback for Echo.
 // printHeader says so.
 func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Option {
 	opts := []interceptors.Option{
 		interceptors.WithBreaker(breaker.Config{
-			// A fixed period, as the README's figures were taken with:
-			// unjittered, the breaker's phase against the timeline (open
-			// or probing when the restart begins) is the same every run.
-			OpenTimeout: d.cfg.OpenTimeout,
-			OpenJitter:  backoff.NoJitter,
+			// Every other field zero: the library's defaults.
 			OnStateChange: func(_ string, from, to breaker.State) {
 				c.breaker.Store(int32(to))
 				d.timeline.transition(d.elapsed(), to)
@@ -226,7 +294,7 @@ func (d *demo) resilienceOptions(c *client, tel *telemetry) []interceptors.Optio
 	if d.cfg.Hedge > 0 {
 		opts = append(opts, interceptors.WithMethodPolicy(
 			interceptors.MatchMethods(testingv1.EchoService_Echo_FullMethodName),
-			interceptors.Hedging(interceptors.HedgePolicy{Delay: d.cfg.Hedge, MaxAttempts: 2})))
+			interceptors.Hedging(interceptors.HedgePolicy{Delay: d.cfg.Hedge, Percentile: d.cfg.HedgePercentile, MaxAttempts: 2})))
 	}
 	if d.cfg.Stale {
 		// Echo is a read: it may be answered from the newest copy of its
@@ -301,21 +369,33 @@ func (c *client) call(d *demo, i int, at time.Time, p int) {
 		if info.Used {
 			ps.stale.Add(1)
 			c.stale.Add(1)
+		} else {
+			ps.mu.Lock()
+			ps.latencies = append(ps.latencies, latency)
+			ps.mu.Unlock()
+			c.mu.Lock()
+			c.served = append(c.served, latency)
+			c.mu.Unlock()
 		}
 	}
 	if cause == nil {
 		cause = err
 	}
-	if attempts == 0 && errors.Is(cause, breaker.ErrOpen) {
-		// Refused at once by the open breaker, without touching the
-		// network (and answered from a stale copy, if one was there);
-		// not a call that waited for a connection or a probe slot.
-		ps.rejected.Add(1)
-		c.rejected.Add(1)
+	// Refused before any attempt, without touching the network (and
+	// answered from a stale copy, if one was there), by the open breaker
+	// or by the concurrency limiter (at once, or after waiting in its
+	// queue as long as the call's deadline allowed); not a call that
+	// waited for a connection or a probe slot.
+	if attempts == 0 {
+		switch {
+		case errors.Is(cause, breaker.ErrOpen):
+			ps.refusedBreaker.Add(1)
+			c.refusedBreaker.Add(1)
+		case errors.Is(cause, limiter.ErrLimited):
+			ps.refusedLimiter.Add(1)
+			c.refusedLimiter.Add(1)
+		}
 	}
-	ps.mu.Lock()
-	ps.latencies = append(ps.latencies, latency)
-	ps.mu.Unlock()
 	c.calls.Add(1)
 }
 
@@ -343,6 +423,7 @@ func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, e
 	var restartErr, phaseErr error
 	for p := 1; p < numPhases; p++ {
 		events = append(events, event{start.Add(time.Duration(p) * d.phaseDur), func() {
+			d.endPhase(p-1, clients)
 			d.logf("%s: %s", phaseNames[p], d.phaseDescription(p))
 			if err := d.applyPhase(p, servers); err != nil {
 				phaseErr = errors.Join(phaseErr, err)
@@ -350,7 +431,7 @@ func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, e
 			}
 		}})
 	}
-	events = append(events, event{start.Add(3*d.phaseDur + d.cfg.Down), func() {
+	events = append(events, event{start.Add(time.Duration(numPhases-1)*d.phaseDur + d.cfg.Down), func() {
 		restartErr = forEach(servers, func(s *server) error { return s.lis.Restart() })
 		if restartErr != nil {
 			d.logf("restart failed: %v", restartErr)
@@ -405,6 +486,7 @@ func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, e
 	}
 	stopSched()
 	calls.Wait()
+	d.endPhase(min(d.phaseOf(time.Now()), numPhases-1), clients)
 	d.breakerLog.flush(d)
 	if d.progressChanged(clients, last) {
 		d.printProgress(-1, clients, last)
@@ -412,13 +494,15 @@ func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, e
 	return interrupted, errors.Join(phaseErr, restartErr)
 }
 
-// schedule starts call i for every client at start + i/rate, until end.
+// schedule starts the calls of every client, one every 1/rate seconds at
+// the rate of the moment (rateAt), until end.
 func (d *demo) schedule(ctx context.Context, clients []*client, start, end time.Time, calls *sync.WaitGroup) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
-	for i := 0; ; i++ {
-		at := start.Add(time.Duration(float64(i) * float64(time.Second) / d.cfg.Rate))
+	var el time.Duration // of call i since the start
+	for i := 0; ; i, el = i+1, el+time.Duration(float64(time.Second)/d.rateAt(el)) {
+		at := start.Add(el)
 		if !at.Before(end) {
 			return
 		}
@@ -439,27 +523,31 @@ func (d *demo) schedule(ctx context.Context, clients []*client, start, end time.
 	}
 }
 
-// applyPhase sets the faults of phase p on every server.
+// applyPhase sets the faults of phase p on every server, in place of the
+// previous phase's. The capacity limit of the overload phase stays through
+// the outage (whose attempts fail before they take a worker), so that the
+// server works off the queue the overload left at its own pace; it goes
+// with the restart.
 func (d *demo) applyPhase(p int, servers []*server) error {
 	const every = resiliencetest.AllMethods
 	for _, s := range servers {
-		var errs [2]error
-		switch phaseNames[p] {
-		case "noise":
-			errs[0] = s.faults.SetLatency(every, 0, 0)
-			errs[1] = s.faults.InjectFraction(every, d.cfg.Noise,
-				resiliencetest.Fail(codes.Unavailable).WithMessage("chaos: transient noise"))
-		case "slow":
-			errs[0] = s.faults.InjectFraction(every, 0, resiliencetest.Fault{})
-			errs[1] = s.faults.SetLatency(every, d.cfg.Tail, d.cfg.TailLatency)
-		case "outage":
-			errs[0] = s.faults.SetLatency(every, 0, 0)
-			errs[1] = s.faults.InjectFraction(every, 1,
-				resiliencetest.Fail(codes.Unavailable).WithMessage("chaos: outage"))
-		case "restart":
+		if p != overloadPhase+1 { // the outage keeps the overload's capacity
 			s.faults.Clear(every)
 		}
-		if err := errors.Join(errs[:]...); err != nil {
+		var err error
+		switch phaseNames[p] {
+		case "noise":
+			err = s.faults.InjectFraction(every, d.cfg.Noise,
+				resiliencetest.Fail(codes.Unavailable).WithMessage("chaos: transient noise"))
+		case "slow":
+			err = s.faults.SetLatency(every, d.cfg.Tail, d.cfg.TailLatency)
+		case "overload":
+			err = s.faults.SetCapacity(every, resiliencetest.Capacity{Workers: d.cfg.Workers, Service: d.cfg.Service, Queue: d.cfg.Queue})
+		case "outage":
+			err = s.faults.InjectFraction(every, 1,
+				resiliencetest.Fail(codes.Unavailable).WithMessage("chaos: outage"))
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -468,6 +556,16 @@ func (d *demo) applyPhase(p int, servers []*server) error {
 		d.logf("servers stopped")
 	}
 	return nil
+}
+
+// endPhase records, for each client, the work its server did for callers
+// who had gone during phase p (since the previous phase ended).
+func (d *demo) endPhase(p int, clients []*client) {
+	for _, c := range clients {
+		late := int64(c.srv.faults.Work(resiliencetest.AllMethods).Late)
+		c.phases[p].late.Store(late - c.lateMark)
+		c.lateMark = late
+	}
 }
 
 // forEach runs f on every server at once, so that both clients see the
@@ -493,11 +591,14 @@ func (d *demo) printHeader(tel *telemetry) {
 	}
 	w.printf("plain:     grpc.NewClient + grpc.WithDisableRetry\n")
 	w.printf("resilient: interceptors.New(...).DialOptions(), library defaults (3 attempts, backoff 50ms x 2^n,\n")
-	w.printf("           retry budget, breaker, ready wait) except:\n")
-	w.printf("             breaker OpenTimeout %v (default 25ms-100ms)           -open-timeout\n", c.OpenTimeout)
-	if c.Hedge > 0 {
+	w.printf("           retry budget, breaker open 25ms-100ms, ready wait, adaptive concurrency limit), and:\n")
+	switch {
+	case c.Hedge > 0 && c.HedgePercentile > 0:
+		w.printf("             Echo hedged at its p%g latency (%v until 100 are seen), 2 in flight (default: no hedging)  -hedge=0 to turn off\n",
+			100*c.HedgePercentile, c.Hedge)
+	case c.Hedge > 0:
 		w.printf("             Echo hedged after %v, 2 in flight (default: no hedging)  -hedge=0 to turn off\n", c.Hedge)
-	} else {
+	default:
 		w.printf("             (no hedging, the default)\n")
 	}
 	if c.Stale {
@@ -509,7 +610,8 @@ func (d *demo) printHeader(tel *telemetry) {
 	} else {
 		w.printf("telemetry: off (set OTEL_EXPORTER_OTLP_ENDPOINT to export traces and metrics)\n")
 	}
-	w.printf("\n%6s  %-8s  %-9s  %6s  %6s  %8s  %8s  %s\n", "time", "phase", "client", "calls", "ok", "attempts", "refused", "breaker")
+	w.printf("\n%6s  %-8s  %-9s  %6s  %6s  %8s  %16s  %9s  %7s  %s\n", "time", "phase", "client", "calls", "ok", "attempts",
+		"refused: brk lim", "late work", "p99", "breaker")
 }
 
 // printProgress prints, for each client, what happened since the last
@@ -526,18 +628,26 @@ func (d *demo) printProgress(second int, clients []*client, last []totals) {
 		to = time.Duration(second) * time.Second
 	}
 	deltas := make([]totals, len(clients))
+	p99 := make([]float64, len(clients))
 	for i, c := range clients {
 		now := c.snapshot()
-		delta := totals{now.calls - last[i].calls, now.ok - last[i].ok, now.rejected - last[i].rejected,
-			now.attempts - last[i].attempts, now.stale - last[i].stale}
+		delta := now.sub(last[i])
 		last[i], deltas[i] = now, delta
-		state, rejected := "-", "-" // the plain client has no breaker
-		if s := c.breaker.Load(); s >= 0 {
-			state, rejected = breaker.State(s).String(), strconv.FormatInt(delta.rejected, 10)
+		p99[i] = -1
+		lat := "-"
+		if served := c.takeServed(); len(served) > 0 {
+			p99[i] = quantileMS(served, 0.99)
+			lat = formatMS(p99[i])
 		}
-		d.out.printf("%6s  %-8s  %-9s  %6d  %6d  %8d  %8s  %s\n", label, phase, c.name, delta.calls, delta.ok, delta.attempts, rejected, state)
+		// The plain client has no breaker and no limiter.
+		state, refused := "-", "-"
+		if s := c.breaker.Load(); s >= 0 {
+			state, refused = breaker.State(s).String(), fmt.Sprintf("%d %d", delta.refusedBreaker, delta.refusedLimiter)
+		}
+		d.out.printf("%6s  %-8s  %-9s  %6d  %6d  %8d  %16s  %9d  %7s  %s\n", label, phase, c.name,
+			delta.calls, delta.ok, delta.attempts, refused, delta.late, lat, state)
 	}
-	d.timeline.add(to, deltas)
+	d.timeline.add(to, deltas, p99)
 }
 
 func (d *demo) progressChanged(clients []*client, last []totals) bool {
@@ -564,7 +674,7 @@ func (l *lockedWriter) printf(format string, args ...any) {
 
 // breakerLog prints the resilient client's breaker transitions. While the
 // breaker keeps probing a broken server (open -> half-open -> open once
-// per open timeout), the first failed probe is printed and the next ones
+// per open period), the first failed probe is printed and the next ones
 // are counted, then summarised in one line when the probing ends (the
 // breaker closes, or the run ends).
 type breakerLog struct {
@@ -605,7 +715,7 @@ func (b *breakerLog) flush(d *demo) {
 
 func (b *breakerLog) summaryLocked(d *demo, client string) {
 	if b.failed > 0 {
-		d.logf("%s breaker: %d more probes failed from %.2fs to %.2fs (open -> half-open -> open, once per open timeout)",
+		d.logf("%s breaker: %d more probes failed from %.2fs to %.2fs (open -> half-open -> open, once per open period)",
 			client, b.failed, b.since.Seconds(), b.lastOpen.Seconds())
 	}
 	if b.probing && b.halfOpen >= 0 {

@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,10 +33,13 @@ type timeline struct {
 }
 
 // sample is what the clients did from the previous sample (or the start)
-// until to, one totals per client in the clients' order.
+// until to, one totals per client in the clients' order, and the 99th
+// percentile of the latency of the calls the server answered then, in
+// milliseconds (-1: none).
 type sample struct {
 	to      time.Duration
 	clients []totals
+	p99     []float64
 }
 
 type transition struct {
@@ -46,10 +50,10 @@ type transition struct {
 // maxTransitions bounds the memory a flapping breaker can take.
 const maxTransitions = 100_000
 
-func (t *timeline) add(to time.Duration, clients []totals) {
+func (t *timeline) add(to time.Duration, clients []totals, p99 []float64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.samples = append(t.samples, sample{to, clients})
+	t.samples = append(t.samples, sample{to, clients, p99})
 }
 
 func (t *timeline) transition(at time.Duration, to breaker.State) {
@@ -87,8 +91,14 @@ var (
 	resilientColor = color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
 	staleColor     = color.RGBA{R: 0xae, G: 0xc7, B: 0xe8, A: 0xff}
 	scheduleColor  = color.Gray{Y: 0x80}
-	phaseShade     = color.Gray{Y: 0xf0}
-	downShade      = color.RGBA{R: 0xfc, G: 0xdc, B: 0xd8, A: 0xff}
+	// The server's work for callers who had gone, per client.
+	plainLateColor     = color.RGBA{R: 0xff, G: 0x98, B: 0x96, A: 0xff}
+	resilientLateColor = color.RGBA{R: 0x17, G: 0xbe, B: 0xcf, A: 0xff}
+	// The resilient client's refusals, by reason.
+	breakerColor = color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}
+	limiterColor = color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}
+	phaseShade   = color.Gray{Y: 0xf0}
+	downShade    = color.RGBA{R: 0xfc, G: 0xdc, B: 0xd8, A: 0xff}
 )
 
 // plotFont is the font of the picture: Liberation Sans, metrically
@@ -103,10 +113,11 @@ var plotFont = font.Font{Typeface: "Liberation", Variant: "Sans"}
 const svgFamily = "font-family:'Liberation Sans',Arial,Helvetica,sans-serif;"
 
 // writePlot draws the run of r into the file name, SVG or PNG by its
-// extension: three panels over the same time axis (calls answered, attempts
-// at the server on a log scale, the resilient client's breaker), the
-// phases shaded and named, and the legends in three columns below the
-// panels, one per panel.
+// extension: five panels over the same time axis (calls answered; attempts
+// at the server and its work for callers who had gone, on a log scale; the
+// latency of answers, on a log scale; the resilient client's refusals by
+// reason; its breaker), the phases shaded and named, and the legends in
+// three columns below the panels.
 func writePlot(name string, r *results) (err error) {
 	plot.DefaultFont = plotFont
 	tl := r.timeline
@@ -126,17 +137,13 @@ func writePlot(name string, r *results) (err error) {
 
 	// Per client and sample: the x of the sample (the middle of its
 	// interval) and its figures.
-	type point struct {
-		from, to float64
-		t        totals
-	}
 	series := make([][]point, len(names))
 	from := 0.0
 	for _, s := range samples {
 		to := s.to.Seconds()
 		for i := range names {
-			if i < len(s.clients) {
-				series[i] = append(series[i], point{from, to, s.clients[i]})
+			if i < len(s.clients) && i < len(s.p99) {
+				series[i] = append(series[i], point{from, to, s.clients[i], s.p99[i]})
 			}
 		}
 		from = to
@@ -196,10 +203,10 @@ func writePlot(name string, r *results) (err error) {
 		return l
 	}
 
-	var legends []plot.Legend
+	var legends []*plot.Legend // pointers: a legend gets entries after the next is made
 	newLegend := func() *plot.Legend {
-		legends = append(legends, plot.NewLegend())
-		l := &legends[len(legends)-1]
+		l := new(plot.NewLegend())
+		legends = append(legends, l)
 		l.Top, l.Left = true, true
 		l.TextStyle.Font.Size = vg.Points(9)
 		l.ThumbnailWidth = vg.Points(18)
@@ -270,16 +277,34 @@ func writePlot(name string, r *results) (err error) {
 	}
 
 	// 2. Attempts that reached the server, per second, on a log scale
-	// of attempts + 1: the outage's probe a second shows, and so does 0.
-	rates := make([]plotter.XYs, len(names))
-	maxAttempts := r.Config.Rate
-	for i := range names {
-		rates[i] = xy(i, func(p point) (float64, bool) {
+	// of attempts + 1: the outage's probes show, and so does 0; with
+	// them, the calls scheduled, and the attempts the server served
+	// after their caller had gone (the overload phase).
+	perSecond := func(f func(totals) int64) func(point) (float64, bool) {
+		return func(p point) (float64, bool) {
 			if p.to-p.from < 0.05 { // the final sliver after the schedule
 				return 0, false
 			}
-			return float64(p.t.attempts)/(p.to-p.from) + 1, true
-		})
+			return float64(f(p.t)) / (p.to - p.from), true
+		}
+	}
+	plus1 := func(f func(point) (float64, bool)) func(point) (float64, bool) {
+		return func(p point) (float64, bool) {
+			y, ok := f(p)
+			return y + 1, ok
+		}
+	}
+	rates := make([]plotter.XYs, len(names))
+	lates := make([]plotter.XYs, len(names))
+	maxAttempts := 0.0
+	var scheduled plotter.XYs
+	for _, seg := range r.Schedule {
+		scheduled = append(scheduled, plotter.XY{X: seg.FromS, Y: seg.Rate + 1}, plotter.XY{X: seg.ToS, Y: seg.Rate + 1})
+		maxAttempts = max(maxAttempts, seg.Rate+1)
+	}
+	for i := range names {
+		rates[i] = xy(i, plus1(perSecond(func(t totals) int64 { return t.attempts })))
+		lates[i] = xy(i, plus1(perSecond(func(t totals) int64 { return t.late })))
 		for _, p := range rates[i] {
 			maxAttempts = max(maxAttempts, p.Y)
 		}
@@ -288,17 +313,62 @@ func writePlot(name string, r *results) (err error) {
 	attempts.Y.Scale = plot.LogScale{}
 	attempts.Y.Tick.Marker = shiftedLogTicks{}
 	l2 := newLegend()
-	l2.Add(fmt.Sprintf("calls scheduled (%g/s)", r.Config.Rate),
-		line(attempts, plotter.XYs{{X: 0, Y: r.Config.Rate + 1}, {X: end, Y: r.Config.Rate + 1}}, scheduleColor, 1.5, true))
+	l2.Add("calls scheduled, per client", line(attempts, scheduled, scheduleColor, 1.5, true))
 	rateLines := make([]*plotter.Line, len(names))
+	lateLines := make([]*plotter.Line, len(names))
 	for _, i := range resilientFirst(names) {
 		rateLines[i] = line(attempts, rates[i], colorOf(names[i]), lineWidth(names[i]), false)
+	}
+	for _, i := range resilientFirst(names) {
+		lateLines[i] = line(attempts, lates[i], lateColorOf(names[i]), 1.5, true)
 	}
 	for i, l := range rateLines {
 		l2.Add(names[i]+": attempts", l)
 	}
+	for i, l := range lateLines {
+		l2.Add(names[i]+": served after the caller left", l)
+	}
 
-	// 3. The resilient client's breaker, from its transitions.
+	// 3. The latency of the calls the server answered: each second's
+	// 99th percentile, on a log scale; no line where the server answered
+	// nothing.
+	latency := newPanel("p99 of answers (ms)", 0.5, 3000)
+	latency.Y.Scale = plot.LogScale{}
+	latency.Y.Tick.Marker = msTicks{}
+	latencyLines := make([]*plotter.Line, len(names))
+	for _, i := range resilientFirst(names) {
+		for _, run := range runs(series[i], func(p point) (float64, bool) { return p.p99, p.p99 >= 0 }) {
+			l := line(latency, run, colorOf(names[i]), lineWidth(names[i]), false)
+			if latencyLines[i] == nil {
+				latencyLines[i] = l
+			}
+		}
+	}
+	for i, l := range latencyLines {
+		if l != nil {
+			l1.Add(names[i]+": p99 of answers by the server", l)
+		}
+	}
+
+	// 4. The resilient client's calls refused before any attempt, per
+	// second, by reason.
+	var byBreaker, byLimiter plotter.XYs
+	maxRefused := 10.0
+	for i, n := range names {
+		if n == "resilient" {
+			byBreaker = xy(i, perSecond(func(t totals) int64 { return t.refusedBreaker }))
+			byLimiter = xy(i, perSecond(func(t totals) int64 { return t.refusedLimiter }))
+		}
+	}
+	for _, p := range append(slices.Clone(byBreaker), byLimiter...) {
+		maxRefused = max(maxRefused, 1.15*p.Y)
+	}
+	refused := newPanel("refused, resilient (/s)", 0, maxRefused)
+	l3 := newLegend()
+	l3.Add("resilient: refused by the breaker", line(refused, byBreaker, breakerColor, 2, false))
+	l3.Add("resilient: refused by the limiter", line(refused, byLimiter, limiterColor, 2, false))
+
+	// 5. The resilient client's breaker, from its transitions.
 	state := newPanel("breaker (resilient)", -0.3, 2.3)
 	state.Y.Tick.Marker = plot.ConstantTicks{
 		{Value: float64(stateLevel(breaker.StateClosed)), Label: "closed"},
@@ -313,23 +383,23 @@ func writePlot(name string, r *results) (err error) {
 		steps = append(steps, plotter.XY{X: x, Y: steps[len(steps)-1].Y}, plotter.XY{X: x, Y: float64(stateLevel(tr.to))})
 	}
 	steps = append(steps, plotter.XY{X: end, Y: steps[len(steps)-1].Y})
-	l3 := newLegend()
 	l3.Add("resilient: breaker state", line(state, steps, resilientColor, 2, false))
 	l3.Add("server stopped (restart phase)", band(0, 0, 0, 0, downShade))
 
-	// Three panels over the whole width, their legends below them in three
+	// Five panels over the whole width, the legends below them in three
 	// columns (a column is wider than its longest entry in any common
-	// sans-serif font).
-	const width, height = 11 * vg.Inch, 8.5 * vg.Inch
-	const legendHeight = 0.85 * vg.Inch
+	// sans-serif font): answers and their latency; attempts; refusals and
+	// the breaker.
+	const width, height = 11 * vg.Inch, 13 * vg.Inch
+	const legendHeight = 1.25 * vg.Inch
 	ext := strings.TrimPrefix(strings.ToLower(filepath.Ext(name)), ".")
 	c, err := draw.NewFormattedCanvas(width, height, ext)
 	if err != nil {
 		return fmt.Errorf("-plot: %w", err)
 	}
 	dc := draw.New(c)
-	plots := [][]*plot.Plot{{answered}, {attempts}, {state}}
-	tiles := draw.Tiles{Rows: 3, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(4),
+	plots := [][]*plot.Plot{{answered}, {attempts}, {latency}, {refused}, {state}}
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(4),
 		PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(12)}
 	canvases := plot.Align(plots, tiles, draw.Crop(dc, 0, 0, legendHeight, 0))
 	for i, row := range plots {
@@ -368,6 +438,60 @@ func writePlot(name string, r *results) (err error) {
 		return fmt.Errorf("-plot: writing %s: %w", name, err)
 	}
 	return nil
+}
+
+// point is a sample of one client: its interval, its figures and the p99
+// of the latency of the calls the server answered in it (-1: none).
+type point struct {
+	from, to float64
+	t        totals
+	p99      float64
+}
+
+// runs returns the steps of f over points, each point's value held over
+// its interval, split where f has no value, so that a line shows nothing
+// where there is nothing to show.
+func runs(points []point, f func(point) (float64, bool)) []plotter.XYs {
+	var out []plotter.XYs
+	var cur plotter.XYs
+	for _, p := range points {
+		y, ok := f(p)
+		if !ok {
+			if len(cur) > 0 {
+				out = append(out, cur)
+			}
+			cur = nil
+			continue
+		}
+		cur = append(cur, plotter.XY{X: p.from, Y: y}, plotter.XY{X: p.to, Y: y})
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// msTicks marks a log scale of milliseconds: 1 ms, 10 ms, 100 ms, 1 s, …
+// (major, labelled) and 2…9 × each (minor).
+type msTicks struct{}
+
+func (msTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ts []plot.Tick
+	for p := 1.0; p <= hi; p *= 10 {
+		label := fmt.Sprintf("%gms", p)
+		if p >= 1000 {
+			label = fmt.Sprintf("%gs", p/1000)
+		}
+		if p >= lo {
+			ts = append(ts, plot.Tick{Value: p, Label: label})
+		}
+		for k := 2.0; k <= 9; k++ {
+			if v := k * p; v >= lo && v <= hi {
+				ts = append(ts, plot.Tick{Value: v})
+			}
+		}
+	}
+	return ts
 }
 
 // shiftedLogTicks marks a log scale of v + 1 with the values v: 0, 1, 10,
@@ -414,6 +538,14 @@ func colorOf(client string) color.Color {
 		return plainColor
 	}
 	return resilientColor
+}
+
+// lateColorOf is the colour of the client's late work: its own, lighter.
+func lateColorOf(client string) color.Color {
+	if client == "plain" {
+		return plainLateColor
+	}
+	return resilientLateColor
 }
 
 // stateLevel places a breaker state on the breaker panel's y axis.

@@ -15,6 +15,7 @@ import (
 type results struct {
 	Config      jsonConfig `json:"config"`
 	Phases      []phase    `json:"phases"`
+	Schedule    []segment  `json:"schedule"`
 	Rows        []row      `json:"results"`
 	Interrupted bool       `json:"interrupted,omitempty"`
 
@@ -31,8 +32,12 @@ type jsonConfig struct {
 	Tail        float64 `json:"tail"`
 	TailLatency string  `json:"tail_latency"`
 	Down        string  `json:"down"`
-	OpenTimeout string  `json:"open_timeout"`
+	Workers     int     `json:"workers"`
+	Service     string  `json:"service"`
+	Queue       int     `json:"queue"`
+	Spike       float64 `json:"spike"`
 	Hedge       string  `json:"hedge"`
+	HedgeAt     float64 `json:"hedge_percentile"`
 	Keys        int     `json:"keys"`
 	StaleCopies bool    `json:"stale_copies"`
 	Seed        uint64  `json:"seed"`
@@ -43,6 +48,14 @@ type phase struct {
 	Description string  `json:"description"`
 	StartS      float64 `json:"start_s"`
 	EndS        float64 `json:"end_s"`
+}
+
+// segment is a stretch of the timeline at one rate of calls per second,
+// per client.
+type segment struct {
+	FromS float64 `json:"from_s"`
+	ToS   float64 `json:"to_s"`
+	Rate  float64 `json:"rate"`
 }
 
 // row is one client's figures for one phase, or for the whole run (phase
@@ -61,13 +74,21 @@ type row struct {
 	Stale int64 `json:"stale"`
 	// Attempts is the attempts that reached the server in the phase.
 	Attempts int64 `json:"attempts"`
-	// Rejected is the calls the breaker refused at once, before any
-	// attempt and without touching the network.
-	Rejected int64 `json:"refused_at_once"`
-	// P50MS and P99MS are latency percentiles of all the calls, ok or not,
-	// from their scheduled time, in milliseconds.
-	P50MS float64 `json:"p50_ms"`
-	P99MS float64 `json:"p99_ms"`
+	// RefusedBreaker and RefusedLimiter are the calls refused before any
+	// attempt, without touching the network, by the open breaker and by
+	// the concurrency limiter (at once, or after waiting in its queue as
+	// long as the deadline allowed).
+	RefusedBreaker int64 `json:"refused_by_breaker"`
+	RefusedLimiter int64 `json:"refused_by_limiter"`
+	// LateWork is the attempts the server served, in the phase, after
+	// their caller had gone; measured only where the server has a finite
+	// capacity (the overload phase, and the outage after it, when the
+	// server works off what is left of its queue), nil elsewhere.
+	LateWork *int64 `json:"late_work,omitempty"`
+	// P50MS and P99MS are latency percentiles of the calls the server
+	// answered, from their scheduled time, in milliseconds (0: none).
+	P50MS float64 `json:"server_p50_ms"`
+	P99MS float64 `json:"server_p99_ms"`
 }
 
 func (d *demo) results(clients []*client, interrupted bool) *results {
@@ -76,7 +97,8 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 		Config: jsonConfig{
 			Duration: c.Duration.String(), Rate: c.Rate, Concurrency: c.Concurrency, Timeout: c.Timeout.String(),
 			Noise: c.Noise, Tail: c.Tail, TailLatency: c.TailLatency.String(), Down: c.Down.String(),
-			OpenTimeout: c.OpenTimeout.String(), Hedge: c.Hedge.String(), Keys: c.Keys, StaleCopies: c.Stale, Seed: c.Seed,
+			Workers: c.Workers, Service: c.Service.String(), Queue: c.Queue, Spike: c.Spike,
+			Hedge: c.Hedge.String(), HedgeAt: c.HedgePercentile, Keys: c.Keys, StaleCopies: c.Stale, Seed: c.Seed,
 		},
 		Interrupted: interrupted,
 		timeline:    &d.timeline,
@@ -86,6 +108,12 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 			Name: phaseNames[p], Description: d.phaseDescription(p),
 			StartS: (time.Duration(p) * d.phaseDur).Seconds(), EndS: (time.Duration(p+1) * d.phaseDur).Seconds(),
 		})
+	}
+	from, to := d.spike()
+	r.Schedule = []segment{
+		{0, from.Seconds(), c.Rate},
+		{from.Seconds(), to.Seconds(), d.spikeRate()},
+		{to.Seconds(), (time.Duration(numPhases) * d.phaseDur).Seconds(), c.Rate},
 	}
 	all := make([]row, len(clients))
 	allLat := make([][]time.Duration, len(clients))
@@ -97,10 +125,19 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 			ps.mu.Unlock()
 			x := row{
 				Phase: phaseNames[p], Client: cl.name,
-				Calls: ps.calls.Load(), OK: ps.ok.Load(), Stale: ps.stale.Load(), Attempts: ps.attempts.Load(), Rejected: ps.rejected.Load(),
+				Calls: ps.calls.Load(), OK: ps.ok.Load(), Stale: ps.stale.Load(), Attempts: ps.attempts.Load(),
+				RefusedBreaker: ps.refusedBreaker.Load(), RefusedLimiter: ps.refusedLimiter.Load(),
 			}
 			if x.Calls == 0 && x.Attempts == 0 {
 				continue // not reached (interrupted)
+			}
+			if d.hasCapacity(p) {
+				late := ps.late.Load()
+				x.LateWork = &late
+				if all[i].LateWork == nil {
+					all[i].LateWork = new(int64)
+				}
+				*all[i].LateWork += late
 			}
 			x.Server = x.OK - x.Stale
 			x.P50MS, x.P99MS = quantileMS(lat, 0.50), quantileMS(lat, 0.99)
@@ -109,7 +146,8 @@ func (d *demo) results(clients []*client, interrupted bool) *results {
 			all[i].OK += x.OK
 			all[i].Stale += x.Stale
 			all[i].Attempts += x.Attempts
-			all[i].Rejected += x.Rejected
+			all[i].RefusedBreaker += x.RefusedBreaker
+			all[i].RefusedLimiter += x.RefusedLimiter
 			allLat[i] = append(allLat[i], lat...)
 		}
 	}
@@ -145,9 +183,9 @@ func writeTable(w io.Writer, r *results) error {
 		fmt.Fprintln(w, "(interrupted: the last phase is partial)")
 	}
 	t := table{
-		right: []bool{false, false, true, true, true, true, true, true, true, true, true, true},
+		right: []bool{false, false, true, true, true, true, true, true, true, true, true, true, true},
 		rows: [][]string{{"phase", "client", "calls", "by server", "server %", "stale", "answered %",
-			"attempts", "attempts/call", "refused at once", "p50", "p99"}},
+			"attempts", "refused: breaker", "limiter", "late work", "p50", "p99"}},
 	}
 	prev := ""
 	for _, x := range r.Rows {
@@ -159,27 +197,37 @@ func writeTable(w io.Writer, r *results) error {
 			name = ""
 		}
 		prev = x.Phase
-		rejected := strconv.FormatInt(x.Rejected, 10)
-		if x.Client == "plain" {
-			rejected = "-" // no breaker
+		// The plain client has no breaker, no limiter and no fallback.
+		breakerRefused, limiterRefused, stale := "-", "-", "-"
+		if x.Client != "plain" {
+			breakerRefused = strconv.FormatInt(x.RefusedBreaker, 10)
+			limiterRefused = strconv.FormatInt(x.RefusedLimiter, 10)
+			stale = strconv.FormatInt(x.Stale, 10)
 		}
-		stale := strconv.FormatInt(x.Stale, 10)
-		if x.Client == "plain" {
-			stale = "-" // no fallback
+		late := "-" // not measured: no capacity limit
+		if x.LateWork != nil {
+			late = strconv.FormatInt(*x.LateWork, 10)
+		}
+		p50, p99 := "-", "-"
+		if x.Server > 0 {
+			p50, p99 = formatMS(x.P50MS), formatMS(x.P99MS)
 		}
 		t.rows = append(t.rows, []string{name, x.Client, strconv.FormatInt(x.Calls, 10),
 			strconv.FormatInt(x.Server, 10), ratio(x.Server, x.Calls, 100, "%.1f%%"), stale, ratio(x.OK, x.Calls, 100, "%.1f%%"),
-			strconv.FormatInt(x.Attempts, 10), ratio(x.Attempts, x.Calls, 1, "%.2f"),
-			rejected, formatMS(x.P50MS), formatMS(x.P99MS)})
+			strconv.FormatInt(x.Attempts, 10), breakerRefused, limiterRefused, late, p50, p99})
 	}
 	t.write(w)
 	_, err := fmt.Fprintln(w, strings.TrimSpace(`
 by server: calls the server answered; stale: calls the resilient client's fallback answered from the
   newest earlier reply to the same request (never silently: counted here); answered %: both together;
 attempts: attempts that reached the server (the resilient client's retries and hedges included);
-refused at once: calls the open breaker refused before any attempt, without touching the network
-  (calls that waited for a connection or a probe slot are not counted; a stale copy may answer either);
-latency: all calls, ok or not, from their scheduled time (queueing for a free slot included).`))
+refused: calls refused before any attempt, without touching the network, by the open breaker, or
+  by the concurrency limiter (at once, or after waiting in its queue as long as the deadline
+  allowed); calls that waited for a connection or a probe slot are not counted; a stale copy may
+  answer either;
+late work: attempts the server at capacity (from the overload phase until the restart) served after
+  their caller had gone;
+p50, p99: latency of the calls the server answered, from their scheduled time.`))
 	return err
 }
 
