@@ -233,8 +233,8 @@ func TestCapacityInvalid(t *testing.T) {
 		{resiliencetest.Capacity{Workers: -1, Queue: -1}, []string{"Capacity.Workers", "Capacity.Queue"}},
 	} {
 		err := f.SetCapacity(echo, tc.c)
-		if !errors.Is(err, resiliencetest.ErrInvalid) {
-			t.Errorf("SetCapacity(%+v) = %v, want an ErrInvalid", tc.c, err)
+		if !errors.Is(err, resiliencetest.ErrInvalidConfig) {
+			t.Errorf("SetCapacity(%+v) = %v, want an ErrInvalidConfig", tc.c, err)
 			continue
 		}
 		for _, w := range tc.want {
@@ -243,7 +243,7 @@ func TestCapacityInvalid(t *testing.T) {
 			}
 		}
 	}
-	if err := f.SetCapacity("Echo", resiliencetest.Capacity{}); !errors.Is(err, resiliencetest.ErrInvalid) ||
+	if err := f.SetCapacity("Echo", resiliencetest.Capacity{}); !errors.Is(err, resiliencetest.ErrInvalidConfig) ||
 		!strings.Contains(err.Error(), `SetCapacity: method: "Echo"`) {
 		t.Errorf("SetCapacity on a bad method name: %v", err)
 	}
