@@ -297,3 +297,32 @@ func TestACallWaitsOutARestartThatOpenedTheBreaker(t *testing.T) {
 		}
 	})
 }
+
+// A hedge takes a free place under the concurrency limit or none: it
+// never waits in the limiter's queue (the call's slowness may be that
+// queue), and its refusal is not fatal to the call.
+func TestHedgeNeverWaitsForAPermit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sr := tracetest.NewSpanRecorder()
+		r := newRig(t, WithConcurrencyLimit(limiter.Config{Fixed: 1}), hedging(10*time.Millisecond, 2),
+			WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))))
+		if err := r.faults.SetLatency(allMethods, 1, 30*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		var attempts int
+		if err := result(t, r.call(context.Background(), Attempts(&attempts))); err != nil {
+			t.Fatalf("hedged call whose hedge found no place: %v, want the first attempt's answer", err)
+		}
+		if n := r.attempts(); n != 1 || attempts != 1 {
+			t.Errorf("%d attempts at the server, %d counted; want 1 and 1", n, attempts)
+		}
+		if got := callEvents(sr.Ended(), "resilience.limiter.queued"); len(got) != 0 {
+			t.Errorf("queue events %q: a hedge waited for a place", got)
+		}
+		// A hedge is tried at every hedge delay (10, 20, 30 ms) while the
+		// first attempt holds the one place; each is refused at once.
+		if got := callEvents(sr.Ended(), "resilience.refused"); len(got) != 3 {
+			t.Errorf("refusal events %q, want the three hedges'", got)
+		}
+	})
+}

@@ -40,7 +40,9 @@
 //   - below alpha = max(5, 3·log10(limit)) it rises — by a quarter while
 //     nothing queues at all, else by max(1, log10(limit)) — but only if
 //     the window used the limit, so that a client below its limit never
-//     inflates it;
+//     inflates it — or once the limit last fell 10 seconds ago or more:
+//     what the downstream could serve then says little now (it may have
+//     restarted, or scaled out);
 //   - an attempt that timed out or that the server refused for want of
 //     resources (Overloaded) cuts the limit by 10 %, at most once per
 //     round trip.

@@ -79,9 +79,11 @@ type Limiter struct {
 
 	win    window
 	noLoad noLoadMin
-	// rtt is the latest window's mean round trip: what an attempt is
+	// rtt is the latest window's median round trip: what an attempt is
 	// expected to take, for deciding whether a call can still wait.
 	rtt time.Duration
+	// congested is when the limit last fell.
+	congested time.Time
 
 	// Config.OnLimitChange: the limit it was last told (the initial one
 	// at first), and whether a goroutine is telling it changes now.
@@ -120,6 +122,9 @@ func New(c Config) (*Limiter, error) {
 		limit:    float64(d.InitialLimit),
 		hook:     c.OnLimitChange,
 		told:     d.InitialLimit,
+		// A new limit counts as just measured: an unused one rises only
+		// staleCongestion after it.
+		congested: time.Now(),
 	}, nil
 }
 
@@ -335,6 +340,9 @@ const (
 	maxWindow  = time.Second
 	// decrease is the factor an overloaded window applies to the limit.
 	decrease = 0.9
+	// staleCongestion is how long after the limit last fell it may rise
+	// although unused.
+	staleCongestion = 10 * time.Second
 )
 
 // measureLocked adds the outcome of p to the window and, once the window
@@ -402,6 +410,7 @@ func (l *Limiter) updateLocked(now time.Time) {
 	case l.fixed:
 	case w.overloaded > 0:
 		l.limit = max(l.min, l.limit*decrease)
+		l.congested = now
 	case w.n > 0:
 		rtt, noLoad := l.rtt, l.noLoad.get(now)
 		if noLoad <= 0 || rtt <= 0 {
@@ -411,9 +420,13 @@ func (l *Limiter) updateLocked(now time.Time) {
 		queue := inflight * (1 - float64(noLoad)/float64(rtt))
 		lg := math.Log10(max(l.limit, 1))
 		alpha, beta, step := max(5, 3*lg), max(10, 6*lg), max(1, lg)
-		used := float64(w.maxInflight) >= l.limit-step
+		// A limit that went unused rises too once the last congestion is
+		// stale: what the downstream could serve then says little now
+		// (a restarted server, a recovered dependency).
+		used := float64(w.maxInflight) >= l.limit-step || now.Sub(l.congested) >= staleCongestion
 		switch {
 		case queue > beta:
+			l.congested = now
 			// Take back half the excess queue from what was in flight,
 			// from no higher than the most that was (a limit above it
 			// says nothing) and by at most half in one window: the

@@ -329,3 +329,27 @@ func BenchmarkAcquireDone(b *testing.B) {
 		}
 	})
 }
+
+// A limit that fell in a spike rises again, although light load leaves it
+// unused, once the congestion is 10 s old: what the downstream could serve
+// then says little now (it may have restarted, or scaled out).
+func TestUnusedLimitRisesOnceTheCongestionIsStale(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		l := mustNew(t, Config{})
+		s := newServer(4, 2*time.Millisecond)
+		drive(l, s, rng, 3000, time.Second)
+		low := l.Limit()
+		if low > 4+12 {
+			t.Fatalf("limit %d after a spike, want it fallen near the 4 workers", low)
+		}
+		drive(l, s, rng, 300, 9*time.Second)
+		if got := l.Limit(); got != low {
+			t.Errorf("limit %d after 9 s of light load, want it still %d: the congestion is recent", got, low)
+		}
+		drive(l, s, rng, 300, 3*time.Second)
+		if got := l.Limit(); got < 4*low {
+			t.Errorf("limit %d after 12 s of light load, want it risen well above %d", got, low)
+		}
+	})
+}

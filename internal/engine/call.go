@@ -49,6 +49,8 @@ type attempt struct {
 	lastErr error
 	// waitReady: the ready gate waits for the connection first.
 	waitReady bool
+	// hedge: the attempt is a hedge, started while another runs.
+	hedge bool
 	// afterWait: the connection was still down after a whole ready wait,
 	// so a connection failure of this attempt counts against the breaker.
 	afterWait bool

@@ -12,6 +12,7 @@ import (
 
 	"github.com/grpc-resilience/resilience/budget"
 	oc "github.com/grpc-resilience/resilience/internal/outcome"
+	"github.com/grpc-resilience/resilience/limiter"
 )
 
 // The errors of the engine, built here and nowhere else.
@@ -102,6 +103,16 @@ var errConnClosing = status.Error(codes.Canceled, "grpc: the client connection i
 
 // errHedgeLost ends a hedge that was ready to start when the call ended.
 var errHedgeLost = status.Error(codes.Canceled, "engine: another attempt answered first")
+
+// errHedgeNoPermit refuses a hedge that found the concurrency limit
+// reached: a hedge never waits in the limiter's queue.
+var errHedgeNoPermit error = &hedgeNoPermit{oc.RefusalStatus("engine: concurrency limit reached; a hedge does not wait for a place")}
+
+type hedgeNoPermit struct{ st *status.Status }
+
+func (e *hedgeNoPermit) Error() string              { return e.st.Message() }
+func (e *hedgeNoPermit) Unwrap() error              { return limiter.ErrLimited }
+func (e *hedgeNoPermit) GRPCStatus() *status.Status { return e.st }
 
 // errAttemptTimeout is the cause given to a stream attempt cancelled by the
 // per-attempt timeout before it committed.

@@ -37,6 +37,12 @@ func (g *limiterGate) before(c *call, a *attempt) error {
 		a.permit = p
 		return nil
 	}
+	if a.hedge {
+		// A hedge takes a free place or none: one that waited would add
+		// load to a downstream whose queue made the call slow enough to
+		// hedge. Refused, it is not fatal to the call.
+		return errHedgeNoPermit
+	}
 	// Over the limit: wait in the queue, within the call's deadline and
 	// the connection's life.
 	var err error

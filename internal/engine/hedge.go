@@ -303,6 +303,7 @@ func (h *hedger) launchLocked() {
 	}
 	a := new(attempt)
 	u.newAttempt(a, h.hctx)
+	a.hedge = true
 	go h.run(a)
 }
 
