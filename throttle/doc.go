@@ -20,11 +20,13 @@
 // leave the window within its length.
 //
 // Refused requests count as requests, so a downstream that accepted
-// nothing for a while is let through again only as fast as the few
-// requests still let through come back accepted: throttling is for a
-// downstream that partly fails. One that is gone is the circuit breaker's:
-// the interceptors ask the breaker first (an open breaker's refusals never
-// reach the Throttle), let a half-open breaker's probes through, and
+// nothing for a while would be let through again only as fast as the few
+// requests still let through come back accepted. The probability is
+// therefore capped (MaxProbability, 0.8 by default, as Envoy's admission
+// control): throttling is for a downstream that partly fails. One that is
+// gone is the circuit breaker's, which the requests still let through
+// open: the interceptors ask the breaker first (an open breaker's refusals
+// never reach the Throttle), let a half-open breaker's probes through, and
 // [Throttle.Reset] the Throttle when a probe succeeds.
 //
 // The interceptors count as accepted every attempt a server answered (a
@@ -35,7 +37,7 @@
 //
 // # Defaults
 //
-// [DefaultConfig]: K 2, a 2 s window. Configuration follows the module's
+// [DefaultConfig]: K 2, a 2 s window, at most 0.8. Configuration follows the module's
 // convention (see package breaker).
 //
 // # Concurrency

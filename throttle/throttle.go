@@ -44,16 +44,23 @@ type Config struct {
 	// Window is how far back requests and accepts are counted, in 20
 	// steps. Zero means 2s; at least 20ns, at most an hour.
 	Window time.Duration
+	// MaxProbability caps the probability of a refusal, in (0, 1]: however
+	// few requests the downstream accepts, at least 1 − MaxProbability of
+	// them go, and a downstream that accepts none is left to the circuit
+	// breaker, which those requests open. Zero means 0.8 (as Envoy's
+	// admission control).
+	MaxProbability float64
 }
 
 // DefaultConfig returns the configuration a zero Config stands for, as a
 // fresh value. It is the one place the defaults live.
-func DefaultConfig() Config { return Config{K: 2, Window: 2 * time.Second} }
+func DefaultConfig() Config { return Config{K: 2, Window: 2 * time.Second, MaxProbability: 0.8} }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	c.K = cmp.Or(c.K, d.K)
 	c.Window = cmp.Or(c.Window, d.Window)
+	c.MaxProbability = cmp.Or(c.MaxProbability, d.MaxProbability)
 	return c
 }
 
@@ -67,6 +74,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.K == 0 || c.K >= 1 && !math.IsInf(c.K, 1)) { // also NaN
 		bad("K must be >= 1 and finite (0 means default), got %v", c.K)
+	}
+	if !(c.MaxProbability >= 0 && c.MaxProbability <= 1) { // also NaN
+		bad("MaxProbability must be in (0, 1] (0 means default), got %v", c.MaxProbability)
 	}
 	if c.Window != 0 && (c.Window < buckets || c.Window > time.Hour) {
 		bad("Window must be in [%dns, 1h] (0 means default), got %v", buckets, c.Window)
@@ -83,6 +93,7 @@ const buckets = 20
 // [New].
 type Throttle struct {
 	k      float64
+	maxP   float64
 	period int64 // ns per bucket
 
 	mu   sync.Mutex
@@ -100,7 +111,7 @@ func New(c Config) (*Throttle, error) {
 		return nil, err
 	}
 	c = c.withDefaults()
-	return &Throttle{k: c.K, period: int64(c.Window) / buckets}, nil
+	return &Throttle{k: c.K, maxP: c.MaxProbability, period: int64(c.Window) / buckets}, nil
 }
 
 // advanceLocked drops the buckets that left the window by now and returns
@@ -188,5 +199,5 @@ func (t *Throttle) Probability() float64 {
 }
 
 func (t *Throttle) probabilityLocked() float64 {
-	return max(0, (t.requests-t.k*t.acc)/(t.requests+1))
+	return min(t.maxP, max(0, (t.requests-t.k*t.acc)/(t.requests+1)))
 }

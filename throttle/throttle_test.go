@@ -37,6 +37,8 @@ func TestValidate(t *testing.T) {
 		{Config{K: math.Inf(1)}, "K must be >= 1"},
 		{Config{Window: -time.Second}, "Window must be in"},
 		{Config{Window: 2 * time.Hour}, "Window must be in"},
+		{Config{MaxProbability: 1.5}, "MaxProbability must be in (0, 1]"},
+		{Config{MaxProbability: math.NaN()}, "MaxProbability must be in (0, 1]"},
 	} {
 		_, err := New(tc.c)
 		switch {
@@ -140,6 +142,29 @@ func TestOverloadedDownstreamAndRecovery(t *testing.T) {
 			}
 		}
 		t.Logf("sent %.0f/s, answered %.0f/s; throttling ended %v after recovery", float64(sent)/4, float64(accepted)/4, time.Since(start))
+	})
+}
+
+// However few requests the downstream accepts, a share goes: the cap
+// leaves a downstream that accepts none to the breaker.
+func TestProbabilityIsCapped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		th := mustNew(t, Config{})
+		for range 100 {
+			th.Allow(0.999)
+			th.Done(false)
+		}
+		if p := th.Probability(); p != 0.8 {
+			t.Fatalf("probability %v after 100 failures, want the cap 0.8", p)
+		}
+		th = mustNew(t, Config{MaxProbability: 1})
+		for range 100 {
+			th.Allow(0.999)
+			th.Done(false)
+		}
+		if p := th.Probability(); p != 100.0/101 {
+			t.Fatalf("probability %v uncapped, want 100/101", p)
+		}
 	})
 }
 
