@@ -3,6 +3,7 @@ package interceptors
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/grpc-resilience/resilience/backoff"
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
+	"github.com/grpc-resilience/resilience/internal/telemetry"
 	"github.com/grpc-resilience/resilience/limiter"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
 	"github.com/grpc-resilience/resilience/resiliencetest"
@@ -323,6 +325,61 @@ func TestHedgeNeverWaitsForAPermit(t *testing.T) {
 		// first attempt holds the one place; each is refused at once.
 		if got := callEvents(sr.Ended(), "resilience.refused"); len(got) != 3 {
 			t.Errorf("refusal events %q, want the three hedges'", got)
+		}
+	})
+}
+
+// A restart resets the target's concurrency limit and throttle: what they
+// learned of the server that went away (a limit cut while it was
+// overloaded, refusals it answered) would otherwise refuse the calls that
+// the ready wait releases at the one that came back.
+func TestRestartResetsTheLimitAndTheThrottle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newTelemetryEnv(t)
+		m := MustNew(e.options(WithConcurrencyLimit(limiter.Config{InitialLimit: 20}), WithThrottle(throttle.Config{}),
+			WithoutBreaker(), MaxAttempts(1), WithReadyWait(time.Second),
+			withRandom(func() float64 { return 0.99 }))...) // the throttle lets every call through
+		lis := resiliencetest.ListenMemory()
+		h := newServer(t, lis)
+		h.dial(t, lis, m.DialOptions()...)
+		target := "resilience.target=" + h.conn.Target()
+		gauges := func() (limit, probability string) {
+			for _, l := range e.collectMetrics(t) {
+				if v, ok := strings.CutPrefix(l, telemetry.MetricLimiterLimit+" {"+target+"} "); ok {
+					limit = v
+				}
+				if v, ok := strings.CutPrefix(l, telemetry.MetricThrottleProbability+" {"+target+"} "); ok {
+					probability = v
+				}
+			}
+			return limit, probability
+		}
+		// An overloaded server: every attempt is refused with
+		// ResourceExhausted, each cutting the limit by a tenth.
+		h.failNext(20, codes.ResourceExhausted)
+		for range 20 {
+			if _, err := h.client.Echo(context.Background(), &testingv1.EchoRequest{}); status.Code(err) != codes.ResourceExhausted {
+				t.Fatalf("call to the overloaded server: %v, want ResourceExhausted", err)
+			}
+		}
+		if limit, p := gauges(); limit != "2" || p == "0" {
+			t.Fatalf("limit %s, throttle probability %s after 20 overloaded attempts, want 2 and above 0", limit, p)
+		}
+		lis.Stop()
+		synctest.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		if _, err := h.client.Echo(ctx, &testingv1.EchoRequest{}); err == nil {
+			t.Fatal("a call while the server is gone succeeded")
+		}
+		if err := lis.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+			t.Fatalf("call after the restart: %v", err)
+		}
+		if limit, p := gauges(); limit != "20" || p != "0" {
+			t.Errorf("limit %s, throttle probability %s after the restart, want the initial 20 and 0", limit, p)
 		}
 	})
 }

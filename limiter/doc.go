@@ -54,7 +54,9 @@
 //
 // The limit starts at its maximum: nothing is limited until a queue is
 // measured, so a client that fans out a hundred calls at once to an idle
-// downstream is never held back by a guess.
+// downstream is never held back by a guess. [Limiter.Reset] starts over:
+// the interceptors reset a target's limiters when its connection, found
+// down, is ready again, since a restarted server is a new one.
 //
 // Against a server that serves c requests at once, the limit settles near
 // c plus a queue of alpha to beta: the server stays busy (goodput at its

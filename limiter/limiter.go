@@ -69,6 +69,7 @@ const (
 type Limiter struct {
 	fixed    bool
 	min, max float64
+	initial  float64
 	queueCap int // 0: the limit; < 0: none
 
 	mu       sync.Mutex
@@ -118,6 +119,7 @@ func New(c Config) (*Limiter, error) {
 		fixed:    c.Fixed != 0,
 		min:      float64(d.MinLimit),
 		max:      float64(d.MaxLimit),
+		initial:  float64(d.InitialLimit),
 		queueCap: c.Queue,
 		limit:    float64(d.InitialLimit),
 		hook:     c.OnLimitChange,
@@ -275,6 +277,36 @@ func (l *Limiter) done(p Permit, o Outcome) {
 	l.inflight--
 	l.measureLocked(now, p, o)
 	l.handOffLocked()
+	l.unlockTelling()
+}
+
+// Reset forgets what the limiter measured of the downstream: the limit
+// goes back to the initial one (a fixed limit stays), the round trips and
+// the no-load estimate are dropped, and the limit rises unused only
+// staleCongestion after the reset, as for a new Limiter. Permits held and
+// calls queued are kept; queued calls get the places the new limit frees.
+// Attempts that started before the reset still count in the first window
+// after it. The interceptors reset a target's limiters when its
+// connection was down and is ready again: what the old server could
+// serve says nothing of the one that restarted.
+func (l *Limiter) Reset() {
+	now := time.Now()
+	l.mu.Lock()
+	if !l.fixed {
+		l.limit = l.initial
+	}
+	l.win = window{}
+	l.noLoad = noLoadMin{}
+	l.rtt = 0
+	l.congested = now
+	l.handOffLocked()
+	l.unlockTelling()
+}
+
+// unlockTelling releases l.mu, then tells the OnLimitChange hook of a
+// change to the limit unless another goroutine is telling it already.
+// Caller holds l.mu.
+func (l *Limiter) unlockTelling() {
 	tell := l.hook != nil && !l.telling && int(l.limit) != l.told
 	l.telling = l.telling || tell
 	l.mu.Unlock()

@@ -353,3 +353,73 @@ func TestUnusedLimitRisesOnceTheCongestionIsStale(t *testing.T) {
 		}
 	})
 }
+
+// Reset takes the limit back to the initial one and forgets the no-load
+// round trip: a queued call gets a place at once, the hook is told, and
+// the limit is learned again from the round trips after the reset.
+func TestResetForgetsWhatWasMeasured(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &changes{}
+		c.l = mustNew(t, Config{InitialLimit: 20, OnLimitChange: c.hook})
+		learnRoundTrip(c.l)
+		for range 30 {
+			timeOut(c.l)
+		}
+		low := c.l.Limit()
+		if low > 2 {
+			t.Fatalf("limit %d after 30 overloaded round trips, want it cut to 1 or 2", low)
+		}
+		held := make([]Permit, low)
+		for i := range held {
+			held[i], _ = c.l.Acquire(context.Background())
+		}
+		got := make(chan error, 1)
+		go func() {
+			p, err := c.l.Acquire(context.Background())
+			got <- err
+			p.Done(Dropped)
+		}()
+		synctest.Wait()
+		if c.l.Queued() != 1 {
+			t.Fatalf("queued %d with the limit full, want 1", c.l.Queued())
+		}
+		c.l.Reset()
+		if err := <-got; err != nil {
+			t.Errorf("queued call after Reset: %v, want a permit", err)
+		}
+		if c.l.Limit() != 20 {
+			t.Errorf("limit %d after Reset, want the initial 20", c.l.Limit())
+		}
+		if told := c.told(); told[len(told)-1] != [2]int{low, 20} {
+			t.Errorf("hook last told %v, want [%d 20]", told[len(told)-1], low)
+		}
+		for _, p := range held {
+			p.Done(Dropped)
+		}
+		// The no-load round trip was forgotten: a downstream that now
+		// answers in 40 ms, not 10, is not read as a queue of 3/4 of what
+		// is in flight, and the used limit rises.
+		for range minSamples {
+			var ps []Permit
+			for range 20 {
+				p, _ := c.l.Acquire(context.Background())
+				ps = append(ps, p)
+			}
+			time.Sleep(40 * time.Millisecond)
+			for _, p := range ps {
+				p.Done(Answered)
+			}
+		}
+		if got := c.l.Limit(); got <= 20 {
+			t.Errorf("limit %d after 40 ms round trips filling it, want it risen above 20: the 10 ms no-load round trip from before the reset still counts", got)
+		}
+	})
+}
+
+func TestResetKeepsAFixedLimit(t *testing.T) {
+	l := mustNew(t, Config{Fixed: 3})
+	l.Reset()
+	if got := l.Limit(); got != 3 {
+		t.Errorf("bulkhead limit %d after Reset, want 3", got)
+	}
+}

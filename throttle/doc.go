@@ -27,7 +27,8 @@
 // gone is the circuit breaker's, which the requests still let through
 // open: the interceptors ask the breaker first (an open breaker's refusals
 // never reach the Throttle), let a half-open breaker's probes through, and
-// [Throttle.Reset] the Throttle when a probe succeeds.
+// [Throttle.Reset] the Throttle when a probe succeeds or when the target's
+// connection, found down, is ready again (a restart).
 //
 // The interceptors count as accepted every attempt a server answered (a
 // success, or an error about the request), as not accepted a server's

@@ -177,7 +177,8 @@ func (t *Throttle) Forget() {
 
 // Reset forgets every request and accept: the next request is let
 // through. The interceptors reset a target's Throttle when a half-open
-// breaker's probe succeeds: the outage the counts describe is over.
+// breaker's probe succeeds, and when the target's connection, found down,
+// is ready again: the outage the counts describe is over.
 func (t *Throttle) Reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"github.com/grpc-resilience/resilience/internal/telemetry"
 	"github.com/grpc-resilience/resilience/limiter"
 	"github.com/grpc-resilience/resilience/throttle"
+	"google.golang.org/grpc/connectivity"
 )
 
 // AttemptMetadataKey is the outgoing metadata key that carries the attempt
@@ -126,6 +127,41 @@ type target struct {
 	// connection down, and cleared when a refusal finds it ready again:
 	// the breaker then probes at once.
 	connDown atomic.Bool
+	// stale is set with connDown and cleared by the first attempt that
+	// finds the connection ready again, which resets the target's
+	// limiters and throttle (renew).
+	stale atomic.Bool
+}
+
+// connLost records that an attempt, or a breaker's refusal, found the
+// target's connection down.
+func (t *target) connLost() {
+	t.connDown.Store(true)
+	t.stale.Store(true)
+}
+
+// renew, for an attempt about to be measured by the throttle and the
+// concurrency limiter, resets them once the target's connection, found
+// down, is ready again: what they learned of the server that went away
+// (a limit cut while it drained, refusals while it was gone) says nothing
+// of the one that restarted, and would refuse the calls released by the
+// ready wait. A downstream that is still overloaded is measured again
+// within a few round trips.
+func (t *target) renew(c *call) {
+	if !t.stale.Load() || c.cc.GetState() != connectivity.Ready || !t.stale.CompareAndSwap(true, false) {
+		return
+	}
+	if t.throttle != nil {
+		t.throttle.Reset()
+	}
+	if t.limiter != nil {
+		t.limiter.Reset()
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, l := range t.limiters {
+		l.Reset()
+	}
 }
 
 // troubledCalls is how many successful attempts after a failure keep

@@ -93,7 +93,7 @@ func (g *breakerGate) reconnected(c *call, a *attempt) (back bool, end error) {
 		if s == connectivity.Shutdown {
 			return false, nil
 		}
-		t.connDown.Store(true)
+		t.connLost()
 		ready, end := c.waitConn(a.ctx)
 		if !ready || end != nil {
 			return false, end

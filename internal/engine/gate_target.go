@@ -44,7 +44,7 @@ func (g *targetGate) after(c *call, _ *attempt, o *outcome) {
 	g.t.failed()
 	if o.noConn {
 		g.t.connErr.Store(&o.err)
-		g.t.connDown.Store(true)
+		g.t.connLost()
 	}
 	if !o.noConn && g.budget != nil && (o.hasPushback || c.p.RetryCodes.Has(o.code)) {
 		g.budget.Failure()

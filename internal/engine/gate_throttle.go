@@ -23,6 +23,11 @@ func (g *throttleGate) start(c *call) {
 }
 
 func (g *throttleGate) before(c *call, a *attempt) error {
+	if c.unary != nil && c.g.target.t != nil {
+		// The first of the gates that measure the downstream: both are
+		// reset here when its connection is back.
+		c.g.target.t.renew(c)
+	}
 	if g.thr == nil || a.breakerState == int8(breaker.StateHalfOpen) {
 		return nil
 	}

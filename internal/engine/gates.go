@@ -60,7 +60,9 @@ const nGates = 8
 //  3. breaker: a downstream that is gone refuses attempts before they take
 //     a place anywhere else; its half-open probes pass the throttle;
 //  4. throttle: a request the downstream would likely fail is refused
-//     before it waits in the limiter's queue;
+//     before it waits in the limiter's queue. First of the gates that
+//     measure the downstream, it resets them (target.renew) when the
+//     connection found down is ready again, after the waits above;
 //  5. limiter: the concurrency limit, last of the gates that refuse, so
 //     that the calls released from every wait above (the connection, a
 //     probe slot) reach a recovering downstream at no more than its limit;
