@@ -93,7 +93,7 @@ func TestParseConfig(t *testing.T) {
 		}
 	}
 	c, err := parse(t, `{"window":"5s","minRequests":20,"failureRatio":0.9,"consecutiveFailures":7,
-		"baseEjectionTime":"1s","maxEjectionTime":"1m","maxEjectedRatio":0.5}`)
+		"baseEjectionTime":"1s","maxEjectionTime":"60s","maxEjectedRatio":0.5}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,10 +116,16 @@ func TestParseConfigErrorsNameJSONFields(t *testing.T) {
 			t.Errorf("error does not name %s:\n%v", key, err)
 		}
 	}
+	// Durations are google.protobuf.Duration JSON, as in the service
+	// config: Go's "1m" is an error showing the form wanted.
+	if _, err := parse(t, `{"window":"1m"}`); err == nil ||
+		!strings.Contains(err.Error(), `window is invalid: malformed duration "1m": want seconds such as "1.5s"`) {
+		t.Fatalf("Go duration: err = %v", err)
+	}
 	if _, err := parse(t, `[1]`); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("array: err = %v", err)
 	}
-	if _, err := parse(t, `{"baseEjectionTime":"10m"}`); err == nil ||
+	if _, err := parse(t, `{"baseEjectionTime":"600s"}`); err == nil ||
 		!strings.Contains(err.Error(), "maxEjectionTime (5m0s) must be >= baseEjectionTime (10m0s)") {
 		t.Fatalf("err = %v", err)
 	}
@@ -131,7 +137,7 @@ func TestServiceConfig(t *testing.T) {
 		t.Fatalf("ServiceConfig(Config{}) = %s, %v", js, err)
 	}
 	js, err = ServiceConfig(Config{ConsecutiveFailures: 5, MaxEjectionTime: time.Minute})
-	if want := `{"loadBalancingConfig":[{"resilience_endpoint":{"consecutiveFailures":5,"maxEjectionTime":"1m0s"}}]}`; err != nil || js != want {
+	if want := `{"loadBalancingConfig":[{"resilience_endpoint":{"consecutiveFailures":5,"maxEjectionTime":"60s"}}]}`; err != nil || js != want {
 		t.Fatalf("got %s, %v, want %s", js, err, want)
 	}
 	if _, err := ServiceConfig(Config{OnEject: func(string, string, bool) {}}); !errors.Is(err, ErrInvalidConfig) {

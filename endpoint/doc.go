@@ -125,8 +125,9 @@
 // [ServiceConfig] returns the JSON alone; calls then need [NewCall] on
 // their context for retries to go elsewhere. The JSON config is an
 // object with the optional keys window, minRequests, failureRatio,
-// consecutiveFailures, baseEjectionTime, maxEjectionTime (durations as
-// strings such as "10s") and maxEjectedRatio; omitted keys mean the default,
+// consecutiveFailures, baseEjectionTime, maxEjectionTime (durations in
+// google.protobuf.Duration's JSON form, as the gRPC service config's:
+// "10s", "1.5s") and maxEjectedRatio; omitted keys mean the default,
 // unknown keys and invalid values are errors naming the key, reported
 // together when the channel is created. A service config from the resolver
 // replaces the default one (grpc-go's rule), so a user's own

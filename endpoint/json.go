@@ -16,6 +16,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/grpc-resilience/resilience/internal/protoduration"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/serviceconfig"
 )
@@ -44,11 +45,13 @@ func jsonNames(goName string) string {
 	return strings.ToLower(goName[:1]) + goName[1:]
 }
 
+// durationJSON writes d as a google.protobuf.Duration's JSON ("30s"), the
+// form the service config's durations have; zero is omitted.
 func durationJSON(d time.Duration) string {
 	if d == 0 {
 		return ""
 	}
-	return d.String()
+	return protoduration.Format(d)
 }
 
 // ServiceConfig returns service-config JSON, for grpc.WithDefaultServiceConfig
@@ -174,12 +177,12 @@ func parseConfig(js json.RawMessage) (*lbConfig, error) {
 	duration := func(key string, v json.RawMessage) time.Duration {
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
-			bad(key, "must be a duration string such as \"10s\", got %s", v)
+			bad(key, "must be a duration string such as \"1.5s\", got %s", v)
 			return 0
 		}
-		d, err := time.ParseDuration(s)
+		d, err := protoduration.Parse(s)
 		if err != nil {
-			bad(key, "must be a duration string such as \"10s\", got %q", s)
+			bad(key, "is invalid: %v", err)
 			return 0
 		}
 		return d

@@ -15,6 +15,7 @@ import (
 	"github.com/grpc-resilience/resilience/breaker"
 	"github.com/grpc-resilience/resilience/budget"
 	"github.com/grpc-resilience/resilience/internal/engine"
+	"github.com/grpc-resilience/resilience/internal/protoduration"
 	"github.com/grpc-resilience/resilience/limiter"
 	"github.com/grpc-resilience/resilience/throttle"
 )
@@ -622,58 +623,19 @@ func (p *scParser) positiveDuration(path string, obj map[string]any, k string) (
 }
 
 // duration parses a google.protobuf.Duration in its JSON form ("1.5s"),
-// which must not be negative.
+// which must not be negative (package protoduration).
 func (p *scParser) duration(path string, v any) (time.Duration, bool) {
 	s, ok := v.(string)
 	if !ok {
 		p.fail(path, "must be a duration string such as \"1.5s\", got %s", kind(v))
 		return 0, false
 	}
-	d, err := parseProtoDuration(s)
+	d, err := protoduration.Parse(s)
 	if err != nil {
 		p.fail(path, "%v", err)
 		return 0, false
 	}
 	return d, true
-}
-
-// maxProtoSeconds is the largest google.protobuf.Duration, in seconds.
-const maxProtoSeconds = 315_576_000_000
-
-func parseProtoDuration(s string) (time.Duration, error) {
-	num, ok := strings.CutSuffix(s, "s")
-	if !ok {
-		return 0, fmt.Errorf("malformed duration %q: missing the seconds unit", s)
-	}
-	if strings.HasPrefix(num, "-") {
-		return 0, fmt.Errorf("must be >= 0, got %q", s)
-	}
-	whole, frac, hasFrac := strings.Cut(num, ".")
-	if (whole == "" && frac == "") || strings.ContainsAny(whole+frac, "+-.eE ") || (hasFrac && frac == "" && whole == "") {
-		return 0, fmt.Errorf("malformed duration %q", s)
-	}
-	var sec, ns int64
-	var err error
-	if whole != "" {
-		if sec, err = strconv.ParseInt(whole, 10, 64); err != nil || sec > maxProtoSeconds {
-			return 0, fmt.Errorf("malformed or out-of-range duration %q", s)
-		}
-	}
-	if frac != "" {
-		if len(frac) > 9 {
-			return 0, fmt.Errorf("malformed duration %q: more than 9 decimals", s)
-		}
-		if ns, err = strconv.ParseInt(frac, 10, 64); err != nil {
-			return 0, fmt.Errorf("malformed duration %q", s)
-		}
-		for range 9 - len(frac) {
-			ns *= 10
-		}
-	}
-	if sec > (math.MaxInt64-ns)/int64(time.Second) {
-		return math.MaxInt64, nil // beyond what time.Duration holds: "forever"
-	}
-	return time.Duration(sec)*time.Second + time.Duration(ns), nil
 }
 
 // codes parses a list of status codes given by name ("UNAVAILABLE") or by

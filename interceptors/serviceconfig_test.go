@@ -115,7 +115,7 @@ func TestServiceConfigErrorsNameThePath(t *testing.T) {
 		{retry(`"maxAttempts": 2, "initialBackoff": "0s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]`),
 			`methodConfig[1].retryPolicy.initialBackoff: must be > 0, got "0s"`},
 		{retry(`"maxAttempts": 2, "initialBackoff": "1", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]`),
-			`methodConfig[1].retryPolicy.initialBackoff: malformed duration "1": missing the seconds unit`},
+			`methodConfig[1].retryPolicy.initialBackoff: malformed duration "1": want seconds such as "1.5s"`},
 		{retry(`"maxAttempts": 2, "initialBackoff": "-1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]`),
 			`methodConfig[1].retryPolicy.initialBackoff: must be >= 0, got "-1s"`},
 		{retry(`"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 0, "retryableStatusCodes": ["UNAVAILABLE"]`),
