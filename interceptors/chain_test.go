@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -16,6 +17,7 @@ import (
 	"github.com/grpc-resilience/resilience/breaker"
 	oc "github.com/grpc-resilience/resilience/internal/outcome"
 	testingv1 "github.com/grpc-resilience/resilience/proto/resilience/testing/v1"
+	"github.com/grpc-resilience/resilience/throttle"
 )
 
 // hop is one service of a chain: it answers Echo itself (the leaf), or by
@@ -40,15 +42,15 @@ func (h *hop) Echo(ctx context.Context, req *testingv1.EchoRequest) (*testingv1.
 }
 
 // serveHop serves h over bufconn until the end of the test and returns a
-// client of it through a new Middleware with the defaults.
-func serveHop(t *testing.T, h *hop) (testingv1.EchoServiceClient, *Middleware, *grpc.ClientConn) {
+// client of it through a new Middleware with the defaults and opts.
+func serveHop(t *testing.T, h *hop, opts ...Option) (testingv1.EchoServiceClient, *Middleware, *grpc.ClientConn) {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	testingv1.RegisterEchoServiceServer(srv, h)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	m := MustNew()
+	m := MustNew(opts...)
 	conn, err := grpc.NewClient("passthrough:///hop", append(m.DialOptions(),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))...)
@@ -102,5 +104,42 @@ func TestChainRefusalsAreNotTheFailuresOfTheHopsAbove(t *testing.T) {
 			t.Errorf("%d of %d calls ended with a refusal, want most once M's breaker opened", refusals, calls)
 		}
 		t.Logf("leaf attempts %d, middle %d, front %d for %d calls; %d refusals", leaf.attempts.Load(), middle.attempts.Load(), front.attempts.Load(), calls, refusals)
+	})
+}
+
+// With client-side throttling on every hop, only M, next to the failing
+// leaf, throttles: the refusals it passes on are answers from F's and the
+// caller's point of view, not failures that would make them refuse their
+// own callers' requests. Once the leaf heals, M's breaker probe resets
+// its throttle, and the chain answers every call within a few probe
+// periods.
+func TestChainThrottlesOnlyNextToTheTrouble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		withThrottle := WithThrottle(throttle.Config{})
+		leaf := &hop{}
+		leaf.failing.Store(true)
+		toL, _, _ := serveHop(t, leaf, withThrottle)
+		toM, _, _ := serveHop(t, &hop{next: toL}, withThrottle)
+		toF, _, _ := serveHop(t, &hop{next: toM}, withThrottle)
+
+		// Two seconds of failure at 100 calls/s.
+		for range 200 {
+			if _, err := toF.Echo(context.Background(), &testingv1.EchoRequest{Message: "x"}); status.Code(err) != codes.Unavailable {
+				t.Fatalf("call through a failing chain: %v, want Unavailable", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		leaf.failing.Store(false)
+		healed := time.Now()
+		var failed []time.Duration
+		for range 100 {
+			if _, err := toF.Echo(context.Background(), &testingv1.EchoRequest{Message: "x"}); err != nil {
+				failed = append(failed, time.Since(healed))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if len(failed) > 0 && failed[len(failed)-1] > 200*time.Millisecond {
+			t.Errorf("%d of 100 calls failed in the second after the leaf healed, the last %v after: want none after a probe period or two", len(failed), failed[len(failed)-1])
+		}
 	})
 }

@@ -11,7 +11,8 @@ import (
 // than 1/K of the attempts, the client refuses the excess itself. A
 // half-open breaker's probes are let through (finding the downstream back
 // is the breaker's job), and a successful probe resets the throttle: the
-// outage its counts describe is over.
+// outage its counts describe is over. It starts over when the target's
+// connection, found down, is back (renew).
 type throttleGate struct {
 	thr *throttle.Throttle // nil: no throttling for this call
 }
@@ -46,14 +47,19 @@ func (g *throttleGate) after(_ *call, a *attempt, o *outcome) {
 			g.thr.Reset()
 		}
 	case !a.throttled:
-	case o.kind == oc.Success || o.kind == oc.RequestFault:
+	case o.kind == oc.Success || o.kind == oc.RequestFault || (o.kind == oc.Refused && !o.gate):
+		// The downstream answered: with its reply, an error about the
+		// request, or a refusal or failure of its own downstream passed
+		// on, which that hop's own gates deal with. Counting the latter
+		// as not accepted would throttle every hop of a chain above the
+		// trouble, each refusing its caller's requests and so keeping
+		// the throttle above it high long after the trouble ends.
 		g.thr.Done(true)
 	case o.kind == oc.ServerFailure && !o.noConn:
 		g.thr.Done(false)
 	default:
 		// The caller gone, a later refusal, no connection: not the
-		// downstream's answer either way.
-		g.thr.Forget()
+		// downstream's answer either way, and not counted.
 	}
 	a.throttled = false
 }
