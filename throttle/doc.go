@@ -8,7 +8,11 @@
 //
 // Over a rolling window (by default 2 seconds, in 20 steps) the Throttle
 // counts requests (every request asked of it, those it refused included)
-// and accepts (requests the downstream answered). [Throttle.Allow] refuses
+// and accepts (requests the downstream answered). A request it refused
+// counts at once, one it let through when it ends ([Throttle.Done]): a
+// burst of requests in flight, such as the calls released when a
+// restarted downstream is back, is not read as requests not accepted.
+// [Throttle.Allow] refuses
 // a request with probability
 //
 //	max(0, (requests − K·accepts) / (requests + 1))
@@ -31,9 +35,11 @@
 // connection, found down, is ready again (a restart).
 //
 // The interceptors count as accepted every attempt a server answered (a
-// success, or an error about the request), as not accepted a server's
-// failure, and neither an attempt whose caller gave up (Forget) or one a
-// breaker or limiter refused before it (never asked). A refusal matches
+// success, an error about the request, or a failure or refusal of its own
+// downstream passed on: in a chain, only the hop next to the trouble
+// throttles), as not accepted a server's own failure, and neither an
+// attempt whose caller gave up, one that found no connection, or one a
+// breaker or limiter refused before it. A refusal matches
 // [ErrThrottled] and carries codes.Unavailable; it is nobody's failure.
 //
 // # Defaults

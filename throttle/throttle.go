@@ -135,43 +135,38 @@ func (t *Throttle) advanceLocked(now time.Time) int {
 	return i
 }
 
-// Allow counts a request and reports whether it may go: it is refused
-// with the throttling probability, drawn with r, a number in [0, 1).
+// Allow reports whether a request may go: it is refused with the
+// throttling probability, drawn with r, a number in [0, 1). A refused
+// request counts as a request at once; one let through counts when its
+// end is known ([Throttle.Done]), so that a burst of requests still in
+// flight, answered or not, is not taken for requests not accepted.
 func (t *Throttle) Allow(r float64) bool {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	i := t.advanceLocked(now)
-	p := t.probabilityLocked()
+	if r >= t.probabilityLocked() {
+		return true
+	}
 	t.ring[i].requests++
 	t.requests++
-	return r >= p
+	return false
 }
 
-// Done records that a request that went was accepted (the downstream
-// answered it) or not (it failed for the downstream's sake).
+// Done counts a request that went as accepted (the downstream answered it)
+// or not (it failed for the downstream's sake). A request whose end says
+// nothing about the downstream (the caller gave up before it answered) is
+// not counted at all: do not call Done for it.
 func (t *Throttle) Done(accepted bool) {
-	if !accepted {
-		return
-	}
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	i := t.advanceLocked(now)
-	t.ring[i].acc++
-	t.acc++
-}
-
-// Forget takes back a request that went but whose end says nothing about
-// the downstream (the caller gave up before it answered).
-func (t *Throttle) Forget() {
-	now := time.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	i := t.advanceLocked(now)
-	if t.ring[i].requests > 0 {
-		t.ring[i].requests--
-		t.requests--
+	t.ring[i].requests++
+	t.requests++
+	if accepted {
+		t.ring[i].acc++
+		t.acc++
 	}
 }
 

@@ -78,15 +78,15 @@ func TestProbabilityFormula(t *testing.T) {
 		if !th.Allow(0.99) {
 			t.Error("a draw above the probability was refused")
 		}
-		// A refused request still counts as a request.
-		want = (42.0 - 20) / 43
+		// A refused request counts as a request at once; one let through
+		// when it ends.
+		want = (41.0 - 20) / 42
 		if p := th.Probability(); math.Abs(p-want) > 1e-12 {
-			t.Errorf("probability %v after two more requests, want %v", p, want)
+			t.Errorf("probability %v after a refusal and a request in flight, want %v", p, want)
 		}
-		// Forget takes a request back.
-		th.Forget()
-		if p, want := th.Probability(), (41.0-20)/42; math.Abs(p-want) > 1e-12 {
-			t.Errorf("probability %v after Forget, want %v", p, want)
+		th.Done(false)
+		if p, want := th.Probability(), (42.0-20)/43; math.Abs(p-want) > 1e-12 {
+			t.Errorf("probability %v once the request in flight failed, want %v", p, want)
 		}
 	})
 }
@@ -187,4 +187,24 @@ func TestAllowDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { th.Allow(0.5); th.Done(true) }); n != 0 {
 		t.Errorf("%v allocations per request, want 0", n)
 	}
+}
+
+// Requests in flight do not count until they end: a burst of calls let
+// through at once — those released when a restarted downstream is back —
+// is not refused for want of answers that have not come yet.
+func TestABurstInFlightIsNotThrottled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		th := mustNew(t, Config{})
+		for i := range 100 {
+			if !th.Allow(0.5) {
+				t.Fatalf("request %d of a burst refused before any answer came", i+1)
+			}
+		}
+		for range 100 {
+			th.Done(true)
+		}
+		if p := th.Probability(); p != 0 {
+			t.Errorf("probability %v once the burst was accepted, want 0", p)
+		}
+	})
 }
