@@ -24,7 +24,7 @@ import (
 // which also puts a grpc-timeout header on the wire.
 func BenchmarkUnary(b *testing.B) {
 	for _, dl := range []string{"deadline", "nodeadline"} {
-		for _, client := range []string{"bare", "resilience"} {
+		for _, client := range []string{"bare", "resilience", "no-breaker-no-budget"} {
 			b.Run("ctx="+dl+"/client="+client, func(b *testing.B) {
 				h := benchHarness(b, client)
 				ctx := context.Background()
@@ -58,12 +58,16 @@ func BenchmarkUnaryInterceptorOverhead(b *testing.B) {
 	invoker := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error { return nil }
 	ctx, cancel := context.WithTimeout(context.Background(), 1<<40)
 	defer cancel()
-	for _, name := range []string{"defaults", "no-breaker-no-budget", "endpoint-ejection"} {
+	for _, name := range []string{"defaults", "no-breaker-no-budget", "no-limiter", "bare-engine", "endpoint-ejection"} {
 		b.Run(name, func(b *testing.B) {
 			opts := []Option{}
 			switch name {
 			case "no-breaker-no-budget":
 				opts = append(opts, WithoutBreaker(), WithoutRetryBudget())
+			case "no-limiter":
+				opts = append(opts, WithoutConcurrencyLimit())
+			case "bare-engine":
+				opts = append(opts, WithoutBreaker(), WithoutRetryBudget(), WithoutConcurrencyLimit())
 			case "endpoint-ejection":
 				opts = append(opts, WithEndpointEjection(endpoint.Config{}))
 			}

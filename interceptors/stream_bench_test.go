@@ -87,8 +87,11 @@ func benchHarness(b *testing.B, client string) benchClient {
 	lis := resiliencetest.ListenMemory()
 	serveEcho(b, lis)
 	var opts []grpc.DialOption
-	if client == "resilience" {
+	switch client {
+	case "resilience":
 		opts = MustNew().DialOptions()
+	case "no-breaker-no-budget":
+		opts = MustNew(WithoutBreaker(), WithoutRetryBudget()).DialOptions()
 	}
 	return benchClient{client: testingv1.NewEchoServiceClient(dialListener(b, lis, opts...))}
 }
