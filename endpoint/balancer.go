@@ -185,7 +185,7 @@ func (b *lbBalancer) UpdateState(state balancer.State) {
 		return
 	}
 	p := &picker{ready: ready, det: b.det}
-	p.next.Store(rand.Uint32())
+	p.next.Store(rand.Uint32()) // as round_robin: clients do not all start at one endpoint
 	b.ClientConn.UpdateState(balancer.State{ConnectivityState: connectivity.Ready, Picker: p})
 }
 
@@ -257,8 +257,10 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 }
 
 // choose returns the index of the endpoint to pick: the round-robin one if
-// it is in the best class present, else one of the best class at random
-// (a uniform choice keeps the load of a skipped endpoint spread evenly).
+// it is in the best class present, else one of the best class, taken in
+// turn by the round-robin counter's lap (start/n), so that the picks a
+// skipped endpoint would have had are spread evenly over the others
+// without a random source.
 // expired reports an ejection found over, for the caller to sweep.
 func (p *picker) choose(start uint32, c *call) (i int, expired bool) {
 	n := uint32(len(p.ready))
@@ -296,7 +298,10 @@ func (p *picker) choose(start uint32, c *call) (i int, expired bool) {
 	for counts[best] == 0 {
 		best++
 	}
-	r := rand.IntN(counts[best])
+	// The lap, not start itself: the starts that land on one endpoint are
+	// all ≡ first (mod n), and would visit only some of the best class
+	// when n and its size share a factor.
+	r := int((start / n) % uint32(counts[best]))
 	for j := range n {
 		if class(j) == best {
 			if r == 0 {

@@ -100,8 +100,8 @@
 // call has not tried; else one not tried though ejected; else one in service
 // (the normal round robin, also when the call has tried every ready
 // endpoint); else any. Where several qualify and the round-robin turn's does
-// not, one is chosen uniformly at random so that a skipped endpoint's load
-// spreads evenly. Two attempts of one call in flight at once (a hedge)
+// not, they take turns, one per round-robin lap, so that a skipped
+// endpoint's load spreads evenly over them. Two attempts of one call in flight at once (a hedge)
 // therefore never share an endpoint while two or more are ready. A call
 // without a record is picked by plain round robin over the endpoints in
 // service. [Attempts] reads the record back: the endpoint of each attempt and
