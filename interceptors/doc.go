@@ -24,8 +24,10 @@
 //
 //  1. The call deadline is the caller's; if the caller's context has none,
 //     the default call timeout (Timeout) is applied.
-//  2. Before attempt n: if the connection is down, the call waits for it
-//     (ready wait, WithReadyWait); the target's circuit breaker must admit
+//  2. Before attempt n: if the connection is down, the call waits for it,
+//     until the connection has been down for the ready wait
+//     (WithReadyWait), after which calls fail fast; the target's circuit
+//     breaker must admit
 //     the attempt — an open breaker fails the call at once with
 //     Unavailable matching breaker.ErrOpen, without touching the network,
 //     and a half-open breaker whose probes are all out makes the attempt
@@ -72,7 +74,7 @@
 //	connect (DialOptions) MinConnectTimeout 3 s; reconnect backoff 1 s × 1.6^n, cap 3 s, jitter 0.2
 //	retry budget          100 tokens, TokenRatio 1 (budget.DefaultConfig), per target
 //	circuit breaker       per target: opens on >= 70 % failures of >= 50 in 10 s or 25 in a row; open 25 ms, x2 per failed probe up to 100 ms (breaker.DefaultConfig)
-//	ready wait            2 s, reconnect probe every 100 ms on average (each wait 50–150 ms)
+//	ready wait            5 s from when the connection went down; reconnect probe every 100 ms on average (each wait 50–150 ms)
 //	endpoint ejection     off (WithEndpointEjection)
 //	stream replay buffer  256 KiB
 //	hedging               off
@@ -97,10 +99,15 @@
 // mostly succeed, so an outage does not multiply the load on the target. A
 // server's grpc-retry-pushback-ms trailer replaces the next delay (>= 0) or
 // stops retrying (negative or malformed), for retries and hedges alike. When an attempt fails because the
-// connection is down, the next attempt first waits for the connection, up
-// to WithReadyWait and within the call deadline, while the connection's
-// reconnect backoff is reset about every WithReconnectProbe interval
-// (each wait jittered over [0.5, 1.5) x the interval). Methods
+// connection is down, the next attempt first waits for the connection,
+// within the call deadline, while the connection's reconnect backoff is
+// reset about every WithReconnectProbe interval (each wait jittered over
+// [0.5, 1.5) x the interval). WithReadyWait bounds the outage, not each
+// call: once the connection has been down that long, calls fail fast (and
+// the breaker refuses them at once), still making the connection
+// reconnect about once per probe interval, so that a restart shorter than
+// the ready wait is ridden out and a downstream gone for good costs its
+// callers no wait. Methods
 // given Hedging are hedged: see HedgePolicy.
 //
 // Breakers are per target, for outages. For one bad endpoint among good
@@ -160,7 +167,7 @@
 //	methodConfig[].resilience.perAttemptTimeout   "0.5s"
 //	methodConfig[].resilience.hedgingPercentile   0.95: hedge at the method's observed p95 (with a hedgingPolicy)
 //	methodConfig[].resilience.breaker             false: the methods bypass the breaker
-//	resilience.readyWait                          "2s": WithReadyWait (read by New only)
+//	resilience.readyWait                          "5s": WithReadyWait (read by New only)
 //	resilience.breaker                            window, openTimeout, maxOpenTimeout, openMultiplier,
 //	                                              openJitter, minRequests, failureRatio,
 //	                                              consecutiveFailures, halfOpenProbes (read by New only)

@@ -33,9 +33,10 @@ const (
 	DefaultMinConnectTimeout = 3 * time.Second
 )
 
-// DefaultReadyWait is how long an attempt may wait for a connection that
-// is not ready (see WithReadyWait).
-const DefaultReadyWait = 2 * time.Second
+// DefaultReadyWait is how long after a connection went down calls still
+// wait for it (see WithReadyWait): long enough for a process to restart,
+// short enough that callers of a downstream gone for good soon fail fast.
+const DefaultReadyWait = 5 * time.Second
 
 // DefaultReconnectProbe is the mean wait between two reconnects of a
 // connection that calls wait for (see WithReconnectProbe): at most about
@@ -211,15 +212,23 @@ func WithoutRetryBudget() Option {
 	})
 }
 
-// WithReadyWait sets how long a call may wait for a connection that is not
-// ready. When an attempt fails because the connection is down (or a call
-// starts while it is in TRANSIENT_FAILURE), the next attempt first waits
-// for the connection to become ready, for at most d and within the call
-// deadline, instead of failing at once and burning the call's attempts in
-// milliseconds; no backoff delay precedes it. If the connection is still
-// down after the wait, the attempt is made and fails fast. 0 disables
-// waiting, as in grpc-go. Negative values are rejected. Default
-// DefaultReadyWait (2 s).
+// WithReadyWait sets how long after a connection went down calls still
+// wait for it. When an attempt fails because the connection is down (or a
+// call starts while it is in TRANSIENT_FAILURE), the next attempt first
+// waits for the connection to become ready, within the call deadline,
+// instead of failing at once and burning the call's attempts in
+// milliseconds; no backoff delay precedes it. d is counted from when a
+// call first found the connection down, not per call: once it has been
+// down for d, attempts no longer wait but fail fast (they then count
+// against the breaker, which refuses calls at once), and a call that
+// finds the connection down makes it reconnect unless another did within
+// about a probe interval (WithReconnectProbe), so that its return is
+// found as fast as by a wait. A restart shorter than d is ridden out; a
+// downstream gone for good costs each caller at most one wait. A call
+// that finds the connection down more than d after any call last did
+// counts a new outage. d also bounds a call's wait for a half-open
+// breaker's probe slot. 0 disables waiting, as in grpc-go. Negative
+// values are rejected. Default DefaultReadyWait (5 s).
 func WithReadyWait(d time.Duration) Option {
 	return durationOption("WithReadyWait", d, func(c *config) *time.Duration { return &c.readyWait })
 }

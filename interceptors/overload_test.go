@@ -208,11 +208,11 @@ func TestBulkheadPerMethod(t *testing.T) {
 }
 
 // A breaker that opened while the connection was down probes as soon as
-// the connection is back, whatever is left of its open period: a call it
-// would refuse while the connection is down waits for the connection
-// instead (as a ready wait: within its deadline, the reconnect probe
-// cutting grpc-go's backoff short), and once the connection is back turns
-// the breaker half-open and goes as its probe.
+// the connection is back, whatever is left of its open period. Here the
+// connection has been down for longer than the ready wait, so the calls
+// the breaker refuses do not wait for it; they make it reconnect about
+// once per probe interval, and the first that finds it back turns the
+// breaker half-open and goes as its probe.
 func TestBreakerProbesAsSoonAsTheConnectionIsBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lis := resiliencetest.ListenMemory()
@@ -262,30 +262,35 @@ func TestBreakerProbesAsSoonAsTheConnectionIsBack(t *testing.T) {
 	})
 }
 
-// A call that an open breaker meets while the connection is down — a
-// restart that outlasted the ready wait — waits for the connection and
-// succeeds when the server is back within its deadline, instead of
-// failing at once; nothing reaches the server meanwhile.
+// A call that an open breaker meets while the connection is down — the
+// server failed, which opened the breaker, then restarted — waits for the
+// connection and succeeds when the server is back within its deadline and
+// the ready wait, instead of failing at once; nothing reaches the server
+// meanwhile.
 func TestACallWaitsOutARestartThatOpenedTheBreaker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lis := resiliencetest.ListenMemory()
-		serveEcho(t, lis)
+		faults, err := resiliencetest.NewFaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveEcho(t, lis, faults.ServerOptions()...)
 		cfg := breaker.DefaultConfig()
 		cfg.ConsecutiveFailures, cfg.OpenTimeout, cfg.OpenJitter = 1, time.Hour, backoff.NoJitter
 		m := MustNew(WithBreaker(cfg), WithReadyWait(time.Second), MaxAttempts(1))
 		conn := dialListener(t, lis, m.DialOptions()...)
 		client := testingv1.NewEchoServiceClient(conn)
-		if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+		if err := faults.InjectNext(allMethods, 1, resiliencetest.Fail(codes.Unavailable)); err != nil {
 			t.Fatal(err)
+		}
+		if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); status.Code(err) != codes.Unavailable {
+			t.Fatalf("call to the failing server: %v, want Unavailable", err)
+		}
+		if s := m.Breakers().State(conn.Target()); s != breaker.StateOpen {
+			t.Fatalf("breaker %v after the server's failure, want open", s)
 		}
 		lis.Stop()
 		synctest.Wait() // the client has seen its connection go
-		for i := 0; m.Breakers().State(conn.Target()) != breaker.StateOpen; i++ {
-			if i == 3 {
-				t.Fatal("the breaker never opened while the server was gone")
-			}
-			_, _ = client.Echo(context.Background(), &testingv1.EchoRequest{})
-		}
 		go func() {
 			time.Sleep(300 * time.Millisecond)
 			_ = lis.Restart()
@@ -296,6 +301,75 @@ func TestACallWaitsOutARestartThatOpenedTheBreaker(t *testing.T) {
 		}
 		if took := time.Since(start); took < 300*time.Millisecond || took > 450*time.Millisecond {
 			t.Errorf("answered after %v, want soon after the server came back at 300ms", took)
+		}
+		if n := faults.Attempts(allMethods); n != 2 {
+			t.Errorf("%d attempts reached the server, want 2: the failure and the call after the restart", n)
+		}
+	})
+}
+
+// The ready wait is counted from when the connection was first found
+// down, not per call: once it has been down that long, calls no longer
+// wait for it but fail at once, and still find the server within about a
+// reconnect probe interval of its return.
+func TestCallsFailFastOnceTheConnectionWasDownForTheReadyWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lis := resiliencetest.ListenMemory()
+		serveEcho(t, lis)
+		m := MustNew(WithoutBreaker(), WithReadyWait(time.Second), MaxAttempts(1))
+		conn := dialListener(t, lis, m.DialOptions()...)
+		client := testingv1.NewEchoServiceClient(conn)
+		if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		lis.Stop()
+		synctest.Wait() // the client has seen its connection go
+		call := func() (time.Duration, error) {
+			start := time.Now()
+			_, err := client.Echo(context.Background(), &testingv1.EchoRequest{})
+			return time.Since(start), err
+		}
+		// The first call finds the connection down (its one attempt fails
+		// fast); the second waits for it until it has been down 1s.
+		if _, err := call(); status.Code(err) != codes.Unavailable {
+			t.Fatalf("first call with the server gone: %v, want Unavailable", err)
+		}
+		time.Sleep(400 * time.Millisecond)
+		if took, err := call(); status.Code(err) != codes.Unavailable || took != 600*time.Millisecond {
+			t.Fatalf("call 400ms into the outage: %v after %v, want Unavailable after the 600ms left of the ready wait", err, took)
+		}
+		for range 3 {
+			if took, err := call(); status.Code(err) != codes.Unavailable || took != 0 {
+				t.Fatalf("call after the ready wait: %v after %v, want Unavailable at once", err, took)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if err := lis.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		back := time.Now()
+		for {
+			took, err := call()
+			if err == nil {
+				break
+			}
+			if took != 0 {
+				t.Fatalf("call after the restart failed after %v, want at once or answered", took)
+			}
+			if time.Since(back) > 3*time.Second {
+				t.Fatal("no call answered 3s after the server came back")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if took := time.Since(back); took > 200*time.Millisecond {
+			t.Errorf("first success %v after the server came back, want within about a reconnect probe interval", took)
+		}
+		// Back up: the next outage gets a whole ready wait again.
+		lis.Stop()
+		synctest.Wait()
+		_, _ = call() // finds it down
+		if took, err := call(); status.Code(err) != codes.Unavailable || took != time.Second {
+			t.Errorf("call in a new outage: %v after %v, want Unavailable after a whole ready wait (1s)", err, took)
 		}
 	})
 }

@@ -54,6 +54,7 @@ type Config struct {
 // goroutine of its own.
 type Engine struct {
 	cfg    Config
+	epoch  time.Time // the origin of the targets' clock readings (target.now)
 	conns  conns
 	budget atomic.Pointer[budget.Config] // nil: budgets off
 	layers atomic.Pointer[policies]      // the policy layers of new calls
@@ -65,7 +66,7 @@ type Engine struct {
 
 // New returns an Engine for cfg whose calls resolve their policy from l.
 func New(cfg Config, l Layers) *Engine {
-	e := &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, epoch: time.Now()}
 	e.SetLayers(l)
 	if e.cfg.Random == nil {
 		e.cfg.Random = rand.Float64
@@ -131,13 +132,53 @@ type target struct {
 	// finds the connection ready again, which resets the target's
 	// limiters and throttle (renew).
 	stale atomic.Bool
+	// downSince is when the connection was first found down (target.now),
+	// 0 once an attempt reached the server or a call found it ready: calls
+	// wait for it only until the ready wait after that (waitConn).
+	downSince atomic.Int64
+	// lastDown is when a call last found the connection down: a call that
+	// finds it down more than a ready wait later cannot tell whether it
+	// came back meanwhile, and counts a new outage from then.
+	lastDown atomic.Int64
+	// nextKick is the earliest target.now at which a call that does not
+	// wait for the connection may make it reconnect again (kickPaced).
+	nextKick  atomic.Int64
+	epoch     time.Time     // the Engine's
+	readyWait time.Duration // the Engine's ReadyWait
 }
+
+// now is the time on the target's clock: nanoseconds since the Engine
+// started, plus 1 so that it is never 0 ("not set" in downSince).
+func (t *target) now() int64 { return int64(time.Since(t.epoch)) + 1 }
 
 // connLost records that an attempt, or a breaker's refusal, found the
 // target's connection down.
 func (t *target) connLost() {
 	t.connDown.Store(true)
 	t.stale.Store(true)
+	now := t.now()
+	last := t.lastDown.Swap(now)
+	if t.downSince.Load() == 0 || now-last > int64(t.readyWait) {
+		t.downSince.Store(now)
+	}
+}
+
+// connUp records that an attempt reached the server, or a wait found the
+// connection ready: the outage, if there was one, is over.
+func (t *target) connUp() {
+	if t.downSince.Load() != 0 {
+		t.downSince.Store(0)
+	}
+}
+
+// downFor returns how long the connection has been down as this client
+// saw it; 0 if it is not known to be down.
+func (t *target) downFor() time.Duration {
+	since := t.downSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Duration(t.now() - since)
 }
 
 // renew, for an attempt about to be measured by the throttle and the
@@ -188,7 +229,7 @@ func (t *target) wantsTrailer(n int) bool {
 
 func (e *Engine) target(name string) *target {
 	return loadOrCreate(&e.mu, &e.targets, name, func() *target {
-		t := &target{name: name}
+		t := &target{name: name, epoch: e.epoch, readyWait: e.cfg.ReadyWait}
 		t.budget.Store(newBudget(e.budget.Load()))
 		if e.cfg.Limiter != nil && !e.cfg.LimiterPerMethod {
 			t.limiter = e.newLimiter(name, "")

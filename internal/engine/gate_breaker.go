@@ -78,10 +78,12 @@ func (g *breakerGate) before(c *call, a *attempt) error {
 
 // reconnected reports, for an attempt an open breaker refused, whether the
 // target's connection was down and is ready again. An attempt that finds
-// it down waits for it, as the ready gate does (for at most the ready
-// wait, within the call's deadline, while the reconnect probe cuts
-// grpc-go's backoff short): what opened the breaker may be a restart, and
-// a call that can wait for it then succeeds instead of failing at once.
+// it down waits for it, as the ready gate does (until it has been down for
+// the ready wait, within the call's deadline, while the reconnect probe
+// cuts grpc-go's backoff short): what opened the breaker may be a
+// restart, and a call that can wait for it then succeeds instead of
+// failing at once; once the connection has been down longer, the refusal
+// is at once.
 // Nothing reaches the downstream meanwhile. end is set when the caller's
 // context or the connection ended the wait.
 func (g *breakerGate) reconnected(c *call, a *attempt) (back bool, end error) {
@@ -93,8 +95,7 @@ func (g *breakerGate) reconnected(c *call, a *attempt) (back bool, end error) {
 		if s == connectivity.Shutdown {
 			return false, nil
 		}
-		t.connLost()
-		ready, end := c.waitConn(a.ctx)
+		ready, end := c.waitConn(a.ctx) // records the connection lost
 		if !ready || end != nil {
 			return false, end
 		}

@@ -10,11 +10,14 @@ import (
 	oc "github.com/grpc-resilience/resilience/internal/outcome"
 )
 
-// readyGate waits, before an attempt, for a connection that is down (up to
-// the ready wait, while the reconnect probe cuts grpc-go's reconnect
-// backoff short), instead of letting the attempt fail fast. An attempt
-// that found no connection is not the server's failure until a whole ready
-// wait has passed: a restart is ridden out, not counted.
+// readyGate waits, before an attempt, for a connection that is down (while
+// the reconnect probe cuts grpc-go's reconnect backoff short), instead of
+// letting the attempt fail fast, until the connection has been down for
+// the ready wait: a restart is ridden out, not counted. After that the
+// connection is taken for gone: attempts fail fast, at once, and count
+// against the breaker, which then refuses calls at once; the calls that do
+// not wait still make the connection reconnect about once per probe
+// interval, so that its return is found as fast as by the waits.
 type readyGate struct {
 	// notReady: the latest attempt found no ready connection.
 	notReady bool
@@ -37,6 +40,9 @@ func (g *readyGate) needed(c *call) bool {
 	if s == connectivity.TransientFailure || s == connectivity.Shutdown {
 		return true
 	}
+	if s == connectivity.Ready && c.g.target.t != nil {
+		c.g.target.t.connUp()
+	}
 	return s != connectivity.Ready && c.last.err != nil && c.last.code == codes.Unavailable
 }
 
@@ -57,7 +63,7 @@ func (g *readyGate) before(c *call, a *attempt) error {
 		}
 		return err
 	default:
-		// Still down after a whole wait: the attempt fails fast, and that
+		// Down for a whole ready wait: the attempt fails fast, and that
 		// failure counts against the breaker.
 		a.afterWait = true
 	}
@@ -70,11 +76,32 @@ func (g *readyGate) after(_ *call, _ *attempt, o *outcome) {
 	}
 }
 
-// waitConn waits, for at most the ready wait, until the connection is
-// ready, while the reconnect probe shortens grpc-go's reconnect backoff.
-// end is set when the caller's context or the connection ended the wait.
+// waitConn waits until the connection is ready, while the reconnect probe
+// shortens grpc-go's reconnect backoff: within the call's deadline, and
+// until the connection has been down for the ready wait, counted from when
+// a call first found it down. A connection down for longer is not waited
+// for: waitConn returns at once, after making it reconnect unless a call
+// that did not wait did so within about a probe interval. end is set when
+// the caller's context or the connection ended the wait.
 func (c *call) waitConn(ctx context.Context) (ready bool, end error) {
-	end = c.wait(ctx, c.e.cfg.ReadyWait, true, func(wctx context.Context) {
+	t := c.g.target.t
+	s := c.cc.GetState()
+	if s == connectivity.Ready {
+		if t != nil {
+			t.connUp()
+		}
+		return true, nil
+	}
+	d := c.e.cfg.ReadyWait
+	if t != nil {
+		t.connLost()
+		d -= t.downFor()
+		if d <= 0 && s != connectivity.Shutdown {
+			c.kickPaced(t)
+			return false, nil
+		}
+	}
+	end = c.wait(ctx, max(d, 0), true, func(wctx context.Context) {
 		for s := c.cc.GetState(); ; s = c.cc.GetState() {
 			switch s {
 			case connectivity.Ready:
@@ -90,7 +117,26 @@ func (c *call) waitConn(ctx context.Context) (ready bool, end error) {
 			}
 		}
 	})
+	if ready && t != nil {
+		t.connUp()
+	}
 	return ready, end
+}
+
+// kickPaced makes the connection reconnect now unless a call that did not
+// wait for it did so within about a probe interval (jittered as the
+// probe's waits): with no call waiting, no probe runs, and the
+// connection's return would be found only behind grpc-go's reconnect
+// backoff.
+func (c *call) kickPaced(t *target) {
+	if c.e.conns.interval <= 0 {
+		return
+	}
+	now, next := t.now(), t.nextKick.Load()
+	if now < next || !t.nextKick.CompareAndSwap(next, now+int64(c.e.conns.probeWait())) {
+		return
+	}
+	kick(c.cc)
 }
 
 // notReady reports whether a connection in state s has lost its

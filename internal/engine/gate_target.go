@@ -34,6 +34,9 @@ func (g *targetGate) after(c *call, _ *attempt, o *outcome) {
 	if g.t == nil || o.kind == oc.Refused || o.kind == oc.CallerGone {
 		return
 	}
+	if !o.noConn {
+		g.t.connUp()
+	}
 	if o.err == nil {
 		g.t.succeeded()
 		if g.budget != nil {

@@ -1,7 +1,7 @@
 // Command overload runs the overload comparison: every overload scenario
 // (a spike against a server of finite capacity, that capacity halved, an
-// outage that ends, a restart longer than the ready wait, a chain of three
-// services) against every stack — bare grpc-go, grpc-go's retry,
+// outage that ends, a 3 s restart, a chain of three services) against
+// every stack — bare grpc-go, grpc-go's retry,
 // go-grpc-middleware's retry, failsafe-go's adaptivelimiter,
 // adaptivethrottler and bulkhead, and the ours family — in one process and
 // one run. It prints Markdown tables with ratios to the bare client and to

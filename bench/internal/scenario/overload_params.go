@@ -132,7 +132,7 @@ func FullOverloadParams() OverloadParams {
 }
 
 // QuickOverloadParams is a shorter run, about two minutes: the same loads,
-// shorter phases (the restart still outlasts the 2 s ready wait).
+// shorter phases (the restart 2.5 s instead of 3 s).
 func QuickOverloadParams() OverloadParams {
 	p := FullOverloadParams()
 	p.Spike.Phases = Phases{Before: 500 * time.Millisecond, During: time.Second, After: 1500 * time.Millisecond}

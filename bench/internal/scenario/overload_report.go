@@ -212,7 +212,7 @@ func (r *OverloadReport) describe(sc string) (string, string) {
 			o.Rate, fmtDur(o.Deadline), fmtDur(o.Before), fmtDur(o.During), fmtDur(o.After), fmtDur(min(pp.Settle, o.During/2)), fmtDur(min(pp.Settle, o.During/2)))
 	case LongRestart:
 		o := pp.Restart
-		return "A restart longer than the ready wait", fmt.Sprintf("Open-loop Poisson arrivals at %.0f calls/s with no caller deadline (calls still running %s after the load are cancelled and count as failed); after %s the server is stopped hard (listener and connections closed) and runs again on the same port %s later, for %s. Every stack with the README's Quickstart settings (see Stacks). \"Failed, deadline after back\": failed calls whose caller deadline fell after the server was back — with no caller deadline, every failed call.",
+		return "A restart", fmt.Sprintf("Open-loop Poisson arrivals at %.0f calls/s with no caller deadline (calls still running %s after the load are cancelled and count as failed); after %s the server is stopped hard (listener and connections closed) and runs again on the same port %s later, for %s. Every stack with the README's Quickstart settings (see Stacks). \"Failed, deadline after back\": failed calls whose caller deadline fell after the server was back — with no caller deadline, every failed call.",
 			o.Rate, fmtDur(pp.Straggle), fmtDur(o.Before), fmtDur(o.During), fmtDur(o.After))
 	case Chain:
 		o := pp.Chain

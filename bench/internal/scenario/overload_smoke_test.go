@@ -35,7 +35,7 @@ func TestOverloadSmoke(t *testing.T) {
 	var md bytes.Buffer
 	r.Markdown(&md)
 	out := md.String()
-	for _, section := range []string{"## Spike", "## Capacity drop", "## An outage that ends", "## A restart longer than the ready wait", "## A chain of services"} {
+	for _, section := range []string{"## Spike", "## Capacity drop", "## An outage that ends", "## A restart", "## A chain of services"} {
 		i := strings.Index(out, section)
 		if i < 0 {
 			t.Errorf("Markdown has no %q section", section)

@@ -65,6 +65,11 @@ type Params struct {
 	Duration time.Duration // each scenario, after the warm-up
 	WarmUp   time.Duration // healthy calls before each scenario
 	Interval time.Duration // redisbreaker.Options.Interval
+	// ReadyWait, if not zero, replaces the members' ready wait
+	// (interceptors.WithReadyWait): a run shorter than the default ready
+	// wait sees the connects a bad member finds refused count only with a
+	// shorter one.
+	ReadyWait time.Duration
 }
 
 // DefaultParams: 8s per scenario (the length of the runs that found the
@@ -152,9 +157,10 @@ func main() {
 	flag.DurationVar(&p.Duration, "duration", p.Duration, "each scenario's run, after the warm-up")
 	flag.DurationVar(&p.WarmUp, "warmup", p.WarmUp, "healthy calls before each scenario")
 	flag.DurationVar(&p.Interval, "interval", p.Interval, "redisbreaker Interval")
+	flag.DurationVar(&p.ReadyWait, "ready-wait", p.ReadyWait, "the members' ready wait (0: the library's default)")
 	flag.Parse()
-	if p.Duration <= 0 || p.WarmUp < 0 || p.Interval <= 0 {
-		fmt.Fprintln(os.Stderr, "fleet: -duration and -interval must be > 0, -warmup >= 0")
+	if p.Duration <= 0 || p.WarmUp < 0 || p.Interval <= 0 || p.ReadyWait < 0 {
+		fmt.Fprintln(os.Stderr, "fleet: -duration and -interval must be > 0, -warmup and -ready-wait >= 0")
 		os.Exit(2)
 	}
 	rs, err := startRedis()
@@ -340,7 +346,11 @@ func newMember(i int, dialAddr, redisAddr, prefix string, p Params) (*member, er
 		m.sh = sh
 		cfg.Shared = sh
 	}
-	mw, err := interceptors.New(interceptors.WithBreaker(cfg))
+	mwOpts := []interceptors.Option{interceptors.WithBreaker(cfg)}
+	if p.ReadyWait > 0 {
+		mwOpts = append(mwOpts, interceptors.WithReadyWait(p.ReadyWait))
+	}
+	mw, err := interceptors.New(mwOpts...)
 	if err != nil {
 		m.close()
 		return nil, err
@@ -627,7 +637,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // Print writes the table.
 func Print(w io.Writer, p Params, rows []Row) {
-	fmt.Fprintf(w, "5 members share one breaker key (interceptors.New defaults, one connection each); %v per scenario after %v of\n", p.Duration, p.WarmUp)
+	defaults := "interceptors.New defaults"
+	if p.ReadyWait > 0 {
+		defaults = fmt.Sprintf("interceptors.New defaults but WithReadyWait(%v)", p.ReadyWait)
+	}
+	fmt.Fprintf(w, "5 members share one breaker key (%s, one connection each); %v per scenario after %v of\n", defaults, p.Duration, p.WarmUp)
 	fmt.Fprintf(w, "healthy calls; local: breakers of their own; shared: redisbreaker on one Redis, Interval %v\n\n", p.Interval)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight|tabwriter.Debug)
 	fmt.Fprintln(tw, "scenario\tbreakers\thealthy members' calls OK\thealthy breaker not closed\tbad member's attempts/s once open\topenings\tattempts until all open\tattempts/s while dead\tfirst success after healing\t")

@@ -14,9 +14,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// A shortened run of the program (2s per scenario): the table is
-// well-formed, and the shared fleet meets what the figures claim, over
-// real gRPC connections and a real Redis. With one bad member, the healthy
+// A shortened run of the program (2s per scenario, a 500ms ready wait):
+// the table is well-formed, and the shared fleet meets what the figures
+// claim, over real gRPC connections and a real Redis. With one bad member, the healthy
 // members' calls all succeed and their breakers never leave closed, while
 // the bad member's breaker opens; a full outage opens every breaker within
 // 60 attempts (local: 125), then the fleet probes the dead server a
@@ -34,7 +34,9 @@ func TestShortRun(t *testing.T) {
 	}
 	defer rs.stop()
 
-	p := Params{Duration: 2 * time.Second, WarmUp: 500 * time.Millisecond, Interval: 100 * time.Millisecond}
+	// A ready wait shorter than the run, so that the connects the bad
+	// member finds refused count within it.
+	p := Params{Duration: 2 * time.Second, WarmUp: 500 * time.Millisecond, Interval: 100 * time.Millisecond, ReadyWait: 500 * time.Millisecond}
 	var log bytes.Buffer
 	rows, err := Run(context.Background(), rs.addr, p, Scenarios(), &log)
 	if err != nil {
