@@ -374,6 +374,43 @@ func TestCallsFailFastOnceTheConnectionWasDownForTheReadyWait(t *testing.T) {
 	})
 }
 
+// A call that finds the connection down more than a ready wait after any
+// call last did cannot tell whether it came back meanwhile: it counts a
+// new outage and waits a whole ready wait again, where calls made
+// throughout the outage fail at once.
+func TestAnOutageUnseenForAReadyWaitCountsAsNew(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lis := resiliencetest.ListenMemory()
+		serveEcho(t, lis)
+		m := MustNew(WithoutBreaker(), WithReadyWait(time.Second), MaxAttempts(1))
+		conn := dialListener(t, lis, m.DialOptions()...)
+		client := testingv1.NewEchoServiceClient(conn)
+		if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		lis.Stop()
+		synctest.Wait()
+		call := func() time.Duration {
+			start := time.Now()
+			if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); status.Code(err) != codes.Unavailable {
+				t.Fatalf("call with the server gone: %v, want Unavailable", err)
+			}
+			return time.Since(start)
+		}
+		call() // finds it down
+		if took := call(); took != time.Second {
+			t.Fatalf("call in the outage took %v, want the ready wait (1s)", took)
+		}
+		if took := call(); took != 0 {
+			t.Fatalf("call after the ready wait took %v, want at once", took)
+		}
+		time.Sleep(1500 * time.Millisecond) // no call sees the connection
+		if took := call(); took != time.Second {
+			t.Errorf("first call 1.5s after the last one took %v, want a whole ready wait (1s) again", took)
+		}
+	})
+}
+
 // A hedge takes a free place under the concurrency limit or none: it
 // never waits in the limiter's queue (the call's slowness may be that
 // queue), and its refusal is not fatal to the call.
