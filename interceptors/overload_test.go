@@ -308,27 +308,36 @@ func TestACallWaitsOutARestartThatOpenedTheBreaker(t *testing.T) {
 	})
 }
 
+// lostConnection, in a synctest bubble, serves Echo on an in-memory
+// listener to a client with a 1s ready wait, one attempt per call and no
+// breaker, makes one call, and stops the listener: the client has seen its
+// connection go when it returns. call makes a call and says how long it
+// took.
+func lostConnection(t *testing.T) (lis *resiliencetest.Listener, call func() (time.Duration, error)) {
+	t.Helper()
+	lis = resiliencetest.ListenMemory()
+	serveEcho(t, lis)
+	m := MustNew(WithoutBreaker(), WithReadyWait(time.Second), MaxAttempts(1))
+	client := testingv1.NewEchoServiceClient(dialListener(t, lis, m.DialOptions()...))
+	if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	lis.Stop()
+	synctest.Wait()
+	return lis, func() (time.Duration, error) {
+		start := time.Now()
+		_, err := client.Echo(context.Background(), &testingv1.EchoRequest{})
+		return time.Since(start), err
+	}
+}
+
 // The ready wait is counted from when the connection was first found
 // down, not per call: once it has been down that long, calls no longer
 // wait for it but fail at once, and still find the server within about a
 // reconnect probe interval of its return.
 func TestCallsFailFastOnceTheConnectionWasDownForTheReadyWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		lis := resiliencetest.ListenMemory()
-		serveEcho(t, lis)
-		m := MustNew(WithoutBreaker(), WithReadyWait(time.Second), MaxAttempts(1))
-		conn := dialListener(t, lis, m.DialOptions()...)
-		client := testingv1.NewEchoServiceClient(conn)
-		if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
-			t.Fatal(err)
-		}
-		lis.Stop()
-		synctest.Wait() // the client has seen its connection go
-		call := func() (time.Duration, error) {
-			start := time.Now()
-			_, err := client.Echo(context.Background(), &testingv1.EchoRequest{})
-			return time.Since(start), err
-		}
+		lis, call := lostConnection(t)
 		// The first call finds the connection down (its one attempt fails
 		// fast); the second waits for it until it has been down 1s.
 		if _, err := call(); status.Code(err) != codes.Unavailable {
@@ -380,22 +389,13 @@ func TestCallsFailFastOnceTheConnectionWasDownForTheReadyWait(t *testing.T) {
 // throughout the outage fail at once.
 func TestAnOutageUnseenForAReadyWaitCountsAsNew(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		lis := resiliencetest.ListenMemory()
-		serveEcho(t, lis)
-		m := MustNew(WithoutBreaker(), WithReadyWait(time.Second), MaxAttempts(1))
-		conn := dialListener(t, lis, m.DialOptions()...)
-		client := testingv1.NewEchoServiceClient(conn)
-		if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); err != nil {
-			t.Fatal(err)
-		}
-		lis.Stop()
-		synctest.Wait()
+		_, echo := lostConnection(t)
 		call := func() time.Duration {
-			start := time.Now()
-			if _, err := client.Echo(context.Background(), &testingv1.EchoRequest{}); status.Code(err) != codes.Unavailable {
+			took, err := echo()
+			if status.Code(err) != codes.Unavailable {
 				t.Fatalf("call with the server gone: %v, want Unavailable", err)
 			}
-			return time.Since(start)
+			return took
 		}
 		call() // finds it down
 		if took := call(); took != time.Second {
