@@ -462,11 +462,7 @@ func (s *Set) classify(err error) outcome.Kind {
 	case err == nil:
 		return outcome.Success
 	case s.isExcluded == nil: // both defaults: one pass over the error
-		switch k := outcome.Of(err); k {
-		case outcome.ServerFailure, outcome.CallerGone:
-			return k
-		}
-		return outcome.Success
+		return defaultKind(err)
 	case s.isExcluded(err):
 		return outcome.CallerGone
 	case s.isFailure(err):

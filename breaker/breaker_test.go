@@ -17,6 +17,8 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/grpc-resilience/resilience/internal/outcome"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -260,7 +262,18 @@ func TestClassification(t *testing.T) {
 		failure
 		excluded
 	)
+	zero := newTestSet(t, Config{}) // both defaults: classified in one pass
 	classify := func(err error) class {
+		want := outcome.Success
+		switch {
+		case DefaultIsExcluded(err):
+			want = outcome.CallerGone
+		case DefaultIsFailure(err):
+			want = outcome.ServerFailure
+		}
+		if got := zero.classify(err); got != want {
+			t.Errorf("Config{} classifies %v as %v, the default classifiers as %v", err, got, want)
+		}
 		switch {
 		case DefaultIsExcluded(err):
 			if DefaultIsFailure(err) {
@@ -303,6 +316,7 @@ func TestClassification(t *testing.T) {
 		{io.EOF, success},
 		{errors.New("dial tcp: connection refused"), failure},
 		{&OpenError{Key: "k", State: StateOpen}, failure}, // Unavailable, should never be reported
+		{outcome.RefusalStatus("passed on").Err(), excluded},
 	} {
 		if got := classify(tc.err); got != tc.want {
 			t.Errorf("%v: class %d, want %d", tc.err, got, tc.want)

@@ -86,9 +86,7 @@ func (e *OpenError) GRPCStatus() *status.Status {
 // Outcomes that [DefaultIsExcluded] excludes (the caller's own cancellation or
 // deadline, codes.Canceled) are decided before IsFailure is consulted, so
 // DefaultIsFailure returns false for them too.
-func DefaultIsFailure(err error) bool {
-	return outcome.Of(err) == outcome.ServerFailure
-}
+func DefaultIsFailure(err error) bool { return defaultKind(err) == outcome.ServerFailure }
 
 // DefaultIsExcluded is the exclusion rule used when [Config.IsExcluded] is nil.
 // It reports whether an outcome says nothing about the server because the
@@ -103,7 +101,17 @@ func DefaultIsFailure(err error) bool {
 //
 // A gRPC status with codes.DeadlineExceeded is not excluded: it is an attempt
 // timeout or a deadline sent by the server, and counts as a failure.
-func DefaultIsExcluded(err error) bool {
-	k := outcome.Of(err)
-	return k == outcome.CallerGone || k == outcome.Refused
+func DefaultIsExcluded(err error) bool { return defaultKind(err) == outcome.CallerGone }
+
+// defaultKind sorts err as DefaultIsFailure and DefaultIsExcluded do, in
+// one pass: outcome.ServerFailure, outcome.CallerGone (excluded) or
+// outcome.Success. A Set with both defaults classifies by it directly.
+func defaultKind(err error) outcome.Kind {
+	switch k := outcome.Of(err); k {
+	case outcome.ServerFailure:
+		return k
+	case outcome.CallerGone, outcome.Refused:
+		return outcome.CallerGone
+	}
+	return outcome.Success
 }
