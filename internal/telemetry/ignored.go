@@ -55,13 +55,8 @@ func (t *Recorder) PolicyIgnored(method, target, setting string) {
 		return
 	}
 	if in := s.instruments(); in != nil {
-		ca := s.attrsFor(method, target)
-		base := ca.base
-		if ca.grpcNames {
-			base = ca.grpcBase
-		}
-		kvs := append(append(make([]attribute.KeyValue, 0, len(base)+1), base...), attrPolicySetting.String(setting))
-		in.policyIgnored.Add(context.Background(), 1, metric.WithAttributes(kvs...))
+		set := s.attrsFor(method, target).metricSetWith(attrPolicySetting.String(setting))
+		in.policyIgnored.Add(context.Background(), 1, metric.WithAttributeSet(set))
 	}
 	if g := s.log; g != nil && g.firstIgnored(ignoredKey{setting, method, target}) {
 		g.l.LogAttrs(context.Background(), slog.LevelWarn, MsgPolicyIgnored,

@@ -419,6 +419,7 @@ func newInstruments(mp metric.MeterProvider, global bool, names Names) *instrume
 	in.queueWait, e = m.Float64Histogram(MetricLimiterQueueWait, metric.WithUnit("s"),
 		metric.WithDescription("Time attempts over the concurrency limit waited for a permit, by resilience.limiter.admitted."),
 		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	handle(e)
 	in.policyIgnored, e = m.Int64Counter(MetricPolicyIgnored, metric.WithUnit("{call}"),
 		metric.WithDescription("Calls whose policy has a setting that did not apply to them, by resilience.policy.setting."))
 	handle(e)
