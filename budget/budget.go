@@ -42,10 +42,7 @@ func DefaultConfig() Config { return Config{MaxTokens: 100, TokenRatio: 1} }
 
 // WithDefaults returns c with every zero field replaced by its default: the
 // configuration a Budget made from c runs with.
-func (c Config) WithDefaults() Config { return c.withDefaults() }
-
-// withDefaults returns c with every zero field replaced by its default.
-func (c Config) withDefaults() Config {
+func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
 	c.MaxTokens = cmp.Or(c.MaxTokens, d.MaxTokens)
 	c.TokenRatio = cmp.Or(c.TokenRatio, d.TokenRatio)
@@ -55,7 +52,7 @@ func (c Config) withDefaults() Config {
 // String describes the budget c configures, zero fields taking their
 // defaults, e.g. "100 tokens, 1 back per success (retries stop at 50)".
 func (c Config) String() string {
-	d := c.withDefaults()
+	d := c.WithDefaults()
 	return fmt.Sprintf("%g tokens, %g back per success (retries stop at %g)", d.MaxTokens, d.TokenRatio, d.MaxTokens/2)
 }
 
@@ -74,7 +71,7 @@ func (c Config) Validate() error {
 	if !maxOK {
 		bad("MaxTokens must be in (0, %d] (0 means default), got %v", maxTokens, c.MaxTokens)
 	}
-	d := c.withDefaults()
+	d := c.WithDefaults()
 	switch {
 	case !(c.TokenRatio == 0 || c.TokenRatio >= 0.001 && c.TokenRatio <= maxTokens): // also NaN
 		bad("TokenRatio must be in [0.001, MaxTokens] (0 means default), got %v", c.TokenRatio)
@@ -112,7 +109,7 @@ func New(c Config) (*Budget, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	b := &Budget{
 		max:   int64(math.Round(c.MaxTokens * milli)),
 		ratio: int64(math.Round(c.TokenRatio * milli)),

@@ -172,7 +172,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 // Without the zero-means-default rule, New(Config{}) fails and a Config
 // naming one field is rejected for the other.
 func TestZeroConfigIsDefaultConfig(t *testing.T) {
-	if got, want := (Config{}).withDefaults(), DefaultConfig(); got != want {
+	if got, want := (Config{}).WithDefaults(), DefaultConfig(); got != want {
 		t.Errorf("Config{} with defaults = %+v, want DefaultConfig() %+v", got, want)
 	}
 	zero, err := New(Config{})
@@ -187,10 +187,10 @@ func TestZeroConfigIsDefaultConfig(t *testing.T) {
 			t.Fatalf("Config{} budget: %v attempts/call, %v tokens; DefaultConfig(): %v, %v", az, zero.Tokens(), ad, def.Tokens())
 		}
 	}
-	if got, want := (Config{MaxTokens: 10}).withDefaults(), (Config{MaxTokens: 10, TokenRatio: 1}); got != want {
+	if got, want := (Config{MaxTokens: 10}).WithDefaults(), (Config{MaxTokens: 10, TokenRatio: 1}); got != want {
 		t.Errorf("Config{MaxTokens: 10} with defaults = %+v, want %+v", got, want)
 	}
-	if got, want := (Config{TokenRatio: 0.5}).withDefaults(), (Config{MaxTokens: 100, TokenRatio: 0.5}); got != want {
+	if got, want := (Config{TokenRatio: 0.5}).WithDefaults(), (Config{MaxTokens: 100, TokenRatio: 0.5}); got != want {
 		t.Errorf("Config{TokenRatio: 0.5} with defaults = %+v, want %+v", got, want)
 	}
 	b, err := New(Config{MaxTokens: 4})

@@ -26,7 +26,8 @@ import (
 // that changes later is still found; the counter counts the calls checked
 // and found without the policy.
 type ejectionCheck struct {
-	conns sync.Map // *grpc.ClientConn -> *connCheck
+	conns   sync.Map     // *grpc.ClientConn -> *connCheck
+	tracked atomic.Int64 // entries in conns, which are never deleted
 }
 
 // checkEvery is how often, in calls, a connection on which the policy was
@@ -50,12 +51,12 @@ func (e *ejectionCheck) due(cc *grpc.ClientConn) (*connCheck, bool) {
 	}
 	v, ok := e.conns.Load(cc)
 	if !ok {
-		n := 0
-		e.conns.Range(func(any, any) bool { n++; return n < maxCheckedConns })
-		if n >= maxCheckedConns {
+		if e.tracked.Load() >= maxCheckedConns {
 			return &connCheck{}, true
 		}
-		v, _ = e.conns.LoadOrStore(cc, &connCheck{})
+		if v, ok = e.conns.LoadOrStore(cc, &connCheck{}); !ok {
+			e.tracked.Add(1)
+		}
 	}
 	c := v.(*connCheck)
 	n := c.calls.Add(1)

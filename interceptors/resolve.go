@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -171,15 +170,10 @@ func (m *Middleware) MethodPolicy(fullMethod string) ResolvedPolicy {
 		inForce := b.WithDefaults() // a zero field of WithRetryBudget's Config means its default
 		r.RetryBudget = &inForce
 	}
-	for c := range codes.Code(codes.Unauthenticated + 1) {
-		if p.RetryCodes.Has(c) {
-			r.RetryCodes = append(r.RetryCodes, c)
-		}
-	}
+	r.RetryCodes = p.RetryCodes.Codes()
 	if h := p.Hedge; h != nil {
 		r.Hedging = &HedgePolicy{Delay: h.Delay, Percentile: h.Percentile, MaxAttempts: h.MaxInFlight}
 		r.MaxAttempts = max(r.MaxAttempts, h.MaxInFlight)
 	}
-	slices.Sort(r.RetryCodes)
 	return r
 }

@@ -29,7 +29,6 @@ const ExtensionKey = "resilience"
 // serviceConfig is a parsed service config: what each methodConfig entry
 // sets, indexed by the paths it names, and the retry throttling.
 type serviceConfig struct {
-	json     string
 	methods  map[string]*methodConfig // "/svc/m", "/svc/" and "" (the default entry)
 	throttle *budget.Config           // nil: the Middleware's own budget
 	// Middleware-wide settings, read by New only.
@@ -69,24 +68,6 @@ type methodConfig struct {
 	noBreaker         *bool
 }
 
-// lookup returns the entry for method ("/pkg.Service/Method") with
-// grpc-go's precedence: the exact method, else the service, else the
-// default entry; nil if none applies.
-func (sc *serviceConfig) lookup(method string) *methodConfig {
-	if sc == nil {
-		return nil
-	}
-	if mc, ok := sc.methods[method]; ok {
-		return mc
-	}
-	if i := strings.LastIndexByte(method, '/'); i >= 0 {
-		if mc, ok := sc.methods[method[:i+1]]; ok {
-			return mc
-		}
-	}
-	return sc.methods[""]
-}
-
 // patch is mc as the engine's layer of the methods it names; random
 // jitters its backoff (nil: math/rand/v2).
 func (mc *methodConfig) patch(random func() float64) *engine.Patch {
@@ -123,7 +104,7 @@ func parseServiceConfig(js string) (*serviceConfig, error) {
 		return nil, fmt.Errorf("top level: must be an object, got %s", kind(root))
 	}
 	p := &scParser{}
-	sc := &serviceConfig{json: js, methods: map[string]*methodConfig{}}
+	sc := &serviceConfig{methods: map[string]*methodConfig{}}
 	p.known("", obj, topLevelFields)
 	if v, ok := obj["methodConfig"]; ok && v != nil {
 		list, ok := v.([]any)
