@@ -424,7 +424,7 @@ func (e *entry) countLocked(now int64, kind outcome.Kind) {
 		e.consec++
 		if e.tripsLocked() {
 			e.own = !e.quorumHoldsLocked(now)
-			e.openLocked(now, 0, false)
+			e.openLocked(now, 0)
 		} else if e.s.shared != nil {
 			e.revoteLocked(now)
 		}
@@ -446,7 +446,7 @@ func (e *entry) probeEndedLocked(now int64, kind outcome.Kind) {
 	case outcome.CallerGone:
 		e.probes--
 	case outcome.ServerFailure:
-		e.openLocked(now, 0, false)
+		e.openLocked(now, 0)
 	default:
 		if e.probeOK++; e.probeOK >= s.probes {
 			e.setStateLocked(StateClosed, now, 0, false)
@@ -489,13 +489,13 @@ func (e *entry) ruleHoldsLocked(run, requests uint32) bool {
 	return total >= uint64(requests) && float64(fail)/float64(total) >= e.s.ratio
 }
 
-// openLocked opens a closed or half-open breaker: for d if d > 0 (the
-// fleet's word), else for the open period of its next opening. fleet marks
-// an opening on the fleet's word; e.own, set by the caller, says whose
-// trouble it is. Caller holds e.mu.
-func (e *entry) openLocked(now, d int64, fleet bool) {
+// openLocked opens a closed or half-open breaker: for d if d > 0 (on the
+// fleet's word), else for the open period of its next opening. e.own, set
+// by the caller, says whose trouble it is. Caller holds e.mu.
+func (e *entry) openLocked(now, d int64) {
 	e.opens++
-	if d <= 0 {
+	fleet := d > 0
+	if !fleet {
 		d = int64(e.s.openPeriods.Delay(int(min(e.opens, math.MaxInt32))))
 	}
 	e.setStateLocked(StateOpen, now, d, fleet)

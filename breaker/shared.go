@@ -197,7 +197,7 @@ func (m *Member) SetFleet(key string, f Fleet) {
 	e.members, e.failing = f.Members, min(f.Failing, f.Members)
 	if e.state == StateClosed && e.voteLocked(now) == VoteFailing && e.quorumHoldsLocked(now) {
 		e.own = false
-		e.openLocked(now, 0, false)
+		e.openLocked(now, 0)
 	} else {
 		e.revoteLocked(now)
 	}
@@ -234,7 +234,7 @@ func (m *Member) Open(key string, d time.Duration) {
 			e.own = false
 			fallthrough
 		default:
-			e.openLocked(now, until-now, true)
+			e.openLocked(now, until-now)
 		}
 		s.unlock(e)
 		return
@@ -298,7 +298,7 @@ func (m *Member) SetDegraded(degraded bool) {
 	defer s.mu.RUnlock()
 	for _, e := range s.m {
 		e.mu.Lock()
-		e.fleetUntil, e.members, e.failing = 0, 0, 0
+		e.fleetUntil = 0 // members and failing are read only while it is ahead
 		e.notifyLocked()
 		e.mu.Unlock()
 	}

@@ -235,7 +235,7 @@ func (s *Shared) tally(cur, prev map[string]string, since int64) breaker.Fleet {
 			if !ok || inst == s.inst {
 				continue
 			}
-			if _, newer := skip["v:"+inst]; newer {
+			if _, newer := skip[k]; newer {
 				continue
 			}
 			vote, at, ok := parseVote(v)

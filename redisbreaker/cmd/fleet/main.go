@@ -435,8 +435,9 @@ func (m *member) call(ctx context.Context) {
 	}
 }
 
-// refusedAddr returns a loopback address nothing listens on.
-func refusedAddr() (string, error) {
+// freeAddr returns a loopback address nothing listens on: refused, or
+// free for a server to take.
+func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -458,7 +459,7 @@ func runScenario(ctx context.Context, sc Scenario, redisAddr string, p Params) (
 	var badSrv *server // member 0's server of its own, when it fails everything
 	switch sc.Bad {
 	case Refused:
-		if badAddr, err = refusedAddr(); err != nil {
+		if badAddr, err = freeAddr(); err != nil {
 			return res, err
 		}
 	case Failing:
@@ -728,13 +729,11 @@ func startRedis() (*redisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	log, err := os.Create(filepath.Join(dir, "redis.log"))
 	if err != nil {
