@@ -113,7 +113,7 @@ func (f *Faults) Work(method string) Work {
 	defer f.mu.Unlock()
 	var w Work
 	for m, mw := range f.work {
-		if method == AllMethods || m == method {
+		if matches(method, m) {
 			w.Served += mw.Served
 			w.Late += mw.Late
 			w.QueueFull += mw.QueueFull
@@ -130,12 +130,12 @@ type pool struct {
 }
 
 // slot is a worker handed to a queued attempt: its work starts at start
-// (the zero Time: now) and takes service. A slot with no worker lets the
-// attempt go on without any work: the limit was removed.
+// (the zero Time: now) and takes service. A slot with no service (a
+// limit has Service > 0) lets the attempt go on without any work: the
+// limit was removed.
 type slot struct {
 	start   time.Time
 	service time.Duration
-	worker  bool
 }
 
 // set replaces the pool's limit and admits the queued attempts it makes
@@ -158,7 +158,7 @@ func (p *pool) admit(start time.Time) {
 			continue
 		}
 		p.busy++
-		ch <- slot{start: start, service: p.cfg.Service, worker: true}
+		ch <- slot{start: start, service: p.cfg.Service}
 		start = time.Time{}
 	}
 }
@@ -185,7 +185,7 @@ func (f *Faults) serve(ctx context.Context, method string) error {
 	switch {
 	case p.busy < p.cfg.Workers && len(p.queue) == 0:
 		p.busy++
-		s = slot{service: p.cfg.Service, worker: true}
+		s = slot{service: p.cfg.Service}
 	case len(p.queue) >= p.cfg.Queue:
 		work.QueueFull++
 		f.mu.Unlock()
@@ -197,7 +197,7 @@ func (f *Faults) serve(ctx context.Context, method string) error {
 	f.mu.Unlock()
 	if wait != nil {
 		s = <-wait // never abandoned: the server does not look at the caller
-		if !s.worker {
+		if s.service == 0 {
 			return nil // the limit was removed
 		}
 	}
@@ -207,10 +207,7 @@ func (f *Faults) serve(ctx context.Context, method string) error {
 		start = time.Now()
 	}
 	end := start.Add(s.service)
-	if d := time.Until(end); d > 0 {
-		t := time.NewTimer(d)
-		<-t.C
-	}
+	time.Sleep(time.Until(end)) // the server's work, whatever the caller does
 	late := ctx.Err() != nil
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		late = true

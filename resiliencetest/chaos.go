@@ -184,12 +184,8 @@ func (c *Chaos) act(ctx context.Context, method string) error {
 	if delay {
 		span.AddEvent(ChaosEvent, trace.WithAttributes(
 			ChaosActionKey.String("latency"), ChaosDelayKey.Float64(cfg.Latency.Seconds())))
-		t := time.NewTimer(cfg.Latency)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return status.FromContextError(ctx.Err()).Err()
+		if err := wait(ctx, nil, cfg.Latency); err != nil {
+			return err
 		}
 	}
 	if fail {

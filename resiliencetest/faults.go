@@ -226,7 +226,7 @@ type Faults struct {
 	rules   map[string]*rules
 	counts  map[string]map[int]int // method → attempt number → attempts
 	work    map[string]*Work       // method → what its capacity limit did
-	records []*Record              // the latest attempts, oldest first; see keepLocked
+	records []*Record              // the latest attempts, oldest first; see arriveLocked
 	arrival chan struct{}          // closed at the next arrival; nil without waiters
 }
 
@@ -400,7 +400,7 @@ func (f *Faults) Attempts(method string) int {
 func (f *Faults) attemptsLocked(method string) int {
 	n := 0
 	for m, byNum := range f.counts {
-		if method == AllMethods || m == method {
+		if matches(method, m) {
 			for _, c := range byNum {
 				n += c
 			}
@@ -418,7 +418,7 @@ func (f *Faults) AttemptNumbers(method string) map[int]int {
 	defer f.mu.Unlock()
 	out := make(map[int]int)
 	for m, byNum := range f.counts {
-		if method == AllMethods || m == method {
+		if matches(method, m) {
 			for k, c := range byNum {
 				out[k] += c
 			}
@@ -570,6 +570,10 @@ func wait(ctx context.Context, ch <-chan struct{}, d time.Duration) error {
 	}
 	return nil
 }
+
+// matches reports whether a query for method (AllMethods: every method)
+// covers an attempt at m.
+func matches(method, m string) bool { return method == AllMethods || m == method }
 
 // pickLocked takes the fault of an attempt, if any. f.mu must be held.
 func (f *Faults) pickLocked(method string, stream bool) Fault {

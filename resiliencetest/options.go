@@ -28,13 +28,8 @@ type config struct {
 	seed uint64
 }
 
-// defaultConfig holds every default in one place: seed 0.
-func defaultConfig() config {
-	return config{}
-}
-
 func newConfig(opts []Option) (config, error) {
-	cfg := defaultConfig()
+	var cfg config // seed 0 by default
 	var errs []error
 	for _, o := range opts {
 		if o == nil {

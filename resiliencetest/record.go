@@ -45,7 +45,7 @@ func (f *Faults) Records(method string) []Record {
 	defer f.mu.Unlock()
 	var out []Record
 	for _, r := range f.records[max(0, len(f.records)-maxRecords):] {
-		if method == AllMethods || r.Method == method {
+		if matches(method, r.Method) {
 			c := *r
 			c.Metadata = r.Metadata.Copy()
 			out = append(out, c)
