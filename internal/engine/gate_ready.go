@@ -58,7 +58,7 @@ func (g *readyGate) before(c *call, a *attempt) error {
 		if t := c.g.target.t; a.lastErr == nil && t != nil {
 			// No attempt of this call ran: say why the connection is down.
 			if ce := t.connErr.Load(); ce != nil {
-				err = status.Errorf(status.Code(err), "%s; last connection error: %s", status.Convert(err).Message(), status.Convert(*ce).Message())
+				err = &waitEnded{status.Newf(status.Code(err), "%s; last connection error: %s", status.Convert(err).Message(), status.Convert(*ce).Message())}
 			}
 		}
 		return err

@@ -46,7 +46,8 @@ func (g *targetGate) after(c *call, _ *attempt, o *outcome) {
 	}
 	g.t.failed()
 	if o.noConn {
-		g.t.connErr.Store(&o.err)
+		err := o.err // a copy: o is the call's, rewritten by its next attempt
+		g.t.connErr.Store(&err)
 		g.t.connLost()
 	}
 	if !o.noConn && g.budget != nil && (o.hasPushback || c.p.RetryCodes.Has(o.code)) {
