@@ -51,17 +51,17 @@ type attempt struct {
 	waitReady bool
 	// hedge: the attempt is a hedge, started while another runs.
 	hedge bool
-	// afterWait: the connection was still down after a whole ready wait,
-	// so a connection failure of this attempt counts against the breaker.
+	// afterWait: the connection was down for a whole ready wait, so a
+	// connection failure of this attempt counts against the breaker.
 	afterWait bool
-	// breakerDone reports the outcome to the breaker that admitted it.
-	breakerDone  func(error)
+	// throttled: the throttle counted the attempt as a request.
+	throttled    bool
 	breakerState int8 // the breaker's state when it admitted the attempt
+	// breakerDone reports the outcome to the breaker that admitted it.
+	breakerDone func(error)
 	// permit is the concurrency limiter's, if the attempt holds one.
 	permit limiter.Permit
-	// throttled: the throttle counted the attempt as a request.
-	throttled bool
-	tel       telemetry.Attempt
+	tel    telemetry.Attempt
 }
 
 // init prepares c for a call: the policy, the call deadline, the gates'
@@ -161,12 +161,13 @@ func (c *call) decide(ev event, inFlight int, hedged bool) decision {
 		// the clock and the budget on the happy path.
 		return decision{op: opStop}
 	}
+	ctxErr := c.ctx.Err()
 	s := situation{
 		attempts:    c.count.attempts,
 		retries:     c.count.attempts - c.count.pushedAt,
 		inFlight:    inFlight,
 		hedged:      hedged,
-		callerDone:  c.ctx.Err() != nil,
+		callerDone:  ctxErr != nil,
 		budgetOK:    c.g.target.allowsRetry(),
 		pushStopped: c.count.pushStopped,
 		last:        c.last,
@@ -175,7 +176,7 @@ func (c *call) decide(ev event, inFlight int, hedged bool) decision {
 		s.hasDeadline, s.remaining = true, time.Until(dl)
 	}
 	if s.callerDone {
-		s.callerErr = contextStatus(c.ctx.Err())
+		s.callerErr = contextStatus(ctxErr)
 	}
 	d := decide(&c.p, s, ev)
 	if d.reason == ErrPushback {

@@ -220,13 +220,6 @@ func (t *target) succeeded() {
 	}
 }
 
-// wantsTrailer reports whether attempt n should read the trailer for
-// server pushback: retries always do, first attempts while the target is
-// troubled.
-func (t *target) wantsTrailer(n int) bool {
-	return n > 1 || t == nil || t.troubled.Load() > 0
-}
-
 func (e *Engine) target(name string) *target {
 	return loadOrCreate(&e.mu, &e.targets, name, func() *target {
 		t := &target{name: name, epoch: e.epoch, readyWait: e.cfg.ReadyWait}

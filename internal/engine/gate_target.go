@@ -61,4 +61,6 @@ func (g *targetGate) allowsRetry() bool { return g.budget == nil || g.budget.All
 // wantsTrailer reports whether attempt n should read the trailer for
 // server pushback: retries always do, first attempts while the target is
 // troubled.
-func (g *targetGate) wantsTrailer(n int) bool { return g.t.wantsTrailer(n) }
+func (g *targetGate) wantsTrailer(n int) bool {
+	return n > 1 || g.t == nil || g.t.troubled.Load() > 0
+}

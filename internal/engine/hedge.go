@@ -36,8 +36,6 @@ import (
 // outputs are copied to the caller's, and no attempt outlives the call.
 type hedger struct {
 	u       *unaryCall
-	req     any
-	reply   any
 	invoker grpc.UnaryInvoker
 	opts    []grpc.CallOption
 	delay   time.Duration
@@ -81,16 +79,16 @@ type outputs struct {
 	peer    *peer.Peer
 }
 
-func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
+func (u *unaryCall) hedged(invoker grpc.UnaryInvoker, opts []grpc.CallOption) error {
 	hp := u.p.Hedge
 	u.p.MaxAttempts = max(u.p.MaxAttempts, hp.MaxInFlight)
 	// A zero delay (a service config's hedgingDelay "0s") sends the hedges
 	// at once, one timer tick apart.
-	h := &hedger{u: u, req: req, reply: reply, invoker: invoker, opts: opts, delay: max(hp.Delay, time.Nanosecond)}
+	h := &hedger{u: u, invoker: invoker, opts: opts, delay: max(hp.Delay, time.Nanosecond)}
 	// Taken before any attempt runs: the caller's goroutine's attempt
 	// writes into the reply while hedges are launched. Unary only calls
 	// hedged for proto.Message replies.
-	msg := reply.(proto.Message)
+	msg := u.reply.(proto.Message)
 	h.replyMsg, h.replyType = msg, msg.ProtoReflect().Type()
 	if hp.Percentile > 0 {
 		h.tracker = u.e.latency(u.method)
@@ -98,7 +96,6 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 			h.delay = d
 		}
 	}
-	u.trailerOpt.TrailerAddr = &u.trailer
 	for {
 		// Nothing is in flight: this goroutine runs the next attempt.
 		a := &u.cur
@@ -111,9 +108,9 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 		h.inline = acancel
 		h.armLocked(h.delay)
 		h.mu.Unlock()
-		started := time.Now()
+		started := h.now()
 		// Hedged calls always read pushback: it stops or delays hedges.
-		err := invoker(actx, u.method, req, reply, u.cc, u.attemptOpts(true, opts)...)
+		err := invoker(actx, u.method, u.req, u.reply, u.cc, u.attemptOpts(true, opts)...)
 		acancel()
 
 		h.mu.Lock()
@@ -147,7 +144,7 @@ func (u *unaryCall) hedged(req, reply any, invoker grpc.UnaryInvoker, opts []grp
 			d = next
 		}
 		if err := u.sleep(u.ctx, d.delay); err != nil {
-			return u.finish(u.waitStop(err))
+			return u.finish(waitStop(err))
 		}
 	}
 }
@@ -285,6 +282,15 @@ func (h *hedger) finishLocked(d decision, r *hedgeResult) {
 	h.signalLocked()
 }
 
+// now is an attempt's start for observeLocked: the time if the hedge
+// delay follows observed latencies, else the zero Time (not observed).
+func (h *hedger) now() time.Time {
+	if h.tracker == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
 func (h *hedger) observeLocked(err error, started time.Time) {
 	if err == nil && h.tracker != nil && !started.IsZero() {
 		h.tracker.Observe(time.Now().Sub(started))
@@ -341,8 +347,8 @@ func (h *hedger) run(a *attempt) {
 
 	r := &hedgeResult{reply: h.replyType.New().Interface()}
 	opts := append(h.shared[:len(h.shared):len(h.shared)], grpc.Header(&r.header), grpc.Trailer(&r.trailer), grpc.Peer(&r.peer))
-	started := time.Now()
-	err := h.invoker(actx, u.method, h.req, r.reply, u.cc, opts...)
+	started := h.now()
+	err := h.invoker(actx, u.method, u.req, r.reply, u.cc, opts...)
 	cancel()
 
 	h.mu.Lock()

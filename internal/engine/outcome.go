@@ -41,7 +41,7 @@ func (c *call) classify(a *attempt, err error, trailer metadata.MD) outcome {
 		return o
 	}
 	o.code = status.Code(err)
-	if c.callerGone(err) {
+	if c.callerGone(o.code) {
 		o.kind = oc.CallerGone
 	}
 	// noConn: the connection is down, so the attempt never reached a
@@ -76,14 +76,14 @@ func refusal(err error) outcome {
 // the grpc-timeout header, can time out a moment before the client does.
 const deadlineSlack = 5 * time.Millisecond
 
-// callerGone reports whether an attempt that ended with err ended because
-// the caller gave up: the call's context is done, or err is the call
+// callerGone reports whether an attempt that ended with code ended because
+// the caller gave up: the call's context is done, or code is the call
 // deadline running out as seen by the server just before the client.
-func (c *call) callerGone(err error) bool {
+func (c *call) callerGone(code codes.Code) bool {
 	if c.ctx.Err() != nil {
 		return true
 	}
-	if status.Code(err) != codes.DeadlineExceeded {
+	if code != codes.DeadlineExceeded {
 		return false
 	}
 	dl, ok := c.ctx.Deadline()

@@ -25,9 +25,7 @@ import (
 func (e *Engine) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts []grpc.CallOption) (grpc.ClientStream, error) {
 	s := &retryStream{
 		desc:     desc,
-		cc:       cc,
 		streamer: streamer,
-		maxBuf:   e.cfg.ReplayBuffer,
 	}
 	var err error
 	if s.opts, s.cancel, err = e.init(&s.c, ctx, method, cc, opts); err != nil {
@@ -51,11 +49,9 @@ func (e *Engine) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cli
 type retryStream struct {
 	c        call
 	desc     *grpc.StreamDesc
-	cc       *grpc.ClientConn
 	streamer grpc.Streamer
 	opts     []grpc.CallOption
 	cancel   context.CancelFunc // ends the call context
-	maxBuf   int
 
 	// committed is set once the stream can no longer be retried; from then
 	// on cs never changes and the fast paths read it without the lock.
@@ -90,7 +86,7 @@ func (s *retryStream) newAttemptLocked() (o outcome, ok bool) {
 		return outcome{}, false
 	}
 	ctx, acancel := context.WithCancelCause(a.ctx)
-	cs, err := s.streamer(ctx, s.desc, s.cc, c.method, s.opts...)
+	cs, err := s.streamer(ctx, s.desc, c.cc, c.method, s.opts...)
 	if err != nil {
 		acancel(nil)
 		return c.endAttempt(a, err, nil), false
@@ -131,7 +127,7 @@ func (s *retryStream) retryLocked(o outcome) *decision {
 	err := s.c.sleep(s.c.ctx, d.delay)
 	s.mu.Lock()
 	if err != nil {
-		d = s.c.waitStop(err)
+		d = waitStop(err)
 		return &d
 	}
 	return nil
@@ -217,7 +213,7 @@ func (s *retryStream) SendMsg(m any) error {
 		if pm, ok := m.(proto.Message); ok {
 			size = proto.Size(pm)
 		}
-		if size < 0 || size > s.maxBuf-s.bufSize {
+		if size < 0 || size > s.c.e.cfg.ReplayBuffer-s.bufSize {
 			// Too much to replay: this attempt is the last.
 			s.commitLocked()
 		} else {

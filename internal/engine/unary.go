@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 
+	oc "github.com/grpc-resilience/resilience/internal/outcome"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
@@ -16,7 +17,6 @@ type unaryCall struct {
 	req, reply any
 	cur        attempt // the attempt this goroutine runs
 	trailer    metadata.MD
-	trailerOpt grpc.TrailerCallOption
 	optsBuf    [4]grpc.CallOption
 }
 
@@ -33,12 +33,11 @@ func (e *Engine) Unary(ctx context.Context, method string, req, reply any, cc *g
 	defer cancel()
 	if u.p.Hedge != nil {
 		if _, ok := reply.(proto.Message); ok {
-			return u.hedged(req, reply, invoker, opts)
+			return u.hedged(invoker, opts)
 		}
 		// No way to give a hedge a reply of its own: retry only.
 		u.p.Hedge = nil
 	}
-	u.trailerOpt.TrailerAddr = &u.trailer
 	for {
 		a := &u.cur
 		if stop := u.nextAttempt(a, false); stop != nil {
@@ -50,16 +49,16 @@ func (e *Engine) Unary(ctx context.Context, method string, req, reply any, cc *g
 			return u.finish(d)
 		}
 		if err := u.sleep(u.ctx, d.delay); err != nil {
-			return u.finish(u.waitStop(err))
+			return u.finish(waitStop(err))
 		}
 	}
 }
 
 // waitStop is the decision that ends a call whose wait before its next
-// attempt the caller's context or the connection cut short.
-func (c *call) waitStop(err error) decision {
-	o := refusal(err)
-	return decision{op: opStop, err: err, kind: o.kind}
+// attempt (sleep's, a *waitEnded) the caller's context or the connection
+// cut short.
+func waitStop(err error) decision {
+	return decision{op: opStop, err: err, kind: oc.CallerGone}
 }
 
 // attemptOpts returns the call options of an attempt: opts, and the
@@ -69,5 +68,5 @@ func (u *unaryCall) attemptOpts(trailer bool, opts []grpc.CallOption) []grpc.Cal
 	if !trailer {
 		return opts
 	}
-	return append(append(u.optsBuf[:0], opts...), &u.trailerOpt)
+	return append(append(u.optsBuf[:0], opts...), grpc.Trailer(&u.trailer))
 }
