@@ -64,9 +64,7 @@ func (c Config) String() string {
 // Zero values are valid (they mean the default).
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
-	}
+	bad := func(format string, args ...any) { errs = append(errs, invalid(format, args...)) }
 	maxOK := c.MaxTokens >= 0 && c.MaxTokens <= maxTokens // also rejects NaN
 	if !maxOK {
 		bad("MaxTokens must be in (0, %d] (0 means default), got %v", maxTokens, c.MaxTokens)
@@ -141,3 +139,9 @@ func (b *Budget) add(d int64) {
 
 // Tokens returns the current number of tokens.
 func (b *Budget) Tokens() float64 { return float64(b.tokens.Load()) / milli }
+
+// invalid is an error wrapping ErrInvalidConfig, as breaker's and
+// backoff's.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+}

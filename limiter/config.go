@@ -78,9 +78,7 @@ func (c Config) withDefaults() Config {
 // Zero values are valid (they mean the default).
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
-	}
+	bad := func(format string, args ...any) { errs = append(errs, invalid(format, args...)) }
 	inRange := func(name string, v int) bool {
 		if v < 0 || v > maxLimit {
 			bad("%s must be in [0, %d] (0 means default), got %d", name, maxLimit, v)
@@ -112,4 +110,10 @@ func (c Config) Validate() error {
 		bad("InitialLimit (%d) must be in [MinLimit, MaxLimit] = [%d, %d]", d.InitialLimit, d.MinLimit, d.MaxLimit)
 	}
 	return errors.Join(errs...)
+}
+
+// invalid is an error wrapping ErrInvalidConfig, as breaker's and
+// backoff's.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 }

@@ -474,10 +474,10 @@ func (l *Limiter) updateLocked(now time.Time) {
 	}
 }
 
-// noLoadMin is the least round trip seen over the last noLoadSpan, kept
-// in one-second buckets: the round trip of the downstream when nothing
-// waits. A downstream that became slower for good is followed within
-// noLoadSpan; a queue that builds up for less does not raise it.
+// noLoadMin is the least round trip seen over the last noLoadBuckets
+// seconds, kept in one-second buckets: the round trip of the downstream
+// when nothing waits. A downstream that became slower for good is followed
+// within that span; a queue that builds up for less does not raise it.
 type noLoadMin struct {
 	buckets [noLoadBuckets]struct {
 		sec int64
@@ -485,19 +485,13 @@ type noLoadMin struct {
 	}
 }
 
-const (
-	noLoadBuckets = 10
-	noLoadSpan    = noLoadBuckets * time.Second
-)
+const noLoadBuckets = 10
 
 func (m *noLoadMin) add(now time.Time, rtt time.Duration) {
 	sec := now.UnixNano() / int64(time.Second)
 	b := &m.buckets[sec%noLoadBuckets]
 	if b.sec != sec || rtt < b.min {
-		if b.sec != sec {
-			b.sec = sec
-		}
-		b.min = rtt
+		b.sec, b.min = sec, rtt
 	}
 }
 

@@ -123,9 +123,7 @@ type pendingTransition struct {
 // every invalid field.
 func New(client redis.UniversalClient, o Options) (*Shared, error) {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
-	}
+	bad := func(format string, args ...any) { errs = append(errs, invalid(format, args...)) }
 	if client == nil {
 		bad("nil redis client")
 	}
@@ -507,4 +505,10 @@ func (m *metrics) close() {
 	if m.reg != nil {
 		_ = m.reg.Unregister()
 	}
+}
+
+// invalid is an error wrapping ErrInvalidConfig, as breaker's and
+// backoff's.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 }

@@ -69,9 +69,7 @@ func (c Config) withDefaults() Config {
 // are valid (they mean the default).
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
-	}
+	bad := func(format string, args ...any) { errs = append(errs, invalid(format, args...)) }
 	if !(c.K == 0 || c.K >= 1 && !math.IsInf(c.K, 1)) { // also NaN
 		bad("K must be >= 1 and finite (0 means default), got %v", c.K)
 	}
@@ -196,4 +194,10 @@ func (t *Throttle) Probability() float64 {
 
 func (t *Throttle) probabilityLocked() float64 {
 	return min(t.maxP, max(0, (t.requests-t.k*t.acc)/(t.requests+1)))
+}
+
+// invalid is an error wrapping ErrInvalidConfig, as breaker's and
+// backoff's.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 }
