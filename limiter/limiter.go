@@ -75,8 +75,7 @@ type Limiter struct {
 	mu       sync.Mutex
 	limit    float64
 	inflight int
-	waiters  []*waiter // FIFO; entries handed a permit or gone are nil
-	nWaiting int
+	waiters  []*waiter // FIFO: the calls waiting for a permit
 
 	win    window
 	noLoad noLoadMin
@@ -151,7 +150,7 @@ func (p Permit) Done(o Outcome) {
 func (l *Limiter) TryAcquire() (p Permit, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.nWaiting == 0 && float64(l.inflight) < l.limit {
+	if len(l.waiters) == 0 && float64(l.inflight) < l.limit {
 		return l.grantLocked(), true
 	}
 	return Permit{}, false
@@ -166,7 +165,7 @@ func (l *Limiter) TryAcquire() (p Permit, ok bool) {
 // a wait also [ErrQueueTimeout]; a wait that ctx ended returns ctx.Err().
 func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	l.mu.Lock()
-	if l.nWaiting == 0 && float64(l.inflight) < l.limit {
+	if len(l.waiters) == 0 && float64(l.inflight) < l.limit {
 		p := l.grantLocked()
 		l.mu.Unlock()
 		return p, nil
@@ -175,7 +174,7 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	if queueCap == 0 {
 		queueCap = int(l.limit)
 	}
-	if queueCap < 0 || l.nWaiting >= queueCap {
+	if queueCap < 0 || len(l.waiters) >= queueCap {
 		l.mu.Unlock()
 		return Permit{}, errFull
 	}
@@ -188,7 +187,6 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	}
 	w := &waiter{ready: make(chan struct{})}
 	l.waiters = append(l.waiters, w)
-	l.nWaiting++
 	l.mu.Unlock()
 
 	var timeout <-chan time.Time
@@ -209,8 +207,9 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 	l.mu.Lock()
 	if w.given {
 		// Handed a permit as the wait ended: keep it.
+		p := l.grantedLocked()
 		l.mu.Unlock()
-		return l.granted(), nil
+		return p, nil
 	}
 	l.removeLocked(w)
 	l.mu.Unlock()
@@ -222,53 +221,38 @@ func (l *Limiter) Acquire(ctx context.Context) (Permit, error) {
 func (l *Limiter) granted() Permit {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.grantedLocked()
+}
+
+// grantedLocked is granted with l.mu held.
+func (l *Limiter) grantedLocked() Permit {
 	return Permit{l: l, start: time.Now(), inflight: l.inflight}
 }
 
 // grantLocked takes a permit. Caller holds l.mu.
 func (l *Limiter) grantLocked() Permit {
 	l.inflight++
-	return Permit{l: l, start: time.Now(), inflight: l.inflight}
+	return l.grantedLocked()
 }
 
 // removeLocked takes w out of the queue. Caller holds l.mu.
 func (l *Limiter) removeLocked(w *waiter) {
-	for i, x := range l.waiters {
-		if x == w {
-			l.waiters[i] = nil
-			l.nWaiting--
-			break
-		}
+	if i := slices.Index(l.waiters, w); i >= 0 {
+		l.waiters = slices.Delete(l.waiters, i, i+1)
 	}
-	l.compactLocked()
-}
-
-// compactLocked drops the nil entries at the head of the queue.
-func (l *Limiter) compactLocked() {
-	i := 0
-	for i < len(l.waiters) && l.waiters[i] == nil {
-		i++
-	}
-	if i == len(l.waiters) {
-		l.waiters = l.waiters[:0]
-		return
-	}
-	l.waiters = l.waiters[i:]
 }
 
 // handOffLocked gives free permits to the waiters at the head of the
 // queue. Caller holds l.mu.
 func (l *Limiter) handOffLocked() {
-	for l.nWaiting > 0 && float64(l.inflight) < l.limit {
-		l.compactLocked()
+	for len(l.waiters) > 0 && float64(l.inflight) < l.limit {
 		w := l.waiters[0]
 		l.waiters[0] = nil
-		l.nWaiting--
+		l.waiters = l.waiters[1:]
 		w.given = true
 		l.inflight++
 		close(w.ready)
 	}
-	l.compactLocked()
 }
 
 func (l *Limiter) done(p Permit, o Outcome) {
@@ -360,7 +344,7 @@ func (l *Limiter) InFlight() int {
 func (l *Limiter) Queued() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.nWaiting
+	return len(l.waiters)
 }
 
 // Sampling: a window closes at the first outcome after it has both
