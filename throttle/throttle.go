@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/grpc-resilience/resilience/internal/outcome"
+	"github.com/grpc-resilience/resilience/internal/window"
 	"google.golang.org/grpc/status"
 )
 
@@ -90,16 +91,15 @@ const buckets = 20
 // documentation. A Throttle is safe for concurrent use; create one with
 // [New].
 type Throttle struct {
-	k      float64
-	maxP   float64
-	period int64 // ns per bucket
+	k    float64
+	maxP float64
 
-	mu   sync.Mutex
-	ring [buckets]struct {
-		n             int64 // bucket number (time / period)
-		requests, acc float64
-	}
-	requests, acc float64 // sums over the window
+	epoch time.Time // the origin of the window's axis
+
+	mu sync.Mutex
+	// win counts the window's requests: accepted ones as successes, the
+	// others (refused here, or failed) as failures.
+	win window.Window
 }
 
 // New returns a Throttle configured by c, or an error wrapping
@@ -109,29 +109,11 @@ func New(c Config) (*Throttle, error) {
 		return nil, err
 	}
 	c = c.withDefaults()
-	return &Throttle{k: c.K, maxP: c.MaxProbability, period: int64(c.Window) / buckets}, nil
+	return &Throttle{k: c.K, maxP: c.MaxProbability, epoch: time.Now(), win: window.New(buckets, int64(c.Window)/buckets, 0)}, nil
 }
 
-// advanceLocked drops the buckets that left the window by now and returns
-// the current one. Caller holds t.mu.
-func (t *Throttle) advanceLocked(now time.Time) int {
-	n := now.UnixNano() / t.period
-	i := int(n % buckets)
-	for j := range t.ring {
-		b := &t.ring[j]
-		if b.n <= n-buckets && (b.requests != 0 || b.acc != 0) {
-			t.requests -= b.requests
-			t.acc -= b.acc
-			b.requests, b.acc = 0, 0
-		}
-	}
-	if t.ring[i].n != n {
-		t.requests -= t.ring[i].requests
-		t.acc -= t.ring[i].acc
-		t.ring[i].n, t.ring[i].requests, t.ring[i].acc = n, 0, 0
-	}
-	return i
-}
+// now is the time on the window's axis: monotonic nanoseconds since New.
+func (t *Throttle) now() int64 { return int64(time.Since(t.epoch)) }
 
 // Allow reports whether a request may go: it is refused with the
 // throttling probability, drawn with r, a number in [0, 1). A refused
@@ -139,15 +121,14 @@ func (t *Throttle) advanceLocked(now time.Time) int {
 // end is known ([Throttle.Done]), so that a burst of requests still in
 // flight, answered or not, is not taken for requests not accepted.
 func (t *Throttle) Allow(r float64) bool {
-	now := time.Now()
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	i := t.advanceLocked(now)
+	t.win.Advance(now)
 	if r >= t.probabilityLocked() {
 		return true
 	}
-	t.ring[i].requests++
-	t.requests++
+	t.win.Add(now, true)
 	return false
 }
 
@@ -156,16 +137,10 @@ func (t *Throttle) Allow(r float64) bool {
 // nothing about the downstream (the caller gave up before it answered) is
 // not counted at all: do not call Done for it.
 func (t *Throttle) Done(accepted bool) {
-	now := time.Now()
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	i := t.advanceLocked(now)
-	t.ring[i].requests++
-	t.requests++
-	if accepted {
-		t.ring[i].acc++
-		t.acc++
-	}
+	t.win.Add(now, !accepted)
 }
 
 // Reset forgets every request and accept: the next request is let
@@ -173,27 +148,26 @@ func (t *Throttle) Done(accepted bool) {
 // breaker's probe succeeds, and when the target's connection, found down,
 // is ready again: the outage the counts describe is over.
 func (t *Throttle) Reset() {
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.ring = [buckets]struct {
-		n             int64
-		requests, acc float64
-	}{}
-	t.requests, t.acc = 0, 0
+	t.win.Reset(now)
 }
 
 // Probability returns the probability with which the next request is
 // refused.
 func (t *Throttle) Probability() float64 {
-	now := time.Now()
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.advanceLocked(now)
+	t.win.Advance(now)
 	return t.probabilityLocked()
 }
 
 func (t *Throttle) probabilityLocked() float64 {
-	return min(t.maxP, max(0, (t.requests-t.k*t.acc)/(t.requests+1)))
+	acc, failed := t.win.Counts()
+	requests := float64(acc) + float64(failed)
+	return min(t.maxP, max(0, (requests-t.k*float64(acc))/(requests+1)))
 }
 
 // invalid is an error wrapping ErrInvalidConfig, as breaker's and

@@ -1,6 +1,7 @@
 // Package window counts successes and failures over a rolling window of
 // time: the counts both trip rules of the library read (package breaker's
-// window rule and package endpoint's failure-ratio rule).
+// window rule and package endpoint's failure-ratio rule), and package
+// throttle's requests and accepts.
 //
 // # Model
 //
@@ -15,6 +16,6 @@
 // # Concurrency and cost
 //
 // A Window is not safe for concurrent use: its owner guards it with the
-// lock that guards the rule reading it. Add and Counts allocate nothing;
+// lock that guards the rule reading it. Add, Advance and Counts allocate nothing;
 // New allocates the n buckets (8 bytes each).
 package window

@@ -40,7 +40,7 @@ func (w *Window) SetWidth(width, now int64) {
 
 // Add counts one outcome at time now: a failure if failed, else a success.
 func (w *Window) Add(now int64, failed bool) {
-	w.advance(now)
+	w.Advance(now)
 	k := &w.buckets[w.cur%int64(len(w.buckets))]
 	if failed {
 		k.fail++
@@ -52,11 +52,12 @@ func (w *Window) Add(now int64, failed bool) {
 }
 
 // Counts returns the successes and failures in the window as of the last
-// Add or Reset (it does not drop the buckets that have aged out since).
+// Add, Advance or Reset (it does not drop the buckets that have aged out
+// since).
 func (w *Window) Counts() (succ, fail uint32) { return w.succ, w.fail }
 
-// advance drops the buckets that have left the window by now.
-func (w *Window) advance(now int64) {
+// Advance drops the buckets that have left the window by now.
+func (w *Window) Advance(now int64) {
 	b := now / w.width
 	if b <= w.cur {
 		return
