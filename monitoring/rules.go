@@ -2,6 +2,7 @@ package monitoring
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -55,27 +56,16 @@ func DefaultRuleParams() RuleParams {
 
 func (p RuleParams) withDefaults() RuleParams {
 	d := DefaultRuleParams()
-	set := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	set(&p.Window, d.Window)
-	set(&p.BaselineWindow, d.BaselineWindow)
-	set(&p.BaselineOffset, d.BaselineOffset)
-	set(&p.RatioFor, d.RatioFor)
-	set(&p.BreakerFor, d.BreakerFor)
-	set(&p.BudgetFor, d.BudgetFor)
-	set(&p.ShedFor, d.ShedFor)
-	if p.ShedRatio == 0 {
-		p.ShedRatio = d.ShedRatio
-	}
-	if p.RatioFloor == 0 {
-		p.RatioFloor = d.RatioFloor
-	}
-	if p.BaselineFactor == 0 {
-		p.BaselineFactor = d.BaselineFactor
-	}
+	p.Window = cmp.Or(p.Window, d.Window)
+	p.BaselineWindow = cmp.Or(p.BaselineWindow, d.BaselineWindow)
+	p.BaselineOffset = cmp.Or(p.BaselineOffset, d.BaselineOffset)
+	p.RatioFor = cmp.Or(p.RatioFor, d.RatioFor)
+	p.BreakerFor = cmp.Or(p.BreakerFor, d.BreakerFor)
+	p.BudgetFor = cmp.Or(p.BudgetFor, d.BudgetFor)
+	p.ShedFor = cmp.Or(p.ShedFor, d.ShedFor)
+	p.ShedRatio = cmp.Or(p.ShedRatio, d.ShedRatio)
+	p.RatioFloor = cmp.Or(p.RatioFloor, d.RatioFloor)
+	p.BaselineFactor = cmp.Or(p.BaselineFactor, d.BaselineFactor)
 	return p
 }
 

@@ -28,8 +28,9 @@ func Parse(s string) (time.Duration, error) {
 	if strings.HasPrefix(num, "-") {
 		return 0, fmt.Errorf("%w, got %q", ErrNegative, s)
 	}
-	whole, frac, hasFrac := strings.Cut(num, ".")
-	if (whole == "" && frac == "") || strings.ContainsAny(whole+frac, "+-.eE _") || (hasFrac && frac == "" && whole == "") {
+	whole, frac, _ := strings.Cut(num, ".")
+	const notDigits = "+-.eE _" // rejected here, with the grammar in the message
+	if (whole == "" && frac == "") || strings.ContainsAny(whole, notDigits) || strings.ContainsAny(frac, notDigits) {
 		return 0, fmt.Errorf("malformed duration %q: want seconds such as \"1.5s\"", s)
 	}
 	var sec, ns int64
