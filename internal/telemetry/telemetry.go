@@ -600,6 +600,8 @@ type metricAttrs struct {
 	baseRec []metric.RecordOption           // base, for histograms
 	count   [numCodes][]metric.AddOption    // + rpc.response.status_code
 	dur     [numCodes][]metric.RecordOption // + rpc.response.status_code, error.type unless OK; or + grpc.status
+	refused [2][]metric.AddOption           // + resilience.refusal: limiter, throttle
+	waited  [2][]metric.RecordOption        // + resilience.limiter.admitted: false, true
 }
 
 func newCallAttrs(method, target string, grpcNames bool) *callAttrs {
@@ -640,30 +642,44 @@ func (ca *callAttrs) attemptStartOptions(n int) []trace.SpanStartOption {
 
 func (ca *callAttrs) metricAttrs() *metricAttrs {
 	ca.metricsOnce.Do(func() {
+		m := ca.ourMetricAttrs
 		if ca.grpcNames {
-			ca.metrics = ca.grpcMetricAttrs()
-			return
+			m = ca.grpcMetricAttrs
 		}
-		baseSet := metric.WithAttributeSet(attribute.NewSet(ca.base...))
-		m := &metricAttrs{base: []metric.AddOption{baseSet}, baseRec: []metric.RecordOption{baseSet}}
-		kvs := make([]attribute.KeyValue, 0, len(ca.base)+2)
-		for c := range numCodes {
-			kvs = append(append(kvs[:0], ca.base...), statusCodeAttrs[c])
-			set := metric.WithAttributeSet(attribute.NewSet(kvs...))
-			m.count[c] = []metric.AddOption{set}
-			if c != int(codes.OK) {
-				kvs = append(kvs, errorTypeAttrs[c])
-				set = metric.WithAttributeSet(attribute.NewSet(kvs...))
-			}
-			m.dur[c] = []metric.RecordOption{set}
+		ca.metrics = m()
+		for i, reason := range [2]string{RefusalLimiter, RefusalThrottle} {
+			ca.metrics.refused[i] = []metric.AddOption{metric.WithAttributeSet(ca.metricSetWith(attrRefusal.String(reason)))}
 		}
-		ca.metrics = m
+		for i, admitted := range [2]bool{false, true} {
+			ca.metrics.waited[i] = []metric.RecordOption{metric.WithAttributeSet(ca.metricSetWith(attrAdmitted.Bool(admitted)))}
+		}
 	})
 	return ca.metrics
 }
 
+// ourMetricAttrs are the metric options with this library's attributes:
+// rpc.*, server.* and the status code (and error.type) on counts and
+// durations.
+func (ca *callAttrs) ourMetricAttrs() *metricAttrs {
+	baseSet := metric.WithAttributeSet(attribute.NewSet(ca.base...))
+	m := &metricAttrs{base: []metric.AddOption{baseSet}, baseRec: []metric.RecordOption{baseSet}}
+	kvs := make([]attribute.KeyValue, 0, len(ca.base)+2)
+	for c := range numCodes {
+		kvs = append(append(kvs[:0], ca.base...), statusCodeAttrs[c])
+		set := metric.WithAttributeSet(attribute.NewSet(kvs...))
+		m.count[c] = []metric.AddOption{set}
+		if c != int(codes.OK) {
+			kvs = append(kvs, errorTypeAttrs[c])
+			set = metric.WithAttributeSet(attribute.NewSet(kvs...))
+		}
+		m.dur[c] = []metric.RecordOption{set}
+	}
+	return m
+}
+
 // metricSetWith is the call's base metric attributes (ours or gRFC A66's)
-// with kv added; it allocates, so it is for calls off the happy path.
+// with kv added; it allocates, so it is for calls off the happy path or
+// for options built once (metricAttrs).
 func (ca *callAttrs) metricSetWith(kv attribute.KeyValue) attribute.Set {
 	base := ca.base
 	if ca.grpcNames {
@@ -1061,7 +1077,11 @@ func (ct *Call) Refused(reason string, err error) {
 		logReason = reasonLimiter
 	}
 	if c := ct.refusal(logReason, eventRefused, err, attrRefusal.String(reason)); c != nil && c.in != nil {
-		c.in.refusals.Add(c.ctx, 1, metric.WithAttributeSet(c.attrs.metricSetWith(attrRefusal.String(reason))))
+		i := 1
+		if reason == RefusalLimiter {
+			i = 0
+		}
+		c.in.refusals.Add(c.ctx, 1, c.attrs.metricAttrs().refused[i]...)
 	}
 }
 
@@ -1098,7 +1118,11 @@ func (ct *Call) LimiterWait(d time.Duration, admitted bool) {
 		))
 	}
 	if c.in != nil {
-		c.in.queueWait.Record(c.ctx, d.Seconds(), metric.WithAttributeSet(c.attrs.metricSetWith(attrAdmitted.Bool(admitted))))
+		i := 0
+		if admitted {
+			i = 1
+		}
+		c.in.queueWait.Record(c.ctx, d.Seconds(), c.attrs.metricAttrs().waited[i]...)
 	}
 }
 
