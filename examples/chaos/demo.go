@@ -486,7 +486,7 @@ func (d *demo) play(ctx context.Context, clients []*client) (interrupted bool, e
 	}
 	stopSched()
 	calls.Wait()
-	d.endPhase(min(d.phaseOf(time.Now()), numPhases-1), clients)
+	d.endPhase(d.phaseOf(time.Now()), clients)
 	d.breakerLog.flush(d)
 	if d.progressChanged(clients, last) {
 		d.printProgress(-1, clients, last)

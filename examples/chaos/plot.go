@@ -151,13 +151,7 @@ func writePlot(name string, r *results) (err error) {
 	// xy is the steps of f over client i's samples: each sample's value
 	// held over its interval; samples without a value are left out.
 	xy := func(i int, f func(point) (float64, bool)) plotter.XYs {
-		var pts plotter.XYs
-		for _, p := range series[i] {
-			if y, ok := f(p); ok {
-				pts = append(pts, plotter.XY{X: p.from, Y: y}, plotter.XY{X: p.to, Y: y})
-			}
-		}
-		return pts
+		return slices.Concat(runs(series[i], f)...)
 	}
 	share := func(part func(totals) int64) func(point) (float64, bool) {
 		return func(p point) (float64, bool) {

@@ -213,7 +213,7 @@ func writeTable(w io.Writer, r *results) error {
 			p50, p99 = formatMS(x.P50MS), formatMS(x.P99MS)
 		}
 		t.rows = append(t.rows, []string{name, x.Client, strconv.FormatInt(x.Calls, 10),
-			strconv.FormatInt(x.Server, 10), ratio(x.Server, x.Calls, 100, "%.1f%%"), stale, ratio(x.OK, x.Calls, 100, "%.1f%%"),
+			strconv.FormatInt(x.Server, 10), percentOf(x.Server, x.Calls), stale, percentOf(x.OK, x.Calls),
 			strconv.FormatInt(x.Attempts, 10), breakerRefused, limiterRefused, late, p50, p99})
 	}
 	t.write(w)
@@ -264,11 +264,12 @@ func (t table) write(w io.Writer) {
 	}
 }
 
-func ratio(a, b int64, scale float64, format string) string {
+// percentOf is a as a percentage of b, "-" when b is 0.
+func percentOf(a, b int64) string {
 	if b == 0 {
 		return "-"
 	}
-	return fmt.Sprintf(format, scale*float64(a)/float64(b))
+	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
 }
 
 func formatMS(ms float64) string {
