@@ -200,26 +200,19 @@ func RestartOnce(st stacks.Stack, p stacks.Policy, rp RestartParams, callTimeout
 		ServerAttempts: srv.Hits() - server0,
 		Down:           m.restartAt - m.stopAt,
 	}
-	first := time.Duration(-1)
 	for _, rec := range records {
-		if !rec.ok {
-			r.Failed++
-			switch {
-			case rec.start >= m.restartAt:
-				r.FailedAfter++
-			case rec.start >= m.stopAt:
-				r.FailedWhenDown++
-			}
+		if rec.ok {
 			continue
 		}
-		if rec.end > m.restartAt && (first < 0 || rec.end < first) {
-			first = rec.end
+		r.Failed++
+		switch {
+		case rec.start >= m.restartAt:
+			r.FailedAfter++
+		case rec.start >= m.stopAt:
+			r.FailedWhenDown++
 		}
 	}
-	if first >= 0 {
-		r.Recovered = true
-		r.TimeToFirstSuccess = first - m.restartAt
-	}
+	r.TimeToFirstSuccess, r.Recovered = firstSuccessAfter(records, m.restartAt)
 	r.AttemptsPerCall = float64(r.ClientAttempts) / float64(r.Calls)
 	return r, nil
 }

@@ -90,8 +90,7 @@ func checkResult(x OverloadResult, pp OverloadParams, pol stacks.Policy) []error
 	if x.ServerAttempts > x.ClientAttempts {
 		bad("the first server saw %d attempts, the client started %d", x.ServerAttempts, x.ClientAttempts)
 	}
-	maxAttempts := int64(pol.MaxAttempts)
-	perCall := maxAttempts
+	perCall := int64(pol.MaxAttempts)
 	if x.Stack == stacks.Bare {
 		perCall = 1
 	}
@@ -111,10 +110,7 @@ func checkResult(x OverloadResult, pp OverloadParams, pol stacks.Policy) []error
 		if x.Work.Late > x.Work.Completed || x.Work.Completed+x.Work.Rejected > x.ServerAttempts {
 			bad("server work %+v does not add up with %d attempts", x.Work, x.ServerAttempts)
 		}
-		deadline := pp.Spike.Deadline
-		if x.Scenario == CapacityDrop {
-			deadline = pp.Drop.Deadline
-		}
+		_, _, deadline := loadShape(x.Scenario, pp)
 		// A success ending in [a, b) started at or after a - deadline, and
 		// its work was scheduled to end in [a - deadline, b); each worker
 		// ends one piece of work per service time at most.

@@ -99,6 +99,11 @@ type OverloadParams struct {
 	Settle time.Duration `json:"settle_ns"`
 }
 
+// settle is Settle for an outage that lasts during: at most half of it.
+func (p OverloadParams) settle(during time.Duration) time.Duration {
+	return min(p.Settle, during/2)
+}
+
 // issue21Server is the server of issue 21: 4 workers of 2 ms (2,000
 // attempts/s) and a queue of 500.
 var issue21Server = faultserver.Capacity{Workers: 4, Service: 2 * time.Millisecond, Queue: 500}

@@ -209,7 +209,7 @@ func (r *OverloadReport) describe(sc string) (string, string) {
 	case OutageEnds:
 		o := pp.Outage
 		return "An outage that ends", fmt.Sprintf("Open-loop Poisson arrivals at %.0f calls/s, each with a %s deadline; the server (no capacity limit) answers Unavailable to everything from %s for %s, then is healthy for %s. One client: \"attempts/s at the failing server, settled\" counts from %s after it began failing to its end, per client; \"attempts at it before\" counts the attempts of that first %s.",
-			o.Rate, fmtDur(o.Deadline), fmtDur(o.Before), fmtDur(o.During), fmtDur(o.After), fmtDur(min(pp.Settle, o.During/2)), fmtDur(min(pp.Settle, o.During/2)))
+			o.Rate, fmtDur(o.Deadline), fmtDur(o.Before), fmtDur(o.During), fmtDur(o.After), fmtDur(pp.settle(o.During)), fmtDur(pp.settle(o.During)))
 	case LongRestart:
 		o := pp.Restart
 		return "A restart", fmt.Sprintf("Open-loop Poisson arrivals at %.0f calls/s with no caller deadline (calls still running %s after the load are cancelled and count as failed); after %s the server is stopped hard (listener and connections closed) and runs again on the same port %s later, for %s. Every stack with the README's Quickstart settings (see Stacks). \"Failed, deadline after back\": failed calls whose caller deadline fell after the server was back — with no caller deadline, every failed call.",

@@ -248,7 +248,7 @@ func runOverloadOnce(sc string, stream uint64, st stacks.Stack, o OverloadOption
 	defer straggle.Stop()
 
 	done := make(chan marks, 1)
-	go func() { done <- script(t0, ph, min(pp.Settle, ph.During/2), g) }()
+	go func() { done <- script(t0, ph, pp.settle(ph.During), g) }()
 	stopSampling := make(chan struct{})
 	sampled := make(chan []sample, 1)
 	go func() { sampled <- sampleHits(t0, pp.Recovery.Bin, g.watched, stopSampling) }()

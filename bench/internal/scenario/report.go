@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/grpc-resilience/resilience/bench/internal/stacks"
@@ -18,7 +17,7 @@ func (r *Report) Markdown(w io.Writer) {
 
 	p("## Stacks\n\n| stack | configuration |\n|---|---|\n")
 	for _, s := range r.Stacks {
-		p("| %s | %s |\n", s.Name, strings.ReplaceAll(s.Config, "|", "\\|"))
+		p("| %s | %s |\n", s.Name, escape(s.Config))
 	}
 	p("\n")
 
