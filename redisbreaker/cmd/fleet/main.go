@@ -87,6 +87,9 @@ const (
 	Failing             // a server of its own that fails every call
 )
 
+// hasBad reports whether member 0 is a bad one.
+func (sc Scenario) hasBad() bool { return sc.Bad != Healthy }
+
 // Scenario is one row pair of the table.
 type Scenario struct {
 	Name    string
@@ -94,8 +97,7 @@ type Scenario struct {
 	Bad     Path       // member 0's path (Healthy: no bad member)
 	Outage  bool       // the shared server fails everything for the first half
 	Noise   float64    // the share of the shared server's answers that fail
-	hasBad  bool
-	healthy []int // members with a working path
+	healthy []int      // members with a working path
 }
 
 // Scenarios are the four cases of one bad member, a full outage, and noise.
@@ -109,9 +111,8 @@ func Scenarios() []Scenario {
 		{Name: "30% noise on all; 50/s each", Rates: [5]float64{50, 50, 50, 50, 50}, Noise: 0.3},
 	}
 	for i := range s {
-		s[i].hasBad = s[i].Bad != Healthy
 		for m := range 5 {
-			if (m != 0 || !s[i].hasBad) && !s[i].Outage {
+			if (m != 0 || !s[i].hasBad()) && !s[i].Outage {
 				s[i].healthy = append(s[i].healthy, m)
 			}
 		}
@@ -296,27 +297,18 @@ func overlap(a, b, from, to time.Time) time.Duration {
 	return max(b.Sub(a), 0)
 }
 
-func (m *member) firstOpen(after time.Time) time.Time {
+// opensSince returns the times, oldest first, m's breaker opened at or
+// after after.
+func (m *member) opensSince(after time.Time) []time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var at []time.Time
 	for _, tr := range m.trs {
 		if tr.to == breaker.StateOpen && !tr.at.Before(after) {
-			return tr.at
+			at = append(at, tr.at)
 		}
 	}
-	return time.Time{}
-}
-
-func (m *member) openings(after time.Time) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
-	for _, tr := range m.trs {
-		if tr.to == breaker.StateOpen && !tr.at.Before(after) {
-			n++
-		}
-	}
-	return n
+	return at
 }
 
 func (m *member) close() {
@@ -478,7 +470,7 @@ func runScenario(ctx context.Context, sc Scenario, redisAddr string, p Params) (
 	}()
 	for i := range 5 {
 		addr := srv.addr
-		if i == 0 && sc.hasBad {
+		if i == 0 && sc.hasBad() {
 			addr = badAddr
 		}
 		m, err := newMember(i, addr, redisAddr, prefix, p)
@@ -549,7 +541,7 @@ func runScenario(ctx context.Context, sc Scenario, redisAddr string, p Params) (
 	wg.Wait()
 
 	for i, m := range members {
-		res.Openings += m.openings(start)
+		res.Openings += len(m.opensSince(start))
 		if slices.Contains(sc.healthy, i) {
 			res.HealthyOpen = max(res.HealthyOpen, m.notClosed(start, end))
 		}
@@ -569,9 +561,10 @@ func runScenario(ctx context.Context, sc Scenario, redisAddr string, p Params) (
 	} else {
 		res.HealthySuccess = -1
 	}
-	if sc.hasBad {
+	if sc.hasBad() {
 		bad := members[0]
-		if opened := bad.firstOpen(start); !opened.IsZero() {
+		if opens := bad.opensSince(start); len(opens) > 0 {
+			opened := opens[0]
 			bad.mu.Lock()
 			n := bad.attempts.Load() - bad.attAtOpen
 			bad.mu.Unlock()
@@ -592,7 +585,7 @@ func outage(ctx context.Context, srv *server, members []*member, start time.Time
 	var allOpenAt time.Time
 	atAllOpen := 0
 	for time.Now().Before(heal) {
-		if untilOpen < 0 && !slices.ContainsFunc(members, func(m *member) bool { return m.firstOpen(start).IsZero() }) {
+		if untilOpen < 0 && !slices.ContainsFunc(members, func(m *member) bool { return len(m.opensSince(start)) == 0 }) {
 			atAllOpen, allOpenAt = srv.attempts(), time.Now()
 			untilOpen = atAllOpen - before
 		}
@@ -657,7 +650,7 @@ func Print(w io.Writer, p Params, rows []Row) {
 				name = ""
 			}
 			bad := "-"
-			if r.Scenario.hasBad {
+			if r.Scenario.hasBad() {
 				bad = "never opened"
 				if x.BadOpened {
 					bad = fmt.Sprintf("%.1f", x.BadAttemptsPerSec)

@@ -52,7 +52,7 @@ func TestShortRun(t *testing.T) {
 			t.Errorf("%s: a Shared ran degraded", sc.Name)
 		}
 		switch {
-		case sc.hasBad:
+		case sc.hasBad():
 			if sh.HealthySuccess < 0.99 || sh.HealthyOpen != 0 {
 				t.Errorf("%s: healthy members' calls %.1f%% OK, a healthy breaker not closed for %v; want >= 99%% and never",
 					sc.Name, 100*sh.HealthySuccess, sh.HealthyOpen)
