@@ -69,16 +69,12 @@ type Set struct {
 	cfg    Config      // as configured, defaults filled in (Member.Config)
 	shared Shared      // nil: every breaker is local
 	fleet  atomic.Bool // shared is attached and not degraded
-	quorum float64     // Config.Quorum
 
 	mu        sync.RWMutex
 	m         map[string]*entry // guarded by mu
 	lastSweep int64             // guarded by mu
 
 	events *hooks.Queue[event] // transitions for hook, delivered outside every lock
-
-	randMu sync.Mutex // serialises calls to rand
-	rand   func() float64
 }
 
 type event struct {
@@ -153,12 +149,11 @@ func NewSet(c Config) (*Set, error) {
 		epoch:       time.Now(),
 		m:           make(map[string]*entry),
 		cfg:         c,
-		quorum:      c.Quorum,
 	}
 	s.events = hooks.New(func(ev event) { s.hook(ev.key, ev.from, ev.to) })
-	s.rand = c.Rand
-	if s.rand == nil {
-		s.rand = ownRand()
+	r := c.Rand
+	if r == nil {
+		r = ownRand()
 	}
 	// The open period is a capped exponential backoff over the openings;
 	// an OpenTimeout above MaxOpenTimeout stays fixed.
@@ -168,7 +163,7 @@ func NewSet(c Config) (*Set, error) {
 		MaxDelay:   max(c.MaxOpenTimeout, c.OpenTimeout),
 		Multiplier: c.OpenMultiplier,
 		Jitter:     c.OpenJitter,
-	}, backoff.WithRandom(s.draw))
+	}, backoff.WithRandom(serialised(r)))
 	if err != nil { // not reached: Validate checked every field
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -190,12 +185,15 @@ func ownRand() func() float64 {
 	return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))).Float64
 }
 
-// draw returns the next number of the Set's random source; calls are
-// serialised, so the source need not be safe for concurrent use.
-func (s *Set) draw() float64 {
-	s.randMu.Lock()
-	defer s.randMu.Unlock()
-	return s.rand()
+// serialised returns r with its calls serialised, so that r need not be
+// safe for concurrent use.
+func serialised(r func() float64) func() float64 {
+	var mu sync.Mutex
+	return func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return r()
+	}
 }
 
 // nanos is the time in nanoseconds since the Set was created, on the
@@ -338,24 +336,7 @@ func (e *entry) notifyLocked() {
 // State returns the key's current state; StateClosed for a key the Set does
 // not hold (a new breaker starts closed). Like Allow, it moves an open breaker
 // whose open period is over to half-open.
-func (s *Set) State(key string) State {
-	e := s.lookup(key)
-	if e == nil {
-		return StateClosed
-	}
-	now := s.nanos()
-	e.mu.Lock()
-	if e.evicted {
-		e.mu.Unlock()
-		return StateClosed
-	}
-	if e.state == StateOpen && now >= e.openUntil {
-		e.setStateLocked(StateHalfOpen, now, 0, false)
-	}
-	st := e.state
-	s.unlock(e)
-	return st
-}
+func (s *Set) State(key string) State { return s.toHalfOpen(key, false) }
 
 // Ready tells the key's breaker that a connection to its downstream that
 // was down is ready again: an open breaker turns half-open at once, so that
@@ -369,17 +350,28 @@ func (s *Set) State(key string) State {
 // probed as soon as it accepts connections rather than up to an open
 // period later. It acts on one key: with breakers per target and method,
 // each call that saw the connection come back reports its own key.
-func (s *Set) Ready(key string) {
+func (s *Set) Ready(key string) { s.toHalfOpen(key, true) }
+
+// toHalfOpen moves key's open breaker to half-open once its open period
+// is over, or at once if early, and returns the breaker's state:
+// StateClosed for a key the Set does not hold.
+func (s *Set) toHalfOpen(key string, early bool) State {
 	e := s.lookup(key)
 	if e == nil {
-		return
+		return StateClosed
 	}
 	now := s.nanos()
 	e.mu.Lock()
-	if !e.evicted && e.state == StateOpen {
+	if e.evicted {
+		e.mu.Unlock()
+		return StateClosed
+	}
+	if e.state == StateOpen && (early || now >= e.openUntil) {
 		e.setStateLocked(StateHalfOpen, now, 0, false)
 	}
+	st := e.state
 	s.unlock(e)
+	return st
 }
 
 // Len returns how many breakers the Set holds.

@@ -195,11 +195,12 @@ func (m *Member) SetFleet(key string, f Fleet) {
 	}
 	e.fleetUntil = now + s.period
 	e.members, e.failing = f.Members, min(f.Failing, f.Members)
-	if e.state == StateClosed && e.voteLocked(now) == VoteFailing && e.quorumHoldsLocked(now) {
+	// Only a closed breaker votes failing.
+	if v := e.voteLocked(now); v == VoteFailing && e.quorumHoldsLocked(now) {
 		e.own = false
 		e.openLocked(now, 0)
 	} else {
-		e.revoteLocked(now)
+		e.publishVoteLocked(v)
 	}
 	s.unlock(e)
 }
@@ -325,7 +326,7 @@ const (
 // quorumOf returns how many of n members (n >= 1) make a quorum: more than
 // Quorum of them, and at most all of them.
 func (s *Set) quorumOf(n uint32) uint32 {
-	return min(uint32(math.Floor(s.quorum*float64(n)))+1, n)
+	return min(uint32(math.Floor(s.cfg.Quorum*float64(n)))+1, n)
 }
 
 // voteThresholds returns the trip rule's thresholds shared out over a
@@ -373,12 +374,16 @@ func (e *entry) quorumHoldsLocked(now int64) bool {
 // revoteLocked tells the Shared when the breaker's vote changed. Caller
 // holds e.mu.
 func (e *entry) revoteLocked(now int64) {
-	sh := e.s.shared
-	if sh == nil || e.evicted {
-		return
+	if e.s.shared != nil && !e.evicted {
+		e.publishVoteLocked(e.voteLocked(now))
 	}
-	if v := e.voteLocked(now); v != e.voted {
+}
+
+// publishVoteLocked tells the Shared of v if it is a new vote. Caller
+// holds e.mu; the Set has a Shared and e is not evicted.
+func (e *entry) publishVoteLocked(v Vote) {
+	if v != e.voted {
 		e.voted = v
-		sh.Voted(e.key, v)
+		e.s.shared.Voted(e.key, v)
 	}
 }
