@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/grpc-resilience/resilience/breaker"
 	oc "github.com/grpc-resilience/resilience/internal/outcome"
 	"github.com/grpc-resilience/resilience/limiter"
 )
@@ -67,19 +66,16 @@ func (g *limiterGate) after(_ *call, a *attempt, o *outcome) {
 	if g.lim == nil {
 		return
 	}
-	a.permit.Done(limiterOutcome(a, o))
+	a.permit.Done(limiterOutcome(o))
 	a.permit = limiter.Permit{}
 }
 
 // limiterOutcome is how the limiter counts an attempt's outcome: answered
 // (a latency sample), overloaded (an attempt timeout, the server out of
 // resources) or neither.
-func limiterOutcome(a *attempt, o *outcome) limiter.Outcome {
+func limiterOutcome(o *outcome) limiter.Outcome {
 	switch {
 	case o.kind == oc.Success || o.kind == oc.RequestFault:
-		if a.breakerState == int8(breaker.StateHalfOpen) {
-			return limiter.Dropped // a probe's latency says little
-		}
 		return limiter.Answered
 	case o.kind == oc.ServerFailure && !o.noConn &&
 		(o.code == codes.DeadlineExceeded || o.code == codes.ResourceExhausted):
