@@ -8,11 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/grpc-resilience/resilience/examples/internal/modtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -46,38 +47,15 @@ func TestExamplesBuildInAnotherModule(t *testing.T) {
 	}
 
 	// The new module requires what the examples module requires, with the
-	// library replaced by this repository. The checksums come from the
-	// repository's go.sum files, so the build needs no network when the
-	// module cache is warm.
-	exMod, err := os.ReadFile(filepath.Join(examplesDir, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var requires []string
-	for _, line := range strings.Split(string(exMod), "\n") {
-		if strings.HasPrefix(line, "module ") || strings.HasPrefix(line, "replace ") {
-			continue
-		}
-		requires = append(requires, line)
-	}
-	mod := "module example.com/copied\n" + strings.Join(requires, "\n") +
-		"\nreplace github.com/grpc-resilience/resilience => " + root + "\n"
-	writeFile(t, filepath.Join(dir, "go.mod"), mod)
-	var sum []byte
-	for _, f := range []string{filepath.Join(root, "go.sum"), filepath.Join(examplesDir, "go.sum")} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum = append(sum, b...)
-	}
-	writeFile(t, filepath.Join(dir, "go.sum"), string(sum))
+	// library replaced by this repository.
+	modtest.WriteModule(t, dir, root, "example.com/copied")
 
-	cmd := exec.Command(goTool(t), "build", "./...")
+	cmd := exec.Command(modtest.GoTool(t), "build", "./...")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
+		mod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
 		t.Fatalf("go build ./... in a module outside the repository (%d examples): %v\n%s\ngo.mod:\n%s", copied, err, out, mod)
 	}
 }
@@ -119,31 +97,6 @@ func copyMainFiles(t *testing.T, src, dst string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(dst, filepath.Base(f)), string(b))
+		modtest.WriteFile(t, filepath.Join(dst, filepath.Base(f)), string(b))
 	}
-}
-
-func writeFile(t *testing.T, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// goTool is the go command of the toolchain running the test.
-func goTool(t *testing.T) string {
-	t.Helper()
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	p, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command:", err)
-	}
-	return p
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }

@@ -22,12 +22,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/grpc-resilience/resilience/examples/internal/modtest"
 )
 
 var full = flag.Bool("readme.full", false, "run the README's slow commands as written, not in their short form")
@@ -92,42 +93,15 @@ func TestGoBlocksCompile(t *testing.T) {
 		if err := os.MkdirAll(sub, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(sub, name), b)
+		modtest.WriteFile(t, filepath.Join(sub, name), b)
 	}
-	writeModule(t, dir, root)
-	cmd := exec.Command(goTool(t), "vet", "./...")
+	modtest.WriteModule(t, dir, root, "example.com/readme")
+	cmd := exec.Command(modtest.GoTool(t), "vet", "./...")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go vet of the README's Go blocks (blockNN is the NNth ```go block): %v\n%s", err, out)
 	}
-}
-
-// writeModule writes go.mod and go.sum for a module in dir that requires
-// what the examples module requires, with the library replaced by root.
-func writeModule(t *testing.T, dir, root string) {
-	t.Helper()
-	exMod, err := os.ReadFile(filepath.Join(root, "examples", "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var requires []string
-	for _, line := range strings.Split(string(exMod), "\n") {
-		if !strings.HasPrefix(line, "module ") && !strings.HasPrefix(line, "replace ") {
-			requires = append(requires, line)
-		}
-	}
-	writeFile(t, filepath.Join(dir, "go.mod"), "module example.com/readme\n"+strings.Join(requires, "\n")+
-		"\nreplace github.com/grpc-resilience/resilience => "+root+"\n")
-	var sum []byte
-	for _, f := range []string{filepath.Join(root, "go.sum"), filepath.Join(root, "examples", "go.sum")} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum = append(sum, b...)
-	}
-	writeFile(t, filepath.Join(dir, "go.sum"), string(sum))
 }
 
 // commands returns the commands README.md shows, in order: every line of a
@@ -318,7 +292,7 @@ func TestCommandsRun(t *testing.T) {
 func shell(ctx context.Context, dir, line string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "bash", "-c", line)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "PATH="+filepath.Dir(goToolPath())+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "GOWORK=off", "PATH="+filepath.Dir(modtest.GoToolPath())+string(os.PathListSeparator)+os.Getenv("PATH"))
 	setGroup(cmd)
 	return cmd
 }
@@ -457,33 +431,4 @@ func tail(b []byte) string {
 		return "…" + string(b[len(b)-max:])
 	}
 	return string(b)
-}
-
-func writeFile(t *testing.T, name, content string) {
-	t.Helper()
-	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func goToolPath() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	p, _ := exec.LookPath("go")
-	return p
-}
-
-func goTool(t *testing.T) string {
-	t.Helper()
-	p := goToolPath()
-	if p == "" {
-		t.Skip("no go command")
-	}
-	return p
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
