@@ -79,11 +79,7 @@ func (e *Engine) init(c *call, ctx context.Context, method string, cc *grpc.Clie
 	}
 	if c.p.Hedge != nil && c.unary == nil {
 		// The method's policy hedges, and streams never are: say so.
-		target := ""
-		if cc != nil {
-			target = cc.Target()
-		}
-		e.cfg.Telemetry.PolicyIgnored(method, target, telemetry.IgnoredHedgingStream)
+		e.cfg.Telemetry.PolicyIgnored(method, c.targetName(), telemetry.IgnoredHedgingStream)
 	}
 	cancel := context.CancelFunc(noop)
 	if c.p.CallTimeout > 0 {
@@ -97,6 +93,14 @@ func (e *Engine) init(c *call, ctx context.Context, method string, cc *grpc.Clie
 }
 
 func noop() {}
+
+// targetName is the call's target as dialled; "" without a connection.
+func (c *call) targetName() string {
+	if c.cc == nil {
+		return ""
+	}
+	return c.cc.Target()
+}
 
 // newAttempt counts the call's next attempt and prepares it in a,
 // deriving from parent; call it with the call to oneself. The attempts of

@@ -19,11 +19,7 @@ type telemetryGate struct {
 }
 
 func (g *telemetryGate) start(c *call) {
-	target := ""
-	if c.cc != nil {
-		target = c.cc.Target()
-	}
-	c.ctx, g.call = c.e.cfg.Telemetry.StartCall(c.ctx, c.method, target)
+	c.ctx, g.call = c.e.cfg.Telemetry.StartCall(c.ctx, c.method, c.targetName())
 }
 
 func (g *telemetryGate) before(_ *call, a *attempt) error {
