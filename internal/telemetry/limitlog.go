@@ -74,22 +74,11 @@ func (l *limitLog) change(from, to int) {
 }
 
 func (l *limitLog) log(level slog.Level, msg string, limit, from int) {
-	ctx := context.Background()
-	if !l.lg.l.Enabled(ctx, level) {
-		return
-	}
-	ok, suppressed := l.lg.allow(l.key)
-	if !ok {
-		return
-	}
-	attrs := make([]slog.Attr, 0, 5)
-	attrs = append(attrs, slog.String(LogTarget, l.target))
-	if l.method != "" {
-		attrs = append(attrs, slog.String(LogMethod, l.method))
-	}
-	attrs = append(attrs, slog.Int(LogLimit, limit), slog.Int(LogFrom, from))
-	if suppressed > 0 {
-		attrs = append(attrs, slog.Int(LogSuppressed, suppressed))
-	}
-	l.lg.l.LogAttrs(ctx, level, msg, attrs...)
+	l.lg.logLimited(context.Background(), l.key, level, msg, func(attrs []slog.Attr) []slog.Attr {
+		attrs = append(attrs, slog.String(LogTarget, l.target))
+		if l.method != "" {
+			attrs = append(attrs, slog.String(LogMethod, l.method))
+		}
+		return append(attrs, slog.Int(LogLimit, limit), slog.Int(LogFrom, from))
+	})
 }

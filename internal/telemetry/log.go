@@ -216,25 +216,35 @@ func (l *callLog) end(err error) {
 	default:
 		return
 	}
-	if !l.lg.l.Enabled(l.ctx, level) {
+	l.lg.logLimited(l.ctx, l.target, level, msg, func(attrs []slog.Attr) []slog.Attr {
+		attrs = append(attrs,
+			slog.String(LogMethod, l.method),
+			slog.String(LogTarget, l.target),
+			slog.Int(LogAttempts, attempts),
+			slog.String(LogCode, codeString(code)),
+		)
+		if reason != reasonNone {
+			attrs = append(attrs, slog.String(LogReason, reasonText[reason]))
+		}
+		return attrs
+	})
+}
+
+// logLimited logs msg at level unless the logger's rate limit for key
+// drops it; attrs appends the record's attributes, and is called only for
+// a record that is logged. The count of records dropped since the last
+// one goes last (LogSuppressed).
+func (g *logger) logLimited(ctx context.Context, key string, level slog.Level, msg string, attrs func([]slog.Attr) []slog.Attr) {
+	if !g.l.Enabled(ctx, level) {
 		return
 	}
-	ok, suppressed := l.lg.allow(l.target)
+	ok, suppressed := g.allow(key)
 	if !ok {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 6)
-	attrs = append(attrs,
-		slog.String(LogMethod, l.method),
-		slog.String(LogTarget, l.target),
-		slog.Int(LogAttempts, attempts),
-		slog.String(LogCode, codeString(code)),
-	)
-	if reason != reasonNone {
-		attrs = append(attrs, slog.String(LogReason, reasonText[reason]))
-	}
+	a := attrs(make([]slog.Attr, 0, 6))
 	if suppressed > 0 {
-		attrs = append(attrs, slog.Int(LogSuppressed, suppressed))
+		a = append(a, slog.Int(LogSuppressed, suppressed))
 	}
-	l.lg.l.LogAttrs(l.ctx, level, msg, attrs...)
+	g.l.LogAttrs(ctx, level, msg, a...)
 }
