@@ -2,7 +2,6 @@ package interceptors
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -83,25 +82,21 @@ func (m *Middleware) SetServiceConfig(json string) error {
 		return fmt.Errorf("interceptors: SetServiceConfig: %w", err)
 	}
 	was := m.cfg.serviceConfig
-	var wasWait *time.Duration
-	var wasBreaker *breaker.Config
-	if was != nil {
-		wasWait, wasBreaker = was.readyWait, was.breaker
-	}
-	if !reflect.DeepEqual(sc.readyWait, wasWait) {
-		return errors.New("interceptors: SetServiceConfig: resilience.readyWait: set by New only; it cannot change while running")
-	}
-	if !reflect.DeepEqual(sc.breaker, wasBreaker) {
-		return errors.New("interceptors: SetServiceConfig: resilience.breaker: set by New only; it cannot change while running")
-	}
 	if was == nil {
 		was = &serviceConfig{}
 	}
-	if !reflect.DeepEqual(sc.limit, was.limit) {
-		return errors.New("interceptors: SetServiceConfig: resilience.concurrencyLimit: set by New only; it cannot change while running")
-	}
-	if !reflect.DeepEqual(sc.clientThrottle, was.clientThrottle) {
-		return errors.New("interceptors: SetServiceConfig: resilience.throttle: set by New only; it cannot change while running")
+	for _, f := range []struct {
+		name     string
+		got, had any
+	}{
+		{"readyWait", sc.readyWait, was.readyWait},
+		{"breaker", sc.breaker, was.breaker},
+		{"concurrencyLimit", sc.limit, was.limit},
+		{"throttle", sc.clientThrottle, was.clientThrottle},
+	} {
+		if !reflect.DeepEqual(f.got, f.had) {
+			return fmt.Errorf("interceptors: SetServiceConfig: resilience.%s: set by New only; it cannot change while running", f.name)
+		}
 	}
 	if err := checkResolved(&m.cfg, sc); err != nil {
 		return fmt.Errorf("interceptors: SetServiceConfig: %w", err)
