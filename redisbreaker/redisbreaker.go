@@ -232,14 +232,22 @@ func (s *Shared) Transition(t breaker.Transition) {
 // and wakes it. It never blocks.
 func (s *Shared) Voted(key string, v breaker.Vote) {
 	s.mu.Lock()
+	s.queueVoteLocked(key, v, true)
+	s.mu.Unlock()
+	s.wakeUp()
+}
+
+// queueVoteLocked queues key's vote v for the next round: over a vote
+// already queued for key if replace, else only if none is; a key not
+// queued yet only while fewer than maxPending are. Caller holds s.mu.
+func (s *Shared) queueVoteLocked(key string, v breaker.Vote, replace bool) {
+	if _, queued := s.votes[key]; (queued && !replace) || (!queued && len(s.votes) >= maxPending) {
+		return
+	}
 	if s.votes == nil {
 		s.votes = make(map[string]breaker.Vote)
 	}
-	if _, queued := s.votes[key]; queued || len(s.votes) < maxPending {
-		s.votes[key] = v
-	}
-	s.mu.Unlock()
-	s.wakeUp()
+	s.votes[key] = v
 }
 
 // wakeUp asks the sync goroutine for a round, without blocking.

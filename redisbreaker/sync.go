@@ -169,12 +169,7 @@ func (s *Shared) requeue(trs []pendingTransition, votes map[string]breaker.Vote)
 		s.pending = s.pending[n:]
 	}
 	for k, v := range votes {
-		if _, newer := s.votes[k]; !newer && len(s.votes) < maxPending {
-			if s.votes == nil {
-				s.votes = make(map[string]breaker.Vote)
-			}
-			s.votes[k] = v
-		}
+		s.queueVoteLocked(k, v, false) // a vote queued since is newer
 	}
 }
 
