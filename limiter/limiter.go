@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/grpc-resilience/resilience/internal/outcome"
-	"google.golang.org/grpc/status"
 )
 
 // ErrLimited is matched (errors.Is) by every refusal of a [Limiter]: the
@@ -22,28 +21,14 @@ var ErrLimited = errors.New("limiter: concurrency limit reached")
 // the deadline left no time to wait.
 var ErrQueueTimeout = errors.New("limiter: waited for a permit as long as the deadline allows")
 
-// limitedError is a refusal: codes.Unavailable, so that a caller (and
-// grpc-go's own retry, or a caller's) treats it as "try again later".
-type limitedError struct {
-	st     *status.Status
-	waited bool // matches ErrQueueTimeout too
-}
-
-func (e *limitedError) Error() string              { return e.st.Message() }
-func (e *limitedError) GRPCStatus() *status.Status { return e.st }
-func (e *limitedError) Unwrap() []error {
-	if e.waited {
-		return []error{ErrLimited, ErrQueueTimeout}
-	}
-	return []error{ErrLimited}
-}
-
 // The refusals carry outcome.RefusalStatus's detail, so that a service
-// passing one on to its caller passes it on as a refusal.
+// passing one on to its caller passes it on as a refusal, and
+// codes.Unavailable, so that a caller (and grpc-go's own retry, or a
+// caller's) treats them as "try again later".
 var (
-	errFull    = &limitedError{st: outcome.RefusalStatus("limiter: concurrency limit reached, queue full")}
-	errNoTime  = &limitedError{st: outcome.RefusalStatus("limiter: concurrency limit reached, no time left to wait for a permit")}
-	errTimeout = &limitedError{st: outcome.RefusalStatus("limiter: concurrency limit reached, waited as long as the deadline allows"), waited: true}
+	errFull    = outcome.Refusal("limiter: concurrency limit reached, queue full", ErrLimited)
+	errNoTime  = outcome.Refusal("limiter: concurrency limit reached, no time left to wait for a permit", ErrLimited)
+	errTimeout = outcome.Refusal("limiter: concurrency limit reached, waited as long as the deadline allows", ErrLimited, ErrQueueTimeout)
 )
 
 // Outcome is how an attempt that held a permit ended, as the limiter

@@ -10,7 +10,6 @@ import (
 
 	"github.com/grpc-resilience/resilience/internal/outcome"
 	"github.com/grpc-resilience/resilience/internal/window"
-	"google.golang.org/grpc/status"
 )
 
 // ErrInvalidConfig is wrapped by every error [Config.Validate] and [New]
@@ -21,17 +20,11 @@ var ErrInvalidConfig = errors.New("throttle: invalid config")
 // refused.
 var ErrThrottled = errors.New("throttle: request throttled")
 
-type throttledError struct{ st *status.Status }
-
-func (e *throttledError) Error() string              { return e.st.Message() }
-func (e *throttledError) Unwrap() error              { return ErrThrottled }
-func (e *throttledError) GRPCStatus() *status.Status { return e.st }
-
 // Refusal is the error of a request a Throttle refused: it matches
 // [ErrThrottled] and carries codes.Unavailable.
 // It carries outcome.RefusalStatus's detail, so that a service passing it
 // on to its caller passes it on as a refusal.
-var Refusal error = &throttledError{outcome.RefusalStatus("throttle: request throttled: the downstream accepts too few requests")}
+var Refusal = outcome.Refusal("throttle: request throttled: the downstream accepts too few requests", ErrThrottled)
 
 // Config configures a [Throttle]. A zero field means the default listed in
 // [DefaultConfig]; a negative, NaN, ±Inf or out-of-range value is rejected

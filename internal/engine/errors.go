@@ -106,13 +106,7 @@ var errHedgeLost = status.Error(codes.Canceled, "engine: another attempt answere
 
 // errHedgeNoPermit refuses a hedge that found the concurrency limit
 // reached: a hedge never waits in the limiter's queue.
-var errHedgeNoPermit error = &hedgeNoPermit{oc.RefusalStatus("engine: concurrency limit reached; a hedge does not wait for a place")}
-
-type hedgeNoPermit struct{ st *status.Status }
-
-func (e *hedgeNoPermit) Error() string              { return e.st.Message() }
-func (e *hedgeNoPermit) Unwrap() error              { return limiter.ErrLimited }
-func (e *hedgeNoPermit) GRPCStatus() *status.Status { return e.st }
+var errHedgeNoPermit = oc.Refusal("engine: concurrency limit reached; a hedge does not wait for a place", limiter.ErrLimited)
 
 // errAttemptTimeout is the cause given to a stream attempt cancelled by the
 // per-attempt timeout before it committed.

@@ -176,3 +176,17 @@ func IsDownstream(st *status.Status) bool {
 func RefusalStatus(msg string) *status.Status {
 	return MarkDownstream(status.New(codes.Unavailable, msg))
 }
+
+// Refusal returns the error of a request this client refused: its status
+// is RefusalStatus(msg), its message msg, and it matches (errors.Is) each
+// of is, the refusing package's sentinels.
+func Refusal(msg string, is ...error) error { return &refusal{RefusalStatus(msg), is} }
+
+type refusal struct {
+	st *status.Status
+	is []error
+}
+
+func (e *refusal) Error() string              { return e.st.Message() }
+func (e *refusal) GRPCStatus() *status.Status { return e.st }
+func (e *refusal) Unwrap() []error            { return e.is }
