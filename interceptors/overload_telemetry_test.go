@@ -3,7 +3,6 @@ package interceptors
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -195,14 +194,7 @@ func TestOverloadGaugesPerMethod(t *testing.T) {
 func TestLimitAtItsMinimumIsLogged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var buf lockedBuffer
-		logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
-			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-				if a.Key == slog.TimeKey {
-					return slog.Attr{}
-				}
-				return a
-			},
-		}))
+		logger := warnLogger(&buf)
 		r := newRig(t, WithConcurrencyLimit(limiter.Config{InitialLimit: 10, MinLimit: 5}), WithLogger(logger),
 			WithoutBreaker(), MaxAttempts(1), PerAttemptTimeout(10*time.Millisecond))
 		r.failAll(resiliencetest.Hang())

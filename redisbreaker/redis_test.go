@@ -129,7 +129,6 @@ func freeAddr(t testing.TB) string {
 
 func (r *redisServer) start() {
 	r.t.Helper()
-	_, port, _ := net.SplitHostPort(r.addr)
 	log, err := os.OpenFile(filepath.Join(r.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		r.t.Fatal(err)
@@ -137,7 +136,7 @@ func (r *redisServer) start() {
 	defer log.Close()
 	args := r.args
 	if args == nil {
-		args = []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir}
+		args = []string{"--port", port(r.addr), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir}
 	}
 	r.cmd = exec.Command("redis-server", args...)
 	r.cmd.Stdout, r.cmd.Stderr = log, log

@@ -34,10 +34,7 @@ func collect(t *testing.T, reader *sdkmetric.ManualReader) map[string]metricdata
 
 func newGRPCRecorder(t *testing.T) (Recorder, *sdkmetric.ManualReader) {
 	t.Helper()
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
-	return New(Options{MeterProvider: mp, MetricNames: NamesGRPC}), reader
+	return newMeteredRecorder(t, NamesGRPC)
 }
 
 func TestGRPCNamesRetriedCall(t *testing.T) {
